@@ -1,0 +1,289 @@
+// Package api is Usher's admin API in the shapes Google's clients call: Cloud
+// Run's Knative serving.knative.dev/v1 resources, IAM policy methods on
+// services, Resource Manager project policies, IAM service accounts and IAM
+// Credentials token minting, plus the token endpoint the CLI signs in with.
+//
+// Every call is authenticated (a Bearer access token from Usher's issuer) and
+// authorized through package iam before anything is read or written; errors use
+// Google's JSON shape. Policy writes are compare-and-swap on the etag and are
+// durable, and in force at the gateway, before the API answers. The API never
+// touches the gateway or instances directly: it writes state, and the rest
+// follows the store.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/usher-run/usher/internal/authn"
+	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/store"
+)
+
+// Audiences of the tokens Usher mints.
+const (
+	// AccessTokenAudience marks access tokens for this API; the gateway never
+	// accepts them, and the API accepts nothing else.
+	AccessTokenAudience = "usher-admin-api"
+	// CLIClientID is the audience of identity tokens the CLI mints for a user
+	// without --audiences (as gcloud's own client id is on Google).
+	CLIClientID = "usher-cli"
+)
+
+// Minter mints tokens (the built-in issuer).
+type Minter interface {
+	Mint(c issuer.Claims) (string, error)
+}
+
+// Verifier verifies tokens.
+type Verifier interface {
+	Verify(token string) (*authn.Identity, error)
+}
+
+// Syncer reports when the gateway's view has caught up with a store revision.
+type Syncer interface {
+	WaitFor(ctx context.Context, revision int64) error
+}
+
+// Config wires the API.
+type Config struct {
+	Store    store.Store
+	Roles    *iam.Roles
+	Minter   Minter
+	Verifier Verifier
+	Sync     Syncer
+	// DefaultRegion is used when neither path nor host names one.
+	DefaultRegion string
+	// ServiceURL renders a service's URL.
+	ServiceURL func(project, region, name string) string
+	Now        func() time.Time
+	Log        *slog.Logger
+}
+
+// API serves the admin API.
+type API struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New builds the API and its routes.
+func New(cfg Config) *API {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	a := &API{cfg: cfg, mux: http.NewServeMux()}
+	a.routes()
+	return a
+}
+
+// ServeHTTP serves API hosts.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func (a *API) routes() {
+	m := a.mux
+	m.HandleFunc("POST /token", a.handleToken)
+
+	// Knative serving v1, as gcloud calls it on regional hosts.
+	const kn = "/apis/serving.knative.dev/v1/namespaces/{ns}"
+	m.Handle("GET "+kn+"/services", a.authed(a.listServices))
+	m.Handle("POST "+kn+"/services", a.authed(a.createService))
+	m.Handle("GET "+kn+"/services/{name}", a.authed(a.getService))
+	m.Handle("PUT "+kn+"/services/{name}", a.authed(a.replaceService))
+	m.Handle("DELETE "+kn+"/services/{name}", a.authed(a.deleteService))
+	m.Handle("GET "+kn+"/revisions", a.authed(a.listRevisions))
+	m.Handle("GET "+kn+"/revisions/{name}", a.authed(a.getRevision))
+
+	// Cloud Run v1 projects.locations.*: the same resources addressed by
+	// region in the path, plus IAM methods (":getIamPolicy" is a suffix of
+	// the last segment, so it is dispatched by hand).
+	const loc = "/v1/projects/{ns}/locations/{region}"
+	m.Handle("GET "+loc+"/services", a.authed(a.listServices))
+	m.Handle("POST "+loc+"/services", a.authed(a.createService))
+	m.Handle("GET "+loc+"/services/{name}", a.authed(a.serviceGetOrPolicy))
+	m.Handle("POST "+loc+"/services/{name}", a.authed(a.servicePolicyMethod))
+	m.Handle("PUT "+loc+"/services/{name}", a.authed(a.replaceService))
+	m.Handle("DELETE "+loc+"/services/{name}", a.authed(a.deleteService))
+	m.Handle("GET "+loc+"/revisions", a.authed(a.listRevisions))
+	m.Handle("GET "+loc+"/revisions/{name}", a.authed(a.getRevision))
+
+	// Resource Manager v1 and IAM v1.
+	m.Handle("GET /v1/projects/{project}", a.authed(a.projectGetOrPolicy))
+	m.Handle("POST /v1/projects/{project}", a.authed(a.projectPolicyMethod))
+	m.Handle("GET /v1/projects/{project}/serviceAccounts", a.authed(a.listServiceAccounts))
+	m.Handle("POST /v1/projects/{project}/serviceAccounts", a.authed(a.createServiceAccount))
+	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountGetOrPolicy))
+	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountMethod))
+	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.deleteServiceAccount))
+
+	m.Handle("/", a.authed(func(w http.ResponseWriter, r *http.Request, _ *caller) error {
+		return notFound("no API method at %s %s", r.Method, r.URL.Path)
+	}))
+}
+
+// caller is the authenticated principal of an API request.
+type caller struct {
+	Principal iam.Principal
+	Identity  *authn.Identity
+}
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, c *caller) error
+
+// authed authenticates the request and maps any returned error to Google's
+// JSON error shape.
+func (a *API) authed(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := a.authenticate(r)
+		if err == nil {
+			err = h(w, r, c)
+		}
+		if err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+func (a *API) authenticate(r *http.Request) (*caller, error) {
+	tok, ok := authn.BearerToken(r.Header.Get("Authorization"))
+	if !ok {
+		return nil, unauthenticated("Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
+	}
+	id, err := a.cfg.Verifier.Verify(tok)
+	if err != nil || !id.HasAudience(AccessTokenAudience) || id.Email == "" {
+		return nil, unauthenticated("Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
+	}
+	return &caller{Principal: iam.NewPrincipal(id.Email), Identity: id}, nil
+}
+
+// Error is an API error: what the client sees (Code, Status, Message) and what
+// only the log keeps (Err).
+type Error struct {
+	Code    int
+	Status  string
+	Message string
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func newError(code int, status, format string, args ...any) *Error {
+	return &Error{Code: code, Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+func invalidArgument(format string, args ...any) *Error {
+	return newError(http.StatusBadRequest, "INVALID_ARGUMENT", format, args...)
+}
+func notFound(format string, args ...any) *Error {
+	return newError(http.StatusNotFound, "NOT_FOUND", format, args...)
+}
+func alreadyExists(format string, args ...any) *Error {
+	return newError(http.StatusConflict, "ALREADY_EXISTS", format, args...)
+}
+func aborted(format string, args ...any) *Error {
+	return newError(http.StatusConflict, "ABORTED", format, args...)
+}
+func unauthenticated(format string, args ...any) *Error {
+	return newError(http.StatusUnauthorized, "UNAUTHENTICATED", format, args...)
+}
+func permissionDenied(perm, resource string) *Error {
+	return newError(http.StatusForbidden, "PERMISSION_DENIED", "Permission '%s' denied on resource '%s' (or resource may not exist).", perm, resource)
+}
+
+// errConcurrentPolicy is Google's message for a stale etag.
+const errConcurrentPolicy = "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		switch {
+		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			e = &Error{Code: http.StatusServiceUnavailable, Status: "UNAVAILABLE", Message: "The request was cancelled or timed out.", Err: err}
+		default:
+			e = &Error{Code: http.StatusInternalServerError, Status: "INTERNAL", Message: "Internal error.", Err: err}
+		}
+	}
+	level := slog.LevelInfo
+	if e.Code >= 500 {
+		level = slog.LevelError
+	}
+	a.cfg.Log.Log(r.Context(), level, "api error", "method", r.Method, "path", r.URL.Path, "code", e.Code, "status", e.Status, "err", e.Error())
+	if e.Code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="usher"`)
+	}
+	writeJSON(w, e.Code, map[string]any{"error": map[string]any{
+		"code": e.Code, "message": e.Message, "status": e.Status,
+	}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+	w.WriteHeader(status)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// maxBody bounds request bodies; Usher's resources are small.
+const maxBody = 1 << 20
+
+// decodeBody reads a JSON request body strictly enough to catch mistakes while
+// tolerating fields clients send that Usher ignores (e.g. status).
+func decodeBody(r *http.Request, v any) error {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return invalidArgument("reading request body: %v", err)
+	}
+	if len(b) > maxBody {
+		return invalidArgument("request body exceeds %d bytes", maxBody)
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return invalidArgument("Invalid JSON payload received. %v", err)
+	}
+	return nil
+}
+
+// regionFromHost returns REGION from a regional API host "REGION-localhost"
+// (or "REGION-run.googleapis.com"), or "".
+func regionFromHost(host string) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	for _, suffix := range []string{"-localhost", "-run.googleapis.com"} {
+		if region, ok := strings.CutSuffix(host, suffix); ok && region != "" && !strings.Contains(region, ".") {
+			return region
+		}
+	}
+	return ""
+}
+
+// check authorizes caller for perm across levels.
+func (a *API) check(c *caller, perm, resource string, levels ...iam.Level) error {
+	if d := a.cfg.Roles.Check(c.Principal, perm, levels...); !d.Allowed {
+		return permissionDenied(perm, resource)
+	}
+	return nil
+}

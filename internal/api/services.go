@@ -1,0 +1,446 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
+)
+
+// scope is the project and region a Cloud Run request addresses.
+type scope struct {
+	project state.Project
+	region  string // "" or "-" for every region (list only)
+}
+
+// resolveScope finds the project named by the path (by ID or number, as gcloud
+// may send either) and the region (path, then regional host, then default).
+func (a *API) resolveScope(r *http.Request) (scope, error) {
+	ns := r.PathValue("ns")
+	p, err := a.findProject(r.Context(), ns)
+	if err != nil {
+		return scope{}, err
+	}
+	region := r.PathValue("region")
+	if region == "" {
+		region = regionFromHost(r.Host)
+	}
+	return scope{project: p, region: region}, nil
+}
+
+func (a *API) findProject(ctx context.Context, idOrNumber string) (state.Project, error) {
+	var p state.Project
+	_, err := state.Get(ctx, a.cfg.Store, state.ProjectKey(idOrNumber), &p)
+	if err == nil {
+		return p, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return p, err
+	}
+	projects, _, err := state.List[state.Project](ctx, a.cfg.Store, state.ProjectsPrefix)
+	if err != nil {
+		return p, err
+	}
+	for _, p := range projects {
+		if p.ProjectNumber == idOrNumber {
+			return p, nil
+		}
+	}
+	return p, notFound("Project '%s' not found.", idOrNumber)
+}
+
+// region returns the scope's single region for writes and reads by name.
+func (s scope) singleRegion(def string) string {
+	if s.region == "" || s.region == "-" {
+		return def
+	}
+	return s.region
+}
+
+func (a *API) projectLevel(ctx context.Context, project string) (iam.Level, error) {
+	pol, _, err := a.readPolicy(ctx, state.ProjectPolicyKey(project))
+	return iam.Level{Resource: apis.ProjectResource(project), Policy: pol}, err
+}
+
+// serviceLevels are the policies in force on a service: its project's, then its own.
+func (a *API) serviceLevels(ctx context.Context, project, region, name string) ([]iam.Level, error) {
+	proj, err := a.projectLevel(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	pol, _, err := a.readPolicy(ctx, state.ServicePolicyKey(project, region, name))
+	if err != nil {
+		return nil, err
+	}
+	return []iam.Level{proj, {Resource: apis.ServiceResource(project, region, name), Policy: pol}}, nil
+}
+
+// readPolicy returns the policy at key (nil if none) and its revision.
+func (a *API) readPolicy(ctx context.Context, key string) (*iam.Policy, int64, error) {
+	var p iam.Policy
+	rev, err := state.Get(ctx, a.cfg.Store, key, &p)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return &p, rev, nil
+}
+
+// decorate fills what is derived rather than stored: URLs and resourceVersion.
+func (a *API) decorate(s *apis.Service, region string, rev int64) {
+	url := a.cfg.ServiceURL(s.Metadata.Namespace, region, s.Metadata.Name)
+	s.Metadata.ResourceVersion = strconv.FormatInt(rev, 10)
+	s.Metadata.SelfLink = "/apis/serving.knative.dev/v1/namespaces/" + s.Metadata.Namespace + "/services/" + s.Metadata.Name
+	if s.Status.ObservedGeneration > 0 || s.Status.LatestCreatedRevisionName != "" {
+		s.Status.URL = url
+		s.Status.Address = &apis.Addressable{URL: url}
+	}
+}
+
+func (a *API) listServices(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	proj, err := a.projectLevel(r.Context(), sc.project.ProjectID)
+	if err != nil {
+		return err
+	}
+	if err := a.check(c, iam.PermServicesList, proj.Resource, proj); err != nil {
+		return err
+	}
+	prefix := state.ServicesPrefix + sc.project.ProjectID + "/"
+	if sc.region != "" && sc.region != "-" {
+		prefix += sc.region + "/"
+	}
+	entries, listRev, err := a.cfg.Store.List(r.Context(), prefix)
+	if err != nil {
+		return err
+	}
+	selector := labelSelector(r.URL.Query().Get("labelSelector"))
+	list := apis.List[apis.Service]{APIVersion: apis.ServingAPIVersion, Kind: "ServiceList",
+		Metadata: apis.ListMeta{ResourceVersion: strconv.FormatInt(listRev, 10)}, Items: []apis.Service{}}
+	for _, e := range entries {
+		var s apis.Service
+		if err := json.Unmarshal(e.Value, &s); err != nil {
+			return err
+		}
+		if !selector(s.Metadata.Labels) {
+			continue
+		}
+		a.decorate(&s, s.Metadata.Labels[apis.LabelLocation], e.Revision)
+		list.Items = append(list.Items, s)
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+// labelSelector parses "k=v,k2=v2" (equality only).
+func labelSelector(sel string) func(map[string]string) bool {
+	if strings.TrimSpace(sel) == "" {
+		return func(map[string]string) bool { return true }
+	}
+	want := map[string]string{}
+	for _, part := range strings.Split(sel, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		want[strings.TrimSpace(k)] = strings.TrimSpace(strings.TrimPrefix(v, "="))
+	}
+	return func(labels map[string]string) bool {
+		for k, v := range want {
+			if labels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func (a *API) getService(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	region := sc.singleRegion(a.cfg.DefaultRegion)
+	name := r.PathValue("name")
+	if err := a.authorizeService(r.Context(), c, iam.PermServicesGet, sc.project.ProjectID, region, name); err != nil {
+		return err
+	}
+	s, rev, err := a.readService(r.Context(), sc.project.ProjectID, region, name)
+	if err != nil {
+		return err
+	}
+	a.decorate(s, region, rev)
+	return writeJSON(w, http.StatusOK, s)
+}
+
+func (a *API) authorizeService(ctx context.Context, c *caller, perm, project, region, name string) error {
+	levels, err := a.serviceLevels(ctx, project, region, name)
+	if err != nil {
+		return err
+	}
+	return a.check(c, perm, "namespaces/"+project+"/services/"+name, levels...)
+}
+
+func (a *API) readService(ctx context.Context, project, region, name string) (*apis.Service, int64, error) {
+	var s apis.Service
+	rev, err := state.Get(ctx, a.cfg.Store, state.ServiceKey(project, region, name), &s)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, notFound("Resource '%s' of kind 'SERVICE' in region '%s' in project '%s' does not exist.", name, region, project)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return &s, rev, nil
+}
+
+func (a *API) createService(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	region := sc.singleRegion(a.cfg.DefaultRegion)
+	project := sc.project.ProjectID
+	proj, err := a.projectLevel(r.Context(), project)
+	if err != nil {
+		return err
+	}
+	if err := a.check(c, iam.PermServicesCreate, "namespaces/"+project+"/services", proj); err != nil {
+		return err
+	}
+	var s apis.Service
+	if err := decodeBody(r, &s); err != nil {
+		return err
+	}
+	if err := a.prepareService(&s, nil, project, region, c); err != nil {
+		return err
+	}
+	rev, err := state.Put(r.Context(), a.cfg.Store, state.ServiceKey(project, region, s.Metadata.Name), &s, store.MustNotExist)
+	if errors.Is(err, store.ErrConflict) {
+		return alreadyExists("Resource '%s' already exists.", s.Metadata.Name)
+	}
+	if err != nil {
+		return err
+	}
+	a.decorate(&s, region, rev)
+	return writeJSON(w, http.StatusOK, s)
+}
+
+// prepareService validates an incoming service and fills what the server owns.
+// old is the stored service on replace, nil on create.
+func (a *API) prepareService(s *apis.Service, old *apis.Service, project, region string, c *caller) error {
+	if s.APIVersion != "" && s.APIVersion != apis.ServingAPIVersion {
+		return invalidArgument("apiVersion %q is not supported; use %s", s.APIVersion, apis.ServingAPIVersion)
+	}
+	if s.Kind != "" && s.Kind != apis.KindService {
+		return invalidArgument("kind %q is not supported; use %s", s.Kind, apis.KindService)
+	}
+	if ns := s.Metadata.Namespace; ns != "" && ns != project && ns != apis.ProjectNumber(project) {
+		return invalidArgument("metadata.namespace %q does not match the project %q in the request", ns, project)
+	}
+	s.Status = apis.ServiceStatus{} // clients send status back; it is ours
+	s.SetDefaults(project, apis.DefaultServiceAccount(project))
+	if err := s.Validate(); err != nil {
+		return invalidArgument("%v", err)
+	}
+	now := a.cfg.Now().UTC().Format(time.RFC3339)
+	if s.Metadata.Labels == nil {
+		s.Metadata.Labels = map[string]string{}
+	}
+	s.Metadata.Labels[apis.LabelLocation] = region
+	if s.Metadata.Annotations == nil {
+		s.Metadata.Annotations = map[string]string{}
+	}
+	s.Metadata.Annotations[apis.AnnotationLastModifier] = c.Principal.Email
+	if old == nil {
+		s.Metadata.UID = newUID()
+		s.Metadata.Generation = 1
+		s.Metadata.CreationTimestamp = now
+		s.Metadata.Annotations[apis.AnnotationCreator] = c.Principal.Email
+		return nil
+	}
+	s.Metadata.UID = old.Metadata.UID
+	s.Metadata.CreationTimestamp = old.Metadata.CreationTimestamp
+	if creator := old.Metadata.Annotations[apis.AnnotationCreator]; creator != "" {
+		s.Metadata.Annotations[apis.AnnotationCreator] = creator
+	}
+	s.Metadata.Generation = old.Metadata.Generation
+	if !sameJSON(s.Spec, old.Spec) {
+		s.Metadata.Generation++
+	}
+	s.Status = old.Status
+	return nil
+}
+
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+func newUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func (a *API) replaceService(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	region := sc.singleRegion(a.cfg.DefaultRegion)
+	project, name := sc.project.ProjectID, r.PathValue("name")
+	if err := a.authorizeService(r.Context(), c, iam.PermServicesUpdate, project, region, name); err != nil {
+		return err
+	}
+	var s apis.Service
+	if err := decodeBody(r, &s); err != nil {
+		return err
+	}
+	if s.Metadata.Name != "" && s.Metadata.Name != name {
+		return invalidArgument("metadata.name %q does not match the service %q in the path", s.Metadata.Name, name)
+	}
+	s.Metadata.Name = name
+	old, rev, err := a.readService(r.Context(), project, region, name)
+	if err != nil {
+		return err
+	}
+	if rv := s.Metadata.ResourceVersion; rv != "" && rv != strconv.FormatInt(rev, 10) {
+		return aborted("The service '%s' was modified concurrently (resourceVersion %s is stale). Read it again and retry.", name, rv)
+	}
+	if err := a.prepareService(&s, old, project, region, c); err != nil {
+		return err
+	}
+	newRev, err := state.Put(r.Context(), a.cfg.Store, state.ServiceKey(project, region, name), &s, rev)
+	if errors.Is(err, store.ErrConflict) {
+		return aborted("The service '%s' was modified concurrently. Read it again and retry.", name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Sync.WaitFor(r.Context(), newRev); err != nil {
+		return err
+	}
+	a.decorate(&s, region, newRev)
+	return writeJSON(w, http.StatusOK, s)
+}
+
+func (a *API) deleteService(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	region := sc.singleRegion(a.cfg.DefaultRegion)
+	project, name := sc.project.ProjectID, r.PathValue("name")
+	if err := a.authorizeService(r.Context(), c, iam.PermServicesDelete, project, region, name); err != nil {
+		return err
+	}
+	s, rev, err := a.readService(r.Context(), project, region, name)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	last, err := a.cfg.Store.Delete(ctx, state.ServiceKey(project, region, name), rev)
+	if errors.Is(err, store.ErrConflict) {
+		return aborted("The service '%s' was modified concurrently. Retry the deletion.", name)
+	}
+	if err != nil {
+		return err
+	}
+	// The service is gone (and so unroutable) from here on; its policy and
+	// revisions go with it, as on Cloud Run, so a new service of the same name
+	// starts private.
+	if rev, err := a.cfg.Store.Delete(ctx, state.ServicePolicyKey(project, region, name), store.AnyRevision); err == nil {
+		last = rev
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	revs, _, err := a.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/")
+	if err != nil {
+		return err
+	}
+	for _, e := range revs {
+		var rv apis.Revision
+		if json.Unmarshal(e.Value, &rv) == nil && rv.Metadata.Labels[apis.LabelService] == name {
+			if drev, err := a.cfg.Store.Delete(ctx, e.Key, store.AnyRevision); err == nil {
+				last = drev
+			}
+		}
+	}
+	if err := a.cfg.Sync.WaitFor(ctx, last); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"apiVersion": "v1", "kind": "Status", "status": "Success",
+		"details": map[string]any{"name": name, "group": "serving.knative.dev", "kind": "services", "uid": s.Metadata.UID},
+	})
+}
+
+func (a *API) listRevisions(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	project := sc.project.ProjectID
+	proj, err := a.projectLevel(r.Context(), project)
+	if err != nil {
+		return err
+	}
+	if err := a.check(c, iam.PermRevisionsList, proj.Resource, proj); err != nil {
+		return err
+	}
+	prefix := state.RevisionsPrefix + project + "/"
+	if sc.region != "" && sc.region != "-" {
+		prefix += sc.region + "/"
+	}
+	revs, _, err := state.List[apis.Revision](r.Context(), a.cfg.Store, prefix)
+	if err != nil {
+		return err
+	}
+	selector := labelSelector(r.URL.Query().Get("labelSelector"))
+	list := apis.List[apis.Revision]{APIVersion: apis.ServingAPIVersion, Kind: "RevisionList", Items: []apis.Revision{}}
+	for _, rv := range revs {
+		if selector(rv.Metadata.Labels) {
+			list.Items = append(list.Items, rv)
+		}
+	}
+	return writeJSON(w, http.StatusOK, list)
+}
+
+func (a *API) getRevision(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	region := sc.singleRegion(a.cfg.DefaultRegion)
+	project, name := sc.project.ProjectID, r.PathValue("name")
+	proj, err := a.projectLevel(r.Context(), project)
+	if err != nil {
+		return err
+	}
+	if err := a.check(c, iam.PermRevisionsGet, "namespaces/"+project+"/revisions/"+name, proj); err != nil {
+		return err
+	}
+	var rv apis.Revision
+	_, err = state.Get(r.Context(), a.cfg.Store, state.RevisionKey(project, region, name), &rv)
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("Resource '%s' of kind 'REVISION' in region '%s' in project '%s' does not exist.", name, region, project)
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, rv)
+}

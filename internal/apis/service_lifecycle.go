@@ -1,0 +1,77 @@
+package apis
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Condition types and statuses clients poll for.
+const (
+	ConditionReady               = "Ready"
+	ConditionConfigurationsReady = "ConfigurationsReady"
+	ConditionRoutesReady         = "RoutesReady"
+	ConditionResourcesAvailable  = "ResourcesAvailable"
+	ConditionContainerHealthy    = "ContainerHealthy"
+	StatusTrue                   = "True"
+	StatusFalse                  = "False"
+	StatusUnknown                = "Unknown"
+)
+
+// InvokerIAMDisabled reports whether the invoker check is off for the service
+// (annotation values are parsed case-insensitively: gcloud writes "True").
+func (s *Service) InvokerIAMDisabled() bool {
+	v, ok := s.Metadata.Annotations[AnnotationInvokerIAMDisabled]
+	if !ok {
+		return false
+	}
+	b, err := strconv.ParseBool(strings.ToLower(v))
+	return err == nil && b
+}
+
+// CustomAudiences returns the audiences besides the URL that tokens may carry.
+func (s *Service) CustomAudiences() []string {
+	v, ok := s.Metadata.Annotations[AnnotationCustomAudiences]
+	if !ok {
+		return nil
+	}
+	var auds []string
+	if json.Unmarshal([]byte(v), &auds) != nil {
+		return nil
+	}
+	return auds
+}
+
+// Ready reports whether the service's Ready condition is True.
+func (s *Service) Ready() bool {
+	return conditionStatus(s.Status.Conditions, ConditionReady) == StatusTrue
+}
+
+func conditionStatus(conds []Condition, typ string) string {
+	for _, c := range conds {
+		if c.Type == typ {
+			return c.Status
+		}
+	}
+	return ""
+}
+
+// SetCondition sets or replaces a condition, keeping lastTransitionTime when the
+// status does not change.
+func SetCondition(conds []Condition, c Condition, now time.Time) []Condition {
+	for i, old := range conds {
+		if old.Type != c.Type {
+			continue
+		}
+		if old.Status == c.Status {
+			c.LastTransitionTime = old.LastTransitionTime
+		} else {
+			c.LastTransitionTime = now.UTC().Format(time.RFC3339)
+		}
+		conds[i] = c
+		return conds
+	}
+	c.LastTransitionTime = now.UTC().Format(time.RFC3339)
+	return append(conds, c)
+}

@@ -1,0 +1,178 @@
+// Package apis holds the resources of Usher's admin API in the shapes Cloud Run
+// clients already speak: Knative serving.knative.dev/v1 Services and Revisions
+// (what gcloud's managed platform sends), plus service accounts. Defaults,
+// validation and status lifecycle live beside the types.
+//
+// It is pure: no I/O. Validation errors name the offending field path.
+package apis
+
+// APIVersion and kinds of the Knative serving resources Cloud Run speaks.
+const (
+	ServingAPIVersion = "serving.knative.dev/v1"
+	KindService       = "Service"
+	KindRevision      = "Revision"
+)
+
+// Annotations and labels with meaning to Usher (Cloud Run's names).
+const (
+	AnnotationInvokerIAMDisabled = "run.googleapis.com/invoker-iam-disabled"
+	AnnotationCustomAudiences    = "run.googleapis.com/custom-audiences"
+	AnnotationMinScale           = "autoscaling.knative.dev/minScale"
+	AnnotationMaxScale           = "autoscaling.knative.dev/maxScale"
+	AnnotationCreator            = "serving.knative.dev/creator"
+	AnnotationLastModifier       = "serving.knative.dev/lastModifier"
+	LabelService                 = "serving.knative.dev/service"
+	LabelConfiguration           = "serving.knative.dev/configuration"
+	LabelConfigurationGeneration = "serving.knative.dev/configurationGeneration"
+	LabelLocation                = "cloud.googleapis.com/location"
+)
+
+// ObjectMeta is Kubernetes object metadata, as Cloud Run's v1 API uses it.
+type ObjectMeta struct {
+	Name              string            `json:"name,omitempty"`
+	Namespace         string            `json:"namespace,omitempty"`
+	SelfLink          string            `json:"selfLink,omitempty"`
+	UID               string            `json:"uid,omitempty"`
+	ResourceVersion   string            `json:"resourceVersion,omitempty"`
+	Generation        int64             `json:"generation,omitempty"`
+	CreationTimestamp string            `json:"creationTimestamp,omitempty"`
+	Labels            map[string]string `json:"labels,omitempty"`
+	Annotations       map[string]string `json:"annotations,omitempty"`
+}
+
+// Service is a Knative v1 Service.
+type Service struct {
+	APIVersion string        `json:"apiVersion"`
+	Kind       string        `json:"kind"`
+	Metadata   ObjectMeta    `json:"metadata"`
+	Spec       ServiceSpec   `json:"spec"`
+	Status     ServiceStatus `json:"status,omitempty"`
+}
+
+// ServiceSpec is what the user asks for.
+type ServiceSpec struct {
+	Template RevisionTemplate `json:"template"`
+	Traffic  []TrafficTarget  `json:"traffic,omitempty"`
+}
+
+// RevisionTemplate describes the revisions a service creates.
+type RevisionTemplate struct {
+	Metadata ObjectMeta   `json:"metadata,omitempty"`
+	Spec     RevisionSpec `json:"spec"`
+}
+
+// RevisionSpec is one revision's runtime configuration.
+type RevisionSpec struct {
+	ContainerConcurrency *int64      `json:"containerConcurrency,omitempty"`
+	TimeoutSeconds       int64       `json:"timeoutSeconds,omitempty"`
+	ServiceAccountName   string      `json:"serviceAccountName,omitempty"`
+	Containers           []Container `json:"containers"`
+}
+
+// Container is the single container of a revision.
+type Container struct {
+	Name      string          `json:"name,omitempty"`
+	Image     string          `json:"image"`
+	Command   []string        `json:"command,omitempty"`
+	Args      []string        `json:"args,omitempty"`
+	Env       []EnvVar        `json:"env,omitempty"`
+	Ports     []ContainerPort `json:"ports,omitempty"`
+	Resources *Resources      `json:"resources,omitempty"`
+}
+
+// EnvVar is a literal environment variable.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// ContainerPort names the port the container listens on.
+type ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort,omitempty"`
+}
+
+// Resources are container limits.
+type Resources struct {
+	Limits map[string]string `json:"limits,omitempty"`
+}
+
+// TrafficTarget routes a share of traffic to a revision.
+type TrafficTarget struct {
+	ConfigurationName string `json:"configurationName,omitempty"`
+	RevisionName      string `json:"revisionName,omitempty"`
+	LatestRevision    *bool  `json:"latestRevision,omitempty"`
+	Percent           int64  `json:"percent,omitempty"`
+	Tag               string `json:"tag,omitempty"`
+	URL               string `json:"url,omitempty"`
+}
+
+// ServiceStatus is what Usher reports back.
+type ServiceStatus struct {
+	ObservedGeneration        int64           `json:"observedGeneration,omitempty"`
+	Conditions                []Condition     `json:"conditions,omitempty"`
+	LatestReadyRevisionName   string          `json:"latestReadyRevisionName,omitempty"`
+	LatestCreatedRevisionName string          `json:"latestCreatedRevisionName,omitempty"`
+	URL                       string          `json:"url,omitempty"`
+	Address                   *Addressable    `json:"address,omitempty"`
+	Traffic                   []TrafficTarget `json:"traffic,omitempty"`
+}
+
+// Addressable carries the service's URL.
+type Addressable struct {
+	URL string `json:"url,omitempty"`
+}
+
+// Condition is a Knative status condition.
+type Condition struct {
+	Type               string `json:"type"`
+	Status             string `json:"status"`
+	Reason             string `json:"reason,omitempty"`
+	Message            string `json:"message,omitempty"`
+	LastTransitionTime string `json:"lastTransitionTime,omitempty"`
+	Severity           string `json:"severity,omitempty"`
+}
+
+// Revision is a Knative v1 Revision: an immutable snapshot of a service's template.
+type Revision struct {
+	APIVersion string         `json:"apiVersion"`
+	Kind       string         `json:"kind"`
+	Metadata   ObjectMeta     `json:"metadata"`
+	Spec       RevisionSpec   `json:"spec"`
+	Status     RevisionStatus `json:"status,omitempty"`
+}
+
+// RevisionStatus reports whether the revision could start.
+type RevisionStatus struct {
+	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
+	Conditions         []Condition `json:"conditions,omitempty"`
+	ImageDigest        string      `json:"imageDigest,omitempty"`
+}
+
+// List is a Knative list response.
+type List[T any] struct {
+	APIVersion  string   `json:"apiVersion"`
+	Kind        string   `json:"kind"`
+	Metadata    ListMeta `json:"metadata"`
+	Items       []T      `json:"items"`
+	Unreachable []string `json:"unreachable,omitempty"`
+}
+
+// ListMeta is Kubernetes list metadata.
+type ListMeta struct {
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+	SelfLink        string `json:"selfLink,omitempty"`
+}
+
+// ServiceAccount is an IAM v1 service account.
+type ServiceAccount struct {
+	Name           string `json:"name"`
+	ProjectID      string `json:"projectId"`
+	UniqueID       string `json:"uniqueId"`
+	Email          string `json:"email"`
+	DisplayName    string `json:"displayName,omitempty"`
+	Description    string `json:"description,omitempty"`
+	Etag           string `json:"etag,omitempty"`
+	OAuth2ClientID string `json:"oauth2ClientId,omitempty"`
+	Disabled       bool   `json:"disabled,omitempty"`
+}

@@ -1,0 +1,158 @@
+package apis
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// FieldError is a validation failure at a field path, e.g.
+// "spec.template.spec.containers[0].image: is required".
+type FieldError struct {
+	Path    string
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Message }
+
+func fieldErr(path, format string, args ...any) *FieldError {
+	return &FieldError{Path: path, Message: fmt.Sprintf(format, args...)}
+}
+
+var (
+	serviceNameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	envNameRE     = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+)
+
+// MaxServiceNameLength is Cloud Run's limit.
+const MaxServiceNameLength = 49
+
+// ValidateServiceName checks a service name as Cloud Run does.
+func ValidateServiceName(name string) error {
+	if name == "" {
+		return fieldErr("metadata.name", "is required")
+	}
+	if len(name) > MaxServiceNameLength || !serviceNameRE.MatchString(name) {
+		return fieldErr("metadata.name", "%q must use only lowercase alphanumeric characters and dashes, start with a letter, not end with a dash, and be at most %d characters", name, MaxServiceNameLength)
+	}
+	return nil
+}
+
+// reservedEnv are set by the platform; users may not set them.
+var reservedEnv = map[string]bool{"PORT": true, "K_SERVICE": true, "K_REVISION": true, "K_CONFIGURATION": true}
+
+// Validate checks a service as create or replace receives it (after defaults).
+func (s *Service) Validate() error {
+	if err := ValidateServiceName(s.Metadata.Name); err != nil {
+		return err
+	}
+	if err := validateAnnotations("metadata.annotations", s.Metadata.Annotations); err != nil {
+		return err
+	}
+	tmpl := s.Spec.Template
+	if err := validateAnnotations("spec.template.metadata.annotations", tmpl.Metadata.Annotations); err != nil {
+		return err
+	}
+	if n := tmpl.Metadata.Name; n != "" {
+		if !strings.HasPrefix(n, s.Metadata.Name+"-") || len(n) > 63 || !serviceNameRE.MatchString(n) {
+			return fieldErr("spec.template.metadata.name", "revision name %q must start with %q and be a DNS label", n, s.Metadata.Name+"-")
+		}
+	}
+	spec := tmpl.Spec
+	if len(spec.Containers) != 1 {
+		return fieldErr("spec.template.spec.containers", "exactly one container is required, got %d", len(spec.Containers))
+	}
+	c := spec.Containers[0]
+	if strings.TrimSpace(c.Image) == "" {
+		return fieldErr("spec.template.spec.containers[0].image", "is required")
+	}
+	for i, e := range c.Env {
+		p := fmt.Sprintf("spec.template.spec.containers[0].env[%d].name", i)
+		if !envNameRE.MatchString(e.Name) {
+			return fieldErr(p, "%q is not a valid environment variable name", e.Name)
+		}
+		if reservedEnv[e.Name] {
+			return fieldErr(p, "%s is reserved: Cloud Run sets it for every instance", e.Name)
+		}
+	}
+	if len(c.Ports) > 1 {
+		return fieldErr("spec.template.spec.containers[0].ports", "at most one port may be set")
+	}
+	if cc := spec.ContainerConcurrency; cc != nil && (*cc < 0 || *cc > MaxContainerConcurrency) {
+		return fieldErr("spec.template.spec.containerConcurrency", "%d must be between 0 and %d", *cc, MaxContainerConcurrency)
+	}
+	if spec.TimeoutSeconds < 0 || spec.TimeoutSeconds > 3600 {
+		return fieldErr("spec.template.spec.timeoutSeconds", "%d must be between 1 and 3600", spec.TimeoutSeconds)
+	}
+	if sa := spec.ServiceAccountName; sa != "" && !strings.Contains(sa, "@") {
+		return fieldErr("spec.template.spec.serviceAccountName", "%q must be a service account email", sa)
+	}
+	minScale, err := scaleAnnotation(tmpl.Metadata.Annotations, AnnotationMinScale)
+	if err != nil {
+		return err
+	}
+	maxScale, err := scaleAnnotation(tmpl.Metadata.Annotations, AnnotationMaxScale)
+	if err != nil {
+		return err
+	}
+	if maxScale > 0 && minScale > maxScale {
+		return fieldErr("spec.template.metadata.annotations", "%s (%d) exceeds %s (%d)", AnnotationMinScale, minScale, AnnotationMaxScale, maxScale)
+	}
+	return s.validateTraffic()
+}
+
+func (s *Service) validateTraffic() error {
+	if len(s.Spec.Traffic) == 0 {
+		return nil
+	}
+	total := int64(0)
+	for i, t := range s.Spec.Traffic {
+		p := fmt.Sprintf("spec.traffic[%d]", i)
+		if t.Percent < 0 || t.Percent > 100 {
+			return fieldErr(p+".percent", "%d must be between 0 and 100", t.Percent)
+		}
+		latest := t.LatestRevision != nil && *t.LatestRevision
+		if latest == (t.RevisionName != "") {
+			return fieldErr(p, "exactly one of revisionName or latestRevision: true is required")
+		}
+		total += t.Percent
+	}
+	if total != 100 {
+		return fieldErr("spec.traffic", "percentages must add up to 100, got %d", total)
+	}
+	return nil
+}
+
+func validateAnnotations(path string, ann map[string]string) error {
+	if v, ok := ann[AnnotationInvokerIAMDisabled]; ok {
+		if _, err := strconv.ParseBool(strings.ToLower(v)); err != nil {
+			return fieldErr(path, "%s must be \"true\" or \"false\", got %q", AnnotationInvokerIAMDisabled, v)
+		}
+	}
+	if v, ok := ann[AnnotationCustomAudiences]; ok {
+		var auds []string
+		if err := json.Unmarshal([]byte(v), &auds); err != nil {
+			return fieldErr(path, "%s must be a JSON array of strings, got %q", AnnotationCustomAudiences, v)
+		}
+		for _, a := range auds {
+			if strings.TrimSpace(a) == "" {
+				return fieldErr(path, "%s must not contain empty audiences", AnnotationCustomAudiences)
+			}
+		}
+	}
+	return nil
+}
+
+func scaleAnnotation(ann map[string]string, key string) (int, error) {
+	v, ok := ann[key]
+	if !ok || v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > 1000 {
+		return 0, fieldErr("spec.template.metadata.annotations", "%s must be a whole number from 0 to 1000, got %q", key, v)
+	}
+	return n, nil
+}

@@ -1,0 +1,495 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/client"
+	"github.com/usher-run/usher/internal/iam"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	run := &cobra.Command{Use: "run", Short: "Manage Cloud Run services"}
+	services := &cobra.Command{Use: "services", Short: "Manage services"}
+	services.AddCommand(
+		newDeployCmd(g, "update", false),
+		newServicesListCmd(g),
+		newServicesDescribeCmd(g),
+		newServicesDeleteCmd(g),
+		newPolicyBindingCmd(g, "add-iam-policy-binding", true, servicePolicyPath),
+		newPolicyBindingCmd(g, "remove-iam-policy-binding", false, servicePolicyPath),
+		newGetPolicyCmd(g, servicePolicyPath),
+		newSetPolicyCmd(g, servicePolicyPath),
+	)
+	revisions := &cobra.Command{Use: "revisions", Short: "Manage revisions"}
+	revisions.AddCommand(newRevisionsListCmd(g))
+	run.AddCommand(newDeployCmd(g, "deploy", true), services, revisions)
+	return run
+}
+
+func servicePolicyPath(cfg client.Config, name string) (string, string) {
+	return client.ServicePath(cfg.Project, cfg.Region, name), "service [" + name + "]"
+}
+
+// deployFlags are gcloud run deploy's flags that Usher implements.
+type deployFlags struct {
+	image             string
+	allowUnauth       bool
+	noAllowUnauth     bool
+	serviceAccount    string
+	setEnv            map[string]string
+	updateEnv         map[string]string
+	removeEnv         []string
+	clearEnv          bool
+	command           []string
+	args              []string
+	concurrency       int
+	minInstances      int
+	maxInstances      int
+	invokerIAMCheck   bool
+	noInvokerIAMCheck bool
+	async             bool
+}
+
+func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
+	var f deployFlags
+	cmd := &cobra.Command{
+		Use:   use + " NAME",
+		Short: "Deploy a new revision of a service (creating it if needed)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return deploy(cmd, g, args[0], &f, create)
+		},
+	}
+	if !create {
+		cmd.Short = "Change a service's configuration (a new revision)"
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.image, "image", "", "file:///ABS/PATH of an executable (process runtime) or a container image")
+	if create {
+		fl.BoolVar(&f.allowUnauth, "allow-unauthenticated", false, "grant roles/run.invoker to allUsers: anyone on the network may call the service")
+		fl.BoolVar(&f.noAllowUnauth, "no-allow-unauthenticated", false, "remove an allUsers invoker grant: require authentication")
+	}
+	fl.StringVar(&f.serviceAccount, "service-account", "", "runtime service account email")
+	fl.StringToStringVar(&f.setEnv, "set-env-vars", nil, "replace all environment variables: KEY=VALUE,...")
+	fl.StringToStringVar(&f.updateEnv, "update-env-vars", nil, "add or change environment variables: KEY=VALUE,...")
+	fl.StringSliceVar(&f.removeEnv, "remove-env-vars", nil, "remove environment variables: KEY,...")
+	fl.BoolVar(&f.clearEnv, "clear-env-vars", false, "remove all environment variables")
+	fl.StringSliceVar(&f.command, "command", nil, "entrypoint (comma-separated)")
+	fl.StringSliceVar(&f.args, "args", nil, "arguments (comma-separated)")
+	fl.IntVar(&f.concurrency, "concurrency", -1, "maximum concurrent requests per instance (default 80)")
+	fl.IntVar(&f.minInstances, "min-instances", -1, "minimum instances")
+	fl.IntVar(&f.maxInstances, "max-instances", -1, "maximum instances")
+	fl.BoolVar(&f.invokerIAMCheck, "invoker-iam-check", false, "require IAM invoker permission (the default)")
+	fl.BoolVar(&f.noInvokerIAMCheck, "no-invoker-iam-check", false, "disable the invoker IAM check: the service is public")
+	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
+	return cmd
+}
+
+func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create bool) error {
+	ctx := cmd.Context()
+	c, cfg, err := g.client()
+	if err != nil {
+		return err
+	}
+	if f.allowUnauth && f.noAllowUnauth {
+		return fmt.Errorf("--allow-unauthenticated and --no-allow-unauthenticated are mutually exclusive")
+	}
+	if f.invokerIAMCheck && f.noInvokerIAMCheck {
+		return fmt.Errorf("--invoker-iam-check and --no-invoker-iam-check are mutually exclusive")
+	}
+	existing, err := c.GetService(ctx, cfg.Project, cfg.Region, name)
+	exists := err == nil
+	if err != nil && !client.IsStatus(err, "NOT_FOUND") {
+		return err
+	}
+	if !exists && !create {
+		return fmt.Errorf("service [%s] does not exist in project [%s] region [%s]", name, cfg.Project, cfg.Region)
+	}
+	var s apis.Service
+	if exists {
+		s = *existing
+		s.Status = apis.ServiceStatus{}
+		s.Spec.Template.Metadata.Name = ""
+	} else {
+		if f.image == "" {
+			return fmt.Errorf("--image is required to create service [%s]", name)
+		}
+		s = apis.Service{Metadata: apis.ObjectMeta{Name: name}, Spec: apis.ServiceSpec{Template: apis.RevisionTemplate{Spec: apis.RevisionSpec{Containers: []apis.Container{{}}}}}}
+	}
+	if err := applyDeployFlags(cmd, &s, f); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stderr, "Deploying container to Cloud Run service [%s] in project [%s] region [%s]\n", name, cfg.Project, cfg.Region)
+	if exists {
+		_, err = c.ReplaceService(ctx, cfg.Project, cfg.Region, &s)
+	} else {
+		_, err = c.CreateService(ctx, cfg.Project, cfg.Region, &s)
+	}
+	if err != nil {
+		return err
+	}
+	path := client.ServicePath(cfg.Project, cfg.Region, name)
+	switch {
+	case f.allowUnauth:
+		if _, err := c.ModifyIamPolicy(ctx, path, func(p *iam.Policy) (bool, error) {
+			return p.AddBinding("roles/run.invoker", "allUsers", nil), nil
+		}); err != nil {
+			return fmt.Errorf("the service was deployed, but granting allUsers failed: %w", err)
+		}
+	case f.noAllowUnauth:
+		if _, err := c.ModifyIamPolicy(ctx, path, func(p *iam.Policy) (bool, error) {
+			return p.RemoveBinding("roles/run.invoker", "allUsers", nil, true), nil
+		}); err != nil {
+			return fmt.Errorf("the service was deployed, but removing allUsers failed: %w", err)
+		}
+	}
+	if f.async {
+		fmt.Fprintf(g.stderr, "Service [%s] is deploying asynchronously.\n", name)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	ready, err := c.WaitReady(ctx, cfg.Project, cfg.Region, name)
+	if err != nil {
+		return fmt.Errorf("waiting for service [%s]: %w", name, err)
+	}
+	if !ready.Ready() {
+		for _, cond := range ready.Status.Conditions {
+			if cond.Type == apis.ConditionReady {
+				return fmt.Errorf("deployment failed: %s", cond.Message)
+			}
+		}
+	}
+	if g.format != "" {
+		return g.print(ready, nil)
+	}
+	fmt.Fprintf(g.stderr, "Service [%s] revision [%s] has been deployed and is serving 100 percent of traffic.\n", name, ready.Status.LatestReadyRevisionName)
+	fmt.Fprintf(g.stdout, "Service URL: %s\n", ready.Status.URL)
+	return nil
+}
+
+func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error {
+	tmpl := &s.Spec.Template
+	ctr := &tmpl.Spec.Containers[0]
+	changed := cmd.Flags().Changed
+	if f.image != "" {
+		ctr.Image = f.image
+	}
+	if changed("service-account") {
+		tmpl.Spec.ServiceAccountName = f.serviceAccount
+	}
+	if changed("command") {
+		ctr.Command = f.command
+	}
+	if changed("args") {
+		ctr.Args = f.args
+	}
+	env := ctr.Env
+	if f.clearEnv || changed("set-env-vars") {
+		env = nil
+	}
+	for k, v := range f.setEnv {
+		env = setEnv(env, k, v)
+	}
+	for k, v := range f.updateEnv {
+		env = setEnv(env, k, v)
+	}
+	for _, k := range f.removeEnv {
+		env = removeEnv(env, k)
+	}
+	ctr.Env = env
+	if f.concurrency >= 0 {
+		cc := int64(f.concurrency)
+		tmpl.Spec.ContainerConcurrency = &cc
+	}
+	if tmpl.Metadata.Annotations == nil {
+		tmpl.Metadata.Annotations = map[string]string{}
+	}
+	if f.minInstances >= 0 {
+		tmpl.Metadata.Annotations[apis.AnnotationMinScale] = strconv.Itoa(f.minInstances)
+	}
+	if f.maxInstances >= 0 {
+		tmpl.Metadata.Annotations[apis.AnnotationMaxScale] = strconv.Itoa(f.maxInstances)
+	}
+	if f.noInvokerIAMCheck || f.invokerIAMCheck {
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[apis.AnnotationInvokerIAMDisabled] = strconv.FormatBool(f.noInvokerIAMCheck)
+	}
+	return nil
+}
+
+func setEnv(env []apis.EnvVar, k, v string) []apis.EnvVar {
+	for i := range env {
+		if env[i].Name == k {
+			env[i].Value = v
+			return env
+		}
+	}
+	return append(env, apis.EnvVar{Name: k, Value: v})
+}
+
+func removeEnv(env []apis.EnvVar, k string) []apis.EnvVar {
+	out := env[:0]
+	for _, e := range env {
+		if e.Name != k {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func newServicesListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List services",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			region := "-"
+			if g.region != "" {
+				region = g.region
+			}
+			items, err := c.ListServices(cmd.Context(), cfg.Project, region)
+			if err != nil {
+				return err
+			}
+			return g.print(items, func(w io.Writer) error {
+				var rows [][]string
+				for _, s := range items {
+					mark := "X"
+					if s.Ready() {
+						mark = "✔"
+					}
+					rows = append(rows, []string{mark, s.Metadata.Name, s.Metadata.Labels[apis.LabelLocation], s.Status.URL,
+						s.Metadata.Annotations[apis.AnnotationLastModifier], s.Metadata.CreationTimestamp})
+				}
+				return table(w, []string{"", "SERVICE", "REGION", "URL", "LAST DEPLOYED BY", "CREATED"}, rows)
+			})
+		},
+	}
+}
+
+func newServicesDescribeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a service",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.GetService(cmd.Context(), cfg.Project, cfg.Region, args[0])
+			if err != nil {
+				return err
+			}
+			return g.print(s, nil)
+		},
+	}
+}
+
+func newServicesDeleteCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a service, its revisions and its IAM policy",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteService(cmd.Context(), cfg.Project, cfg.Region, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "Deleted service [%s].\n", args[0])
+			return nil
+		},
+	}
+	cmd.Flags().BoolP("quiet", "q", false, "no prompts (usher never prompts)")
+	return cmd
+}
+
+func newRevisionsListCmd(g *globals) *cobra.Command {
+	var service string
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List revisions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			items, err := c.ListRevisions(cmd.Context(), cfg.Project, cfg.Region, service)
+			if err != nil {
+				return err
+			}
+			return g.print(items, func(w io.Writer) error {
+				var rows [][]string
+				for _, r := range items {
+					ready := "X"
+					for _, cond := range r.Status.Conditions {
+						if cond.Type == apis.ConditionReady && cond.Status == apis.StatusTrue {
+							ready = "✔"
+						}
+					}
+					rows = append(rows, []string{ready, r.Metadata.Name, r.Metadata.Labels[apis.LabelService], r.Metadata.CreationTimestamp})
+				}
+				return table(w, []string{"", "REVISION", "SERVICE", "DEPLOYED"}, rows)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&service, "service", "", "only this service's revisions")
+	return cmd
+}
+
+// policyPathFunc maps a command's NAME argument to the policy's API path and a
+// label for messages.
+type policyPathFunc func(cfg client.Config, name string) (path, label string)
+
+func newPolicyBindingCmd(g *globals, use string, add bool, pathOf policyPathFunc) *cobra.Command {
+	var member, role, condition string
+	cmd := &cobra.Command{
+		Use:   use + " NAME --member=MEMBER --role=ROLE",
+		Short: "Add or remove an IAM policy binding",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			if member == "" || role == "" {
+				return fmt.Errorf("--member and --role are required")
+			}
+			if _, err := iam.ParseMember(member); err != nil {
+				return err
+			}
+			cond, allConditions, err := parseCondition(condition)
+			if err != nil {
+				return err
+			}
+			path, label := pathOf(cfg, args[0])
+			found := true
+			p, err := c.ModifyIamPolicy(cmd.Context(), path, func(p *iam.Policy) (bool, error) {
+				if cond != nil {
+					p.Version = iam.Version3
+				}
+				if add {
+					return p.AddBinding(role, member, cond), nil
+				}
+				found = p.RemoveBinding(role, member, cond, allConditions)
+				return found, nil
+			})
+			if err != nil {
+				return err
+			}
+			if !found {
+				return fmt.Errorf("policy binding with the specified principal, role, and condition not found")
+			}
+			fmt.Fprintf(g.stderr, "Updated IAM policy for %s.\n", label)
+			return g.print(p, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&member, "member", "", "allUsers, allAuthenticatedUsers, user:EMAIL, serviceAccount:EMAIL, group:EMAIL or domain:DOMAIN")
+	f.StringVar(&role, "role", "", "role name, e.g. roles/run.invoker")
+	f.StringVar(&condition, "condition", "", "condition: expression=EXPR,title=TITLE[,description=DESC], or None")
+	return cmd
+}
+
+// parseCondition parses gcloud's --condition value. "None" means no condition;
+// for removal, an absent flag matches bindings with any condition... except
+// that gcloud requires it when conditions exist; Usher removes from all.
+func parseCondition(s string) (*iam.Expr, bool, error) {
+	switch s {
+	case "":
+		return nil, true, nil
+	case "None", "none":
+		return nil, false, nil
+	}
+	e := &iam.Expr{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, false, fmt.Errorf("--condition: %q is not KEY=VALUE", kv)
+		}
+		switch k {
+		case "expression":
+			e.Expression = v
+		case "title":
+			e.Title = v
+		case "description":
+			e.Description = v
+		default:
+			return nil, false, fmt.Errorf("--condition: unknown key %q (use expression, title, description)", k)
+		}
+	}
+	if e.Expression == "" || e.Title == "" {
+		return nil, false, fmt.Errorf("--condition needs expression= and title=")
+	}
+	return e, false, nil
+}
+
+func newGetPolicyCmd(g *globals, pathOf policyPathFunc) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get-iam-policy NAME",
+		Short: "Show an IAM policy",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			path, _ := pathOf(cfg, args[0])
+			p, err := c.GetIamPolicy(cmd.Context(), path)
+			if err != nil {
+				return err
+			}
+			return g.print(p, nil)
+		},
+	}
+}
+
+func newSetPolicyCmd(g *globals, pathOf policyPathFunc) *cobra.Command {
+	return &cobra.Command{
+		Use:   "set-iam-policy NAME POLICY_FILE",
+		Short: "Replace an IAM policy with one from a JSON or YAML file (compare-and-swap on its etag)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(args[1])
+			if err != nil {
+				return err
+			}
+			var p iam.Policy
+			if err := yaml.UnmarshalStrict(b, &p); err != nil {
+				return fmt.Errorf("%s: not a policy: %w", args[1], err)
+			}
+			path, label := pathOf(cfg, args[0])
+			out, err := c.SetIamPolicy(cmd.Context(), path, &p)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "Updated IAM policy for %s.\n", label)
+			return g.print(out, nil)
+		},
+	}
+}

@@ -1,0 +1,33 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/usher-run/usher/internal/server"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var cfg server.Config
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run Usher: admin API, token issuer and gateway on one listener",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Project, cfg.Region = g.project, g.region
+			cfg.WriteUserConfig = true
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			return server.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
+	f.StringVar(&cfg.DataDir, "data-dir", "./usher-data", "where state, keys and the CLI configuration live")
+	f.StringVar(&cfg.Domain, "domain", "run.localhost", "service hosts are NAME-PROJECTNUMBER.REGION.DOMAIN")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL, the tokens' issuer (default http://localhost:PORT)")
+	f.DurationVar(&cfg.ScaleToZeroGrace, "scale-to-zero-grace", 15*time.Minute, "how long an idle instance lives")
+	return cmd
+}

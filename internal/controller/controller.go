@@ -1,0 +1,342 @@
+// Package controller reconciles what users asked for with what runs: for each
+// service whose spec changed it creates the immutable revision, starts an
+// instance to prove the revision can serve, and writes the status Cloud Run
+// clients poll for (Ready, observedGeneration, latestReadyRevisionName,
+// traffic, url). It retires instances of revisions no longer serving.
+//
+// It writes only status and revisions, always compare-and-swap, so a user's
+// concurrent change is never overwritten; it never decides who may invoke.
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/mirror"
+	"github.com/usher-run/usher/internal/pool"
+	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
+)
+
+// Instances starts and retires revision instances.
+type Instances interface {
+	Start(ctx context.Context, rev *apis.Revision) error
+	Retire(ctx context.Context, keep func(key string) bool)
+}
+
+// Config wires a controller.
+type Config struct {
+	Store      store.Store
+	Instances  Instances
+	ServiceURL func(project, region, name string) string
+	// ReadyTimeout bounds a revision's first start.
+	ReadyTimeout time.Duration
+	Now          func() time.Time
+	Log          *slog.Logger
+}
+
+// Controller reconciles services.
+type Controller struct {
+	cfg Config
+
+	mu       sync.Mutex
+	running  map[string]bool // service keys being reconciled
+	dirty    map[string]bool // changed again while running
+	// starting holds revisions from the start of their first instance until
+	// the mirror shows them serving (or abandoned), so a retire working from
+	// a snapshot older than our own status write never stops them.
+	starting map[string]string // revision key → service key
+	serving  map[string]bool // revision keys that should keep instances
+	ctx      context.Context
+}
+
+// New returns a controller; call Start, then feed it with Observe.
+func New(cfg Config) *Controller {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 90 * time.Second
+	}
+	return &Controller{cfg: cfg, running: map[string]bool{}, dirty: map[string]bool{}, starting: map[string]string{}, serving: map[string]bool{}}
+}
+
+// Start sets the context reconciles run under.
+func (c *Controller) Start(ctx context.Context) {
+	c.mu.Lock()
+	c.ctx = ctx
+	c.mu.Unlock()
+}
+
+// Observe is called with every new state (from the mirror). It must not
+// block: work is handed to goroutines.
+func (c *Controller) Observe(objects map[string]mirror.Object) {
+	serving := map[string]bool{}
+	var todo []string
+	for key, obj := range objects {
+		s, ok := obj.Value.(*apis.Service)
+		if !ok {
+			continue
+		}
+		region := s.Metadata.Labels[apis.LabelLocation]
+		if n := s.Status.LatestReadyRevisionName; n != "" {
+			serving[s.Metadata.Namespace+"/"+region+"/"+n] = true
+		}
+		if s.Status.ObservedGeneration != s.Metadata.Generation {
+			todo = append(todo, key)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		return
+	}
+	c.serving = serving
+	for revKey, svcKey := range c.starting {
+		obj, ok := objects[svcKey]
+		s, _ := obj.Value.(*apis.Service)
+		settled := s != nil && s.Status.ObservedGeneration == s.Metadata.Generation
+		if serving[revKey] || !ok || s == nil || settled {
+			delete(c.starting, revKey)
+		}
+	}
+	for _, key := range todo {
+		c.enqueueLocked(key)
+	}
+	go c.retire()
+}
+
+func (c *Controller) enqueueLocked(key string) {
+	if c.running[key] {
+		c.dirty[key] = true
+		return
+	}
+	c.running[key] = true
+	go c.loop(key)
+}
+
+func (c *Controller) loop(key string) {
+	for {
+		c.mu.Lock()
+		ctx := c.ctx
+		c.mu.Unlock()
+		err := c.reconcile(ctx, key)
+		if err != nil && ctx.Err() == nil {
+			c.cfg.Log.Warn("reconcile failed; retrying", "service", key, "err", err)
+		}
+		c.mu.Lock()
+		again := c.dirty[key] || (err != nil && ctx.Err() == nil)
+		delete(c.dirty, key)
+		if !again {
+			delete(c.running, key)
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+		if err != nil {
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+		}
+	}
+}
+
+// retire stops instances of revisions that no longer serve and are not starting.
+func (c *Controller) retire() {
+	c.mu.Lock()
+	ctx := c.ctx
+	c.mu.Unlock()
+	c.cfg.Instances.Retire(ctx, func(key string) bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		_, starting := c.starting[key]
+		return c.serving[key] || starting
+	})
+}
+
+// revisionName is NAME-00001-xyz: the generation, and a suffix derived from
+// the service's UID so retries name the same revision.
+func revisionName(s *apis.Service) string {
+	if n := s.Spec.Template.Metadata.Name; n != "" {
+		return n
+	}
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", s.Metadata.UID, s.Metadata.Generation)))
+	const letters = "abcdefghijklmnopqrstuvwxyz"
+	suffix := []byte{letters[sum[0]%26], letters[sum[1]%26], letters[sum[2]%26]}
+	return fmt.Sprintf("%s-%05d-%s", s.Metadata.Name, s.Metadata.Generation, suffix)
+}
+
+func (c *Controller) reconcile(ctx context.Context, key string) error {
+	var s apis.Service
+	rev, err := state.Get(ctx, c.cfg.Store, key, &s)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if s.Status.ObservedGeneration == s.Metadata.Generation {
+		return nil
+	}
+	project, region, name := s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], s.Metadata.Name
+	now := c.cfg.Now()
+	revName := revisionName(&s)
+	revKey := state.RevisionKey(project, region, revName)
+
+	revision, err := c.ensureRevision(ctx, &s, revKey, revName)
+	if err != nil {
+		var conflict *revisionConflict
+		if errors.As(err, &conflict) {
+			c.markFailed(&s, revName, "RevisionFailed", conflict.Error(), now)
+			_, err = state.Put(ctx, c.cfg.Store, key, &s, rev)
+			return ignoreConflict(err)
+		}
+		return err
+	}
+
+	// Tell clients which revision is coming before the (slow) start.
+	if s.Status.LatestCreatedRevisionName != revName {
+		s.Status.LatestCreatedRevisionName = revName
+		s.Status.Conditions = apis.SetCondition(s.Status.Conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.StatusUnknown, Reason: "Deploying", Message: "Starting revision " + revName + "."}, now)
+		rev, err = state.Put(ctx, c.cfg.Store, key, &s, rev)
+		if err != nil {
+			return ignoreConflict(err)
+		}
+	}
+
+	c.mu.Lock()
+	c.starting[pool.Key(revision)] = key
+	c.mu.Unlock()
+	startCtx, cancel := context.WithTimeout(ctx, c.cfg.ReadyTimeout)
+	startErr := c.cfg.Instances.Start(startCtx, revision)
+	cancel()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	now = c.cfg.Now()
+	if startErr != nil {
+		msg := fmt.Sprintf("Revision '%s' is not ready and cannot serve traffic. The user-provided container failed to start and listen on the port defined by the PORT environment variable: %v", revName, startErr)
+		revision.Status.Conditions = apis.SetCondition(revision.Status.Conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.StatusFalse, Reason: "ContainerMissing", Message: msg}, now)
+		if _, err := state.Put(ctx, c.cfg.Store, revKey, revision, store.AnyRevision); err != nil {
+			return err
+		}
+		c.markFailed(&s, revName, "RevisionFailed", msg, now)
+	} else {
+		revision.Status.ObservedGeneration = 1
+		for _, t := range []string{apis.ConditionReady, apis.ConditionContainerHealthy, apis.ConditionResourcesAvailable} {
+			revision.Status.Conditions = apis.SetCondition(revision.Status.Conditions, apis.Condition{Type: t, Status: apis.StatusTrue}, now)
+		}
+		if _, err := state.Put(ctx, c.cfg.Store, revKey, revision, store.AnyRevision); err != nil {
+			return err
+		}
+		c.markReady(&s, revName, now)
+	}
+	_, err = state.Put(ctx, c.cfg.Store, key, &s, rev)
+	if err == nil {
+		c.cfg.Log.Info("service reconciled", "service", name, "project", project, "region", region, "revision", revName, "ready", startErr == nil)
+	}
+	return ignoreConflict(err)
+}
+
+// ignoreConflict treats a lost compare-and-swap as "someone changed the
+// service meanwhile": the mirror will call us again with the new version.
+func ignoreConflict(err error) error {
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+type revisionConflict struct{ name string }
+
+func (e *revisionConflict) Error() string {
+	return fmt.Sprintf("Revision named '%s' with different configuration already exists.", e.name)
+}
+
+// ensureRevision creates the revision for the service's generation, or returns
+// the existing one if a previous attempt created it.
+func (c *Controller) ensureRevision(ctx context.Context, s *apis.Service, key, name string) (*apis.Revision, error) {
+	var existing apis.Revision
+	_, err := state.Get(ctx, c.cfg.Store, key, &existing)
+	if err == nil {
+		if existing.Metadata.Labels[apis.LabelService] != s.Metadata.Name ||
+			existing.Metadata.Labels[apis.LabelConfigurationGeneration] != fmt.Sprint(s.Metadata.Generation) ||
+			existing.Metadata.Annotations["usher.dev/service-uid"] != s.Metadata.UID {
+			return nil, &revisionConflict{name}
+		}
+		return &existing, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	region := s.Metadata.Labels[apis.LabelLocation]
+	r := &apis.Revision{
+		APIVersion: apis.ServingAPIVersion,
+		Kind:       apis.KindRevision,
+		Metadata: apis.ObjectMeta{
+			Name:              name,
+			Namespace:         s.Metadata.Namespace,
+			UID:               fmt.Sprintf("%x", sha256.Sum256([]byte(s.Metadata.UID+name)))[:32],
+			Generation:        1,
+			CreationTimestamp: c.cfg.Now().UTC().Format(time.RFC3339),
+			Labels: map[string]string{
+				apis.LabelService:                 s.Metadata.Name,
+				apis.LabelConfiguration:           s.Metadata.Name,
+				apis.LabelConfigurationGeneration: fmt.Sprint(s.Metadata.Generation),
+				apis.LabelLocation:                region,
+			},
+			Annotations: map[string]string{"usher.dev/service-uid": s.Metadata.UID},
+		},
+		Spec: s.Spec.Template.Spec,
+	}
+	for k, v := range s.Spec.Template.Metadata.Annotations {
+		r.Metadata.Annotations[k] = v
+	}
+	for k, v := range s.Spec.Template.Metadata.Labels {
+		if _, reserved := r.Metadata.Labels[k]; !reserved {
+			r.Metadata.Labels[k] = v
+		}
+	}
+	r.Status.Conditions = []apis.Condition{{Type: apis.ConditionReady, Status: apis.StatusUnknown, Reason: "Deploying", LastTransitionTime: r.Metadata.CreationTimestamp}}
+	if _, err := state.Put(ctx, c.cfg.Store, key, r, store.MustNotExist); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return c.ensureRevision(ctx, s, key, name)
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+func (c *Controller) markReady(s *apis.Service, revName string, now time.Time) {
+	st := &s.Status
+	st.ObservedGeneration = s.Metadata.Generation
+	st.LatestCreatedRevisionName = revName
+	st.LatestReadyRevisionName = revName
+	for _, t := range []string{apis.ConditionReady, apis.ConditionConfigurationsReady, apis.ConditionRoutesReady} {
+		st.Conditions = apis.SetCondition(st.Conditions, apis.Condition{Type: t, Status: apis.StatusTrue}, now)
+	}
+	latest := true
+	st.Traffic = []apis.TrafficTarget{{RevisionName: revName, LatestRevision: &latest, Percent: 100}}
+	url := c.cfg.ServiceURL(s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], s.Metadata.Name)
+	st.URL = url
+	st.Address = &apis.Addressable{URL: url}
+}
+
+func (c *Controller) markFailed(s *apis.Service, revName, reason, msg string, now time.Time) {
+	st := &s.Status
+	st.ObservedGeneration = s.Metadata.Generation
+	st.LatestCreatedRevisionName = revName
+	st.Conditions = apis.SetCondition(st.Conditions, apis.Condition{Type: apis.ConditionReady, Status: apis.StatusFalse, Reason: reason, Message: msg}, now)
+	st.Conditions = apis.SetCondition(st.Conditions, apis.Condition{Type: apis.ConditionConfigurationsReady, Status: apis.StatusFalse, Reason: reason, Message: msg}, now)
+}

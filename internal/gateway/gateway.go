@@ -1,0 +1,300 @@
+// Package gateway is Usher's data plane: every request to a service host goes
+// route → authenticate → authorize → proxy, in that order, as separate steps.
+//
+// It reads an immutable routing table swapped in atomically; it never reads the
+// store, never calls the admin API and never blocks on a global lock. It fails
+// closed: without a table, a verifier answer or a decision it refuses. Public
+// services (allUsers, or the invoker check disabled) skip authentication and
+// get the request untouched, credentials included.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/authn"
+	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/routing"
+)
+
+// Verifier checks a bearer token's signature and claims (not its audience).
+type Verifier interface {
+	Verify(token string) (*authn.Identity, error)
+}
+
+// Instances finds (or starts) an instance of a revision.
+type Instances interface {
+	Acquire(ctx context.Context, rev *apis.Revision) (addr string, err error)
+}
+
+// Config wires a gateway.
+type Config struct {
+	Verifier  Verifier
+	Instances Instances
+	// CLIAudience is the audience of identity tokens the CLI mints for a user
+	// without --audiences; like Cloud Run, such user tokens are accepted on
+	// any service the user may invoke. Service-account tokens never are.
+	CLIAudience string
+	// ColdStartTimeout bounds how long a request waits for an instance.
+	ColdStartTimeout time.Duration
+	Log              *slog.Logger
+	// OnDenied, if set, is told of every refused request (audit, metrics).
+	OnDenied func(Denial)
+}
+
+// Denial describes a refused request, for audit trails and explanations.
+type Denial struct {
+	Status    int
+	Host      string
+	Target    *routing.Target // nil when no service matched
+	Principal iam.Principal
+	Reason    string
+}
+
+// Gateway serves service hosts.
+type Gateway struct {
+	cfg   Config
+	table atomic.Pointer[routing.Table]
+	proxy *httputil.ReverseProxy
+}
+
+// New returns a gateway with no table: it answers 503 until SetTable.
+func New(cfg Config) *Gateway {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ColdStartTimeout <= 0 {
+		cfg.ColdStartTimeout = 2 * time.Minute
+	}
+	g := &Gateway{cfg: cfg}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    newTransport(),
+		ErrorHandler: g.proxyError,
+		// Stream responses (server-sent events, chunked) as they come.
+		FlushInterval: -1,
+	}
+	return g
+}
+
+// SetTable swaps in a new routing table; the next request uses it.
+func (g *Gateway) SetTable(t *routing.Table) { g.table.Store(t) }
+
+// Table returns the table in force.
+func (g *Gateway) Table() *routing.Table { return g.table.Load() }
+
+// Serves reports whether host belongs to a routable service.
+func (g *Gateway) Serves(host string) bool {
+	t := g.table.Load()
+	return t != nil && t.Lookup(host) != nil
+}
+
+// Header names Usher reads or sets.
+const (
+	headerAuthorization   = "Authorization"
+	headerServerlessAuthz = "X-Serverless-Authorization"
+	// signatureRemoved is what Cloud Run puts in place of a forwarded token's
+	// signature; apps check for this literal.
+	signatureRemoved = "SIGNATURE_REMOVED_BY_GOOGLE"
+)
+
+// spoofable are request headers a client could use to impersonate the proxy
+// or an identity layer; they never reach an instance from outside.
+var spoofable = []string{
+	"Forwarded",
+	"X-Real-Ip",
+	"X-Forwarded-Host",
+	"X-Forwarded-Proto",
+	"X-Forwarded-For",
+	"X-Goog-Authenticated-User-Email",
+	"X-Goog-Authenticated-User-Id",
+	"X-Goog-Iap-Jwt-Assertion",
+	"X-Usher-Principal",
+}
+
+// proxied is the per-request state handed from ServeHTTP to rewrite.
+type proxied struct {
+	addr string
+	// credentialHeader is the header whose token authorized the request
+	// (empty on public services); its signature is removed before forwarding.
+	credentialHeader string
+}
+
+type proxiedKey struct{}
+
+// ServeHTTP implements the request flow.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := g.table.Load()
+	if t == nil {
+		writePage(w, http.StatusServiceUnavailable, pageUnavailable)
+		return
+	}
+	tgt := t.Lookup(r.Host)
+	if tgt == nil {
+		writePage(w, http.StatusNotFound, pageNotFound)
+		return
+	}
+	p := proxied{}
+	if !tgt.Public {
+		header, status, reason, principal := g.authorize(r, tgt)
+		if status != 0 {
+			g.deny(w, r, tgt, status, reason, principal)
+			return
+		}
+		p.credentialHeader = header
+	}
+	if tgt.Revision == nil {
+		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ColdStartTimeout)
+	addr, err := g.cfg.Instances.Acquire(ctx, tgt.Revision)
+	cancel()
+	if err != nil {
+		if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
+			g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", tgt.Revision.Metadata.Name, "err", err)
+		}
+		writePage(w, http.StatusServiceUnavailable, pageUnavailable)
+		return
+	}
+	p.addr = addr
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, &p)))
+}
+
+// authorize authenticates and authorizes a request to a private target. It
+// returns the credential header used, or a non-zero status with the reason.
+func (g *Gateway) authorize(r *http.Request, tgt *routing.Target) (header string, status int, reason string, principal iam.Principal) {
+	header = headerServerlessAuthz
+	value := r.Header.Get(headerServerlessAuthz)
+	if value == "" {
+		header = headerAuthorization
+		value = r.Header.Get(headerAuthorization)
+	}
+	if value == "" {
+		return "", http.StatusUnauthorized, "no credentials", principal
+	}
+	token, ok := authn.BearerToken(value)
+	if !ok {
+		return "", http.StatusUnauthorized, "credentials are not a Bearer token", principal
+	}
+	id, err := g.cfg.Verifier.Verify(token)
+	if err != nil {
+		return "", http.StatusUnauthorized, err.Error(), principal
+	}
+	principal = iam.NewPrincipal(id.Email)
+	if id.Email == "" {
+		return "", http.StatusUnauthorized, "token has no email claim", principal
+	}
+	if !g.audienceOK(id, tgt, principal) {
+		return "", http.StatusUnauthorized, "token audience is not this service", principal
+	}
+	if d := tgt.Invokers.Decide(principal); !d.Allowed {
+		return "", http.StatusForbidden, d.Explain(principal), principal
+	}
+	return header, 0, "", principal
+}
+
+func (g *Gateway) audienceOK(id *authn.Identity, tgt *routing.Target, p iam.Principal) bool {
+	for _, aud := range id.Audience {
+		if tgt.AcceptsAudience(aud) {
+			return true
+		}
+		if aud == g.cfg.CLIAudience && g.cfg.CLIAudience != "" && p.Kind == iam.User {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, tgt *routing.Target, status int, reason string, p iam.Principal) {
+	if g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
+		g.cfg.Log.Info("request denied", "status", status, "service", tgt.Service, "project", tgt.Project,
+			"region", tgt.Region, "principal", p.String(), "reason", reason)
+	}
+	if g.cfg.OnDenied != nil {
+		g.cfg.OnDenied(Denial{Status: status, Host: r.Host, Target: tgt, Principal: p, Reason: reason})
+	}
+	switch {
+	case status == http.StatusForbidden:
+		writePage(w, status, pageForbidden)
+	case reason == "no credentials":
+		w.Header()["Www-Authenticate"] = wwwAuthBearer
+		writePage(w, status, pageUnauthorized)
+	default:
+		w.Header()["Www-Authenticate"] = wwwAuthInvalid
+		writePage(w, status, pageUnauthorized)
+	}
+}
+
+var (
+	wwwAuthBearer  = []string{`Bearer`}
+	wwwAuthInvalid = []string{`Bearer error="invalid_token"`}
+)
+
+// rewrite builds the outbound request. ReverseProxy has already removed
+// hop-by-hop headers and X-Forwarded-* from the outbound copy.
+func rewrite(pr *httputil.ProxyRequest) {
+	p := pr.In.Context().Value(proxiedKey{}).(*proxied)
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = p.addr
+	pr.Out.Host = pr.In.Host
+	for _, h := range spoofable {
+		pr.Out.Header.Del(h)
+	}
+	pr.SetXForwarded()
+	if pr.In.TLS == nil {
+		pr.Out.Header.Set("X-Forwarded-Proto", "http")
+	}
+	if p.credentialHeader != "" {
+		if v := pr.Out.Header.Get(p.credentialHeader); v != "" {
+			pr.Out.Header.Set(p.credentialHeader, stripSignature(v))
+		}
+	}
+}
+
+// stripSignature replaces a JWT's signature so the instance can read the claims
+// but never replay the token.
+func stripSignature(header string) string {
+	if i := strings.LastIndexByte(header, '.'); i >= 0 {
+		return header[:i+1] + signatureRemoved
+	}
+	return header
+}
+
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	page := pageBadGateway
+	switch {
+	case errors.Is(err, context.Canceled):
+		// The client went away; nobody reads the answer.
+		w.WriteHeader(499)
+		return
+	case errors.Is(err, context.DeadlineExceeded):
+		status, page = http.StatusGatewayTimeout, pageGatewayTimeout
+	}
+	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
+		g.cfg.Log.Warn("proxy error", "host", r.Host, "err", err)
+	}
+	writePage(w, status, page)
+}
+
+func newTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                 nil, // never send instance traffic through an environment proxy
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // requests may run as long as the service's timeout
+		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:     false,
+	}
+}

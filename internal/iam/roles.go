@@ -1,0 +1,160 @@
+package iam
+
+import (
+	"slices"
+	"strings"
+)
+
+// Permissions Usher checks. Names are Google's.
+const (
+	PermRoutesInvoke           = "run.routes.invoke"
+	PermServicesCreate         = "run.services.create"
+	PermServicesGet            = "run.services.get"
+	PermServicesList           = "run.services.list"
+	PermServicesUpdate         = "run.services.update"
+	PermServicesDelete         = "run.services.delete"
+	PermServicesGetIamPolicy   = "run.services.getIamPolicy"
+	PermServicesSetIamPolicy   = "run.services.setIamPolicy"
+	PermRevisionsGet           = "run.revisions.get"
+	PermRevisionsList          = "run.revisions.list"
+	PermRevisionsDelete        = "run.revisions.delete"
+	PermProjectsGet            = "resourcemanager.projects.get"
+	PermProjectsGetIamPolicy   = "resourcemanager.projects.getIamPolicy"
+	PermProjectsSetIamPolicy   = "resourcemanager.projects.setIamPolicy"
+	PermSACreate               = "iam.serviceAccounts.create"
+	PermSAGet                  = "iam.serviceAccounts.get"
+	PermSAList                 = "iam.serviceAccounts.list"
+	PermSADelete               = "iam.serviceAccounts.delete"
+	PermSAGetIamPolicy         = "iam.serviceAccounts.getIamPolicy"
+	PermSASetIamPolicy         = "iam.serviceAccounts.setIamPolicy"
+	PermSAActAs                = "iam.serviceAccounts.actAs"
+	PermSAGetOpenIDToken       = "iam.serviceAccounts.getOpenIdToken"
+	PermSAGetAccessToken       = "iam.serviceAccounts.getAccessToken"
+	PermSAImplicitDelegation   = "iam.serviceAccounts.implicitDelegation"
+	PermServiceUsageGet        = "serviceusage.services.get"
+	PermServiceUsageList       = "serviceusage.services.list"
+	PermRunLocationsList       = "run.locations.list"
+	PermRunOperationsGet       = "run.operations.get"
+	PermRunConfigurationsGet   = "run.configurations.get"
+	PermRunConfigurationsList  = "run.configurations.list"
+	PermRunRoutesGet           = "run.routes.get"
+	PermRunRoutesList          = "run.routes.list"
+	PermRunJobsRun             = "run.jobs.run"
+	PermRunInstancesInvoke     = "run.instances.invoke"
+	PermRunServicesListEffTags = "run.services.listEffectiveTags"
+)
+
+// Role is a named set of permissions.
+type Role struct {
+	Name        string   `json:"name"`
+	Title       string   `json:"title"`
+	Description string   `json:"description,omitempty"`
+	Permissions []string `json:"includedPermissions"`
+	// all marks roles/owner: every permission, including ones added later.
+	all bool
+}
+
+// Has reports whether the role includes perm.
+func (r *Role) Has(perm string) bool {
+	return r.all || slices.Contains(r.Permissions, perm)
+}
+
+// Roles is the catalogue of roles a policy may grant. It is immutable once built.
+type Roles struct {
+	byName map[string]*Role
+	names  []string
+}
+
+// Lookup returns the role by its full name ("roles/run.invoker").
+func (rs *Roles) Lookup(name string) (*Role, bool) {
+	r, ok := rs.byName[name]
+	return r, ok
+}
+
+// List returns every role, sorted by name.
+func (rs *Roles) List() []*Role {
+	out := make([]*Role, 0, len(rs.names))
+	for _, n := range rs.names {
+		out = append(out, rs.byName[n])
+	}
+	return out
+}
+
+// Granting returns the names of roles that include perm, sorted.
+func (rs *Roles) Granting(perm string) []string {
+	var out []string
+	for _, n := range rs.names {
+		if rs.byName[n].Has(perm) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// NewRoles builds a catalogue from roles; later roles with the same name win.
+func NewRoles(roles ...*Role) *Roles {
+	rs := &Roles{byName: map[string]*Role{}}
+	for _, r := range roles {
+		if _, dup := rs.byName[r.Name]; !dup {
+			rs.names = append(rs.names, r.Name)
+		}
+		rs.byName[r.Name] = r
+	}
+	slices.Sort(rs.names)
+	return rs
+}
+
+// Predefined returns Google's predefined roles that matter to Cloud Run, with
+// the permissions Usher checks. Lists follow Google's published role reference,
+// restricted to permissions of APIs Usher serves.
+func Predefined() *Roles {
+	runRead := []string{
+		PermServicesGet, PermServicesList, PermRevisionsGet, PermRevisionsList,
+		PermRunConfigurationsGet, PermRunConfigurationsList, PermRunRoutesGet,
+		PermRunRoutesList, PermRunLocationsList, PermRunOperationsGet,
+		PermServicesGetIamPolicy, PermRunServicesListEffTags,
+	}
+	runWrite := []string{
+		PermServicesCreate, PermServicesUpdate, PermServicesDelete, PermRevisionsDelete,
+	}
+	projectRead := []string{PermProjectsGet, PermServiceUsageGet, PermServiceUsageList}
+	saRead := []string{PermSAGet, PermSAList}
+	invoke := []string{PermRoutesInvoke, PermRunJobsRun, PermRunInstancesInvoke}
+
+	cat := func(lists ...[]string) []string {
+		var out []string
+		for _, l := range lists {
+			out = append(out, l...)
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	return NewRoles(
+		&Role{Name: "roles/owner", Title: "Owner", Description: "Full access to all resources.", all: true},
+		&Role{Name: "roles/editor", Title: "Editor", Description: "Edit access to all resources; cannot change IAM policies.",
+			Permissions: cat(runRead, runWrite, projectRead, saRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs})},
+		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
+			Permissions: cat(runRead, projectRead, saRead, []string{PermProjectsGetIamPolicy})},
+		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
+			Permissions: cat(runRead, runWrite, invoke, []string{PermServicesSetIamPolicy, PermProjectsGet, PermServiceUsageGet, PermServiceUsageList})},
+		&Role{Name: "roles/run.developer", Title: "Cloud Run Developer", Description: "Read and write access to all Cloud Run resources, without IAM policy changes.",
+			Permissions: cat(runRead, runWrite, invoke, []string{PermProjectsGet, PermServiceUsageGet, PermServiceUsageList})},
+		&Role{Name: "roles/run.viewer", Title: "Cloud Run Viewer", Description: "Can view the state of all Cloud Run resources, including IAM policies.",
+			Permissions: cat(runRead, []string{PermProjectsGet})},
+		&Role{Name: "roles/run.invoker", Title: "Cloud Run Invoker", Description: "Invoke Cloud Run services and execute jobs.",
+			Permissions: cat(invoke)},
+		&Role{Name: "roles/run.servicesInvoker", Title: "Cloud Run Service Invoker", Description: "Invoke Cloud Run services.",
+			Permissions: []string{PermRoutesInvoke}},
+		&Role{Name: "roles/iam.serviceAccountTokenCreator", Title: "Service Account Token Creator", Description: "Impersonate service accounts (create OAuth2 access tokens, ID tokens).",
+			Permissions: cat(saRead, []string{PermSAGetAccessToken, PermSAGetOpenIDToken, PermSAImplicitDelegation})},
+		&Role{Name: "roles/iam.serviceAccountUser", Title: "Service Account User", Description: "Run operations as the service account.",
+			Permissions: cat(saRead, []string{PermSAActAs})},
+		&Role{Name: "roles/iam.serviceAccountAdmin", Title: "Service Account Admin", Description: "Create and manage service accounts.",
+			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy})},
+	)
+}
+
+// IsRoleName reports whether s looks like a role name at all.
+func IsRoleName(s string) bool {
+	return strings.HasPrefix(s, "roles/") || strings.HasPrefix(s, "projects/") || strings.HasPrefix(s, "organizations/")
+}

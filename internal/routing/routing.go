@@ -1,0 +1,127 @@
+// Package routing turns Usher's state into the immutable table the gateway
+// consults on every request: host → service, the revision to send traffic to,
+// the audiences a token may carry, and who may invoke.
+//
+// It is pure: Build does no I/O and never mutates its input, so a table can be
+// built off the request path and swapped in atomically. A table is never
+// modified after Build returns.
+package routing
+
+import (
+	"strings"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/iam"
+)
+
+// ServiceState is one service with what the gateway needs beside it.
+type ServiceState struct {
+	Project, Region string
+	Service         *apis.Service
+	// Revisions by name, at least the ones traffic points at.
+	Revisions map[string]*apis.Revision
+	// Policy is the service's own IAM policy (nil: none set).
+	Policy *iam.Policy
+}
+
+// State is everything a table is built from.
+type State struct {
+	Services []ServiceState
+	// ProjectPolicies by project ID; project grants are inherited by services.
+	ProjectPolicies map[string]*iam.Policy
+	Roles           *iam.Roles
+	// Domain, Scheme and Port make service URLs (Port "" for the default).
+	Domain, Scheme, Port string
+	// Revision is the store revision the state reflects.
+	Revision int64
+}
+
+// Target is where a host's requests go and who may send them.
+type Target struct {
+	Project, Region, Service string
+	URL                      string
+	// Revision serves the traffic; nil while no revision is ready.
+	Revision *apis.Revision
+	// Audiences a token must carry one of (exact match).
+	Audiences []string
+	// Public is true when anyone may invoke without credentials.
+	Public bool
+	// InvokerIAMDisabled is true when Public comes from the disabled check
+	// rather than an allUsers binding.
+	InvokerIAMDisabled bool
+	Invokers           *iam.Grantees
+}
+
+// AcceptsAudience reports whether aud is one of the target's audiences.
+func (t *Target) AcceptsAudience(aud string) bool {
+	for _, a := range t.Audiences {
+		if a == aud {
+			return true
+		}
+	}
+	return false
+}
+
+// Table maps service hosts to targets. Immutable.
+type Table struct {
+	byHost   map[string]*Target
+	revision int64
+}
+
+// Revision is the store revision the table reflects.
+func (t *Table) Revision() int64 { return t.revision }
+
+// Len is the number of routable hosts.
+func (t *Table) Len() int { return len(t.byHost) }
+
+// Lookup finds the target for a Host header value (port and letter case
+// ignored). It allocates only for hosts with upper-case letters.
+func (t *Table) Lookup(host string) *Target {
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	host = strings.TrimSuffix(host, ".")
+	if hasUpper(host) {
+		host = strings.ToLower(host)
+	}
+	return t.byHost[host]
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// Build compiles a table from state.
+func Build(st State) *Table {
+	t := &Table{byHost: make(map[string]*Target, len(st.Services)), revision: st.Revision}
+	for _, ss := range st.Services {
+		svc := ss.Service
+		name := svc.Metadata.Name
+		host := apis.ServiceHost(name, ss.Project, ss.Region, st.Domain)
+		url := apis.ServiceURL(st.Scheme, name, ss.Project, ss.Region, st.Domain, st.Port)
+		levels := []iam.Level{
+			{Resource: apis.ProjectResource(ss.Project), Policy: st.ProjectPolicies[ss.Project]},
+			{Resource: apis.ServiceResource(ss.Project, ss.Region, name), Policy: ss.Policy},
+		}
+		invokers := st.Roles.Compile(iam.PermRoutesInvoke, levels...)
+		disabled := svc.InvokerIAMDisabled()
+		tgt := &Target{
+			Project:            ss.Project,
+			Region:             ss.Region,
+			Service:            name,
+			URL:                url,
+			Revision:           ss.Revisions[svc.Status.LatestReadyRevisionName],
+			Audiences:          append([]string{url, url + "/"}, svc.CustomAudiences()...),
+			Public:             disabled || invokers.Public(),
+			InvokerIAMDisabled: disabled,
+			Invokers:           invokers,
+		}
+		t.byHost[host] = tgt
+	}
+	return t
+}

@@ -1,0 +1,448 @@
+// Package process is Usher's embedded default runtime: the image
+// file:///ABS/PATH runs that host executable as an instance, following the
+// Cloud Run container contract as far as a plain process can.
+//
+// Each instance gets a free loopback port in $PORT, the environment built by
+// runtime.ContractEnv (never Usher's own environment), a fresh working
+// directory under Config.WorkDir (removed when it exits), and its own process
+// group. It is ready when 127.0.0.1:$PORT accepts a TCP connection. Stopping
+// it sends SIGTERM to the group, then SIGKILL after the grace period; when the
+// main process exits by itself, whatever is left of its group is killed too,
+// as when a container stops.
+//
+// What it must never do: pass Usher's environment, file descriptors or
+// working directory to an instance, or leave an instance's processes running
+// after Start failed or Stop returned.
+//
+// Caveats. This is not a sandbox: instances run as Usher's user with full
+// access to the host. On Linux instances are started with Pdeathsig SIGKILL
+// (from a dedicated, never-exiting OS thread, since the signal is tied to the
+// thread that forked), so the main process of an instance dies with Usher even
+// if Usher is SIGKILLed; on other systems it does not. Pdeathsig reaches only
+// the main process: children it started survive a killed Usher, as do
+// processes that leave the instance's process group, and per-instance working
+// directories are left behind. The port is picked by listening on
+// 127.0.0.1:0 and closing, so another host process could take it in between;
+// the probe would then see that process instead.
+package process
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/usher-run/usher/internal/runtime"
+)
+
+// Config configures the process runtime.
+type Config struct {
+	// WorkDir is the root for per-instance working directories;
+	// default os.TempDir().
+	WorkDir string
+}
+
+// Runtime runs file:///ABS/PATH executables as instances.
+type Runtime struct {
+	cfg Config
+
+	mu    sync.Mutex
+	ports map[int]bool // ports of live instances
+}
+
+var _ runtime.Runtime = (*Runtime)(nil)
+
+// New returns a process runtime.
+func New(cfg Config) *Runtime {
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = os.TempDir()
+	}
+	return &Runtime{cfg: cfg, ports: map[int]bool{}}
+}
+
+const (
+	probeInterval = 50 * time.Millisecond
+	tailLines     = 20       // lines of output kept for startup errors
+	tailLineMax   = 512      // bytes kept per line in the tail
+	lineMax       = 64 << 10 // longer lines are split
+	drainTimeout  = 2 * time.Second
+)
+
+// Start implements runtime.Runtime.
+func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime.Instance, error) {
+	spec = spec.WithDefaults()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := runtime.ValidateEnv(spec.Env); err != nil {
+		return nil, err
+	}
+	exe, err := imagePath(spec.Image)
+	if err != nil {
+		return nil, err
+	}
+	id, err := newID()
+	if err != nil {
+		return nil, err
+	}
+	port, err := r.pickPort()
+	if err != nil {
+		return nil, err
+	}
+	in, err := r.launch(spec, exe, id, port)
+	if err != nil {
+		r.releasePort(port)
+		return nil, err
+	}
+	go func() {
+		<-in.done
+		r.releasePort(port)
+	}()
+	if err := in.probe(ctx, spec.StartupTimeout); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// imagePath checks that image is file:// plus the absolute path of an
+// existing executable and returns the path. The path is taken literally (no
+// percent-decoding).
+func imagePath(image string) (string, error) {
+	p, ok := strings.CutPrefix(image, "file://")
+	if !ok || !filepath.IsAbs(p) {
+		return "", fmt.Errorf("image %q: process runtime runs file:///ABS/PATH executables", image)
+	}
+	p = filepath.Clean(p)
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", fmt.Errorf("image %q: %w", image, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return "", fmt.Errorf("image %q: %s is not an executable file", image, p)
+	}
+	return p, nil
+}
+
+// lookPath resolves a --command name the way a shell in the instance would:
+// names with a slash are used as they are (relative ones against the working
+// directory), others are searched in the instance's PATH.
+func lookPath(name, pathEnv string) (string, error) {
+	if name == "" {
+		return "", errors.New("command: empty program name")
+	}
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("command %q: not found in PATH %q", name, pathEnv)
+}
+
+func newID() (string, error) {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("instance id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// pickPort returns a free loopback port not used by another live instance.
+func (r *Runtime) pickPort() (int, error) {
+	for range 10 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("pick port: %w", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		r.mu.Lock()
+		if !r.ports[port] {
+			r.ports[port] = true
+			r.mu.Unlock()
+			return port, nil
+		}
+		r.mu.Unlock()
+	}
+	return 0, errors.New("pick port: no free port found")
+}
+
+func (r *Runtime) releasePort(port int) {
+	r.mu.Lock()
+	delete(r.ports, port)
+	r.mu.Unlock()
+}
+
+// instance is a running process.
+type instance struct {
+	id    string
+	addr  string
+	grace time.Duration
+	cmd   *exec.Cmd
+	dir   string
+
+	done    chan struct{}
+	err     error // set before done is closed
+	stopped atomic.Bool
+
+	stopOnce sync.Once
+
+	tailMu sync.Mutex
+	tail   []string
+}
+
+func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*instance, error) {
+	env := runtime.ContractEnv(spec, port)
+	argv := append([]string{exe}, spec.Args...)
+	path := exe
+	if len(spec.Command) > 0 {
+		pathEnv := ""
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+				pathEnv = v
+			}
+		}
+		p, err := lookPath(spec.Command[0], pathEnv)
+		if err != nil {
+			return nil, err
+		}
+		path = p
+		argv = append(append([]string{}, spec.Command...), spec.Args...)
+	}
+
+	if err := os.MkdirAll(r.cfg.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("work dir: %w", err)
+	}
+	dir, err := os.MkdirTemp(r.cfg.WorkDir, "usher-"+id+"-")
+	if err != nil {
+		return nil, fmt.Errorf("work dir: %w", err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("output pipe: %w", err)
+	}
+	cmd := &exec.Cmd{
+		Path:   path,
+		Args:   argv,
+		Env:    env,
+		Dir:    dir,
+		Stdout: pw, // an *os.File: passed as is, no copying goroutine
+		Stderr: pw,
+	}
+	setProcAttr(cmd)
+	err = startCmd(cmd)
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("instance %s: start %s: %w", id, path, err)
+	}
+
+	in := &instance{
+		id:    id,
+		addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		grace: spec.StopGrace,
+		cmd:   cmd,
+		dir:   dir,
+		done:  make(chan struct{}),
+	}
+	logs := spec.Logs
+	if logs == nil {
+		logs = io.Discard
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		in.copyLines(pr, logs)
+	}()
+	go in.wait(pr, copied)
+	return in, nil
+}
+
+// wait reaps the process, kills what is left of its group, drains the output
+// and then closes done.
+func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
+	werr := in.cmd.Wait()
+	// As when a container stops: nothing of the instance outlives its main
+	// process. This also closes the output pipe held by its children.
+	killGroup(in.cmd.Process)
+	t := time.NewTimer(drainTimeout)
+	select {
+	case <-copied:
+	case <-t.C: // someone escaped the group and still holds the pipe
+	}
+	t.Stop()
+	pr.Close()
+	<-copied
+	os.RemoveAll(in.dir)
+
+	var ee *exec.ExitError
+	switch {
+	case errors.As(werr, &ee) || werr == nil:
+		x := exitError(in.cmd.ProcessState)
+		x.Stopped = in.stopped.Load()
+		in.err = fmt.Errorf("instance %s exited: %w", in.id, x)
+	default:
+		in.err = fmt.Errorf("instance %s: wait: %w", in.id, werr)
+	}
+	close(in.done)
+}
+
+// copyLines copies r to w one whole line per Write, remembering the last
+// lines for error messages. It drains r even when w fails.
+func (in *instance) copyLines(r io.Reader, w io.Writer) {
+	br := bufio.NewReaderSize(r, lineMax)
+	var wfailed bool
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if line[len(line)-1] != '\n' {
+				line = append(line[:len(line):len(line)], '\n')
+			}
+			if !wfailed {
+				if _, werr := w.Write(line); werr != nil {
+					wfailed = true
+				}
+			}
+			in.remember(line)
+		}
+		if err != nil && err != bufio.ErrBufferFull {
+			return
+		}
+	}
+}
+
+func (in *instance) remember(line []byte) {
+	s := strings.TrimRight(string(line), "\r\n")
+	if len(s) > tailLineMax {
+		s = s[:tailLineMax] + "…"
+	}
+	in.tailMu.Lock()
+	defer in.tailMu.Unlock()
+	if len(in.tail) == tailLines {
+		copy(in.tail, in.tail[1:])
+		in.tail = in.tail[:tailLines-1]
+	}
+	in.tail = append(in.tail, s)
+}
+
+func (in *instance) lastOutput() string {
+	in.tailMu.Lock()
+	defer in.tailMu.Unlock()
+	if len(in.tail) == 0 {
+		return " (no output)"
+	}
+	return "; last output:\n\t" + strings.Join(in.tail, "\n\t")
+}
+
+// probe waits until the instance accepts TCP connections. On failure the
+// instance is killed and gone when probe returns.
+func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	var d net.Dialer
+	for {
+		dctx, cancel := context.WithTimeout(ctx, probeInterval)
+		c, err := d.DialContext(dctx, "tcp", in.addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-in.done:
+			var x *runtime.ExitError
+			errors.As(in.err, &x)
+			if x != nil {
+				return fmt.Errorf("instance %s exited during startup: %w%s", in.id, x, in.lastOutput())
+			}
+			return fmt.Errorf("%w during startup%s", in.err, in.lastOutput())
+		case <-deadline.C:
+			in.kill()
+			return fmt.Errorf("instance %s did not listen on port %s within %v: %w%s",
+				in.id, portOf(in.addr), timeout, runtime.ErrStartupTimeout, in.lastOutput())
+		case <-ctx.Done():
+			in.kill()
+			return fmt.Errorf("instance %s: startup aborted: %w%s", in.id, ctx.Err(), in.lastOutput())
+		case <-tick.C:
+		}
+	}
+}
+
+func portOf(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// kill SIGKILLs the group and waits for the exit.
+func (in *instance) kill() {
+	select {
+	case <-in.done:
+	default:
+		killGroup(in.cmd.Process)
+	}
+	<-in.done
+}
+
+func (in *instance) ID() string            { return in.id }
+func (in *instance) Addr() string          { return in.addr }
+func (in *instance) Done() <-chan struct{} { return in.done }
+
+func (in *instance) Err() error {
+	select {
+	case <-in.done:
+		return in.err
+	default:
+		return nil
+	}
+}
+
+// Stop implements runtime.Instance.
+func (in *instance) Stop(ctx context.Context) error {
+	select {
+	case <-in.done:
+		return nil
+	default:
+	}
+	in.stopOnce.Do(func() {
+		in.stopped.Store(true)
+		termGroup(in.cmd.Process)
+		go func() {
+			t := time.NewTimer(in.grace)
+			defer t.Stop()
+			select {
+			case <-in.done:
+			case <-t.C:
+				killGroup(in.cmd.Process)
+			}
+		}()
+	})
+	select {
+	case <-in.done:
+		return nil
+	case <-ctx.Done():
+		in.kill()
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,181 @@
+// Command testapp is the instance the runtime conformance suite
+// (package runtimetest) runs. It follows the Cloud Run container contract:
+// an HTTP server on $PORT.
+//
+// Endpoints:
+//
+//	/                     "ok"
+//	/env                  JSON: env (map), environ, args, executable, cwd, pid
+//	/exit?code=N          exits with status N
+//	/log?msg=M&stream=S   prints M on stdout, or stderr if S is "stderr"
+//	/spawn                starts a child copy of itself (TESTAPP_CHILD=1)
+//	                      that ignores SIGTERM, and returns its pid
+//
+// Environment:
+//
+//	TESTAPP_BEACON=host:port  dial it, write "hello PID ROLE\n" and keep the
+//	                          connection open while alive, so the suite can
+//	                          tell when the process is gone; exit when
+//	                          the suite closes it
+//	TESTAPP_IGNORE_SIGTERM=1  ignore SIGTERM (else exit 0 on SIGTERM)
+//	TESTAPP_NEVER_LISTEN=1    never listen
+//	TESTAPP_EXIT_AT_START=1   print "boom" on stderr and exit 3 at once
+//	TESTAPP_CHILD=1           child mode (see /spawn); exits when the
+//	                          beacon connection closes
+//
+// It must never be used outside tests.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// beacon is kept referenced so the connection is never garbage collected
+// (and closed) while the process lives.
+var beacon net.Conn
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("testapp: ")
+	role := "app"
+	if os.Getenv("TESTAPP_CHILD") == "1" {
+		role = "child"
+		signal.Ignore(syscall.SIGTERM) // before saying hello to the beacon
+	}
+	if addr := os.Getenv("TESTAPP_BEACON"); addr != "" {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			log.Fatalf("beacon: %v", err)
+		}
+		fmt.Fprintf(c, "hello %d %s\n", os.Getpid(), role)
+		beacon = c
+		if role == "app" {
+			// Leave nothing behind when the suite is done, even if the
+			// runtime under test failed to kill us.
+			go func() {
+				io.Copy(io.Discard, c)
+				os.Exit(0)
+			}()
+		}
+	}
+	if role == "child" {
+		fmt.Println("testapp child: started")
+		if beacon != nil {
+			io.Copy(io.Discard, beacon) // until the suite is done with us
+		}
+		return
+	}
+	if os.Getenv("TESTAPP_EXIT_AT_START") == "1" {
+		fmt.Fprintln(os.Stderr, "boom")
+		os.Exit(3)
+	}
+
+	var term chan os.Signal
+	if os.Getenv("TESTAPP_IGNORE_SIGTERM") == "1" {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		term = make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+	}
+
+	if os.Getenv("TESTAPP_NEVER_LISTEN") == "1" {
+		fmt.Println("testapp: never listening")
+		for {
+			select {
+			case <-term: // nil (blocks) when ignoring SIGTERM
+				fmt.Println("testapp: SIGTERM, exiting")
+				os.Exit(0)
+			case <-time.After(time.Hour):
+			}
+		}
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		env := map[string]string{}
+		for _, kv := range os.Environ() {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
+		exe, _ := os.Executable()
+		cwd, _ := os.Getwd()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"env":        env,
+			"environ":    os.Environ(),
+			"args":       os.Args,
+			"executable": exe,
+			"cwd":        cwd,
+			"pid":        os.Getpid(),
+		})
+	})
+	mux.HandleFunc("/exit", func(w http.ResponseWriter, r *http.Request) {
+		code, err := strconv.Atoi(r.URL.Query().Get("code"))
+		if err != nil {
+			http.Error(w, "bad code", http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, "bye")
+		w.(http.Flusher).Flush()
+		fmt.Printf("testapp: exiting with status %d\n", code)
+		os.Exit(code)
+	})
+	mux.HandleFunc("/log", func(w http.ResponseWriter, r *http.Request) {
+		out := os.Stdout
+		if r.URL.Query().Get("stream") == "stderr" {
+			out = os.Stderr
+		}
+		fmt.Fprintln(out, r.URL.Query().Get("msg"))
+		fmt.Fprintln(w, "logged")
+	})
+	mux.HandleFunc("/spawn", func(w http.ResponseWriter, r *http.Request) {
+		exe, err := os.Executable()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		cmd := exec.Command(exe)
+		cmd.Env = append(os.Environ(), "TESTAPP_CHILD=1")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Start(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		go cmd.Wait()
+		fmt.Fprintln(w, cmd.Process.Pid)
+	})
+
+	l, err := net.Listen("tcp", ":"+os.Getenv("PORT"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("testapp: listening on %s\n", l.Addr())
+	fmt.Fprintln(os.Stderr, "testapp: hello from stderr")
+	srv := &http.Server{Handler: mux}
+	if term != nil {
+		go func() {
+			<-term
+			fmt.Println("testapp: SIGTERM, shutting down")
+			srv.Close()
+		}()
+	}
+	if err := srv.Serve(l); err != http.ErrServerClosed {
+		log.Fatal(err)
+	}
+	fmt.Println("testapp: bye")
+}

@@ -1,0 +1,251 @@
+// Package server is Usher's composition root: it turns a Config into a running
+// process (store, issuer, IAM, gateway, API, controller, instances) on one
+// listener, and shuts it down in order. Nothing imports it but the CLI.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/usher-run/usher/internal/api"
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/authn"
+	"github.com/usher-run/usher/internal/controller"
+	"github.com/usher-run/usher/internal/gateway"
+	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/mirror"
+	"github.com/usher-run/usher/internal/pool"
+	"github.com/usher-run/usher/internal/routing"
+	"github.com/usher-run/usher/internal/runtime/process"
+	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
+	"github.com/usher-run/usher/internal/store/bolt"
+)
+
+// Config is everything `usher serve` takes.
+type Config struct {
+	Addr    string // listen address, default 127.0.0.1:8080
+	DataDir string // default ./usher-data
+	Domain  string // service hosts live under it, default run.localhost
+	Project string // created on first start, default local-project
+	Region  string // default region, us-central1
+	// PublicURL is the server's own URL (the token issuer); default
+	// http://localhost:PORT.
+	PublicURL string
+	// WriteUserConfig also writes ~/.config/usher/config.json when absent.
+	WriteUserConfig bool
+	// ScaleToZeroGrace is how long an idle instance lives (autoscaling).
+	ScaleToZeroGrace time.Duration
+	Log              *slog.Logger
+	// Ready, if set, receives the bound address once serving.
+	Ready func(addr string)
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "usher-data"
+	}
+	if c.Domain == "" {
+		c.Domain = "run.localhost"
+	}
+	if c.Project == "" {
+		c.Project = "local-project"
+	}
+	if c.Region == "" {
+		c.Region = "us-central1"
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+}
+
+// OwnerEmail is the principal the first start makes project owner.
+const OwnerEmail = "owner@usher.localhost"
+
+// Run serves until ctx ends, then drains in-flight requests and stops
+// instances. Shutdown order: stop accepting, drain HTTP, stop instances,
+// close the store.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := bolt.Open(filepath.Join(cfg.DataDir, "usher.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://localhost:" + port
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	iss, err := issuer.New(ctx, st, issuer.Config{URL: cfg.PublicURL})
+	if err != nil {
+		return fmt.Errorf("issuer: %w", err)
+	}
+	go iss.Watch(ctx)
+	verifier := authn.New(authn.Config{Issuer: cfg.PublicURL, Keys: iss})
+	roles := iam.Predefined()
+
+	if err := bootstrap(ctx, st, cfg); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+
+	serviceURL := func(project, region, name string) string {
+		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
+	}
+	instances := pool.New(pool.Config{Runtime: process.New(process.Config{}), Log: log.With("component", "instance")})
+	gw := gateway.New(gateway.Config{Verifier: verifier, Instances: instances, CLIAudience: api.CLIClientID, Log: log.With("component", "gateway")})
+	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
+	ctrl.Start(ctx)
+
+	mir := mirror.New(st, mirror.Config{
+		Decode: decodeObject,
+		OnChange: func(objects map[string]mirror.Object, rev int64) {
+			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, port)))
+			ctrl.Observe(objects)
+		},
+		Log: log.With("component", "mirror"),
+	})
+	if err := mir.Sync(ctx); err != nil {
+		return fmt.Errorf("loading state: %w", err)
+	}
+	go mir.Run(ctx)
+
+	adminAPI := api.New(api.Config{
+		Store: st, Roles: roles, Minter: iss, Verifier: verifier, Sync: mir,
+		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Log: log.With("component", "api"),
+	})
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
+	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
+	mux.Handle("/", adminAPI)
+
+	srv := &http.Server{
+		Handler:           byHost(cfg.Domain, gw, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("usher serving", "addr", ln.Addr().String(), "url", cfg.PublicURL, "domain", cfg.Domain,
+		"data_dir", cfg.DataDir, "config", filepath.Join(cfg.DataDir, "config.json"))
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining in-flight requests")
+	drainCtx, drainCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer drainCancel()
+	if err := srv.Shutdown(drainCtx); err != nil {
+		log.Warn("drain incomplete", "err", err)
+	}
+	instances.Close(drainCtx)
+	log.Info("stopped")
+	return nil
+}
+
+// byHost sends service hosts to the gateway and everything else (API hosts,
+// the issuer, the console) to the API mux.
+func byHost(domain string, gw http.Handler, apiMux http.Handler) http.Handler {
+	suffix := "." + domain
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+			host = host[:i]
+		}
+		if len(host) > len(suffix) && strings.EqualFold(host[len(host)-len(suffix):], suffix) {
+			gw.ServeHTTP(w, r)
+			return
+		}
+		apiMux.ServeHTTP(w, r)
+	})
+}
+
+// decodeObject keeps what the gateway and controller need from the store.
+func decodeObject(key string, value []byte) (any, bool, error) {
+	var v any
+	switch {
+	case strings.HasPrefix(key, state.ServicesPrefix):
+		v = new(apis.Service)
+	case strings.HasPrefix(key, state.RevisionsPrefix):
+		v = new(apis.Revision)
+	case strings.HasPrefix(key, state.ServicePoliciesPrefix), strings.HasPrefix(key, state.ProjectPoliciesPrefix):
+		v = new(iam.Policy)
+	default:
+		return nil, false, nil
+	}
+	if err := json.Unmarshal(value, v); err != nil {
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
+func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles, domain, port string) routing.State {
+	st := routing.State{ProjectPolicies: map[string]*iam.Policy{}, Roles: roles, Domain: domain, Scheme: "http", Port: port, Revision: rev}
+	revisions := map[string]*apis.Revision{}
+	for key, obj := range objects {
+		switch v := obj.Value.(type) {
+		case *apis.Revision:
+			revisions[v.Metadata.Namespace+"/"+v.Metadata.Labels[apis.LabelLocation]+"/"+v.Metadata.Name] = v
+		case *iam.Policy:
+			if parts := state.SplitKey(key, state.ProjectPoliciesPrefix, 1); parts != nil {
+				st.ProjectPolicies[parts[0]] = v
+			}
+		}
+	}
+	for key, obj := range objects {
+		s, ok := obj.Value.(*apis.Service)
+		if !ok {
+			continue
+		}
+		parts := state.SplitKey(key, state.ServicesPrefix, 3)
+		if parts == nil {
+			continue
+		}
+		ss := routing.ServiceState{Project: parts[0], Region: parts[1], Service: s, Revisions: map[string]*apis.Revision{}}
+		if name := s.Status.LatestReadyRevisionName; name != "" {
+			if r := revisions[parts[0]+"/"+parts[1]+"/"+name]; r != nil {
+				ss.Revisions[name] = r
+			}
+		}
+		if p, ok := objects[state.ServicePolicyKey(parts[0], parts[1], parts[2])]; ok {
+			ss.Policy = p.Value.(*iam.Policy)
+		}
+		st.Services = append(st.Services, ss)
+	}
+	return st
+}
+
+var _ store.Store = (*bolt.Store)(nil)
