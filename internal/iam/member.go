@@ -40,7 +40,15 @@ func ParseMember(s string) (Member, error) {
 	case "allAuthenticatedUsers":
 		return Member{Kind: KindAllAuthenticatedUsers}, nil
 	}
+	for _, special := range []string{"allUsers", "allAuthenticatedUsers"} {
+		if strings.EqualFold(s, special) {
+			return Member{}, fmt.Errorf("invalid member %q: did you mean %q? (member types are case-sensitive)", s, special)
+		}
+	}
 	kind, value, ok := strings.Cut(s, ":")
+	if !ok && validateEmail(s) == nil {
+		return Member{}, fmt.Errorf("invalid member %q: did you mean \"user:%s\" or \"serviceAccount:%s\"? %s", s, s, s, memberFormHelp)
+	}
 	if !ok || value == "" {
 		return Member{}, fmt.Errorf("invalid member %q: %s", s, memberFormHelp)
 	}

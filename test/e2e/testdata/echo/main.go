@@ -1,0 +1,37 @@
+// Command echo is a test service for Usher's end-to-end tests: it listens on
+// $PORT, answers "echo" on / and, on GET /headers, the request's Host and
+// headers as JSON, so tests can see exactly what reached the instance.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+)
+
+// Seen is what GET /headers answers.
+type Seen struct {
+	Host    string              `json:"host"`
+	Headers map[string][]string `json:"headers"`
+}
+
+func main() {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /headers", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if err := json.NewEncoder(w).Encode(Seen{Host: r.Host, Headers: r.Header}); err != nil {
+			log.Printf("echo: writing answer: %v", err)
+		}
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "echo")
+	})
+	log.Printf("echo: listening on :%s", port)
+	log.Fatal(http.ListenAndServe(":"+port, mux))
+}
