@@ -207,6 +207,7 @@ func TestSetIamPolicyRejectsBadInput(t *testing.T) {
 	}{
 		{"member without type", svcPath, map[string]any{"bindings": []any{map[string]any{"role": "roles/run.invoker", "members": []string{"alice@example.com"}}}}, "did you mean"},
 		{"lower-case allusers", svcPath, map[string]any{"bindings": []any{map[string]any{"role": "roles/run.invoker", "members": []string{"allusers"}}}}, "did you mean"},
+		{"service account that does not exist", svcPath, map[string]any{"bindings": []any{map[string]any{"role": "roles/run.invoker", "members": []string{"serviceAccount:ghost@" + project + ".iam.gserviceaccount.com"}}}}, "does not exist"},
 		{"unknown role", svcPath, map[string]any{"bindings": []any{map[string]any{"role": "roles/run.superuser", "members": []string{"allUsers"}}}}, "does not exist"},
 		{"condition with version 1", svcPath, map[string]any{"version": 1, "bindings": []any{map[string]any{"role": "roles/run.invoker", "members": []string{"user:a@example.com"}, "condition": map[string]string{"title": "t", "expression": "true"}}}}, "version 3"},
 		{"allUsers on the project", client.ProjectPath(project), map[string]any{"bindings": []any{map[string]any{"role": "roles/run.invoker", "members": []string{"allUsers"}}}}, "cannot be granted roles on a project"},
@@ -352,5 +353,57 @@ func TestConcurrentBindingAdds(t *testing.T) {
 		if m := fmt.Sprintf("user:u%02d@example.com", i); !strings.Contains(got, m) {
 			t.Errorf("policy lost %s: %s", m, got)
 		}
+	}
+}
+
+// TestImpersonation: identity tokens for a service account go to holders of
+// Service Account Token Creator on it (or the project), and to nobody else.
+func TestImpersonation(t *testing.T) {
+	h := newHarness(t)
+	ownerTok := h.token(owner)
+	if r := h.call(ownerTok, "POST", client.ServiceAccountsPath(project), map[string]any{"accountId": "runner"}); r.status != 200 {
+		t.Fatalf("create service account = %d %s", r.status, r.raw)
+	}
+	email := apis.ServiceAccountEmail("runner", project)
+	c := client.New(client.Config{Server: h.server.URL, Credential: h.secret})
+	if _, err := c.ModifyIamPolicy(context.Background(), client.ServiceAccountPath(project, email), func(p *iam.Policy) (bool, error) {
+		return p.AddBinding("roles/iam.serviceAccountTokenCreator", "user:ci@example.com", nil), nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gen := "/v1/projects/-/serviceAccounts/" + email + ":generateIdToken"
+	tests := []struct {
+		who      string
+		body     map[string]any
+		want     int
+		wantCode string
+	}{
+		{owner, map[string]any{"audience": "http://svc"}, 200, ""},
+		{"ci@example.com", map[string]any{"audience": "http://svc"}, 200, ""},
+		{"stranger@example.com", map[string]any{"audience": "http://svc"}, 403, "PERMISSION_DENIED"},
+		{owner, map[string]any{}, 400, "INVALID_ARGUMENT"},
+		{owner, map[string]any{"audience": "http://svc", "delegates": []string{"x"}}, 400, "INVALID_ARGUMENT"},
+	}
+	verifier := authn.New(authn.Config{Issuer: h.iss.URL(), Keys: h.iss})
+	for _, tt := range tests {
+		t.Run(tt.who, func(t *testing.T) {
+			r := h.call(h.token(tt.who), "POST", gen, tt.body)
+			if r.status != tt.want || r.errStatus() != tt.wantCode {
+				t.Fatalf("generateIdToken = %d %s, want %d %s", r.status, r.raw, tt.want, tt.wantCode)
+			}
+			if tt.want != 200 {
+				return
+			}
+			id, err := verifier.Verify(r.body["token"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if id.Email != email || !id.HasAudience("http://svc") {
+				t.Errorf("token for %s aud %v, want %s aud http://svc", id.Email, id.Audience, email)
+			}
+		})
+	}
+	if r := h.call(ownerTok, "POST", "/v1/projects/-/serviceAccounts/nobody@"+project+".iam.gserviceaccount.com:generateIdToken", map[string]any{"audience": "a"}); r.status != 404 {
+		t.Errorf("unknown account = %d %s, want 404", r.status, r.raw)
 	}
 }

@@ -220,6 +220,9 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request, c *caller, t *po
 	if err := req.Policy.Validate(a.cfg.Roles, t.scope); err != nil {
 		return invalidArgument("%v", err)
 	}
+	if err := a.checkServiceAccountsExist(ctx, req.Policy, own); err != nil {
+		return err
+	}
 	// No etag overwrites whatever is there; an etag must match the stored
 	// revision (rev 0, "no policy yet", is store.MustNotExist).
 	expected := store.AnyRevision
@@ -268,4 +271,63 @@ func (a *API) testPermissions(w http.ResponseWriter, r *http.Request, c *caller,
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"permissions": held})
+}
+
+// checkServiceAccountsExist refuses newly bound service accounts of Usher's
+// own projects that do not exist, as Google does, so a typo cannot grant
+// access to an account created later by someone else. Members already in
+// the policy are left alone (their account may have been deleted since).
+func (a *API) checkServiceAccountsExist(ctx context.Context, p *iam.Policy, current *iam.Policy) error {
+	known := map[string]bool{}
+	if current != nil {
+		for _, b := range current.Bindings {
+			for _, m := range b.Members {
+				known[m] = true
+			}
+		}
+	}
+	for _, b := range p.Bindings {
+		for _, m := range b.Members {
+			email, ok := strings.CutPrefix(m, "serviceAccount:")
+			if !ok || known[m] {
+				continue
+			}
+			email = strings.ToLower(email)
+			project := apis.ServiceAccountProject(email)
+			if project == "" {
+				if strings.HasSuffix(email, "-compute@developer.gserviceaccount.com") {
+					project = a.defaultComputeProject(ctx, email)
+				}
+				if project == "" {
+					continue // not one of Usher's accounts: an external identity
+				}
+			}
+			if _, err := a.cfg.Store.Get(ctx, state.ProjectKey(project)); errors.Is(err, store.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			if _, err := a.cfg.Store.Get(ctx, state.ServiceAccountKey(project, email)); errors.Is(err, store.ErrNotFound) {
+				return invalidArgument("Service account %s does not exist.", email)
+			} else if err != nil {
+				return err
+			}
+			known[m] = true
+		}
+	}
+	return nil
+}
+
+// defaultComputeProject finds the project whose default compute account is email.
+func (a *API) defaultComputeProject(ctx context.Context, email string) string {
+	projects, _, err := state.List[state.Project](ctx, a.cfg.Store, state.ProjectsPrefix)
+	if err != nil {
+		return ""
+	}
+	for _, p := range projects {
+		if apis.DefaultServiceAccount(p.ProjectID) == email {
+			return p.ProjectID
+		}
+	}
+	return ""
 }

@@ -10,7 +10,7 @@ import (
 
 func newAuthCmd(g *globals) *cobra.Command {
 	auth := &cobra.Command{Use: "auth", Short: "Print tokens for the configured principal"}
-	var audience, impersonate string
+	var audience string
 	idTok := &cobra.Command{
 		Use:   "print-identity-token",
 		Short: "Print an identity token (to call private services)",
@@ -20,6 +20,7 @@ func newAuthCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			impersonate := g.impersonate
 			if impersonate == "" {
 				tok, err := c.IdentityToken(cmd.Context(), audience)
 				if err != nil {
@@ -35,7 +36,7 @@ func newAuthCmd(g *globals) *cobra.Command {
 				Token string `json:"token"`
 			}
 			path := "/v1/projects/-/serviceAccounts/" + url.PathEscape(impersonate) + ":generateIdToken"
-			if err := c.Do(cmd.Context(), http.MethodPost, path, map[string]any{"audience": audience, "includeEmail": true}, &out); err != nil {
+			if err := c.DoAsSelf(cmd.Context(), http.MethodPost, path, map[string]any{"audience": audience, "includeEmail": true}, &out); err != nil {
 				return err
 			}
 			fmt.Fprintln(g.stdout, out.Token)
@@ -43,10 +44,8 @@ func newAuthCmd(g *globals) *cobra.Command {
 		},
 	}
 	idTok.Flags().StringVar(&audience, "audiences", "", "the token's audience, e.g. the service URL")
-	idTok.Flags().StringVar(&impersonate, "impersonate-service-account", "", "mint the token for this service account (needs Service Account Token Creator on it)")
 	idTok.Flags().Bool("include-email", true, "accepted for gcloud compatibility; tokens always carry email")
 
-	var accessImpersonate string
 	accessTok := &cobra.Command{
 		Use:   "print-access-token",
 		Short: "Print an access token for the admin API (gcloud's auth/access_token_file)",
@@ -56,26 +55,14 @@ func newAuthCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if accessImpersonate == "" {
-				tok, err := c.AccessToken(cmd.Context())
-				if err != nil {
-					return err
-				}
-				fmt.Fprintln(g.stdout, tok)
-				return nil
-			}
-			var out struct {
-				AccessToken string `json:"accessToken"`
-			}
-			path := "/v1/projects/-/serviceAccounts/" + url.PathEscape(accessImpersonate) + ":generateAccessToken"
-			if err := c.Do(cmd.Context(), http.MethodPost, path, map[string]any{"scope": []string{"https://www.googleapis.com/auth/cloud-platform"}}, &out); err != nil {
+			tok, err := c.AccessToken(cmd.Context())
+			if err != nil {
 				return err
 			}
-			fmt.Fprintln(g.stdout, out.AccessToken)
+			fmt.Fprintln(g.stdout, tok)
 			return nil
 		},
 	}
-	accessTok.Flags().StringVar(&accessImpersonate, "impersonate-service-account", "", "mint the token for this service account")
 	auth.AddCommand(idTok, accessTok)
 	return auth
 }

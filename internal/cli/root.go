@@ -26,8 +26,11 @@ type globals struct {
 	project string
 	region  string
 	format  string
-	stdout  io.Writer
-	stderr  io.Writer
+	// impersonate makes every call as this service account (gcloud's
+	// --impersonate-service-account).
+	impersonate string
+	stdout      io.Writer
+	stderr      io.Writer
 }
 
 // Execute runs the CLI and returns the process exit code.
@@ -66,6 +69,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.project, "project", "", "project ID (default: the configuration's)")
 	pf.StringVar(&g.region, "region", "", "region (default: the configuration's)")
 	pf.StringVar(&g.format, "format", "", "output format: json, yaml, or value(FIELD.PATH)")
+	pf.StringVar(&g.impersonate, "impersonate-service-account", "", "make every call as this service account (needs Service Account Token Creator on it)")
 	pf.String("platform", "managed", "accepted for gcloud compatibility; Usher is the managed platform")
 	root.AddCommand(newServeCmd(g), newRunCmd(g), newIAMCmd(g), newProjectsCmd(g), newAuthCmd(g))
 	return root
@@ -104,7 +108,9 @@ func (g *globals) client() (*client.Client, client.Config, error) {
 	if cfg.Project == "" {
 		return nil, cfg, errors.New("no project: pass --project or set one in the configuration")
 	}
-	return client.New(cfg), cfg, nil
+	c := client.New(cfg)
+	c.Impersonate(g.impersonate)
+	return c, cfg, nil
 }
 
 // print writes v in the requested format, or calls human when no format was

@@ -43,9 +43,7 @@ type Config struct {
 	// without --audiences; like Cloud Run, such user tokens are accepted on
 	// any service the user may invoke. Service-account tokens never are.
 	CLIAudience string
-	// ColdStartTimeout bounds how long a request waits for an instance.
-	ColdStartTimeout time.Duration
-	Log              *slog.Logger
+	Log         *slog.Logger
 	// OnDenied, if set, is told of every refused request (audit, metrics).
 	OnDenied func(Denial)
 }
@@ -71,9 +69,6 @@ func New(cfg Config) *Gateway {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.ColdStartTimeout <= 0 {
-		cfg.ColdStartTimeout = 2 * time.Minute
-	}
 	g := &Gateway{cfg: cfg}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
@@ -90,12 +85,6 @@ func (g *Gateway) SetTable(t *routing.Table) { g.table.Store(t) }
 
 // Table returns the table in force.
 func (g *Gateway) Table() *routing.Table { return g.table.Load() }
-
-// Serves reports whether host belongs to a routable service.
-func (g *Gateway) Serves(host string) bool {
-	t := g.table.Load()
-	return t != nil && t.Lookup(host) != nil
-}
 
 // Header names Usher reads or sets.
 const (
@@ -155,9 +144,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ColdStartTimeout)
-	addr, err := g.cfg.Instances.Acquire(ctx, tgt.Revision)
-	cancel()
+	// A cold start is bounded by the runtime's startup timeout and by the
+	// client's patience (the request context); a warm instance costs two loads.
+	addr, err := g.cfg.Instances.Acquire(r.Context(), tgt.Revision)
 	if err != nil {
 		if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
 			g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", tgt.Revision.Metadata.Name, "err", err)

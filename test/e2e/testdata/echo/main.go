@@ -1,6 +1,8 @@
 // Command echo is a test service for Usher's end-to-end tests: it listens on
 // $PORT, answers "echo" on / and, on GET /headers, the request's Host and
-// headers as JSON, so tests can see exactly what reached the instance.
+// headers as JSON, so tests can see exactly what reached the instance. It logs
+// every request it receives ("echo: METHOD PATH") so tests can tell, from
+// Usher's log, which requests reached it.
 package main
 
 import (
@@ -32,6 +34,10 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "echo")
 	})
+	logged := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log.Printf("echo: %s %s", r.Method, r.URL.Path)
+		mux.ServeHTTP(w, r)
+	})
 	log.Printf("echo: listening on :%s", port)
-	log.Fatal(http.ListenAndServe(":"+port, mux))
+	log.Fatal(http.ListenAndServe(":"+port, logged))
 }
