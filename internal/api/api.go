@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
@@ -127,6 +128,11 @@ func (a *API) routes() {
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountMethod))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.deleteServiceAccount))
 
+	// Service Usage: gcloud may ask whether run.googleapis.com is enabled.
+	m.Handle("GET /v1/projects/{project}/services/{api}", a.authed(a.getServiceUsage))
+	m.Handle("POST /v1/projects/{project}/{method}", a.authed(a.batchEnable))
+	m.Handle("GET /v1/projects/{project}/locations", a.authed(a.listLocations))
+
 	m.Handle("/", a.authed(func(w http.ResponseWriter, r *http.Request, _ *caller) error {
 		return notFound("no API method at %s %s", r.Method, r.URL.Path)
 	}))
@@ -173,6 +179,15 @@ type Error struct {
 	Status  string
 	Message string
 	Err     error
+	// Violations name the offending fields of an INVALID_ARGUMENT, sent as a
+	// google.rpc.BadRequest detail (gcloud prints them).
+	Violations []FieldViolation
+}
+
+// FieldViolation is one bad field of a request.
+type FieldViolation struct {
+	Field       string `json:"field"`
+	Description string `json:"description"`
 }
 
 func (e *Error) Error() string {
@@ -191,6 +206,18 @@ func newError(code int, status, format string, args ...any) *Error {
 func invalidArgument(format string, args ...any) *Error {
 	return newError(http.StatusBadRequest, "INVALID_ARGUMENT", format, args...)
 }
+
+// invalidField turns a validation error into INVALID_ARGUMENT, naming the
+// field when the error carries one.
+func invalidField(err error) *Error {
+	e := invalidArgument("%v", err)
+	var fe *apis.FieldError
+	if errors.As(err, &fe) {
+		e.Violations = []FieldViolation{{Field: fe.Path, Description: fe.Message}}
+	}
+	return e
+}
+
 func notFound(format string, args ...any) *Error {
 	return newError(http.StatusNotFound, "NOT_FOUND", format, args...)
 }
@@ -228,9 +255,35 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.Code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="usher"`)
 	}
+	// Every detail carries its @type: gcloud drops details without one.
+	details := []any{map[string]any{
+		"@type":  "type.googleapis.com/google.rpc.ErrorInfo",
+		"reason": e.Status,
+		"domain": errorDomain(r.URL.Path),
+	}}
+	if len(e.Violations) > 0 {
+		details = append(details, map[string]any{
+			"@type":           "type.googleapis.com/google.rpc.BadRequest",
+			"fieldViolations": e.Violations,
+		})
+	}
 	writeJSON(w, e.Code, map[string]any{"error": map[string]any{
-		"code": e.Code, "message": e.Message, "status": e.Status,
+		"code": e.Code, "message": e.Message, "status": e.Status, "details": details,
 	}})
+}
+
+// errorDomain names the Google API a path belongs to, for ErrorInfo (gcloud
+// treats a 404 without domain run.googleapis.com on deploy as "wrong region").
+func errorDomain(path string) string {
+	switch {
+	case strings.Contains(path, "/serviceAccounts"):
+		return "iam.googleapis.com"
+	case strings.HasPrefix(path, "/apis/serving.knative.dev/"), strings.Contains(path, "/locations/"):
+		return "run.googleapis.com"
+	case strings.Contains(path, "/services/") && !strings.Contains(path, "/locations/"):
+		return "serviceusage.googleapis.com"
+	}
+	return "cloudresourcemanager.googleapis.com"
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -301,10 +301,16 @@ func (a *API) checkImpersonation(r *http.Request, c *caller, t *policyTarget, pe
 }
 
 func (a *API) mintAccessToken(subject, email, scope string, exp time.Time) (string, error) {
+	return MintAccessToken(a.cfg.Minter, subject, email, scope, exp)
+}
+
+// MintAccessToken mints an access token for this API (audience
+// AccessTokenAudience) for the principal email.
+func MintAccessToken(m Minter, subject, email, scope string, exp time.Time) (string, error) {
 	if scope == "" {
 		scope = "https://www.googleapis.com/auth/cloud-platform"
 	}
-	return a.cfg.Minter.Mint(issuer.Claims{
+	return m.Mint(issuer.Claims{
 		Subject: subject, Email: email, EmailVerified: true,
 		Audience: []string{AccessTokenAudience}, Expiry: exp,
 		Extra: map[string]any{"scope": scope, "token_use": "access"},

@@ -108,6 +108,48 @@ func (a *API) decorate(s *apis.Service, region string, rev int64) {
 		s.Status.URL = url
 		s.Status.Address = &apis.Addressable{URL: url}
 	}
+	if s.Metadata.Annotations == nil {
+		s.Metadata.Annotations = map[string]string{}
+	}
+	// What gcloud's describe reads: all ingress is accepted (Usher has no
+	// internal-only networks), and the URLs the service answers on.
+	s.Metadata.Annotations[apis.AnnotationIngress] = "all"
+	s.Metadata.Annotations[apis.AnnotationIngressStatus] = "all"
+	urls, _ := json.Marshal([]string{url})
+	s.Metadata.Annotations[apis.AnnotationURLs] = string(urls)
+}
+
+// activeRevisions returns the revisions serving traffic in a project and
+// region, keyed by name, for the Active condition gcloud lists.
+func (a *API) activeRevisions(ctx context.Context, project, region string) (map[string]bool, error) {
+	services, _, err := state.List[apis.Service](ctx, a.cfg.Store, state.ServicesPrefix+project+"/"+region+"/")
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]bool{}
+	for _, s := range services {
+		for _, t := range s.Status.Traffic {
+			if t.Percent > 0 {
+				active[t.RevisionName] = true
+			}
+		}
+	}
+	return active, nil
+}
+
+// decorateRevision adds the derived Active condition.
+func decorateRevision(rv *apis.Revision, active bool) {
+	status, reason := apis.StatusFalse, "Reserve"
+	if active {
+		status, reason = apis.StatusTrue, ""
+	}
+	conds := rv.Status.Conditions[:0:0]
+	for _, c := range rv.Status.Conditions {
+		if c.Type != apis.ConditionActive {
+			conds = append(conds, c)
+		}
+	}
+	rv.Status.Conditions = append(conds, apis.Condition{Type: apis.ConditionActive, Status: status, Reason: reason, Severity: "Info"})
 }
 
 func (a *API) listServices(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -252,7 +294,7 @@ func (a *API) prepareService(s *apis.Service, old *apis.Service, project, region
 	s.Status = apis.ServiceStatus{} // clients send status back; it is ours
 	s.SetDefaults(project, apis.DefaultServiceAccount(project))
 	if err := s.Validate(); err != nil {
-		return invalidArgument("%v", err)
+		return invalidField(err)
 	}
 	now := a.cfg.Now().UTC().Format(time.RFC3339)
 	if s.Metadata.Labels == nil {
@@ -412,10 +454,19 @@ func (a *API) listRevisions(w http.ResponseWriter, r *http.Request, c *caller) e
 	}
 	selector := labelSelector(r.URL.Query().Get("labelSelector"))
 	list := apis.List[apis.Revision]{APIVersion: apis.ServingAPIVersion, Kind: "RevisionList", Items: []apis.Revision{}}
+	active := map[string]map[string]bool{} // region → active revisions
 	for _, rv := range revs {
-		if selector(rv.Metadata.Labels) {
-			list.Items = append(list.Items, rv)
+		if !selector(rv.Metadata.Labels) {
+			continue
 		}
+		region := rv.Metadata.Labels[apis.LabelLocation]
+		if active[region] == nil {
+			if active[region], err = a.activeRevisions(r.Context(), project, region); err != nil {
+				return err
+			}
+		}
+		decorateRevision(&rv, active[region][rv.Metadata.Name])
+		list.Items = append(list.Items, rv)
 	}
 	return writeJSON(w, http.StatusOK, list)
 }
@@ -442,5 +493,10 @@ func (a *API) getRevision(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err != nil {
 		return err
 	}
+	active, err := a.activeRevisions(r.Context(), project, region)
+	if err != nil {
+		return err
+	}
+	decorateRevision(&rv, active[rv.Metadata.Name])
 	return writeJSON(w, http.StatusOK, rv)
 }

@@ -14,6 +14,7 @@ const (
 	ConditionRoutesReady         = "RoutesReady"
 	ConditionResourcesAvailable  = "ResourcesAvailable"
 	ConditionContainerHealthy    = "ContainerHealthy"
+	ConditionActive              = "Active"
 	StatusTrue                   = "True"
 	StatusFalse                  = "False"
 	StatusUnknown                = "Unknown"

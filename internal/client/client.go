@@ -27,6 +27,10 @@ type Config struct {
 	Region     string `json:"region"`
 	Credential string `json:"credential"`
 	Account    string `json:"account,omitempty"`
+	// TokenFile holds an access token for Account that the server keeps
+	// fresh, for tools that read tokens from a file (gcloud's
+	// auth/access_token_file).
+	TokenFile string `json:"tokenFile,omitempty"`
 }
 
 // DefaultConfigPath is ~/.config/usher/config.json.
@@ -61,16 +65,22 @@ func WriteConfig(path string, c Config) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".config-*.json")
+	return WriteFileAtomic(path, append(b, '\n'), 0o600)
+}
+
+// WriteFileAtomic replaces path with data: readers see the old file or the
+// new one, never a torn write, and the mode is set before any byte lands.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		return err
 	}
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
+	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err
 	}

@@ -45,14 +45,14 @@ type Config struct {
 type Controller struct {
 	cfg Config
 
-	mu       sync.Mutex
-	running  map[string]bool // service keys being reconciled
-	dirty    map[string]bool // changed again while running
+	mu      sync.Mutex
+	running map[string]bool // service keys being reconciled
+	dirty   map[string]bool // changed again while running
 	// starting holds revisions from the start of their first instance until
 	// the mirror shows them serving (or abandoned), so a retire working from
 	// a snapshot older than our own status write never stops them.
 	starting map[string]string // revision key → service key
-	serving  map[string]bool // revision keys that should keep instances
+	serving  map[string]bool   // revision keys that should keep instances
 	ctx      context.Context
 }
 
@@ -296,7 +296,10 @@ func (c *Controller) ensureRevision(ctx context.Context, s *apis.Service, key, n
 				apis.LabelConfigurationGeneration: fmt.Sprint(s.Metadata.Generation),
 				apis.LabelLocation:                region,
 			},
-			Annotations: map[string]string{"usher.dev/service-uid": s.Metadata.UID},
+			Annotations: map[string]string{
+				"usher.dev/service-uid": s.Metadata.UID,
+				apis.AnnotationCreator:  s.Metadata.Annotations[apis.AnnotationLastModifier],
+			},
 		},
 		Spec: s.Spec.Template.Spec,
 	}

@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
@@ -383,5 +385,118 @@ func TestGatewayTableSwapNextRequest(t *testing.T) {
 		if got := gatewayFixtureDo(gw, host, nil).Code; got != s.want {
 			t.Fatalf("after SetTable(%s): status = %d, want %d", s.name, got, s.want)
 		}
+	}
+}
+
+// TestGatewayPublicForwardsCredentialsUntouched checks that a public service
+// gets the caller's credentials as sent: no verification, no stripping.
+func TestGatewayPublicForwardsCredentialsUntouched(t *testing.T) {
+	f := newGatewayFixture(t, true)
+	gw := f.newGateway()
+	gw.SetTable(gatewayFixtureTable(gatewayFixtureService("public", nil,
+		gatewayFixturePolicy("roles/run.invoker", "allUsers"))))
+	tok := f.mint(t, gwFixSA, gatewayFixtureURL("public"))
+	sent := map[string]string{
+		"Authorization":              "Bearer " + tok,
+		"X-Serverless-Authorization": "Bearer " + tok,
+	}
+	w := gatewayFixtureDo(gw, gatewayFixtureHost("public"), sent)
+	if w.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200 (body %q)", w.Code, w.Body.String())
+	}
+	h := f.backendHeader()
+	for k, want := range sent {
+		if got := h.Get(k); got != want {
+			t.Errorf("forwarded %s = %q, want %q (untouched)", k, got, want)
+		}
+	}
+}
+
+// TestGatewayStreamsUnsizedResponses checks that a response without a
+// Content-Length (chunked, server-sent events) reaches the client as the
+// instance writes it, not when it ends. It guards the proxy's flush settings.
+func TestGatewayStreamsUnsizedResponses(t *testing.T) {
+	f := newGatewayFixture(t, false)
+	for _, contentType := range []string{"text/plain; charset=utf-8", "text/event-stream"} {
+		t.Run(contentType, func(t *testing.T) {
+			release := make(chan struct{})
+			var once sync.Once
+			unblock := func() { once.Do(func() { close(release) }) }
+			instance := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", contentType)
+				io.WriteString(w, "first\n")
+				http.NewResponseController(w).Flush()
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				case <-time.After(10 * time.Second):
+				}
+				io.WriteString(w, "second\n")
+			}))
+			defer instance.Close()
+
+			gw := gateway.New(gateway.Config{
+				Verifier:  f.verifier,
+				Instances: gwFixInstances{addr: strings.TrimPrefix(instance.URL, "http://")},
+			})
+			gw.SetTable(gatewayFixtureTable(gatewayFixtureService("stream", nil,
+				gatewayFixturePolicy("roles/run.invoker", "allUsers"))))
+			front := httptest.NewServer(gw)
+			defer front.Close()
+			defer unblock() // runs first: lets the instance answer so both Closes return
+
+			req, err := http.NewRequest(http.MethodGet, front.URL+"/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Host = gatewayFixtureHost("stream")
+			// The client gets the headers and the first line while the
+			// instance is still blocked; it is released only afterwards.
+			type result struct {
+				resp  *http.Response
+				br    *bufio.Reader
+				first string
+				err   error
+			}
+			done := make(chan result, 1)
+			go func() {
+				resp, err := front.Client().Do(req)
+				if err != nil {
+					done <- result{err: err}
+					return
+				}
+				br := bufio.NewReader(resp.Body)
+				line, err := br.ReadString('\n')
+				done <- result{resp: resp, br: br, first: line, err: err}
+			}()
+			var res result
+			select {
+			case res = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("headers and first line did not arrive while the instance was still writing: the gateway buffers unsized responses")
+			}
+			if res.resp != nil {
+				defer res.resp.Body.Close()
+			}
+			if res.err != nil {
+				t.Fatalf("request: %v", res.err)
+			}
+			if res.resp.StatusCode != http.StatusOK {
+				t.Fatalf("status = %d, want 200", res.resp.StatusCode)
+			}
+			if res.first != "first\n" {
+				t.Fatalf("first line = %q, want %q", res.first, "first\n")
+			}
+			br := res.br
+			unblock()
+			rest, err := io.ReadAll(br)
+			if err != nil {
+				t.Fatalf("reading the rest: %v", err)
+			}
+			if string(rest) != "second\n" {
+				t.Errorf("rest = %q, want %q", rest, "second\n")
+			}
+		})
 	}
 }

@@ -52,6 +52,7 @@ func bootstrap(ctx context.Context, st store.Store, cfg Config) error {
 	// The server URL follows the listener (a restart on another port must
 	// not leave the CLI pointing at the old one).
 	conf.Server, conf.Project, conf.Region, conf.Account = cfg.PublicURL, cfg.Project, cfg.Region, OwnerEmail
+	conf.TokenFile = tokenFilePath(cfg.DataDir)
 	if err := client.WriteConfig(path, conf); err != nil {
 		return err
 	}

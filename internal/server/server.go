@@ -113,6 +113,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := bootstrap(ctx, st, cfg); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	if err := writeTokenFile(iss, tokenFilePath(cfg.DataDir)); err != nil {
+		return fmt.Errorf("writing the access token file: %w", err)
+	}
+	go keepTokenFresh(ctx, iss, tokenFilePath(cfg.DataDir), log)
 
 	serviceURL := func(project, region, name string) string {
 		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
@@ -181,6 +185,12 @@ func Run(ctx context.Context, cfg Config) error {
 func byHost(domain string, gw http.Handler, apiMux http.Handler) http.Handler {
 	suffix := "." + domain
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodConnect {
+			// Clients using Usher as their HTTP proxy (gcloud) may try to
+			// tunnel elsewhere; Usher is no general proxy.
+			http.Error(w, "usher: CONNECT is not supported", http.StatusMethodNotAllowed)
+			return
+		}
 		host := r.Host
 		if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 			host = host[:i]
