@@ -12,12 +12,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
@@ -30,9 +29,10 @@ type Verifier interface {
 	Verify(token string) (*authn.Identity, error)
 }
 
-// Instances finds (or starts) an instance of a revision.
+// Instances finds (or starts) an instance of a revision; key identifies the
+// revision (routing.Target.RevisionKey).
 type Instances interface {
-	Acquire(ctx context.Context, rev *apis.Revision) (addr string, err error)
+	Acquire(ctx context.Context, key string, rev *apis.Revision) (addr string, err error)
 }
 
 // Config wires a gateway.
@@ -72,10 +72,12 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    newTransport(),
+		Transport:    newInstanceTransport(),
 		ErrorHandler: g.proxyError,
-		// Stream responses (server-sent events, chunked) as they come.
-		FlushInterval: -1,
+		// FlushInterval stays 0: ReverseProxy already flushes server-sent
+		// events and unsized (streamed) responses after every write, and a
+		// sized answer then goes out in one write instead of two.
+		BufferPool: copyBuffers{},
 	}
 	return g
 }
@@ -146,7 +148,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A cold start is bounded by the runtime's startup timeout and by the
 	// client's patience (the request context); a warm instance costs two loads.
-	addr, err := g.cfg.Instances.Acquire(r.Context(), tgt.Revision)
+	addr, err := g.cfg.Instances.Acquire(r.Context(), tgt.RevisionKey, tgt.Revision)
 	if err != nil {
 		if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
 			g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", tgt.Revision.Metadata.Name, "err", err)
@@ -275,15 +277,11 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	writePage(w, status, page)
 }
 
-func newTransport() *http.Transport {
-	return &http.Transport{
-		Proxy:                 nil, // never send instance traffic through an environment proxy
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: 0, // requests may run as long as the service's timeout
-		ExpectContinueTimeout: time.Second,
-		ForceAttemptHTTP2:     false,
-	}
-}
+// copyBuffers recycles ReverseProxy's 32 KiB response copy buffers, which it
+// would otherwise allocate (and zero) for every request.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }

@@ -58,7 +58,7 @@ type gatewayFixture struct {
 // gwFixInstances is a gateway.Instances with one running instance.
 type gwFixInstances struct{ addr string }
 
-func (i gwFixInstances) Acquire(context.Context, *apis.Revision) (string, error) {
+func (i gwFixInstances) Acquire(context.Context, string, *apis.Revision) (string, error) {
 	return i.addr, nil
 }
 

@@ -77,15 +77,14 @@ func (in *instance) alive() bool {
 	}
 }
 
-// Key identifies a revision across projects and regions.
+// Key identifies a revision across projects and regions: PROJECT/REGION/NAME.
 func Key(rev *apis.Revision) string {
 	return rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + rev.Metadata.Name
 }
 
-// Acquire returns the address of a running instance of rev, starting one if
-// needed and waiting for it (bounded by ctx).
-func (p *Pool) Acquire(ctx context.Context, rev *apis.Revision) (string, error) {
-	key := Key(rev)
+// Acquire returns the address of a running instance of rev (whose Key is
+// key), starting one if needed and waiting for it (bounded by ctx).
+func (p *Pool) Acquire(ctx context.Context, key string, rev *apis.Revision) (string, error) {
 	if v, ok := p.revisions.Load(key); ok {
 		if in := v.(*revisionInstances).current.Load(); in != nil && in.alive() {
 			return in.addr, nil
@@ -231,7 +230,7 @@ func (ri *revisionInstances) stop(ctx context.Context) error {
 
 // Start makes sure rev has a running instance (a deploy's readiness check).
 func (p *Pool) Start(ctx context.Context, rev *apis.Revision) error {
-	_, err := p.Acquire(ctx, rev)
+	_, err := p.Acquire(ctx, Key(rev), rev)
 	return err
 }
 

@@ -49,17 +49,17 @@ func TestReplacesDeadInstance(t *testing.T) {
 	rev := revision("svc-00001-abc", app)
 	ctx := context.Background()
 
-	first, err := p.Acquire(ctx, rev)
+	first, err := p.Acquire(ctx, Key(rev), rev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := p.Acquire(ctx, rev); again != first {
+	if again, _ := p.Acquire(ctx, Key(rev), rev); again != first {
 		t.Fatalf("second Acquire = %s, want the running instance %s", again, first)
 	}
 	get(first, "/exit?code=1") // the instance dies mid-request; its answer does not matter
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		addr, err := p.Acquire(ctx, rev)
+		addr, err := p.Acquire(ctx, Key(rev), rev)
 		if err == nil && addr != first {
 			if code, err := get(addr, "/"); err != nil || code != 200 {
 				t.Fatalf("replacement answered %d, %v", code, err)
@@ -94,11 +94,11 @@ func TestRetire(t *testing.T) {
 	t.Cleanup(func() { p.Close(context.Background()) })
 	ctx := context.Background()
 	oldRev, newRev := revision("svc-00001-abc", app), revision("svc-00002-def", app)
-	oldAddr, err := p.Acquire(ctx, oldRev)
+	oldAddr, err := p.Acquire(ctx, Key(oldRev), oldRev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	newAddr, err := p.Acquire(ctx, newRev)
+	newAddr, err := p.Acquire(ctx, Key(newRev), newRev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestRetire(t *testing.T) {
 		t.Errorf("kept instance answered %d, %v", code, err)
 	}
 	p.Close(ctx)
-	if _, err := p.Acquire(ctx, newRev); err == nil {
+	if _, err := p.Acquire(ctx, Key(newRev), newRev); err == nil {
 		t.Errorf("Acquire after Close succeeded")
 	}
 }

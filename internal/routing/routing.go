@@ -42,6 +42,9 @@ type Target struct {
 	URL                      string
 	// Revision serves the traffic; nil while no revision is ready.
 	Revision *apis.Revision
+	// RevisionKey identifies Revision across projects and regions
+	// (PROJECT/REGION/NAME), computed once here rather than per request.
+	RevisionKey string
 	// Audiences a token must carry one of (exact match).
 	Audiences []string
 	// Public is true when anyone may invoke without credentials.
@@ -110,16 +113,20 @@ func Build(st State) *Table {
 		}
 		invokers := st.Roles.Compile(iam.PermRoutesInvoke, levels...)
 		disabled := svc.InvokerIAMDisabled()
+		rev := ss.Revisions[svc.Status.LatestReadyRevisionName]
 		tgt := &Target{
 			Project:            ss.Project,
 			Region:             ss.Region,
 			Service:            name,
 			URL:                url,
-			Revision:           ss.Revisions[svc.Status.LatestReadyRevisionName],
+			Revision:           rev,
 			Audiences:          append([]string{url, url + "/"}, svc.CustomAudiences()...),
 			Public:             disabled || invokers.Public(),
 			InvokerIAMDisabled: disabled,
 			Invokers:           invokers,
+		}
+		if rev != nil {
+			tgt.RevisionKey = ss.Project + "/" + ss.Region + "/" + rev.Metadata.Name
 		}
 		t.byHost[host] = tgt
 	}
