@@ -133,6 +133,9 @@ func (a *API) routes() {
 	m.Handle("POST /v1/projects/{project}/{method}", a.authed(a.batchEnable))
 	m.Handle("GET /v1/projects/{project}/locations", a.authed(a.listLocations))
 
+	// Cloud Run Admin API v2 (v2.go).
+	a.routesV2()
+
 	m.Handle("/", a.authed(func(w http.ResponseWriter, r *http.Request, _ *caller) error {
 		return notFound("no API method at %s %s", r.Method, r.URL.Path)
 	}))

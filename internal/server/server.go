@@ -27,7 +27,6 @@ import (
 	"github.com/usher-run/usher/internal/routing"
 	"github.com/usher-run/usher/internal/runtime/process"
 	"github.com/usher-run/usher/internal/state"
-	"github.com/usher-run/usher/internal/store"
 	"github.com/usher-run/usher/internal/store/bolt"
 )
 
@@ -258,4 +257,3 @@ func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles,
 	return st
 }
 
-var _ store.Store = (*bolt.Store)(nil)
