@@ -256,4 +256,3 @@ func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles,
 	}
 	return st
 }
-
