@@ -394,35 +394,10 @@ func (a *API) deleteService(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
-	ctx := r.Context()
-	last, err := a.cfg.Store.Delete(ctx, state.ServiceKey(project, region, name), rev)
-	if errors.Is(err, store.ErrConflict) {
-		return aborted("The service '%s' was modified concurrently. Retry the deletion.", name)
-	}
-	if err != nil {
-		return err
-	}
 	// The service is gone (and so unroutable) from here on; its policy and
 	// revisions go with it, as on Cloud Run, so a new service of the same name
 	// starts private.
-	if rev, err := a.cfg.Store.Delete(ctx, state.ServicePolicyKey(project, region, name), store.AnyRevision); err == nil {
-		last = rev
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	revs, _, err := a.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/")
-	if err != nil {
-		return err
-	}
-	for _, e := range revs {
-		var rv apis.Revision
-		if json.Unmarshal(e.Value, &rv) == nil && rv.Metadata.Labels[apis.LabelService] == name {
-			if drev, err := a.cfg.Store.Delete(ctx, e.Key, store.AnyRevision); err == nil {
-				last = drev
-			}
-		}
-	}
-	if err := a.cfg.Sync.WaitFor(ctx, last); err != nil {
+	if err := a.removeService(r.Context(), project, region, name, rev); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{

@@ -414,7 +414,7 @@ func (a *API) deleteServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 }
 
 // removeService deletes the service stored at rev (compare-and-swap) with its
-// policy and revisions, as v1's deleteService does, and waits until the
+// policy and revisions (v1 and v2 delete alike), and waits until the
 // gateway no longer routes it.
 func (a *API) removeService(ctx context.Context, project, region, name string, rev int64) error {
 	last, err := a.cfg.Store.Delete(ctx, state.ServiceKey(project, region, name), rev)
