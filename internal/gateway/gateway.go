@@ -98,7 +98,8 @@ const (
 )
 
 // spoofable are request headers a client could use to impersonate the proxy
-// or an identity layer; they never reach an instance from outside.
+// or an identity layer; they never reach an instance from outside. They are
+// spelled in canonical form (textproto.CanonicalMIMEHeaderKey).
 var spoofable = []string{
 	"Forwarded",
 	"X-Real-Ip",
@@ -238,7 +239,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = p.addr
 	pr.Out.Host = pr.In.Host
 	for _, h := range spoofable {
-		pr.Out.Header.Del(h)
+		delete(pr.Out.Header, h) // keys are canonical: skip Del's re-canonicalizing
 	}
 	pr.SetXForwarded()
 	if pr.In.TLS == nil {
