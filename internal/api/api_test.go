@@ -407,3 +407,32 @@ func TestImpersonation(t *testing.T) {
 		t.Errorf("unknown account = %d %s, want 404", r.status, r.raw)
 	}
 }
+
+// TestServiceUsage: the APIs Usher serves report enabled, so clients that
+// check before calling (gcloud with prompts on) go ahead.
+func TestServiceUsage(t *testing.T) {
+	h := newHarness(t)
+	tok := h.token(owner)
+	tests := []struct {
+		api, want string
+	}{
+		{"run.googleapis.com", "ENABLED"},
+		{"iamcredentials.googleapis.com", "ENABLED"},
+		{"compute.googleapis.com", "DISABLED"},
+	}
+	for _, tt := range tests {
+		r := h.call(tok, "GET", "/v1/projects/"+project+"/services/"+tt.api, nil)
+		if r.status != 200 || r.body["state"] != tt.want {
+			t.Errorf("%s: %d %s, want state %s", tt.api, r.status, r.raw, tt.want)
+		}
+	}
+	if r := h.call(tok, "POST", "/v1/projects/"+project+"/services:batchEnable", map[string]any{"serviceIds": []string{"run.googleapis.com"}}); r.status != 200 || r.body["done"] != true {
+		t.Errorf("batchEnable run = %d %s", r.status, r.raw)
+	}
+	if r := h.call(tok, "POST", "/v1/projects/"+project+"/services:batchEnable", map[string]any{"serviceIds": []string{"compute.googleapis.com"}}); r.status != 400 {
+		t.Errorf("batchEnable compute = %d %s, want 400", r.status, r.raw)
+	}
+	if r := h.call(tok, "GET", "/v1/projects/"+project+"/locations", nil); r.status != 200 || !strings.Contains(r.raw, `"locationId": "us-central1"`) {
+		t.Errorf("locations = %d %s", r.status, r.raw)
+	}
+}
