@@ -21,6 +21,7 @@ import (
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/pool"
 	"github.com/usher-run/usher/internal/routing"
 )
 
@@ -29,10 +30,17 @@ type Verifier interface {
 	Verify(token string) (*authn.Identity, error)
 }
 
-// Instances finds (or starts) an instance of a revision; key identifies the
-// revision (routing.Target.RevisionKey).
+// Instances finds (or starts) an instance of a revision with a free slot;
+// key identifies the revision (routing.Target.RevisionKey). Errors wrapping
+// pool.ErrOverloaded or pool.ErrQueueTimeout mean "retry later".
 type Instances interface {
-	Acquire(ctx context.Context, key string, rev *apis.Revision) (addr string, err error)
+	Acquire(ctx context.Context, key string, rev *apis.Revision) (Lease, error)
+}
+
+// Lease is a request's slot on an instance, released when the request ends.
+type Lease interface {
+	Addr() string
+	Release()
 }
 
 // Config wires a gateway.
@@ -147,19 +155,37 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
 		return
 	}
-	// A cold start is bounded by the runtime's startup timeout and by the
-	// client's patience (the request context); a warm instance costs two loads.
-	addr, err := g.cfg.Instances.Acquire(r.Context(), tgt.RevisionKey, tgt.Revision)
+	// Waiting for a slot (a cold start, or a busy revision) is bounded by the
+	// pool's queue and by the client's patience (the request context).
+	lease, err := g.cfg.Instances.Acquire(r.Context(), tgt.RevisionKey, tgt.Revision)
 	if err != nil {
-		if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
-			g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", tgt.Revision.Metadata.Name, "err", err)
-		}
-		writePage(w, http.StatusServiceUnavailable, pageUnavailable)
+		g.noInstance(w, r, tgt, err)
 		return
 	}
-	p.addr = addr
+	defer lease.Release()
+	p.addr = lease.Addr()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, &p)))
 }
+
+// noInstance answers a request no instance could take: 429 when the revision
+// is at its limits, 503 otherwise, both with Retry-After.
+func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, err error) {
+	if errors.Is(err, context.Canceled) {
+		w.WriteHeader(499) // the client left while queued
+		return
+	}
+	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
+		g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", tgt.Revision.Metadata.Name, "err", err)
+	}
+	w.Header()["Retry-After"] = retryAfter
+	if errors.Is(err, pool.ErrOverloaded) {
+		writePage(w, http.StatusTooManyRequests, pageOverloaded)
+		return
+	}
+	writePage(w, http.StatusServiceUnavailable, pageUnavailable)
+}
+
+var retryAfter = []string{"1"}
 
 // authorize authenticates and authorizes a request to a private target. It
 // returns the credential header used, or a non-zero status with the reason.

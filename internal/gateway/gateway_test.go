@@ -58,9 +58,15 @@ type gatewayFixture struct {
 // gwFixInstances is a gateway.Instances with one running instance.
 type gwFixInstances struct{ addr string }
 
-func (i gwFixInstances) Acquire(context.Context, string, *apis.Revision) (string, error) {
-	return i.addr, nil
+func (i gwFixInstances) Acquire(context.Context, string, *apis.Revision) (gateway.Lease, error) {
+	return gwFixLease(i.addr), nil
 }
+
+// gwFixLease is a slot on the fixture's backend; releasing it is free.
+type gwFixLease string
+
+func (l gwFixLease) Addr() string { return string(l) }
+func (gwFixLease) Release()       {}
 
 // newGatewayFixture starts the backend and the issuer. With record, the
 // backend remembers each request's headers (tests); without, it only answers

@@ -1,9 +1,15 @@
-// Package pool keeps the instances that serve each revision: it starts one on
-// demand (a cold start), hands its address to the gateway, replaces it when it
-// dies, and stops it when the revision is retired or Usher shuts down.
+// Package pool keeps the instances that serve each revision and scales them
+// the way Cloud Run does: by in-flight requests. Each instance takes at most
+// the revision's concurrency; when every instance is full and the revision is
+// below its maximum, a new instance starts and the request waits for it (a
+// bounded queue with a bounded wait, like Knative's activator) instead of
+// failing. Idle instances above the minimum stop after a grace period (scale to
+// zero); an instance that dies is dropped and replaced on demand, or at once
+// while the revision is below its minimum.
 //
-// The gateway's hot path is Acquire on a running instance: one sync.Map load
-// and one atomic load, no lock and no I/O. The pool never decides who may call.
+// The gateway's hot path is Acquire on a revision with a free slot: one
+// sync.Map load and one per-revision mutex, no global lock, no I/O, no
+// allocation. The pool never decides who may call.
 package pool
 
 import (
@@ -11,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,61 +27,73 @@ import (
 	"github.com/usher-run/usher/internal/runtime"
 )
 
-// ErrClosed is returned once the pool has been closed.
-var ErrClosed = errors.New("pool: closed")
+// Errors Acquire returns; the gateway maps them to status codes.
+var (
+	ErrClosed = errors.New("pool: closed")
+	// ErrOverloaded: the revision is at its maximum instances and its queue
+	// is full (429, retry later).
+	ErrOverloaded = errors.New("pool: revision at capacity and its queue is full")
+	// ErrQueueTimeout: no slot freed up within the queue timeout (503).
+	ErrQueueTimeout = errors.New("pool: no instance became available in time")
+	// ErrRetired: the revision no longer serves.
+	ErrRetired = errors.New("pool: revision is no longer serving")
+)
+
+// Defaults, Cloud Run's where it has one.
+const (
+	DefaultMaxInstances     = 100
+	DefaultScaleToZeroGrace = 15 * time.Minute
+	DefaultQueueTimeout     = 60 * time.Second
+	DefaultMaxQueue         = 1000
+)
 
 // Config wires a pool.
 type Config struct {
 	Runtime runtime.Runtime
-	// ExtraEnv is added to every instance's environment (e.g. GCE_METADATA_HOST).
-	ExtraEnv       []runtime.EnvVar
+	// ExtraEnv is added to every instance's environment.
+	ExtraEnv []runtime.EnvVar
+	// Identity, if set, is called once per revision before its first
+	// instance starts; the env it returns is added to that revision's
+	// instances (GCE_METADATA_HOST) and release is called when the revision
+	// is retired.
+	Identity       func(rev *apis.Revision) (env []runtime.EnvVar, release func(), err error)
 	StartupTimeout time.Duration
 	StopGrace      time.Duration
-	Log            *slog.Logger
+	// ScaleToZeroGrace is how long an idle instance above the minimum lives.
+	ScaleToZeroGrace time.Duration
+	// QueueTimeout bounds how long a request waits for a slot.
+	QueueTimeout time.Duration
+	// MaxQueue bounds how many requests may wait per revision.
+	MaxQueue int
+	Log      *slog.Logger
 }
 
 // Pool holds instances per revision.
 type Pool struct {
 	cfg       Config
-	revisions sync.Map // revision key → *revisionInstances
+	revisions sync.Map // revision key → *revisionPool
 	closed    atomic.Bool
+	stopReap  chan struct{}
+	reapOnce  sync.Once
 }
 
-// New returns an empty pool.
+// New returns an empty pool; call Close to stop its instances.
 func New(cfg Config) *Pool {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Pool{cfg: cfg}
-}
-
-// revisionInstances is the instance of one revision (one per revision until
-// autoscaling arrives) and the machinery to (re)start it.
-type revisionInstances struct {
-	key  string
-	spec runtime.InstanceSpec
-	log  *slog.Logger
-
-	current atomic.Pointer[instance] // read lock-free on the hot path
-
-	mu       sync.Mutex
-	starting chan struct{} // non-nil while a start is under way; closed when it ends
-	startErr error
-	stopped  bool
-}
-
-type instance struct {
-	runtime.Instance
-	addr string
-}
-
-func (in *instance) alive() bool {
-	select {
-	case <-in.Done():
-		return false
-	default:
-		return true
+	if cfg.ScaleToZeroGrace <= 0 {
+		cfg.ScaleToZeroGrace = DefaultScaleToZeroGrace
 	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = DefaultQueueTimeout
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	p := &Pool{cfg: cfg, stopReap: make(chan struct{})}
+	go p.reapLoop()
+	return p
 }
 
 // Key identifies a revision across projects and regions: PROJECT/REGION/NAME.
@@ -82,39 +101,93 @@ func Key(rev *apis.Revision) string {
 	return rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + rev.Metadata.Name
 }
 
-// Acquire returns the address of a running instance of rev (whose Key is
-// key), starting one if needed and waiting for it (bounded by ctx).
-func (p *Pool) Acquire(ctx context.Context, key string, rev *apis.Revision) (string, error) {
-	if v, ok := p.revisions.Load(key); ok {
-		if in := v.(*revisionInstances).current.Load(); in != nil && in.alive() {
-			return in.addr, nil
-		}
-	}
+// Lease is one request's slot on an instance; Release it when the request ends.
+type Lease struct {
+	in *instance
+}
+
+// Addr is the instance's address.
+func (l *Lease) Addr() string { return l.in.addr }
+
+// Release frees the slot for the next request.
+func (l *Lease) Release() { l.in.rp.release(l.in) }
+
+// instance is one running instance and its load.
+type instance struct {
+	runtime.Instance
+	rp    *revisionPool
+	addr  string
+	lease Lease // handed out by pointer: leases allocate nothing
+
+	// Guarded by rp.mu.
+	inflight int
+	lastUsed time.Time
+	gone     bool // exited or being stopped: takes no new requests
+}
+
+// waiter is a request queued for a slot.
+type waiter struct {
+	ready chan *instance // buffered(1): the slot handed over
+}
+
+// revisionPool is the instances of one revision.
+type revisionPool struct {
+	p    *Pool
+	key  string
+	spec runtime.InstanceSpec
+	log  *slog.Logger
+
+	concurrency int // per instance; > 0
+	minScale    int
+	maxScale    int
+
+	mu        sync.Mutex
+	instances []*instance
+	starting  int
+	waiters   []*waiter
+	retired   bool
+	lastErr   error // the last start failure, for requests that waited on it
+	// releaseIdentity ends the revision's runtime identity (Config.Identity).
+	releaseIdentity func()
+}
+
+// Acquire returns a lease on an instance of rev (whose Key is key) with a free
+// slot, starting instances as needed and queueing until one is free.
+func (p *Pool) Acquire(ctx context.Context, key string, rev *apis.Revision) (*Lease, error) {
 	if p.closed.Load() {
-		return "", ErrClosed
+		return nil, ErrClosed
 	}
-	ri := p.revisionFor(key, rev)
-	in, err := ri.ensure(ctx, p)
+	rp, err := p.revisionFor(key, rev)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return in.addr, nil
+	return rp.acquire(ctx)
 }
 
-func (p *Pool) revisionFor(key string, rev *apis.Revision) *revisionInstances {
+func (p *Pool) revisionFor(key string, rev *apis.Revision) (*revisionPool, error) {
 	if v, ok := p.revisions.Load(key); ok {
-		return v.(*revisionInstances)
+		return v.(*revisionPool), nil
 	}
-	ri := &revisionInstances{
-		key:  key,
-		spec: p.specFor(rev),
-		log:  p.cfg.Log.With("service", rev.Metadata.Labels[apis.LabelService], "revision", rev.Metadata.Name),
+	rp := p.newRevisionPool(key, rev)
+	v, loaded := p.revisions.LoadOrStore(key, rp)
+	if loaded {
+		return v.(*revisionPool), nil
 	}
-	v, _ := p.revisions.LoadOrStore(key, ri)
-	return v.(*revisionInstances)
+	if p.cfg.Identity != nil {
+		env, release, err := p.cfg.Identity(rev)
+		if err != nil {
+			p.revisions.Delete(key)
+			return nil, fmt.Errorf("revision %s: runtime identity: %w", rev.Metadata.Name, err)
+		}
+		rp.mu.Lock()
+		rp.spec.ExtraEnv = append(append([]runtime.EnvVar(nil), rp.spec.ExtraEnv...), env...)
+		rp.releaseIdentity = release
+		rp.mu.Unlock()
+	}
+	return rp, nil
 }
 
-func (p *Pool) specFor(rev *apis.Revision) runtime.InstanceSpec {
+func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	c := rev.Spec.Containers[0]
 	spec := runtime.InstanceSpec{
 		Image:          c.Image,
@@ -130,108 +203,341 @@ func (p *Pool) specFor(rev *apis.Revision) runtime.InstanceSpec {
 	for _, e := range c.Env {
 		spec.Env = append(spec.Env, runtime.EnvVar{Name: e.Name, Value: e.Value})
 	}
-	return spec
+	rp := &revisionPool{
+		p:           p,
+		key:         key,
+		spec:        spec,
+		log:         p.cfg.Log.With("service", spec.Service, "revision", spec.Revision),
+		concurrency: apis.DefaultContainerConcurrency,
+		minScale:    scaleAnnotation(rev, apis.AnnotationMinScale, 0),
+		maxScale:    scaleAnnotation(rev, apis.AnnotationMaxScale, DefaultMaxInstances),
+	}
+	if cc := rev.Spec.ContainerConcurrency; cc != nil {
+		// 0 means "no limit" in Knative; Cloud Run caps at 1000.
+		rp.concurrency = int(*cc)
+		if rp.concurrency == 0 {
+			rp.concurrency = apis.MaxContainerConcurrency
+		}
+	}
+	if rp.maxScale <= 0 {
+		rp.maxScale = DefaultMaxInstances
+	}
+	return rp
 }
 
-// ensure returns the running instance or starts one; concurrent callers share
-// one start.
-func (ri *revisionInstances) ensure(ctx context.Context, p *Pool) (*instance, error) {
-	for {
-		ri.mu.Lock()
-		if in := ri.current.Load(); in != nil && in.alive() {
-			ri.mu.Unlock()
-			return in, nil
+func scaleAnnotation(rev *apis.Revision, key string, def int) int {
+	v := rev.Metadata.Annotations[key]
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return def
+	}
+	return n
+}
+
+func (rp *revisionPool) acquire(ctx context.Context) (*Lease, error) {
+	rp.mu.Lock()
+	if rp.retired {
+		rp.mu.Unlock()
+		return nil, ErrRetired
+	}
+	if in := rp.freeLocked(); in != nil {
+		in.inflight++
+		rp.mu.Unlock()
+		return &in.lease, nil
+	}
+	if len(rp.waiters) >= rp.p.cfg.MaxQueue {
+		rp.mu.Unlock()
+		return nil, ErrOverloaded
+	}
+	w := &waiter{ready: make(chan *instance, 1)}
+	rp.waiters = append(rp.waiters, w)
+	rp.scaleUpLocked()
+	rp.mu.Unlock()
+
+	timer := time.NewTimer(rp.p.cfg.QueueTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case in, ok := <-w.ready:
+		if ok {
+			return &in.lease, nil
 		}
-		if ri.stopped {
-			ri.mu.Unlock()
-			return nil, fmt.Errorf("revision %s is no longer serving", ri.key)
+		// Woken without a slot: every start failed, or the revision retired.
+		rp.mu.Lock()
+		err, retired := rp.lastErr, rp.retired
+		rp.mu.Unlock()
+		if retired || err == nil {
+			return nil, ErrRetired
 		}
-		if ri.starting == nil {
-			ri.starting = make(chan struct{})
-			go ri.start(p)
+		return nil, err
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = ErrQueueTimeout
+	}
+	// Give up: leave the queue, or, if a slot was handed over meanwhile,
+	// pass it on.
+	rp.mu.Lock()
+	for i, x := range rp.waiters {
+		if x == w {
+			rp.waiters = append(rp.waiters[:i], rp.waiters[i+1:]...)
+			break
 		}
-		ch := ri.starting
-		ri.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	}
+	startErr := rp.lastErr
+	rp.mu.Unlock()
+	select {
+	case in, ok := <-w.ready:
+		if ok {
+			rp.release(in)
 		}
-		ri.mu.Lock()
-		in, err := ri.current.Load(), ri.startErr
-		ri.mu.Unlock()
-		if err != nil {
-			return nil, err
+	default:
+	}
+	if errors.Is(err, ErrQueueTimeout) && startErr != nil {
+		err = fmt.Errorf("%w: %w", err, startErr)
+	}
+	return nil, err
+}
+
+// freeLocked returns the least-loaded live instance with a free slot.
+func (rp *revisionPool) freeLocked() *instance {
+	var best *instance
+	for _, in := range rp.instances {
+		if in.gone || in.inflight >= rp.concurrency {
+			continue
 		}
-		if in != nil && in.alive() {
-			return in, nil
+		if best == nil || in.inflight < best.inflight {
+			best = in
 		}
+	}
+	return best
+}
+
+// scaleUpLocked starts instances so that, once started, every waiter has a
+// slot, within the maximum.
+func (rp *revisionPool) scaleUpLocked() {
+	live := 0
+	for _, in := range rp.instances {
+		if !in.gone {
+			live++
+		}
+	}
+	// Slots coming from instances already starting.
+	pending := len(rp.waiters) - rp.starting*rp.concurrency
+	for pending > 0 && live+rp.starting < rp.maxScale {
+		rp.starting++
+		pending -= rp.concurrency
+		go rp.start()
 	}
 }
 
 // start runs one cold start detached from any request, so a caller giving up
 // does not kill an instance others are waiting for.
-func (ri *revisionInstances) start(p *Pool) {
-	spec := ri.spec
-	spec.Logs = lineLogger{ri.log}
+func (rp *revisionPool) start() {
+	spec := rp.spec
+	spec.Logs = lineLogger{rp.log}
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.WithDefaults().StartupTimeout+5*time.Second)
-	rin, err := p.cfg.Runtime.Start(ctx, spec)
+	rin, err := rp.p.cfg.Runtime.Start(ctx, spec)
 	cancel()
 
-	ri.mu.Lock()
-	defer ri.mu.Unlock()
-	ri.startErr = err
-	if err == nil {
-		in := &instance{Instance: rin, addr: rin.Addr()}
-		if ri.stopped || p.closed.Load() {
-			go rin.Stop(context.Background())
-			ri.startErr = fmt.Errorf("revision %s is no longer serving", ri.key)
-		} else {
-			ri.current.Store(in)
-			ri.log.Info("instance started", "instance", rin.ID(), "addr", in.addr, "cold_start", time.Since(begin).Round(time.Millisecond))
-			go ri.supervise(p, in)
+	rp.mu.Lock()
+	rp.starting--
+	if err != nil {
+		rp.lastErr = err
+		rp.log.Warn("instance failed to start", "err", err)
+		// Waiters keep waiting (another start or a release may serve
+		// them) until their timeout; without any instance or start left,
+		// fail them now with the cause.
+		if len(rp.instances) == 0 && rp.starting == 0 {
+			rp.failWaitersLocked()
 		}
-	} else {
-		ri.log.Warn("instance failed to start", "err", err)
-	}
-	close(ri.starting)
-	ri.starting = nil
-}
-
-// supervise replaces an instance that exits on its own, so the revision keeps
-// serving without waiting for the next request to pay a cold start.
-func (ri *revisionInstances) supervise(p *Pool, in *instance) {
-	<-in.Done()
-	ri.mu.Lock()
-	replace := !ri.stopped && !p.closed.Load() && ri.current.Load() == in
-	ri.mu.Unlock()
-	if !replace {
+		rp.mu.Unlock()
 		return
 	}
-	ri.log.Warn("instance exited; replacing it", "instance", in.ID(), "err", in.Err())
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if _, err := ri.ensure(ctx, p); err != nil {
-		ri.log.Warn("replacement failed; the next request retries", "err", err)
+	in := &instance{Instance: rin, rp: rp, addr: rin.Addr(), lastUsed: time.Now()}
+	in.lease.in = in
+	if rp.retired || rp.p.closed.Load() {
+		rp.mu.Unlock()
+		rin.Stop(context.Background())
+		return
+	}
+	rp.lastErr = nil
+	rp.instances = append(rp.instances, in)
+	rp.log.Info("instance started", "instance", rin.ID(), "addr", in.addr,
+		"cold_start", time.Since(begin).Round(time.Millisecond), "instances", len(rp.instances))
+	rp.handOffLocked(in)
+	rp.mu.Unlock()
+	go rp.supervise(in)
+}
+
+// failWaitersLocked wakes every waiter with no slot: they see the start error.
+func (rp *revisionPool) failWaitersLocked() {
+	for _, w := range rp.waiters {
+		close(w.ready)
+	}
+	rp.waiters = nil
+}
+
+// handOffLocked gives in's free slots to queued requests, oldest first.
+func (rp *revisionPool) handOffLocked(in *instance) {
+	for len(rp.waiters) > 0 && !in.gone && in.inflight < rp.concurrency {
+		w := rp.waiters[0]
+		rp.waiters = rp.waiters[1:]
+		in.inflight++
+		w.ready <- in
 	}
 }
 
-func (ri *revisionInstances) stop(ctx context.Context) error {
-	ri.mu.Lock()
-	ri.stopped = true
-	in := ri.current.Swap(nil)
-	ri.mu.Unlock()
-	if in == nil {
-		return nil
-	}
-	return in.Stop(ctx)
+func (rp *revisionPool) release(in *instance) {
+	rp.mu.Lock()
+	in.inflight--
+	in.lastUsed = time.Now()
+	rp.handOffLocked(in)
+	rp.mu.Unlock()
 }
 
-// Start makes sure rev has a running instance (a deploy's readiness check).
+// supervise drops an instance that exits on its own; the revision gets a new
+// one at once if it is below its minimum, else on the next request.
+func (rp *revisionPool) supervise(in *instance) {
+	<-in.Done()
+	rp.mu.Lock()
+	wasLive := !in.gone
+	rp.removeLocked(in)
+	if wasLive && !rp.retired && !rp.p.closed.Load() {
+		rp.log.Warn("instance exited", "instance", in.ID(), "err", in.Err())
+		rp.ensureMinLocked()
+		rp.scaleUpLocked()
+	}
+	rp.mu.Unlock()
+}
+
+func (rp *revisionPool) removeLocked(in *instance) {
+	in.gone = true
+	for i, x := range rp.instances {
+		if x == in {
+			rp.instances = append(rp.instances[:i], rp.instances[i+1:]...)
+			return
+		}
+	}
+}
+
+// ensureMinLocked starts instances up to the revision's minimum.
+func (rp *revisionPool) ensureMinLocked() {
+	for len(rp.instances)+rp.starting < rp.minScale {
+		rp.starting++
+		go rp.start()
+	}
+}
+
+// reapLoop stops idle instances above each revision's minimum.
+func (p *Pool) reapLoop() {
+	tick := time.NewTicker(max(p.cfg.ScaleToZeroGrace/4, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.stopReap:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		p.revisions.Range(func(_, v any) bool {
+			v.(*revisionPool).reap(now)
+			return true
+		})
+	}
+}
+
+func (rp *revisionPool) reap(now time.Time) {
+	rp.mu.Lock()
+	var idle []*instance
+	for _, in := range rp.instances {
+		if len(rp.instances)-len(idle) <= rp.minScale {
+			break
+		}
+		if in.inflight == 0 && now.Sub(in.lastUsed) >= rp.p.cfg.ScaleToZeroGrace {
+			idle = append(idle, in)
+		}
+	}
+	for _, in := range idle {
+		rp.removeLocked(in)
+	}
+	rp.ensureMinLocked()
+	rp.mu.Unlock()
+	for _, in := range idle {
+		rp.log.Info("idle instance stopped (scale down)", "instance", in.ID())
+		go in.Stop(context.Background())
+	}
+}
+
+// retire stops every instance, letting in-flight requests finish first
+// (bounded by ctx).
+func (rp *revisionPool) retire(ctx context.Context) {
+	rp.mu.Lock()
+	rp.retired = true
+	instances := rp.instances
+	rp.instances = nil
+	for _, in := range instances {
+		in.gone = true
+	}
+	rp.failWaitersLocked()
+	release := rp.releaseIdentity
+	rp.releaseIdentity = nil
+	rp.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, in := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rp.drain(ctx, in)
+			if err := in.Stop(ctx); err != nil {
+				rp.log.Warn("stopping instance", "instance", in.ID(), "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if release != nil {
+		release()
+	}
+}
+
+// drain waits until in has no request in flight, or ctx ends.
+func (rp *revisionPool) drain(ctx context.Context, in *instance) {
+	for {
+		rp.mu.Lock()
+		n := in.inflight
+		rp.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-in.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Start makes sure rev has a running instance (a deploy's readiness check),
+// and starts its minimum instances.
 func (p *Pool) Start(ctx context.Context, rev *apis.Revision) error {
-	_, err := p.Acquire(ctx, Key(rev), rev)
-	return err
+	lease, err := p.Acquire(ctx, Key(rev), rev)
+	if err != nil {
+		return err
+	}
+	lease.Release()
+	if v, ok := p.revisions.Load(Key(rev)); ok {
+		rp := v.(*revisionPool)
+		rp.mu.Lock()
+		rp.ensureMinLocked()
+		rp.mu.Unlock()
+	}
+	return nil
 }
 
 // Retire stops the instances of revisions for which keep returns false.
@@ -245,9 +551,7 @@ func (p *Pool) Retire(ctx context.Context, keep func(key string) bool) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := v.(*revisionInstances).stop(ctx); err != nil {
-				p.cfg.Log.Warn("stopping instance", "revision", k, "err", err)
-			}
+			v.(*revisionPool).retire(ctx)
 		}()
 		return true
 	})
@@ -257,7 +561,38 @@ func (p *Pool) Retire(ctx context.Context, keep func(key string) bool) {
 // Close stops every instance (SIGTERM, then SIGKILL after the grace).
 func (p *Pool) Close(ctx context.Context) {
 	p.closed.Store(true)
+	p.reapOnce.Do(func() { close(p.stopReap) })
 	p.Retire(ctx, func(string) bool { return false })
+}
+
+// Stats is a revision's load, for tests, metrics and the console.
+type Stats struct {
+	Instances []InstanceStats
+	Starting  int
+	Queued    int
+}
+
+// InstanceStats is one instance's load.
+type InstanceStats struct {
+	ID       string
+	Addr     string
+	InFlight int
+}
+
+// Stats reports the load of the revision with key.
+func (p *Pool) Stats(key string) Stats {
+	v, ok := p.revisions.Load(key)
+	if !ok {
+		return Stats{}
+	}
+	rp := v.(*revisionPool)
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	s := Stats{Starting: rp.starting, Queued: len(rp.waiters)}
+	for _, in := range rp.instances {
+		s.Instances = append(s.Instances, InstanceStats{ID: in.ID(), Addr: in.addr, InFlight: in.inflight})
+	}
+	return s
 }
 
 // lineLogger records an instance's output, one log record per line (the

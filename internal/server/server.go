@@ -120,8 +120,12 @@ func Run(ctx context.Context, cfg Config) error {
 	serviceURL := func(project, region, name string) string {
 		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
 	}
-	instances := pool.New(pool.Config{Runtime: process.New(process.Config{}), Log: log.With("component", "instance")})
-	gw := gateway.New(gateway.Config{Verifier: verifier, Instances: instances, CLIAudience: api.CLIClientID, Log: log.With("component", "gateway")})
+	instances := pool.New(pool.Config{
+		Runtime:          process.New(process.Config{}),
+		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
+		Log:              log.With("component", "instance"),
+	})
+	gw := gateway.New(gateway.Config{Verifier: verifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID, Log: log.With("component", "gateway")})
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
 
@@ -177,6 +181,17 @@ func Run(ctx context.Context, cfg Config) error {
 	instances.Close(drainCtx)
 	log.Info("stopped")
 	return nil
+}
+
+// poolInstances adapts the pool to the gateway's view of it.
+type poolInstances struct{ *pool.Pool }
+
+func (p poolInstances) Acquire(ctx context.Context, key string, rev *apis.Revision) (gateway.Lease, error) {
+	l, err := p.Pool.Acquire(ctx, key, rev)
+	if err != nil {
+		return nil, err // never a typed nil inside the interface
+	}
+	return l, nil
 }
 
 // byHost sends service hosts to the gateway and everything else (API hosts,
