@@ -105,6 +105,7 @@ func (a *API) routes() {
 	m.Handle("DELETE "+kn+"/services/{name}", a.authed(a.deleteService))
 	m.Handle("GET "+kn+"/revisions", a.authed(a.listRevisions))
 	m.Handle("GET "+kn+"/revisions/{name}", a.authed(a.getRevision))
+	m.Handle("DELETE "+kn+"/revisions/{name}", a.authed(a.deleteRevision))
 
 	// Cloud Run v1 projects.locations.*: the same resources addressed by
 	// region in the path, plus IAM methods (":getIamPolicy" is a suffix of
@@ -118,6 +119,7 @@ func (a *API) routes() {
 	m.Handle("DELETE "+loc+"/services/{name}", a.authed(a.deleteService))
 	m.Handle("GET "+loc+"/revisions", a.authed(a.listRevisions))
 	m.Handle("GET "+loc+"/revisions/{name}", a.authed(a.getRevision))
+	m.Handle("DELETE "+loc+"/revisions/{name}", a.authed(a.deleteRevision))
 
 	// Resource Manager v1 and IAM v1.
 	m.Handle("GET /v1/projects/{project}", a.authed(a.projectGetOrPolicy))

@@ -475,3 +475,58 @@ func (a *API) getRevision(w http.ResponseWriter, r *http.Request, c *caller) err
 	decorateRevision(&rv, active[rv.Metadata.Name])
 	return writeJSON(w, http.StatusOK, rv)
 }
+
+// deleteRevision deletes a revision that serves no traffic (Cloud Run refuses
+// to delete one that does, or that is its service's latest).
+func (a *API) deleteRevision(w http.ResponseWriter, r *http.Request, c *caller) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	region := sc.singleRegion(a.cfg.DefaultRegion)
+	project, name := sc.project.ProjectID, r.PathValue("name")
+	var rv apis.Revision
+	revRev, err := state.Get(ctx, a.cfg.Store, state.RevisionKey(project, region, name), &rv)
+	if errors.Is(err, store.ErrNotFound) {
+		proj, perr := a.projectLevel(ctx, project)
+		if perr != nil {
+			return perr
+		}
+		if err := a.check(c, iam.PermRevisionsDelete, "namespaces/"+project+"/revisions/"+name, proj); err != nil {
+			return err
+		}
+		return notFound("Resource '%s' of kind 'REVISION' in region '%s' in project '%s' does not exist.", name, region, project)
+	}
+	if err != nil {
+		return err
+	}
+	service := rv.Metadata.Labels[apis.LabelService]
+	if err := a.authorizeService(ctx, c, iam.PermRevisionsDelete, project, region, service); err != nil {
+		return err
+	}
+	if s, _, err := a.readService(ctx, project, region, service); err == nil {
+		if s.Status.LatestCreatedRevisionName == name || s.Status.LatestReadyRevisionName == name {
+			return newError(http.StatusBadRequest, "FAILED_PRECONDITION", "Revision '%s' is the latest revision of service '%s' and cannot be deleted.", name, service)
+		}
+		for _, t := range append(s.Spec.Traffic, s.Status.Traffic...) {
+			if t.RevisionName == name {
+				return newError(http.StatusBadRequest, "FAILED_PRECONDITION", "Revision '%s' is referenced by the traffic of service '%s' and cannot be deleted; move its traffic and tags first.", name, service)
+			}
+		}
+	}
+	last, err := a.cfg.Store.Delete(ctx, state.RevisionKey(project, region, name), revRev)
+	if errors.Is(err, store.ErrConflict) {
+		return aborted("The revision '%s' was modified concurrently. Retry the deletion.", name)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.cfg.Sync.WaitFor(ctx, last); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"apiVersion": "v1", "kind": "Status", "status": "Success",
+		"details": map[string]any{"name": name, "group": "serving.knative.dev", "kind": "revisions", "uid": rv.Metadata.UID},
+	})
+}

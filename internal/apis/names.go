@@ -69,3 +69,9 @@ func ProjectResource(project string) string { return "projects/" + project }
 func ServiceAccountResource(project, email string) string {
 	return "projects/" + project + "/serviceAccounts/" + email
 }
+
+// TagURL is the URL of a revision tag given its service's URL:
+// scheme://TAG---SERVICEHOST[:PORT], Cloud Run's form.
+func TagURL(serviceURL, tag string) string {
+	return strings.Replace(serviceURL, "://", "://"+tag+"---", 1)
+}

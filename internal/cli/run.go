@@ -29,9 +29,10 @@ func newRunCmd(g *globals) *cobra.Command {
 		newPolicyBindingCmd(g, "remove-iam-policy-binding", false, servicePolicyPath),
 		newGetPolicyCmd(g, servicePolicyPath),
 		newSetPolicyCmd(g, servicePolicyPath),
+		newUpdateTrafficCmd(g),
 	)
 	revisions := &cobra.Command{Use: "revisions", Short: "Manage revisions"}
-	revisions.AddCommand(newRevisionsListCmd(g))
+	revisions.AddCommand(newRevisionsListCmd(g), newRevisionsDescribeCmd(g), newRevisionsDeleteCmd(g))
 	run.AddCommand(newDeployCmd(g, "deploy", true), services, revisions)
 	return run
 }
@@ -58,6 +59,8 @@ type deployFlags struct {
 	invokerIAMCheck   bool
 	noInvokerIAMCheck bool
 	async             bool
+	noTraffic         bool
+	tag               string
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -92,6 +95,8 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.BoolVar(&f.invokerIAMCheck, "invoker-iam-check", false, "require IAM invoker permission (the default)")
 	fl.BoolVar(&f.noInvokerIAMCheck, "no-invoker-iam-check", false, "disable the invoker IAM check: the service is public")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
+	fl.BoolVar(&f.noTraffic, "no-traffic", false, "deploy the new revision without sending it traffic")
+	fl.StringVar(&f.tag, "tag", "", "give the new revision a tag URL (TAG---SERVICE-…)")
 	return cmd
 }
 
@@ -128,6 +133,23 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 	}
 	if err := applyDeployFlags(cmd, &s, f); err != nil {
 		return err
+	}
+	if f.noTraffic {
+		if !exists {
+			return fmt.Errorf("--no-traffic not supported when creating a new service")
+		}
+		s.Spec.Traffic = pinTraffic(existing)
+	}
+	if f.tag != "" {
+		if !exists {
+			s.Metadata.Generation = 0
+		}
+		s.Spec.Template.Metadata.Name = nextRevisionName(&s)
+		s.Spec.Traffic = append(s.Spec.Traffic, apis.TrafficTarget{RevisionName: s.Spec.Template.Metadata.Name, Tag: f.tag})
+		if len(s.Spec.Traffic) == 1 {
+			latest := true
+			s.Spec.Traffic = append(s.Spec.Traffic, apis.TrafficTarget{LatestRevision: &latest, Percent: 100})
+		}
 	}
 	fmt.Fprintf(g.stderr, "Deploying container to Cloud Run service [%s] in project [%s] region [%s]\n", name, cfg.Project, cfg.Region)
 	if exists {
@@ -173,8 +195,19 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 	if g.format != "" {
 		return g.print(ready, nil)
 	}
-	fmt.Fprintf(g.stderr, "Service [%s] revision [%s] has been deployed and is serving 100 percent of traffic.\n", name, ready.Status.LatestReadyRevisionName)
+	served := int64(0)
+	for _, t := range ready.Status.Traffic {
+		if t.RevisionName == ready.Status.LatestReadyRevisionName {
+			served += t.Percent
+		}
+	}
+	fmt.Fprintf(g.stderr, "Service [%s] revision [%s] has been deployed and is serving %d percent of traffic.\n", name, ready.Status.LatestReadyRevisionName, served)
 	fmt.Fprintf(g.stdout, "Service URL: %s\n", ready.Status.URL)
+	for _, t := range ready.Status.Traffic {
+		if t.Tag != "" && t.RevisionName == ready.Status.LatestReadyRevisionName {
+			fmt.Fprintf(g.stdout, "The revision can be reached directly at %s\n", t.URL)
+		}
+	}
 	return nil
 }
 

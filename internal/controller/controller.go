@@ -11,6 +11,7 @@ package controller
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -90,6 +91,11 @@ func (c *Controller) Observe(objects map[string]mirror.Object) {
 		region := s.Metadata.Labels[apis.LabelLocation]
 		if n := s.Status.LatestReadyRevisionName; n != "" {
 			serving[s.Metadata.Namespace+"/"+region+"/"+n] = true
+		}
+		for _, t := range s.Status.Traffic {
+			if t.Percent > 0 || t.Tag != "" {
+				serving[s.Metadata.Namespace+"/"+region+"/"+t.RevisionName] = true
+			}
 		}
 		if s.Status.ObservedGeneration != s.Metadata.Generation {
 			todo = append(todo, key)
@@ -188,11 +194,19 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 	if s.Status.ObservedGeneration == s.Metadata.Generation {
 		return nil
 	}
-	project, region, name := s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], s.Metadata.Name
+	project, region := s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation]
 	now := c.cfg.Now()
+
+	// Only a changed template makes a revision: a traffic or service-level
+	// change (update-traffic, invoker check, labels) keeps the latest one.
+	if latest, err := c.unchangedTemplate(ctx, &s); err != nil {
+		return err
+	} else if latest != nil && revisionReady(latest) {
+		return c.finish(ctx, key, &s, rev, latest.Metadata.Name, nil, now)
+	}
+
 	revName := revisionName(&s)
 	revKey := state.RevisionKey(project, region, revName)
-
 	revision, err := c.ensureRevision(ctx, &s, revKey, revName)
 	if err != nil {
 		var conflict *revisionConflict
@@ -240,14 +254,65 @@ func (c *Controller) reconcile(ctx context.Context, key string) error {
 		if _, err := state.Put(ctx, c.cfg.Store, revKey, revision, store.AnyRevision); err != nil {
 			return err
 		}
-		c.markReady(&s, revName, now)
 	}
-	_, err = state.Put(ctx, c.cfg.Store, key, &s, rev)
+	return c.finish(ctx, key, &s, rev, revName, startErr, now)
+}
+
+// finish writes the outcome of a reconcile: Ready with the resolved traffic
+// when revName serves, or the failure (the previous revisions keep serving).
+func (c *Controller) finish(ctx context.Context, key string, s *apis.Service, rev int64, revName string, startErr error, now time.Time) error {
+	if startErr == nil {
+		if err := c.markReady(ctx, s, revName, now); err != nil {
+			c.markFailed(s, revName, "RevisionMissing", err.Error(), now)
+		}
+	}
+	_, err := state.Put(ctx, c.cfg.Store, key, s, rev)
 	if err == nil {
-		c.cfg.Log.Info("service reconciled", "service", name, "project", project, "region", region, "revision", revName, "ready", startErr == nil)
+		c.cfg.Log.Info("service reconciled", "service", s.Metadata.Name, "project", s.Metadata.Namespace,
+			"region", s.Metadata.Labels[apis.LabelLocation], "revision", revName, "ready", s.Ready())
 	}
 	return ignoreConflict(err)
 }
+
+// templateHash identifies a revision template, to tell a new template from a
+// change elsewhere in the service.
+func templateHash(s *apis.Service) string {
+	b, _ := json.Marshal(s.Spec.Template)
+	return fmt.Sprintf("%x", sha256.Sum256(b))[:32]
+}
+
+// unchangedTemplate returns the latest created revision when the service's
+// template is the one it was made from.
+func (c *Controller) unchangedTemplate(ctx context.Context, s *apis.Service) (*apis.Revision, error) {
+	name := s.Status.LatestCreatedRevisionName
+	if name == "" {
+		return nil, nil
+	}
+	var r apis.Revision
+	_, err := state.Get(ctx, c.cfg.Store, state.RevisionKey(s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], name), &r)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Metadata.Annotations[annotationTemplateHash] != templateHash(s) {
+		return nil, nil
+	}
+	return &r, nil
+}
+
+func revisionReady(r *apis.Revision) bool {
+	for _, c := range r.Status.Conditions {
+		if c.Type == apis.ConditionReady {
+			return c.Status == apis.StatusTrue
+		}
+	}
+	return false
+}
+
+// annotationTemplateHash records on a revision the template it was made from.
+const annotationTemplateHash = "usher.dev/template-hash"
 
 // ignoreConflict treats a lost compare-and-swap as "someone changed the
 // service meanwhile": the mirror will call us again with the new version.
@@ -297,6 +362,7 @@ func (c *Controller) ensureRevision(ctx context.Context, s *apis.Service, key, n
 				apis.LabelLocation:                region,
 			},
 			Annotations: map[string]string{
+				annotationTemplateHash:  templateHash(s),
 				"usher.dev/service-uid": s.Metadata.UID,
 				apis.AnnotationCreator:  s.Metadata.Annotations[apis.AnnotationLastModifier],
 			},
@@ -321,7 +387,23 @@ func (c *Controller) ensureRevision(ctx context.Context, s *apis.Service, key, n
 	return r, nil
 }
 
-func (c *Controller) markReady(s *apis.Service, revName string, now time.Time) {
+// markReady marks s Ready with revName as its latest ready revision and its
+// traffic resolved from spec.traffic. It fails if a named revision is missing.
+func (c *Controller) markReady(ctx context.Context, s *apis.Service, revName string, now time.Time) error {
+	url := c.cfg.ServiceURL(s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], s.Metadata.Name)
+	var traffic []apis.TrafficTarget
+	for _, t := range s.Spec.Traffic {
+		out := apis.TrafficTarget{RevisionName: t.RevisionName, Percent: t.Percent, Tag: t.Tag, LatestRevision: t.LatestRevision}
+		if t.LatestRevision != nil && *t.LatestRevision {
+			out.RevisionName = revName
+		} else if err := c.revisionExists(ctx, s, t.RevisionName); err != nil {
+			return err
+		}
+		if t.Tag != "" {
+			out.URL = apis.TagURL(url, t.Tag)
+		}
+		traffic = append(traffic, out)
+	}
 	st := &s.Status
 	st.ObservedGeneration = s.Metadata.Generation
 	st.LatestCreatedRevisionName = revName
@@ -329,11 +411,19 @@ func (c *Controller) markReady(s *apis.Service, revName string, now time.Time) {
 	for _, t := range []string{apis.ConditionReady, apis.ConditionConfigurationsReady, apis.ConditionRoutesReady} {
 		st.Conditions = apis.SetCondition(st.Conditions, apis.Condition{Type: t, Status: apis.StatusTrue}, now)
 	}
-	latest := true
-	st.Traffic = []apis.TrafficTarget{{RevisionName: revName, LatestRevision: &latest, Percent: 100}}
-	url := c.cfg.ServiceURL(s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], s.Metadata.Name)
+	st.Traffic = traffic
 	st.URL = url
 	st.Address = &apis.Addressable{URL: url}
+	return nil
+}
+
+func (c *Controller) revisionExists(ctx context.Context, s *apis.Service, name string) error {
+	var r apis.Revision
+	_, err := state.Get(ctx, c.cfg.Store, state.RevisionKey(s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], name), &r)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && r.Metadata.Labels[apis.LabelService] != s.Metadata.Name) {
+		return fmt.Errorf("Revision '%s' referenced in traffic not found.", name)
+	}
+	return err
 }
 
 func (c *Controller) markFailed(s *apis.Service, revName, reason, msg string, now time.Time) {

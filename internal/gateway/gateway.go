@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -31,7 +32,7 @@ type Verifier interface {
 }
 
 // Instances finds (or starts) an instance of a revision with a free slot;
-// key identifies the revision (routing.Target.RevisionKey). Errors wrapping
+// key identifies the revision (routing.Route.Key). Errors wrapping
 // pool.ErrOverloaded or pool.ErrQueueTimeout mean "retry later".
 type Instances interface {
 	Acquire(ctx context.Context, key string, rev *apis.Revision) (Lease, error)
@@ -151,15 +152,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		p.credentialHeader = header
 	}
-	if tgt.Revision == nil {
+	route := tgt.Pick(pickPercent(tgt.TotalPercent))
+	if route == nil {
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
 		return
 	}
 	// Waiting for a slot (a cold start, or a busy revision) is bounded by the
 	// pool's queue and by the client's patience (the request context).
-	lease, err := g.cfg.Instances.Acquire(r.Context(), tgt.RevisionKey, tgt.Revision)
+	lease, err := g.cfg.Instances.Acquire(r.Context(), route.Key, route.Revision)
 	if err != nil {
-		g.noInstance(w, r, tgt, err)
+		g.noInstance(w, r, tgt, route, err)
 		return
 	}
 	defer lease.Release()
@@ -169,13 +171,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // noInstance answers a request no instance could take: 429 when the revision
 // is at its limits, 503 otherwise, both with Retry-After.
-func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, err error) {
+func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, route *routing.Route, err error) {
 	if errors.Is(err, context.Canceled) {
 		w.WriteHeader(499) // the client left while queued
 		return
 	}
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
-		g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", tgt.Revision.Metadata.Name, "err", err)
+		g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", route.Revision.Metadata.Name, "err", err)
 	}
 	w.Header()["Retry-After"] = retryAfter
 	if errors.Is(err, pool.ErrOverloaded) {
@@ -186,6 +188,15 @@ func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routin
 }
 
 var retryAfter = []string{"1"}
+
+// pickPercent draws the point of a traffic split that a request falls on.
+// math/rand/v2's top-level source is per-thread: no lock, no allocation.
+func pickPercent(total int) int {
+	if total <= 1 {
+		return 0
+	}
+	return rand.IntN(total)
+}
 
 // authorize authenticates and authorizes a request to a private target. It
 // returns the credential header used, or a non-zero status with the reason.

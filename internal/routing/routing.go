@@ -40,11 +40,11 @@ type State struct {
 type Target struct {
 	Project, Region, Service string
 	URL                      string
-	// Revision serves the traffic; nil while no revision is ready.
-	Revision *apis.Revision
-	// RevisionKey identifies Revision across projects and regions
-	// (PROJECT/REGION/NAME), computed once here rather than per request.
-	RevisionKey string
+	// Routes share the traffic by percent; empty while no revision is ready.
+	Routes []Route
+	// TotalPercent is the sum of Routes' percents (100 unless a revision
+	// named in the traffic split is missing: its share is not routed).
+	TotalPercent int
 	// Audiences a token must carry one of (exact match).
 	Audiences []string
 	// Public is true when anyone may invoke without credentials.
@@ -53,6 +53,31 @@ type Target struct {
 	// rather than an allUsers binding.
 	InvokerIAMDisabled bool
 	Invokers           *iam.Grantees
+}
+
+// Route is a revision and its share of a target's traffic.
+type Route struct {
+	// Key identifies Revision across projects and regions
+	// (PROJECT/REGION/NAME), computed once here rather than per request.
+	Key      string
+	Revision *apis.Revision
+	Percent  int
+}
+
+// Pick chooses the route for a request given n, uniform in [0, TotalPercent).
+// It returns nil when the target has no route.
+func (t *Target) Pick(n int) *Route {
+	for i := range t.Routes {
+		r := &t.Routes[i]
+		if n < r.Percent {
+			return r
+		}
+		n -= r.Percent
+	}
+	if len(t.Routes) > 0 {
+		return &t.Routes[len(t.Routes)-1]
+	}
+	return nil
 }
 
 // AcceptsAudience reports whether aud is one of the target's audiences.
@@ -113,22 +138,52 @@ func Build(st State) *Table {
 		}
 		invokers := st.Roles.Compile(iam.PermRoutesInvoke, levels...)
 		disabled := svc.InvokerIAMDisabled()
-		rev := ss.Revisions[svc.Status.LatestReadyRevisionName]
 		tgt := &Target{
 			Project:            ss.Project,
 			Region:             ss.Region,
 			Service:            name,
 			URL:                url,
-			Revision:           rev,
 			Audiences:          append([]string{url, url + "/"}, svc.CustomAudiences()...),
 			Public:             disabled || invokers.Public(),
 			InvokerIAMDisabled: disabled,
 			Invokers:           invokers,
 		}
-		if rev != nil {
-			tgt.RevisionKey = ss.Project + "/" + ss.Region + "/" + rev.Metadata.Name
+		for _, tt := range trafficOf(svc) {
+			rev := ss.Revisions[tt.RevisionName]
+			if rev == nil {
+				continue // never route to what we cannot name: its share is dropped
+			}
+			route := Route{Key: ss.Project + "/" + ss.Region + "/" + rev.Metadata.Name, Revision: rev, Percent: int(tt.Percent)}
+			if route.Percent > 0 {
+				tgt.Routes = append(tgt.Routes, route)
+				tgt.TotalPercent += route.Percent
+			}
+			if tt.Tag != "" {
+				// A tag has its own host, reaching only its revision; tokens
+				// still name the service URL (tag URLs are no audience).
+				tagged := *tgt
+				route.Percent = 100
+				tagged.Routes, tagged.TotalPercent = []Route{route}, 100
+				tagged.URL = apis.TagURL(url, tt.Tag)
+				t.byHost[TagHost(tt.Tag, host)] = &tagged
+			}
 		}
 		t.byHost[host] = tgt
 	}
 	return t
 }
+
+// trafficOf is the service's resolved traffic split: its status, or all to
+// the latest ready revision for services reconciled before splits existed.
+func trafficOf(svc *apis.Service) []apis.TrafficTarget {
+	if len(svc.Status.Traffic) > 0 {
+		return svc.Status.Traffic
+	}
+	if n := svc.Status.LatestReadyRevisionName; n != "" {
+		return []apis.TrafficTarget{{RevisionName: n, Percent: 100}}
+	}
+	return nil
+}
+
+// TagHost is the host of a revision tag: TAG---SERVICEHOST, Cloud Run's form.
+func TagHost(tag, serviceHost string) string { return tag + "---" + serviceHost }

@@ -1,6 +1,7 @@
 package routing
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/usher-run/usher/internal/apis"
@@ -67,8 +68,8 @@ func TestBuild(t *testing.T) {
 		})
 	}
 	priv := table.Lookup("private-" + num + ".r1.run.localhost")
-	if priv.Revision != rev {
-		t.Errorf("private revision = %v, want %v", priv.Revision, rev)
+	if r := priv.Pick(0); r == nil || r.Revision != rev || r.Key != "p/r1/private-00001-abc" || priv.TotalPercent != 100 {
+		t.Errorf("private route = %+v, want %v at 100%%", r, rev)
 	}
 	url := "http://private-" + num + ".r1.run.localhost:8080"
 	if priv.URL != url || !priv.AcceptsAudience(url) || !priv.AcceptsAudience(url+"/") || priv.AcceptsAudience(url+"/path") {
@@ -81,7 +82,7 @@ func TestBuild(t *testing.T) {
 	if !aud.AcceptsAudience("https://custom") || aud.AcceptsAudience("https://custom/") {
 		t.Errorf("custom audiences = %v", aud.Audiences)
 	}
-	if table.Lookup("public-"+num+".r1.run.localhost").Revision != nil {
+	if table.Lookup("public-"+num+".r1.run.localhost").Pick(0) != nil {
 		t.Errorf("a service whose revision is unknown must have no revision")
 	}
 }
@@ -92,5 +93,46 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 	host := "s-" + apis.ProjectNumber("p") + ".r.run.localhost:8080"
 	if n := testing.AllocsPerRun(100, func() { table.Lookup(host) }); n != 0 {
 		t.Errorf("Lookup allocates %v times, want 0", n)
+	}
+}
+
+func TestTrafficSplitAndTags(t *testing.T) {
+	revs := map[string]*apis.Revision{}
+	for _, n := range []string{"s-00001-aaa", "s-00002-bbb", "s-00003-ccc"} {
+		revs[n] = &apis.Revision{Metadata: apis.ObjectMeta{Name: n}}
+	}
+	svc := service("s", nil)
+	svc.Status.Traffic = []apis.TrafficTarget{
+		{RevisionName: "s-00001-aaa", Percent: 30},
+		{RevisionName: "s-00002-bbb", Percent: 70, Tag: "blue"},
+		{RevisionName: "s-00003-ccc", Percent: 0, Tag: "green"},
+		{RevisionName: "s-00009-gone", Percent: 0, Tag: "ghost"},
+	}
+	table := Build(State{Roles: iam.Predefined(), Domain: "run.localhost", Scheme: "http", Port: "8080",
+		Services: []ServiceState{{Project: "p", Region: "r", Service: svc, Revisions: revs}}})
+	host := apis.ServiceHost("s", "p", "r", "run.localhost")
+	main := table.Lookup(host)
+	if main.TotalPercent != 100 || len(main.Routes) != 2 {
+		t.Fatalf("routes = %+v, want two sharing 100%%", main.Routes)
+	}
+	counts := map[string]int{}
+	for n := range 100 {
+		counts[main.Pick(n).Revision.Metadata.Name]++
+	}
+	if counts["s-00001-aaa"] != 30 || counts["s-00002-bbb"] != 70 {
+		t.Errorf("split over [0,100) = %v, want 30/70", counts)
+	}
+	for tag, want := range map[string]string{"blue": "s-00002-bbb", "green": "s-00003-ccc"} {
+		tgt := table.Lookup(TagHost(tag, host) + ":8080")
+		if tgt == nil || tgt.Pick(0).Revision.Metadata.Name != want || tgt.TotalPercent != 100 {
+			t.Errorf("tag %s routes to %+v, want %s", tag, tgt, want)
+			continue
+		}
+		if !strings.HasPrefix(tgt.URL, "http://"+tag+"---s-") || !tgt.AcceptsAudience(main.URL) || tgt.AcceptsAudience(tgt.URL) {
+			t.Errorf("tag %s: url %s audiences %v; tokens must name the service URL, not the tag URL", tag, tgt.URL, tgt.Audiences)
+		}
+	}
+	if table.Lookup(TagHost("ghost", host)) != nil {
+		t.Errorf("a tag on a missing revision is routable")
 	}
 }

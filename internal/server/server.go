@@ -259,8 +259,12 @@ func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles,
 			continue
 		}
 		ss := routing.ServiceState{Project: parts[0], Region: parts[1], Service: s, Revisions: map[string]*apis.Revision{}}
-		if name := s.Status.LatestReadyRevisionName; name != "" {
-			if r := revisions[parts[0]+"/"+parts[1]+"/"+name]; r != nil {
+		names := []string{s.Status.LatestReadyRevisionName}
+		for _, t := range s.Status.Traffic {
+			names = append(names, t.RevisionName)
+		}
+		for _, name := range names {
+			if r := revisions[parts[0]+"/"+parts[1]+"/"+name]; r != nil && name != "" {
 				ss.Revisions[name] = r
 			}
 		}

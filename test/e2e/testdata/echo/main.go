@@ -11,6 +11,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"time"
 )
 
 // Seen is what GET /headers answers.
@@ -30,6 +31,11 @@ func main() {
 		if err := json.NewEncoder(w).Encode(Seen{Host: r.Host, Headers: r.Header}); err != nil {
 			log.Printf("echo: writing answer: %v", err)
 		}
+	})
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("for"))
+		time.Sleep(d)
+		fmt.Fprintln(w, "slow done")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "echo")
