@@ -27,6 +27,7 @@ import (
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/store"
 )
 
@@ -66,8 +67,10 @@ type Config struct {
 	DefaultRegion string
 	// ServiceURL renders a service's URL.
 	ServiceURL func(project, region, name string) string
-	Now        func() time.Time
-	Log        *slog.Logger
+	// Logs holds instances' recent output (nil: none kept).
+	Logs *logs.Book
+	Now  func() time.Time
+	Log  *slog.Logger
 }
 
 // API serves the admin API.

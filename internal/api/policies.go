@@ -46,6 +46,8 @@ func (a *API) serviceGetOrPolicy(w http.ResponseWriter, r *http.Request, c *call
 			return err
 		}
 		return a.getPolicy(w, r, c, t)
+	case "logs":
+		return a.readLogs(w, r, c, name)
 	}
 	return notFound("no method %q on services", method)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
 )
@@ -529,4 +530,41 @@ func (a *API) deleteRevision(w http.ResponseWriter, r *http.Request, c *caller) 
 		"apiVersion": "v1", "kind": "Status", "status": "Success",
 		"details": map[string]any{"name": name, "group": "serving.knative.dev", "kind": "revisions", "uid": rv.Metadata.UID},
 	})
+}
+
+// readLogs answers GET …/services/NAME:logs[?limit=N&revision=R]: the
+// newest lines the service's instances printed, oldest first. Reading logs
+// needs what reading the service needs.
+func (a *API) readLogs(w http.ResponseWriter, r *http.Request, c *caller, name string) error {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return err
+	}
+	region := sc.singleRegion(a.cfg.DefaultRegion)
+	project := sc.project.ProjectID
+	if err := a.authorizeService(r.Context(), c, iam.PermServicesGet, project, region, name); err != nil {
+		return err
+	}
+	if _, _, err := a.readService(r.Context(), project, region, name); err != nil {
+		return err
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > logs.DefaultLinesPerService {
+			return invalidArgument("limit must be a whole number from 1 to %d", logs.DefaultLinesPerService)
+		}
+		limit = n
+	}
+	var keep func(logs.Entry) bool
+	if rev := r.URL.Query().Get("revision"); rev != "" {
+		keep = func(e logs.Entry) bool { return e.Revision == rev }
+	}
+	entries := []logs.Entry{}
+	if a.cfg.Logs != nil {
+		if got := a.cfg.Logs.Read(project+"/"+region+"/"+name, limit, keep); got != nil {
+			entries = got
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
 }

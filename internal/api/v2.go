@@ -441,6 +441,9 @@ func (a *API) removeService(ctx context.Context, project, region, name string, r
 			}
 		}
 	}
+	if a.cfg.Logs != nil {
+		a.cfg.Logs.Forget(project + "/" + region + "/" + name)
+	}
 	return a.cfg.Sync.WaitFor(ctx, last)
 }
 

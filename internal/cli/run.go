@@ -30,6 +30,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		newGetPolicyCmd(g, servicePolicyPath),
 		newSetPolicyCmd(g, servicePolicyPath),
 		newUpdateTrafficCmd(g),
+		newServiceLogsCmd(g),
 	)
 	revisions := &cobra.Command{Use: "revisions", Short: "Manage revisions"}
 	revisions.AddCommand(newRevisionsListCmd(g), newRevisionsDescribeCmd(g), newRevisionsDeleteCmd(g))

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/runtime"
 )
 
@@ -65,7 +66,10 @@ type Config struct {
 	QueueTimeout time.Duration
 	// MaxQueue bounds how many requests may wait per revision.
 	MaxQueue int
-	Log      *slog.Logger
+	// Output, if set, receives every line instances print, keyed by
+	// service (PROJECT/REGION/SERVICE).
+	Output *logs.Book
+	Log    *slog.Logger
 }
 
 // Pool holds instances per revision.
@@ -132,10 +136,11 @@ type waiter struct {
 
 // revisionPool is the instances of one revision.
 type revisionPool struct {
-	p    *Pool
-	key  string
-	spec runtime.InstanceSpec
-	log  *slog.Logger
+	p          *Pool
+	key        string
+	serviceKey string // PROJECT/REGION/SERVICE, for its logs
+	spec       runtime.InstanceSpec
+	log        *slog.Logger
 
 	concurrency int // per instance; > 0
 	minScale    int
@@ -206,6 +211,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	rp := &revisionPool{
 		p:           p,
 		key:         key,
+		serviceKey:  rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + spec.Service,
 		spec:        spec,
 		log:         p.cfg.Log.With("service", spec.Service, "revision", spec.Revision),
 		concurrency: apis.DefaultContainerConcurrency,
@@ -338,11 +344,15 @@ func (rp *revisionPool) scaleUpLocked() {
 // does not kill an instance others are waiting for.
 func (rp *revisionPool) start() {
 	spec := rp.spec
-	spec.Logs = lineLogger{rp.log}
+	out := &lineLogger{log: rp.log, book: rp.p.cfg.Output, key: rp.serviceKey, service: spec.Service, revision: spec.Revision}
+	spec.Logs = out
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.WithDefaults().StartupTimeout+5*time.Second)
 	rin, err := rp.p.cfg.Runtime.Start(ctx, spec)
 	cancel()
+	if err == nil {
+		out.instance.Store(rin.ID())
+	}
 
 	rp.mu.Lock()
 	rp.starting--
@@ -596,10 +606,23 @@ func (p *Pool) Stats(key string) Stats {
 }
 
 // lineLogger records an instance's output, one log record per line (the
-// runtime writes whole lines).
-type lineLogger struct{ log *slog.Logger }
+// runtime writes whole lines), in the server log and the service's logs.
+type lineLogger struct {
+	log                    *slog.Logger
+	book                   *logs.Book
+	key, service, revision string
+	instance               atomic.Value // string, once started
+}
 
-func (l lineLogger) Write(b []byte) (int, error) {
-	l.log.Info(strings.TrimRight(string(b), "\r\n"), "stream", "instance")
+func (l *lineLogger) Write(b []byte) (int, error) {
+	text := strings.TrimRight(string(b), "\r\n")
+	id, _ := l.instance.Load().(string)
+	if id == "" {
+		id = "starting"
+	}
+	l.log.Info(text, "stream", "instance", "instance", id)
+	if l.book != nil {
+		l.book.Add(l.key, logs.Entry{Time: time.Now(), Service: l.service, Revision: l.revision, Instance: id, Text: text})
+	}
 	return len(b), nil
 }

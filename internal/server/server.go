@@ -22,6 +22,7 @@ import (
 	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/mirror"
 	"github.com/usher-run/usher/internal/pool"
 	"github.com/usher-run/usher/internal/routing"
@@ -120,9 +121,11 @@ func Run(ctx context.Context, cfg Config) error {
 	serviceURL := func(project, region, name string) string {
 		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
 	}
+	serviceLogs := logs.New(0)
 	instances := pool.New(pool.Config{
 		Runtime:          process.New(process.Config{}),
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
+		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
 	})
 	gw := gateway.New(gateway.Config{Verifier: verifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID, Log: log.With("component", "gateway")})
@@ -144,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	adminAPI := api.New(api.Config{
 		Store: st, Roles: roles, Minter: iss, Verifier: verifier, Sync: mir,
-		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Log: log.With("component", "api"),
+		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs, Log: log.With("component", "api"),
 	})
 
 	mux := http.NewServeMux()

@@ -85,3 +85,28 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("usher serve did not exit after draining")
 	}
 }
+
+// TestServiceLogs: what instances print is readable per service, tagged by
+// revision and instance.
+func TestServiceLogs(t *testing.T) {
+	s := startServer(t)
+	url := s.deploy(t, "chatty", echoBin, "--allow-unauthenticated")
+	rev := s.describe(t, "chatty").Status.LatestReadyRevisionName
+	s.get(t, url+"/hello-logs")
+	var out cliResult
+	poll(t, 10*time.Second, "the request's log line", func() (bool, string) {
+		out = s.mustCLI(t, "run", "services", "logs", "read", "chatty", "--region="+region)
+		return strings.Contains(out.stdout, "echo: GET /hello-logs"), out.stdout
+	})
+	for _, line := range strings.Split(strings.TrimSpace(out.stdout), "\n") {
+		if strings.Contains(line, "/hello-logs") {
+			f := strings.Fields(line)
+			if len(f) < 4 || f[1] != rev || f[2] == "" || f[2] == "starting" {
+				t.Errorf("log line %q: want TIME %s INSTANCE TEXT", line, rev)
+			}
+		}
+	}
+	if r := s.cli(t, "run", "services", "logs", "read", "nope", "--region="+region); r.code == 0 {
+		t.Errorf("logs of a missing service: %s", r)
+	}
+}
