@@ -23,11 +23,14 @@ import (
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
 	"github.com/usher-run/usher/internal/logs"
+	"github.com/usher-run/usher/internal/metadata"
 	"github.com/usher-run/usher/internal/mirror"
 	"github.com/usher-run/usher/internal/pool"
 	"github.com/usher-run/usher/internal/routing"
+	"github.com/usher-run/usher/internal/runtime"
 	"github.com/usher-run/usher/internal/runtime/process"
 	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
 	"github.com/usher-run/usher/internal/store/bolt"
 )
 
@@ -122,8 +125,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
 	}
 	serviceLogs := logs.New(0)
+	md := metadata.New(metadata.Config{Minter: iss, Log: log.With("component", "metadata")})
+	defer md.Close()
 	instances := pool.New(pool.Config{
 		Runtime:          process.New(process.Config{}),
+		Identity:         runtimeIdentity(st, md),
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
@@ -155,6 +161,13 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
+	// Web console (issue 5): browser pages under /console/ on API hosts. It
+	// calls adminAPI in-process as the signed-in principal (console.go).
+	con, err := newConsole(cfg, st, roles, adminAPI, iss, log.With("component", "console"))
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	mux.Handle("/console/", con)
 
 	srv := &http.Server{
 		Handler:           byHost(cfg.Domain, gw, mux),
@@ -184,6 +197,40 @@ func Run(ctx context.Context, cfg Config) error {
 	instances.Close(drainCtx)
 	log.Info("stopped")
 	return nil
+}
+
+// runtimeIdentity gives each revision its metadata server: instances find it
+// through GCE_METADATA_HOST and get tokens for the revision's service account
+// only. Containers cannot reach the host's loopback, so for now only process
+// instances have one (a Docker revision gets no GCE_METADATA_HOST).
+func runtimeIdentity(st store.Store, md *metadata.Server) func(*apis.Revision) ([]runtime.EnvVar, func(), error) {
+	return func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
+		if !strings.HasPrefix(rev.Spec.Containers[0].Image, "file://") {
+			return nil, func() {}, nil
+		}
+		project := rev.Metadata.Namespace
+		email := rev.Spec.ServiceAccountName
+		if email == "" {
+			email = apis.DefaultServiceAccount(project)
+		}
+		var sa apis.ServiceAccount
+		if _, err := state.Get(context.Background(), st, state.ServiceAccountKey(project, email), &sa); err != nil {
+			sa.UniqueID = "" // a deleted or external account: sub is the email
+		}
+		reg, err := md.Register(metadata.Identity{
+			ServiceAccount: email,
+			UniqueID:       sa.UniqueID,
+			ProjectID:      project,
+			Region:         rev.Metadata.Labels[apis.LabelLocation],
+			Service:        rev.Metadata.Labels[apis.LabelService],
+			Revision:       rev.Metadata.Name,
+			CheckPeer:      metadata.ProcessInstances(rev.Metadata.Name, nil),
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return []runtime.EnvVar{{Name: "GCE_METADATA_HOST", Value: reg.Host()}}, func() { reg.Close() }, nil
+	}
 }
 
 // poolInstances adapts the pool to the gateway's view of it.

@@ -26,6 +26,8 @@ var (
 	usherBin string
 	helloBin string
 	echoBin  string
+	// frontendBin calls another service with a token from the metadata server.
+	frontendBin string
 )
 
 const (
@@ -59,10 +61,12 @@ func runMain(m *testing.M) int {
 	usherBin = filepath.Join(dir, "usher")
 	helloBin = filepath.Join(dir, "hello")
 	echoBin = filepath.Join(dir, "echo")
+	frontendBin = filepath.Join(dir, "frontend")
 	for _, b := range []struct{ out, pkg string }{
 		{usherBin, "./cmd/usher"},
 		{helloBin, "./examples/hello"},
 		{echoBin, "./test/e2e/testdata/echo"},
+		{frontendBin, "./test/e2e/testdata/frontend"},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = root

@@ -1,0 +1,721 @@
+// Package metadata is the GCE-style metadata server that Usher's instances
+// call for their own identity: the server GCE_METADATA_HOST points them at.
+// With it, Google's client libraries work inside an instance unchanged
+// (cloud.google.com/go/compute/metadata, google.golang.org/api/idtoken,
+// golang.org/x/oauth2/google's compute credentials), so a frontend service
+// calls a private backend with nothing but a roles/run.invoker binding for its
+// runtime service account.
+//
+// # Shape
+//
+// Every registered Identity (one per revision: the revision's runtime service
+// account, project and region) gets a listener of its own on
+// Config.ListenHost (127.0.0.1 by default) and a random port;
+// Registration.Host is the value for the instances' GCE_METADATA_HOST. The
+// port alone selects the identity, so nothing a request says can pick
+// another one; Identity.CheckPeer then decides, per TCP connection, whether
+// the process on the other end may use it (for the process runtime:
+// ProcessInstances). Registration.Close stops the listener and drops its
+// connections.
+//
+// # Endpoints
+//
+// Under /computeMetadata/v1/ (directories answer with or without a trailing
+// slash, as a listing of one entry a line, or as JSON with ?recursive=true;
+// leaves answer as text, or JSON with ?alt=json):
+//
+//	instance/service-accounts/{default|EMAIL}/identity?audience=A[&format=standard|full][&licenses=TRUE|FALSE]
+//	    an identity token (a JWT, text) for the account: aud=A, email,
+//	    email_verified, sub (the account's unique id), ≤1h. format=full is
+//	    accepted and yields the same token (like Cloud Run's, it carries no
+//	    google.compute_engine claims). Missing audience: 400.
+//	instance/service-accounts/{default|EMAIL}/token[?scopes=S1,S2]
+//	    {"access_token","expires_in","token_type":"Bearer"}: an access token
+//	    for Usher's admin API (api.MintAccessToken), scope cloud-platform by
+//	    default.
+//	instance/service-accounts/{default|EMAIL}/{email,aliases,scopes}
+//	instance/service-accounts/ and instance/service-accounts/{default|EMAIL}/
+//	project/project-id, project/numeric-project-id
+//	instance/region  projects/NUMBER/regions/REGION
+//	instance/zone    projects/NUMBER/zones/REGION-1 (Usher has no zones)
+//	instance/id      a stable number per registration (revision), not per instance
+//	universe/universe-domain  googleapis.com
+//
+// plus "/", "/computeMetadata/" and "/computeMetadata/v1/" listings.
+// ?wait_for_change=true (hanging gets) is not supported: 400. Only GET and
+// HEAD are served.
+//
+// Every response carries "Metadata-Flavor: Google". Every request must carry
+// exactly "Metadata-Flavor: Google" — the root "/" included, unlike GCE, whose
+// root answers without it (libraries probe the root only at 169.254.169.254,
+// never at GCE_METADATA_HOST, so nothing needs the exemption) — and no
+// X-Forwarded-For header, else 403 with a plain-text body, as GCE does.
+//
+// Tokens are cached per registration and audience (identity) or scope set
+// (access). An access token is reused until 5 minutes before it expires:
+// clients read expires_in. An identity token is reused only for its first 4
+// minutes, because the libraries do not look inside it: they assume a
+// metadata identity token is good for an hour (idtoken reuses it for 55
+// minutes, cloud.google.com/go/auth for 60 minus 5 early), so every identity
+// token served must have at least that much life left. Either way an
+// instance calling in a loop costs at most one RSA signature per few minutes.
+//
+// # What it must never do
+//
+//   - answer for an identity other than the one registered on the listener
+//     the request came in on (no request parameter selects an identity; the
+//     account email in a path must be that identity's own);
+//   - answer anything without "Metadata-Flavor: Google", or with an
+//     X-Forwarded-For header (a request relayed by a proxy the instance was
+//     tricked into calling, SSRF-style);
+//   - trust X-Forwarded-For or any other request header for who the caller
+//     is: only CheckPeer, on the kernel's view of the connection, decides;
+//   - answer a connection CheckPeer refused or could not decide (a panic or
+//     an error is a refusal: 403);
+//   - hand out a token longer-lived than issuer.MaxTokenLifetime.
+package metadata
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/usher-run/usher/internal/api"
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/issuer"
+)
+
+const (
+	// idTokenReuse is how long a minted identity token is served again; see
+	// the package doc.
+	idTokenReuse = 4 * time.Minute
+	// accessTokenMargin is how long before expiry a cached access token is
+	// replaced.
+	accessTokenMargin = 5 * time.Minute
+	// maxCachedTokens bounds the token cache of one registration (audiences
+	// are chosen by the instance).
+	maxCachedTokens = 256
+	// maxAudience bounds the audience parameter.
+	maxAudience = 2048
+
+	defaultScope = "https://www.googleapis.com/auth/cloud-platform"
+	universe     = "googleapis.com"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Minter mints the tokens (the built-in issuer). Required.
+	Minter api.Minter
+	// Now is the clock of the token cache; default time.Now.
+	Now func() time.Time
+	// Log receives refusals and errors; default discards.
+	Log *slog.Logger
+	// ListenHost is the IP address listeners bind; default 127.0.0.1.
+	ListenHost string
+}
+
+// Identity is what one listener answers as.
+type Identity struct {
+	// ServiceAccount is the runtime service account's email (the service's
+	// --service-account, else the project's default compute account).
+	// Required.
+	ServiceAccount string
+	// UniqueID is the account's numeric unique id, the "sub" of its tokens as
+	// in tokens the admin API mints for it (apis.ServiceAccount.UniqueID);
+	// default ServiceAccount.
+	UniqueID string
+	// ProjectID is required; ProjectNumber defaults to
+	// apis.ProjectNumber(ProjectID).
+	ProjectID, ProjectNumber string
+	// Region, e.g. us-central1. Required.
+	Region string
+	// Service and Revision name the revision the identity is registered
+	// for; informational (logs, instance/id).
+	Service, Revision string
+
+	// CheckPeer decides, once per TCP connection, whether the client may use
+	// this identity: local and remote are the connection's addresses as the
+	// server sees them. nil error allows; any error (or a panic) refuses
+	// with 403 and is logged. Required: pass ProcessInstances(revision, …)
+	// for the process runtime.
+	CheckPeer func(local, remote netip.AddrPort) error
+}
+
+func (id *Identity) validate() error {
+	switch {
+	case id.ServiceAccount == "" || !strings.Contains(id.ServiceAccount, "@") || strings.ContainsAny(id.ServiceAccount, "/?# \t\r\n"):
+		return fmt.Errorf("metadata: service account %q is not an email", id.ServiceAccount)
+	case id.ProjectID == "":
+		return errors.New("metadata: project ID is required")
+	case id.Region == "" || strings.Contains(id.Region, "/"):
+		return fmt.Errorf("metadata: invalid region %q", id.Region)
+	case id.CheckPeer == nil:
+		return errors.New("metadata: CheckPeer is required")
+	}
+	if id.ProjectNumber == "" {
+		id.ProjectNumber = apis.ProjectNumber(id.ProjectID)
+	}
+	if _, err := strconv.ParseUint(id.ProjectNumber, 10, 64); err != nil {
+		return fmt.Errorf("metadata: project number %q is not a number", id.ProjectNumber)
+	}
+	if id.UniqueID == "" {
+		id.UniqueID = id.ServiceAccount
+	}
+	return nil
+}
+
+// Server runs one metadata listener per registered identity. It is safe for
+// concurrent use.
+type Server struct {
+	cfg Config
+
+	mu     sync.Mutex
+	regs   map[*Registration]struct{}
+	closed bool
+}
+
+// New returns a Server with no listeners yet.
+func New(cfg Config) *Server {
+	if cfg.Minter == nil {
+		panic("metadata: Config.Minter is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ListenHost == "" {
+		cfg.ListenHost = "127.0.0.1"
+	}
+	return &Server{cfg: cfg, regs: map[*Registration]struct{}{}}
+}
+
+// Registration is one identity's listener.
+type Registration struct {
+	s    *Server
+	id   Identity
+	host string
+	ln   net.Listener
+	srv  *http.Server
+	log  *slog.Logger
+
+	instanceID string
+	tokens     tokenCache
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// ErrClosed is returned by Register after Close.
+var ErrClosed = errors.New("metadata: server closed")
+
+// Register starts a listener answering as id and returns it. Point the
+// instances of id's revision at it with GCE_METADATA_HOST=reg.Host().
+func (s *Server) Register(id Identity) (*Registration, error) {
+	if err := id.validate(); err != nil {
+		return nil, err
+	}
+	ip, err := netip.ParseAddr(s.cfg.ListenHost)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: ListenHost %q must be an IP address: %w", s.cfg.ListenHost, err)
+	}
+	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
+	if err != nil {
+		return nil, fmt.Errorf("metadata: listen: %w", err)
+	}
+	sum := sha256.Sum256([]byte("usher-instance:" + id.ProjectID + "/" + id.Region + "/" + id.Service + "/" + id.Revision + "/" + id.ServiceAccount))
+	r := &Registration{
+		s:          s,
+		id:         id,
+		host:       ln.Addr().String(),
+		ln:         ln,
+		log:        s.cfg.Log.With("metadata", ln.Addr().String(), "serviceAccount", id.ServiceAccount, "service", id.Service, "revision", id.Revision),
+		instanceID: strconv.FormatUint(binary.BigEndian.Uint64(sum[:8])%9_000_000_000_000_000_000+1_000_000_000_000_000_000, 10),
+		tokens:     tokenCache{m: map[string]cachedToken{}},
+	}
+	r.srv = &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, newConnState(c))
+		},
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil, ErrClosed
+	}
+	s.regs[r] = struct{}{}
+	s.mu.Unlock()
+	go func() {
+		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("metadata: listener failed", "err", err)
+		}
+	}()
+	return r, nil
+}
+
+// Host is the value for GCE_METADATA_HOST: "IP:PORT".
+func (r *Registration) Host() string { return r.host }
+
+// Identity returns the identity the listener answers as (defaults filled in).
+func (r *Registration) Identity() Identity { return r.id }
+
+// Close stops the listener and closes its connections. It is idempotent.
+func (r *Registration) Close() error {
+	r.closeOnce.Do(func() {
+		r.closeErr = r.srv.Close()
+		r.s.mu.Lock()
+		delete(r.s.regs, r)
+		r.s.mu.Unlock()
+	})
+	return r.closeErr
+}
+
+// Close closes every registration; later Register calls fail.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	regs := make([]*Registration, 0, len(s.regs))
+	for r := range s.regs {
+		regs = append(regs, r)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, r := range regs {
+		errs = append(errs, r.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// connState is the per-connection peer decision.
+type connState struct {
+	local, remote netip.AddrPort
+	once          sync.Once
+	err           error
+}
+
+type connKey struct{}
+
+func newConnState(c net.Conn) *connState {
+	cs := &connState{}
+	if a, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		cs.local = a.AddrPort()
+	}
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cs.remote = a.AddrPort()
+	}
+	return cs
+}
+
+// checkPeer runs CheckPeer once per connection: the client end of a TCP
+// connection stays with the process that opened it. A refusal is logged
+// once per connection.
+func (r *Registration) checkPeer(ctx context.Context) error {
+	cs, _ := ctx.Value(connKey{}).(*connState)
+	if cs == nil || !cs.local.IsValid() || !cs.remote.IsValid() {
+		return errors.New("not a TCP connection")
+	}
+	cs.once.Do(func() {
+		cs.err = errors.New("peer check did not complete")
+		defer func() {
+			if p := recover(); p != nil {
+				cs.err = fmt.Errorf("peer check panicked: %v", p)
+			}
+			if cs.err != nil {
+				r.log.Warn("metadata: refused a connection", "remote", cs.remote.String(), "err", cs.err)
+			}
+		}()
+		cs.err = r.id.CheckPeer(cs.local, cs.remote)
+	})
+	return cs.err
+}
+
+// ServeHTTP answers one metadata request for r's identity.
+func (r *Registration) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	h := w.Header()
+	h.Set("Metadata-Flavor", "Google")
+	h.Set("Server", "Metadata Server for Serverless")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "SAMEORIGIN")
+
+	if err := r.checkPeer(req.Context()); err != nil {
+		textError(w, http.StatusForbidden, "Forbidden: this metadata server answers only the instances it was started for.")
+		return
+	}
+	if _, ok := req.Header["X-Forwarded-For"]; ok {
+		textError(w, http.StatusForbidden, "Request had an X-Forwarded-For header and was rejected.")
+		return
+	}
+	if v := req.Header.Values("Metadata-Flavor"); len(v) != 1 || v[0] != "Google" {
+		textError(w, http.StatusForbidden, "Missing required header \"Metadata-Flavor\": \"Google\"")
+		return
+	}
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		h.Set("Allow", "GET, HEAD")
+		textError(w, http.StatusMethodNotAllowed, "Method not allowed.")
+		return
+	}
+	q := req.URL.Query()
+	if b, _ := strconv.ParseBool(q.Get("wait_for_change")); b {
+		textError(w, http.StatusBadRequest, "wait_for_change is not supported by this metadata server.")
+		return
+	}
+	r.route(w, req, q)
+}
+
+func (r *Registration) route(w http.ResponseWriter, req *http.Request, q url.Values) {
+	p := req.URL.Path
+	switch p {
+	case "/", "":
+		writeText(w, "computeMetadata/\n")
+		return
+	case "/computeMetadata", "/computeMetadata/":
+		writeText(w, "v1/\n")
+		return
+	}
+	rest, ok := strings.CutPrefix(p, "/computeMetadata/v1")
+	if !ok || (rest != "" && rest[0] != '/') {
+		notFound(w)
+		return
+	}
+	var segs []string
+	if rest = strings.Trim(rest, "/"); rest != "" {
+		segs = strings.Split(rest, "/")
+	}
+	switch {
+	case len(segs) >= 3 && segs[0] == "instance" && segs[1] == "service-accounts":
+		if !r.isAccount(segs[2]) {
+			notFound(w)
+			return
+		}
+		if len(segs) == 4 {
+			switch segs[3] {
+			case "identity":
+				r.serveIdentity(w, q)
+				return
+			case "token":
+				r.serveToken(w, q)
+				return
+			}
+		}
+	}
+	tree := r.tree()
+	node := any(tree)
+	for _, s := range segs {
+		dir, ok := node.(dirNode)
+		if !ok {
+			notFound(w)
+			return
+		}
+		if node, ok = dir.get(s); !ok {
+			notFound(w)
+			return
+		}
+	}
+	switch n := node.(type) {
+	case dirNode:
+		if b, _ := strconv.ParseBool(q.Get("recursive")); b || q.Get("alt") == "json" {
+			writeJSON(w, n.json())
+			return
+		}
+		writeText(w, n.listing())
+	case leaf:
+		if q.Get("alt") == "json" {
+			writeJSON(w, n.json())
+			return
+		}
+		writeText(w, n.text)
+	}
+}
+
+// isAccount reports whether ref names this listener's account: "default" or
+// its email. Nothing else, in particular no other account, resolves.
+func (r *Registration) isAccount(ref string) bool {
+	return ref == "default" || ref == r.id.ServiceAccount
+}
+
+// tree is the static part of the metadata, for listings and leaves.
+func (r *Registration) tree() dirNode {
+	id := r.id
+	account := dirNode{
+		{"aliases", leaf{text: "default\n", value: []string{"default"}}},
+		{"email", leaf{text: id.ServiceAccount, value: id.ServiceAccount}},
+		{"identity", nil}, // served by serveIdentity; listed only
+		{"scopes", leaf{text: defaultScope + "\n", value: []string{defaultScope}}},
+		{"token", nil},
+	}
+	zone := "projects/" + id.ProjectNumber + "/zones/" + id.Region + "-1"
+	return dirNode{
+		{"instance", dirNode{
+			{"id", leaf{text: r.instanceID, value: json.Number(r.instanceID)}},
+			{"region", leaf{text: "projects/" + id.ProjectNumber + "/regions/" + id.Region}},
+			{"service-accounts", dirNode{
+				{"default", account},
+				{id.ServiceAccount, account},
+			}},
+			{"zone", leaf{text: zone}},
+		}},
+		{"project", dirNode{
+			{"numeric-project-id", leaf{text: id.ProjectNumber, value: json.Number(id.ProjectNumber)}},
+			{"project-id", leaf{text: id.ProjectID}},
+		}},
+		{"universe", dirNode{
+			{"universe-domain", leaf{text: universe}},
+		}},
+	}
+}
+
+// dirNode is an ordered directory; a nil node is listed but not served
+// statically.
+type dirNode []dirEntry
+
+type dirEntry struct {
+	name string
+	node any // dirNode, leaf or nil
+}
+
+type leaf struct {
+	text  string
+	value any // JSON value; default text
+}
+
+func (d dirNode) get(name string) (any, bool) {
+	for _, e := range d {
+		if e.name == name && e.node != nil {
+			return e.node, true
+		}
+	}
+	return nil, false
+}
+
+func (d dirNode) listing() string {
+	var b strings.Builder
+	for _, e := range d {
+		b.WriteString(e.name)
+		if _, ok := e.node.(dirNode); ok {
+			b.WriteByte('/')
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// json renders the directory recursively with GCE's camelCase keys
+// ("numeric-project-id" → "numericProjectId"); account emails stay as they
+// are.
+func (d dirNode) json() any {
+	m := make(map[string]any, len(d))
+	for _, e := range d {
+		if e.node == nil {
+			continue
+		}
+		key := e.name
+		if !strings.Contains(key, "@") {
+			key = camel(key)
+		}
+		switch n := e.node.(type) {
+		case dirNode:
+			m[key] = n.json()
+		case leaf:
+			m[key] = n.json()
+		}
+	}
+	return m
+}
+
+func (l leaf) json() any {
+	if l.value != nil {
+		return l.value
+	}
+	return l.text
+}
+
+func camel(s string) string {
+	parts := strings.Split(s, "-")
+	for i := 1; i < len(parts); i++ {
+		if parts[i] != "" {
+			parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+		}
+	}
+	return strings.Join(parts, "")
+}
+
+// serveIdentity answers …/identity?audience=A: an identity token for the
+// registered account.
+func (r *Registration) serveIdentity(w http.ResponseWriter, q url.Values) {
+	auds := q["audience"]
+	if len(auds) != 1 || strings.TrimSpace(auds[0]) == "" {
+		textError(w, http.StatusBadRequest, "non-empty audience parameter required")
+		return
+	}
+	aud := auds[0]
+	if len(aud) > maxAudience {
+		textError(w, http.StatusBadRequest, fmt.Sprintf("audience longer than %d bytes", maxAudience))
+		return
+	}
+	switch f := q.Get("format"); f {
+	case "", "standard", "full":
+	default:
+		textError(w, http.StatusBadRequest, fmt.Sprintf("format %q must be standard or full", f))
+		return
+	}
+	switch l := strings.ToLower(q.Get("licenses")); l {
+	case "", "true", "false":
+	default:
+		textError(w, http.StatusBadRequest, fmt.Sprintf("licenses %q must be TRUE or FALSE", l))
+		return
+	}
+	now := r.s.cfg.Now()
+	key := "id\x00" + aud
+	if t, ok := r.tokens.get(key, func(t cachedToken) bool { return now.Sub(t.minted) < idTokenReuse && !now.Before(t.minted) }); ok {
+		writeToken(w, "text/plain; charset=utf-8", []byte(t.token))
+		return
+	}
+	tok, err := r.s.cfg.Minter.Mint(issuer.Claims{
+		Subject: r.id.UniqueID, Email: r.id.ServiceAccount, EmailVerified: true,
+		Audience: []string{aud},
+	})
+	if err != nil {
+		r.log.Error("metadata: minting an identity token", "err", err)
+		textError(w, http.StatusInternalServerError, "Could not mint an identity token.")
+		return
+	}
+	r.tokens.put(key, cachedToken{token: tok, minted: now, expiry: now.Add(issuer.MaxTokenLifetime)}, now)
+	writeToken(w, "text/plain; charset=utf-8", []byte(tok))
+}
+
+// serveToken answers …/token[?scopes=A,B]: an OAuth access token for Usher's
+// admin API.
+func (r *Registration) serveToken(w http.ResponseWriter, q url.Values) {
+	var scopes []string
+	for _, v := range q["scopes"] {
+		for s := range strings.SplitSeq(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				scopes = append(scopes, s)
+			}
+		}
+	}
+	scope := strings.Join(scopes, " ")
+	if len(scope) > maxAudience {
+		textError(w, http.StatusBadRequest, fmt.Sprintf("scopes longer than %d bytes", maxAudience))
+		return
+	}
+	if scope == "" {
+		scope = defaultScope
+	}
+	now := r.s.cfg.Now()
+	key := "at\x00" + scope
+	t, ok := r.tokens.get(key, func(t cachedToken) bool { return now.Before(t.expiry.Add(-accessTokenMargin)) && !now.Before(t.minted) })
+	if !ok {
+		exp := now.Add(issuer.MaxTokenLifetime)
+		tok, err := api.MintAccessToken(r.s.cfg.Minter, r.id.UniqueID, r.id.ServiceAccount, scope, exp)
+		if err != nil {
+			r.log.Error("metadata: minting an access token", "err", err)
+			textError(w, http.StatusInternalServerError, "Could not mint an access token.")
+			return
+		}
+		t = cachedToken{token: tok, minted: now, expiry: exp}
+		r.tokens.put(key, t, now)
+	}
+	body, err := json.Marshal(map[string]any{
+		"access_token": t.token,
+		"expires_in":   int(t.expiry.Sub(now) / time.Second),
+		"token_type":   "Bearer",
+	})
+	if err != nil {
+		textError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	writeToken(w, "application/json", body)
+}
+
+// tokenCache holds minted tokens of one registration.
+type tokenCache struct {
+	mu sync.Mutex
+	m  map[string]cachedToken
+}
+
+type cachedToken struct {
+	token          string
+	minted, expiry time.Time
+}
+
+func (c *tokenCache) get(key string, fresh func(cachedToken) bool) (cachedToken, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[key]
+	if ok && fresh(t) {
+		return t, true
+	}
+	return cachedToken{}, false
+}
+
+func (c *tokenCache) put(key string, t cachedToken, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; !ok && len(c.m) >= maxCachedTokens {
+		for k, old := range c.m {
+			if !now.Before(old.minted.Add(idTokenReuse)) {
+				delete(c.m, k)
+			}
+		}
+		if len(c.m) >= maxCachedTokens {
+			clear(c.m)
+		}
+	}
+	c.m[key] = t
+}
+
+func writeText(w http.ResponseWriter, s string) {
+	w.Header().Set("Content-Type", "application/text")
+	w.Write([]byte(s))
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		textError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+func writeToken(w http.ResponseWriter, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-store")
+	w.Write(body)
+}
+
+func textError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	w.Write([]byte(msg + "\n"))
+}
+
+func notFound(w http.ResponseWriter) {
+	textError(w, http.StatusNotFound, "Not Found: no such metadata key.")
+}
