@@ -161,13 +161,6 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
-	// Web console (issue 5): browser pages under /console/ on API hosts. It
-	// calls adminAPI in-process as the signed-in principal (console.go).
-	con, err := newConsole(cfg, st, roles, adminAPI, iss, log.With("component", "console"))
-	if err != nil {
-		return fmt.Errorf("console: %w", err)
-	}
-	mux.Handle("/console/", con)
 
 	srv := &http.Server{
 		Handler:           byHost(cfg.Domain, gw, mux),
