@@ -15,6 +15,7 @@ import (
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/logs"
+	"github.com/usher-run/usher/internal/runtime"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
 )
@@ -297,6 +298,9 @@ func (a *API) prepareService(s *apis.Service, old *apis.Service, project, region
 	if err := s.Validate(); err != nil {
 		return invalidField(err)
 	}
+	if err := validateLimits(s); err != nil {
+		return err
+	}
 	now := a.cfg.Now().UTC().Format(time.RFC3339)
 	if s.Metadata.Labels == nil {
 		s.Metadata.Labels = map[string]string{}
@@ -567,4 +571,23 @@ func (a *API) readLogs(w http.ResponseWriter, r *http.Request, c *caller, name s
 		}
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"entries": entries})
+}
+
+// validateLimits checks --cpu and --memory the way the runtimes will read them.
+func validateLimits(s *apis.Service) error {
+	r := s.Spec.Template.Spec.Containers[0].Resources
+	if r == nil {
+		return nil
+	}
+	if v := r.Limits["cpu"]; v != "" {
+		if _, err := runtime.ParseCPU(v); err != nil {
+			return invalidField(&apis.FieldError{Path: "spec.template.spec.containers[0].resources.limits.cpu", Message: err.Error()})
+		}
+	}
+	if v := r.Limits["memory"]; v != "" {
+		if _, err := runtime.ParseMemory(v); err != nil {
+			return invalidField(&apis.FieldError{Path: "spec.template.spec.containers[0].resources.limits.memory", Message: err.Error()})
+		}
+	}
+	return nil
 }

@@ -62,6 +62,7 @@ type deployFlags struct {
 	async             bool
 	noTraffic         bool
 	tag               string
+	cpu, memory       string
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -96,6 +97,8 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.BoolVar(&f.invokerIAMCheck, "invoker-iam-check", false, "require IAM invoker permission (the default)")
 	fl.BoolVar(&f.noInvokerIAMCheck, "no-invoker-iam-check", false, "disable the invoker IAM check: the service is public")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
+	fl.StringVar(&f.cpu, "cpu", "", "CPU limit per instance, e.g. 1, 0.5, 500m (container images)")
+	fl.StringVar(&f.memory, "memory", "", "memory limit per instance, e.g. 512Mi, 1Gi (container images)")
 	fl.BoolVar(&f.noTraffic, "no-traffic", false, "deploy the new revision without sending it traffic")
 	fl.StringVar(&f.tag, "tag", "", "give the new revision a tag URL (TAG---SERVICE-…)")
 	return cmd
@@ -242,6 +245,20 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 		env = removeEnv(env, k)
 	}
 	ctr.Env = env
+	if f.cpu != "" || f.memory != "" {
+		if ctr.Resources == nil {
+			ctr.Resources = &apis.Resources{}
+		}
+		if ctr.Resources.Limits == nil {
+			ctr.Resources.Limits = map[string]string{}
+		}
+		if f.cpu != "" {
+			ctr.Resources.Limits["cpu"] = f.cpu
+		}
+		if f.memory != "" {
+			ctr.Resources.Limits["memory"] = f.memory
+		}
+	}
 	if f.concurrency >= 0 {
 		cc := int64(f.concurrency)
 		tmpl.Spec.ContainerConcurrency = &cc

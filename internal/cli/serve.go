@@ -35,6 +35,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", "./usher-data", "where state, keys and the CLI configuration live")
 	f.StringVar(&cfg.Domain, "domain", "run.localhost", "service hosts are NAME-PROJECTNUMBER.REGION.DOMAIN")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL, the tokens' issuer (default http://localhost:PORT)")
+	f.BoolVar(&cfg.NoPull, "no-pull", false, "run only container images the Docker engine already has (never pull)")
 	f.DurationVar(&cfg.ScaleToZeroGrace, "scale-to-zero-grace", 15*time.Minute, "how long an idle instance lives")
 	return cmd
 }

@@ -208,6 +208,9 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	for _, e := range c.Env {
 		spec.Env = append(spec.Env, runtime.EnvVar{Name: e.Name, Value: e.Value})
 	}
+	if c.Resources != nil {
+		spec.CPU, spec.Memory = c.Resources.Limits["cpu"], c.Resources.Limits["memory"]
+	}
 	rp := &revisionPool{
 		p:           p,
 		key:         key,

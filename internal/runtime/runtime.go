@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,14 @@ type InstanceSpec struct {
 
 	StartupTimeout time.Duration // default 60s: time to start listening on PORT
 	StopGrace      time.Duration // default 10s: SIGTERM → SIGKILL
+
+	// CPU and Memory are the revision's resource limits, in the notation of
+	// Cloud Run's resources.limits (Kubernetes quantities): CPU like "1",
+	// "2", "0.5" or "500m" (see ParseCPU), Memory like "512Mi", "1Gi" or
+	// "256M" (see ParseMemory). Empty means no limit. Runtimes that can
+	// enforce limits (Docker) must reject invalid values in Start; the
+	// process runtime cannot enforce them and ignores them.
+	CPU, Memory string
 
 	// Logs receives the instance's stdout and stderr, one whole line
 	// (ending in "\n") per Write call, from a single goroutine. It may be nil
@@ -226,4 +235,70 @@ func ContractEnv(spec InstanceSpec, port int) []string {
 		env[i] = n + "=" + vals[n]
 	}
 	return env
+}
+
+// ParseCPU parses a CPU limit, as Cloud Run's resources.limits.cpu: a
+// positive decimal number of CPUs ("1", "2", "0.5") or of thousandths of a
+// CPU with the suffix "m" ("500m"). It returns thousandths of a CPU
+// (millicpus); finer precision than 1m is refused.
+func ParseCPU(s string) (int64, error) {
+	num, mult := s, int64(1000)
+	if n, ok := strings.CutSuffix(s, "m"); ok {
+		num, mult = n, 1
+	}
+	v, err := parseQuantity(num, mult)
+	if err != nil {
+		return 0, fmt.Errorf("cpu limit %q: %w; want a number of CPUs like 1, 2 or 0.5, or millicpus like 500m", s, err)
+	}
+	return v, nil
+}
+
+// memorySuffixes are the Kubernetes quantity suffixes, binary and decimal.
+var memorySuffixes = []struct {
+	suffix string
+	mult   int64
+}{
+	{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"Pi", 1 << 50}, {"Ei", 1 << 60},
+	{"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"P", 1e15}, {"E", 1e18},
+}
+
+// ParseMemory parses a memory limit, as Cloud Run's resources.limits.memory:
+// a positive decimal number of bytes with an optional suffix, binary (Ki, Mi,
+// Gi, Ti, Pi, Ei) or decimal (k, M, G, T, P, E): "512Mi", "1Gi", "1.5Gi",
+// "256M", "1048576". It returns bytes; fractions of a byte are refused.
+func ParseMemory(s string) (int64, error) {
+	num, mult := s, int64(1)
+	for _, m := range memorySuffixes {
+		if n, ok := strings.CutSuffix(s, m.suffix); ok {
+			num, mult = n, m.mult
+			break
+		}
+	}
+	v, err := parseQuantity(num, mult)
+	if err != nil {
+		return 0, fmt.Errorf("memory limit %q: %w; want bytes with an optional suffix, like 512Mi, 1Gi or 256M", s, err)
+	}
+	return v, nil
+}
+
+// parseQuantity returns num*mult for a plain positive decimal num (digits and
+// at most one '.'), which must be a whole number that fits an int64.
+func parseQuantity(num string, mult int64) (int64, error) {
+	if num == "" || strings.Trim(num, "0123456789.") != "" || strings.Count(num, ".") > 1 || num == "." {
+		return 0, errors.New("not a positive decimal number")
+	}
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		return 0, errors.New("not a positive decimal number")
+	}
+	r.Mul(r, new(big.Rat).SetInt64(mult))
+	switch {
+	case r.Sign() <= 0:
+		return 0, errors.New("must be greater than zero")
+	case !r.IsInt():
+		return 0, errors.New("too precise")
+	case !r.Num().IsInt64():
+		return 0, errors.New("too large")
+	}
+	return r.Num().Int64(), nil
 }

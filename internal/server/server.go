@@ -28,6 +28,7 @@ import (
 	"github.com/usher-run/usher/internal/pool"
 	"github.com/usher-run/usher/internal/routing"
 	"github.com/usher-run/usher/internal/runtime"
+	"github.com/usher-run/usher/internal/runtime/docker"
 	"github.com/usher-run/usher/internal/runtime/process"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
@@ -48,6 +49,8 @@ type Config struct {
 	WriteUserConfig bool
 	// ScaleToZeroGrace is how long an idle instance lives (autoscaling).
 	ScaleToZeroGrace time.Duration
+	// NoPull makes the Docker runtime run only images the engine has.
+	NoPull bool
 	Log              *slog.Logger
 	// Ready, if set, receives the bound address once serving.
 	Ready func(addr string)
@@ -127,8 +130,12 @@ func Run(ctx context.Context, cfg Config) error {
 	serviceLogs := logs.New(0)
 	md := metadata.New(metadata.Config{Minter: iss, Log: log.With("component", "metadata")})
 	defer md.Close()
+	runtimes := runtimesFor(ctx, cfg, log)
+	if d, ok := runtimes.Docker.(*docker.Runtime); ok {
+		defer d.Close()
+	}
 	instances := pool.New(pool.Config{
-		Runtime:          process.New(process.Config{}),
+		Runtime:          runtimes,
 		Identity:         runtimeIdentity(st, md),
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Output:           serviceLogs,
@@ -190,6 +197,31 @@ func Run(ctx context.Context, cfg Config) error {
 	instances.Close(drainCtx)
 	log.Info("stopped")
 	return nil
+}
+
+// runtimesFor picks the runtime by image: file:// runs a local process; any
+// other image runs on the local Docker engine when one answers, and deploying
+// one fails with the engine's problem when none does. Containers a killed
+// Usher left behind are removed first.
+func runtimesFor(ctx context.Context, cfg Config, log *slog.Logger) runtime.ByImage {
+	rts := runtime.ByImage{Process: process.New(process.Config{})}
+	owner, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		owner = cfg.DataDir
+	}
+	d, err := docker.New(ctx, docker.Config{Owner: owner, NoPull: cfg.NoPull})
+	if err != nil {
+		log.Info("no Docker engine: container images cannot be deployed (file:// images can)", "err", err)
+		rts.DockerErr = err
+		return rts
+	}
+	if n, err := d.Cleanup(ctx); err != nil {
+		log.Warn("removing containers left by a previous run failed", "err", err)
+	} else if n > 0 {
+		log.Info("removed containers left by a previous run", "containers", n)
+	}
+	rts.Docker = d
+	return rts
 }
 
 // runtimeIdentity gives each revision its metadata server: instances find it
