@@ -68,7 +68,7 @@ type Config struct {
 	// ServiceURL renders a service's URL.
 	ServiceURL func(project, region, name string) string
 	// Logs holds instances' recent output (nil: none kept).
-	Logs *logs.Book
+	Logs *logs.Book[logs.Entry]
 	Now  func() time.Time
 	Log  *slog.Logger
 }

@@ -18,15 +18,8 @@ var enabledAPIs = []string{
 }
 
 func (a *API) getServiceUsage(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.findProject(r.Context(), r.PathValue("project"))
+	p, err := a.authorizeProject(r, c, iam.PermServiceUsageGet)
 	if err != nil {
-		return err
-	}
-	proj, err := a.projectLevel(r.Context(), p.ProjectID)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermServiceUsageGet, proj.Resource, proj); err != nil {
 		return err
 	}
 	name := r.PathValue("api")
@@ -74,15 +67,8 @@ var regions = []string{
 }
 
 func (a *API) listLocations(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.findProject(r.Context(), r.PathValue("project"))
+	p, err := a.authorizeProject(r, c, iam.PermRunLocationsList)
 	if err != nil {
-		return err
-	}
-	proj, err := a.projectLevel(r.Context(), p.ProjectID)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermRunLocationsList, proj.Resource, proj); err != nil {
 		return err
 	}
 	list := regions

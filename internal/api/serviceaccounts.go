@@ -22,15 +22,8 @@ import (
 var accountIDRE = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 
 func (a *API) listServiceAccounts(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.findProject(r.Context(), r.PathValue("project"))
+	p, err := a.authorizeProject(r, c, iam.PermSAList)
 	if err != nil {
-		return err
-	}
-	proj, err := a.projectLevel(r.Context(), p.ProjectID)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermSAList, proj.Resource, proj); err != nil {
 		return err
 	}
 	accounts, _, err := state.List[apis.ServiceAccount](r.Context(), a.cfg.Store, state.ServiceAccountsPrefix+p.ProjectID+"/")
@@ -41,15 +34,8 @@ func (a *API) listServiceAccounts(w http.ResponseWriter, r *http.Request, c *cal
 }
 
 func (a *API) createServiceAccount(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.findProject(r.Context(), r.PathValue("project"))
+	p, err := a.authorizeProject(r, c, iam.PermSACreate)
 	if err != nil {
-		return err
-	}
-	proj, err := a.projectLevel(r.Context(), p.ProjectID)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermSACreate, proj.Resource, proj); err != nil {
 		return err
 	}
 	var req struct {

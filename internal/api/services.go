@@ -62,6 +62,44 @@ func (a *API) findProject(ctx context.Context, idOrNumber string) (state.Project
 	return p, notFound("Project '%s' not found.", idOrNumber)
 }
 
+// authorizeProject resolves the project the path names ({project}) and
+// checks that c holds perm on it.
+func (a *API) authorizeProject(r *http.Request, c *caller, perm string) (state.Project, error) {
+	p, err := a.findProject(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return p, err
+	}
+	proj, err := a.projectLevel(r.Context(), p.ProjectID)
+	if err != nil {
+		return p, err
+	}
+	return p, a.check(c, perm, proj.Resource, proj)
+}
+
+// authorizeScope resolves a Cloud Run request's project and region and
+// checks that c holds perm on the project.
+func (a *API) authorizeScope(r *http.Request, c *caller, perm string) (scope, error) {
+	sc, err := a.resolveScope(r)
+	if err != nil {
+		return sc, err
+	}
+	proj, err := a.projectLevel(r.Context(), sc.project.ProjectID)
+	if err != nil {
+		return sc, err
+	}
+	return sc, a.check(c, perm, proj.Resource, proj)
+}
+
+// prefix is the store prefix of a kind's keys in the scope: one region, or
+// all of the project's when the region is "" or "-".
+func (s scope) prefix(kind string) string {
+	p := kind + s.project.ProjectID + "/"
+	if s.region != "" && s.region != "-" {
+		p += s.region + "/"
+	}
+	return p
+}
+
 // region returns the scope's single region for writes and reads by name.
 func (s scope) singleRegion(def string) string {
 	if s.region == "" || s.region == "-" {
@@ -412,22 +450,12 @@ func (a *API) deleteService(w http.ResponseWriter, r *http.Request, c *caller) e
 }
 
 func (a *API) listRevisions(w http.ResponseWriter, r *http.Request, c *caller) error {
-	sc, err := a.resolveScope(r)
+	sc, err := a.authorizeScope(r, c, iam.PermRevisionsList)
 	if err != nil {
 		return err
 	}
 	project := sc.project.ProjectID
-	proj, err := a.projectLevel(r.Context(), project)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermRevisionsList, proj.Resource, proj); err != nil {
-		return err
-	}
-	prefix := state.RevisionsPrefix + project + "/"
-	if sc.region != "" && sc.region != "-" {
-		prefix += sc.region + "/"
-	}
+	prefix := sc.prefix(state.RevisionsPrefix)
 	revs, _, err := state.List[apis.Revision](r.Context(), a.cfg.Store, prefix)
 	if err != nil {
 		return err

@@ -129,23 +129,11 @@ type listServicesV2Response struct {
 }
 
 func (a *API) listServicesV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	sc, err := a.resolveScope(r)
+	sc, err := a.authorizeScope(r, c, iam.PermServicesList)
 	if err != nil {
 		return err
 	}
-	project := sc.project.ProjectID
-	proj, err := a.projectLevel(r.Context(), project)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermServicesList, proj.Resource, proj); err != nil {
-		return err
-	}
-	prefix := state.ServicesPrefix + project + "/"
-	if sc.region != "" && sc.region != "-" {
-		prefix += sc.region + "/"
-	}
-	entries, _, err := a.cfg.Store.List(r.Context(), prefix)
+	entries, _, err := a.cfg.Store.List(r.Context(), sc.prefix(state.ServicesPrefix))
 	if err != nil {
 		return err
 	}

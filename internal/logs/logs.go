@@ -1,7 +1,9 @@
-// Package logs keeps the recent output of every service's instances in
-// memory, tagged by revision and instance, so `usher run services logs read`
-// and the console can show what a service printed. It is bounded per service
-// (old lines are dropped first) and never on a request's path.
+// Package logs keeps recent records per service in memory, bounded, newest
+// kept: what a service's instances printed (Entry), tagged by revision and
+// instance, for `usher run services logs read` and the console; and, with the
+// same Book, the requests the gateway refused. Adding takes only the
+// service's own lock, so a flood of refusals for one service never slows
+// another; nothing here does I/O.
 package logs
 
 import (
@@ -21,63 +23,58 @@ type Entry struct {
 // DefaultLinesPerService bounds memory: about 1 MB per service for 80-byte lines.
 const DefaultLinesPerService = 10000
 
-// Book holds recent entries per service key (PROJECT/REGION/SERVICE).
-type Book struct {
+// Book holds the recent records of each service key (PROJECT/REGION/SERVICE).
+type Book[T any] struct {
 	perService int
-
-	mu    sync.Mutex
-	rings map[string]*ring
+	rings      sync.Map // key → *ring[T]
 }
 
-// New returns a book keeping at most perService entries per service
+// New returns a book keeping at most perService records per service
 // (DefaultLinesPerService if <= 0).
-func New(perService int) *Book {
+func New[T any](perService int) *Book[T] {
 	if perService <= 0 {
 		perService = DefaultLinesPerService
 	}
-	return &Book{perService: perService, rings: map[string]*ring{}}
+	return &Book[T]{perService: perService}
 }
 
-type ring struct {
-	entries []Entry
-	next    int // where the next entry goes once full
+type ring[T any] struct {
+	mu      sync.Mutex
+	records []T
+	next    int // where the next record goes once full
 	full    bool
 }
 
-// Add records e under key.
-func (b *Book) Add(key string, e Entry) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	r := b.rings[key]
-	if r == nil {
-		r = &ring{}
-		b.rings[key] = r
+// Add records v under key.
+func (b *Book[T]) Add(key string, v T) {
+	r, ok := b.rings.Load(key)
+	if !ok {
+		r, _ = b.rings.LoadOrStore(key, &ring[T]{})
 	}
-	if !r.full {
-		r.entries = append(r.entries, e)
-		if len(r.entries) == b.perService {
-			r.full = true
-		}
+	rg := r.(*ring[T])
+	rg.mu.Lock()
+	defer rg.mu.Unlock()
+	if !rg.full {
+		rg.records = append(rg.records, v)
+		rg.full = len(rg.records) == b.perService
 		return
 	}
-	r.entries[r.next] = e
-	r.next = (r.next + 1) % b.perService
+	rg.records[rg.next] = v
+	rg.next = (rg.next + 1) % b.perService
 }
 
-// Read returns up to limit of the newest entries under key, oldest first,
-// keeping those for which keep returns true (nil keeps all).
-func (b *Book) Read(key string, limit int, keep func(Entry) bool) []Entry {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	r := b.rings[key]
-	if r == nil {
+// Read returns up to limit (all if <= 0) of the newest records under key
+// for which keep returns true (nil keeps all), oldest first.
+func (b *Book[T]) Read(key string, limit int, keep func(T) bool) []T {
+	r, ok := b.rings.Load(key)
+	if !ok {
 		return nil
 	}
-	ordered := append(append([]Entry(nil), r.entries[r.next:]...), r.entries[:r.next]...)
-	if !r.full {
-		ordered = r.entries
-	}
-	var out []Entry
+	rg := r.(*ring[T])
+	rg.mu.Lock()
+	ordered := append(append([]T(nil), rg.records[rg.next:]...), rg.records[:rg.next]...)
+	rg.mu.Unlock()
+	var out []T
 	for i := len(ordered) - 1; i >= 0 && (limit <= 0 || len(out) < limit); i-- {
 		if keep == nil || keep(ordered[i]) {
 			out = append(out, ordered[i])
@@ -89,9 +86,5 @@ func (b *Book) Read(key string, limit int, keep func(Entry) bool) []Entry {
 	return out
 }
 
-// Forget drops a service's entries (the service was deleted).
-func (b *Book) Forget(key string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.rings, key)
-}
+// Forget drops a service's records (the service was deleted).
+func (b *Book[T]) Forget(key string) { b.rings.Delete(key) }

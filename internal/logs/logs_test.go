@@ -6,7 +6,7 @@ import (
 )
 
 func TestBookKeepsNewestInOrder(t *testing.T) {
-	b := New(3)
+	b := New[Entry](3)
 	for i := range 5 {
 		b.Add("p/r/s", Entry{Text: fmt.Sprint(i), Revision: fmt.Sprintf("rev%d", i%2)})
 	}

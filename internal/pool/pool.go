@@ -68,7 +68,7 @@ type Config struct {
 	MaxQueue int
 	// Output, if set, receives every line instances print, keyed by
 	// service (PROJECT/REGION/SERVICE).
-	Output *logs.Book
+	Output *logs.Book[logs.Entry]
 	Log    *slog.Logger
 }
 
@@ -612,7 +612,7 @@ func (p *Pool) Stats(key string) Stats {
 // runtime writes whole lines), in the server log and the service's logs.
 type lineLogger struct {
 	log                    *slog.Logger
-	book                   *logs.Book
+	book                   *logs.Book[logs.Entry]
 	key, service, revision string
 	instance               atomic.Value // string, once started
 }

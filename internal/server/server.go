@@ -18,6 +18,7 @@ import (
 	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
+	"github.com/usher-run/usher/internal/console"
 	"github.com/usher-run/usher/internal/controller"
 	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/iam"
@@ -51,7 +52,7 @@ type Config struct {
 	ScaleToZeroGrace time.Duration
 	// NoPull makes the Docker runtime run only images the engine has.
 	NoPull bool
-	Log              *slog.Logger
+	Log    *slog.Logger
 	// Ready, if set, receives the bound address once serving.
 	Ready func(addr string)
 }
@@ -127,7 +128,7 @@ func Run(ctx context.Context, cfg Config) error {
 	serviceURL := func(project, region, name string) string {
 		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
 	}
-	serviceLogs := logs.New(0)
+	serviceLogs := logs.New[logs.Entry](0)
 	md := metadata.New(metadata.Config{Minter: iss, Log: log.With("component", "metadata")})
 	defer md.Close()
 	runtimes := runtimesFor(ctx, cfg, log)
@@ -141,7 +142,12 @@ func Run(ctx context.Context, cfg Config) error {
 		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
 	})
-	gw := gateway.New(gateway.Config{Verifier: verifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID, Log: log.With("component", "gateway")})
+	denials := logs.New[console.Denial](200)
+	gw := gateway.New(gateway.Config{
+		Verifier: verifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID,
+		Log:      log.With("component", "gateway"),
+		OnDenied: recordDenial(denials),
+	})
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
 
@@ -168,6 +174,13 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
+	// Web console (issue 5): browser pages under /console/ on API hosts. It
+	// calls adminAPI in-process as the signed-in principal (console.go).
+	con, err := newConsole(cfg, st, roles, adminAPI, iss, denialLog{denials}, log.With("component", "console"))
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	mux.Handle("/console/", con)
 
 	srv := &http.Server{
 		Handler:           byHost(cfg.Domain, gw, mux),
