@@ -71,6 +71,13 @@ type Config struct {
 	Logs *logs.Book[logs.Entry]
 	Now  func() time.Time
 	Log  *slog.Logger
+	// Audit, if set, records every admin write and serves the audit log
+	// and the policy troubleshooter (audit.go, troubleshoot.go).
+	Audit Auditor
+
+	// OrgPolicyFile, if set, holds the server's org policies (guardrails
+	// for every project, read on each write; package orgpolicy).
+	OrgPolicyFile string
 }
 
 // API serves the admin API.
@@ -140,6 +147,10 @@ func (a *API) routes() {
 
 	// Cloud Run Admin API v2 (v2.go).
 	a.routesV2()
+	a.routesRoles() // IAM v1 custom roles, predefined roles, testable permissions (roles.go)
+	// Audit log and policy troubleshooter (audit.go, troubleshoot.go).
+	a.routesAudit()
+	a.routesOrgPolicies() // Org Policy API v2: guardrails (orgpolicies.go)
 
 	m.Handle("/", a.authed(func(w http.ResponseWriter, r *http.Request, _ *caller) error {
 		return notFound("no API method at %s %s", r.Method, r.URL.Path)
@@ -290,6 +301,8 @@ func errorDomain(path string) string {
 		return "run.googleapis.com"
 	case strings.Contains(path, "/services/") && !strings.Contains(path, "/locations/"):
 		return "serviceusage.googleapis.com"
+	case strings.Contains(path, "/roles"), strings.HasPrefix(path, "/v1/permissions"):
+		return "iam.googleapis.com"
 	}
 	return "cloudresourcemanager.googleapis.com"
 }
@@ -343,7 +356,7 @@ func regionFromHost(host string) string {
 
 // check authorizes caller for perm across levels.
 func (a *API) check(c *caller, perm, resource string, levels ...iam.Level) error {
-	if d := a.cfg.Roles.Check(c.Principal, perm, levels...); !d.Allowed {
+	if d := a.cfg.Roles.CheckAt(c.Principal, perm, a.cfg.Now(), levels...); !d.Allowed {
 		return permissionDenied(perm, resource)
 	}
 	return nil

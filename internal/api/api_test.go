@@ -40,7 +40,7 @@ type harness struct {
 	secret string // the owner's CLI credential
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -70,11 +70,15 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	go mir.Run(ctx)
-	h.server.Config.Handler = api.New(api.Config{
+	cfg := api.Config{
 		Store: st, Roles: iam.Predefined(), Minter: h.iss,
 		Verifier: authn.New(authn.Config{Issuer: url, Keys: h.iss}), Sync: mir, DefaultRegion: region,
 		ServiceURL: func(p, r, n string) string { return apis.ServiceURL("http", n, p, r, "run.localhost", "8080") },
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	h.server.Config.Handler = api.New(cfg)
 	h.server.Start()
 	t.Cleanup(h.server.Close)
 	return h

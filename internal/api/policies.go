@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
@@ -22,11 +23,13 @@ type policyTarget struct {
 	getPerm  string
 	setPerm  string
 	scope    iam.Scope
+	// roles are the custom roles defined on the resource itself (projects).
+	roles *iam.Roles
 }
 
 // levels are the target's parents plus its own policy.
 func (t *policyTarget) levels(own *iam.Policy) []iam.Level {
-	return append(slices.Clip(t.parents), iam.Level{Resource: t.resource, Policy: own})
+	return append(slices.Clip(t.parents), iam.Level{Resource: t.resource, Policy: own, Roles: t.roles})
 }
 
 // splitMethod splits "name:method" (a custom method on a resource).
@@ -120,6 +123,9 @@ func (a *API) projectGetOrPolicy(w http.ResponseWriter, r *http.Request, c *call
 		return err
 	}
 	t := projectTarget(p.ProjectID)
+	if t.roles, err = a.customRoles(r.Context(), p.ProjectID); err != nil {
+		return err
+	}
 	switch method {
 	case "":
 		own, _, err := a.readPolicy(r.Context(), t.key)
@@ -143,6 +149,9 @@ func (a *API) projectPolicyMethod(w http.ResponseWriter, r *http.Request, c *cal
 		return err
 	}
 	t := projectTarget(p.ProjectID)
+	if t.roles, err = a.customRoles(r.Context(), p.ProjectID); err != nil {
+		return err
+	}
 	switch method {
 	case "getIamPolicy":
 		return a.getPolicy(w, r, c, t)
@@ -219,10 +228,17 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request, c *caller, t *po
 			return invalidArgument("updateMask field %q is not supported; use bindings, etag, version", f)
 		}
 	}
-	if err := req.Policy.Validate(a.cfg.Roles, t.scope); err != nil {
+	grantable := a.cfg.Roles.Grantable(t.levels(own)...) // predefined and the project's custom roles
+	if err := req.Policy.Validate(grantable, t.scope); err != nil {
 		return invalidArgument("%v", err)
 	}
+	if err := checkRolesGrantable(req.Policy, own, grantable); err != nil { // roles.go
+		return err
+	}
 	if err := a.checkServiceAccountsExist(ctx, req.Policy, own); err != nil {
+		return err
+	}
+	if err := a.checkGuardrails(ctx, t, req.Policy, own); err != nil { // guardrails.go
 		return err
 	}
 	// No etag overwrites whatever is there; an etag must match the stored
@@ -251,6 +267,7 @@ func (a *API) setPolicy(w http.ResponseWriter, r *http.Request, c *caller, t *po
 		return err
 	}
 	a.cfg.Log.Info("iam policy set", "resource", t.resource, "caller", c.Principal.String(), "bindings", len(norm.Bindings))
+	a.audit(ctx, c, audit.KindSetIamPolicy, t.setPerm, t.resource, &audit.Details{BindingDeltas: audit.PolicyDelta(own, &norm)})
 	return writeJSON(w, http.StatusOK, policyResponse(&norm, newRev))
 }
 
@@ -268,7 +285,7 @@ func (a *API) testPermissions(w http.ResponseWriter, r *http.Request, c *caller,
 	levels := t.levels(own)
 	held := []string{}
 	for _, p := range req.Permissions {
-		if a.cfg.Roles.Check(c.Principal, p, levels...).Allowed {
+		if a.cfg.Roles.CheckAt(c.Principal, p, a.cfg.Now(), levels...).Allowed {
 			held = append(held, p)
 		}
 	}

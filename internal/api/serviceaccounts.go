@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
 	"github.com/usher-run/usher/internal/state"
@@ -59,6 +60,7 @@ func (a *API) createServiceAccount(w http.ResponseWriter, r *http.Request, c *ca
 	if err != nil {
 		return err
 	}
+	a.audit(r.Context(), c, audit.KindServiceAccountCreate, iam.PermSACreate, apis.ServiceAccountResource(p.ProjectID, sa.Email), &audit.Details{Email: sa.Email})
 	return writeJSON(w, http.StatusOK, sa)
 }
 
@@ -219,6 +221,7 @@ func (a *API) deleteServiceAccount(w http.ResponseWriter, r *http.Request, c *ca
 	if _, err := a.cfg.Store.Delete(r.Context(), t.key, store.AnyRevision); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
+	a.audit(r.Context(), c, audit.KindServiceAccountDelete, iam.PermSADelete, t.resource, &audit.Details{Email: sa.Email})
 	return writeJSON(w, http.StatusOK, map[string]any{})
 }
 

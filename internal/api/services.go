@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/runtime"
@@ -110,7 +111,11 @@ func (s scope) singleRegion(def string) string {
 
 func (a *API) projectLevel(ctx context.Context, project string) (iam.Level, error) {
 	pol, _, err := a.readPolicy(ctx, state.ProjectPolicyKey(project))
-	return iam.Level{Resource: apis.ProjectResource(project), Policy: pol}, err
+	if err != nil {
+		return iam.Level{}, err
+	}
+	custom, err := a.customRoles(ctx, project) // roles.go
+	return iam.Level{Resource: apis.ProjectResource(project), Policy: pol, Roles: custom}, err
 }
 
 // serviceLevels are the policies in force on a service: its project's, then its own.
@@ -308,6 +313,9 @@ func (a *API) createService(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err := a.prepareService(&s, nil, project, region, c); err != nil {
 		return err
 	}
+	if err := a.checkInvokerGuardrail(r.Context(), project, &s, nil); err != nil { // guardrails.go
+		return err
+	}
 	rev, err := state.Put(r.Context(), a.cfg.Store, state.ServiceKey(project, region, s.Metadata.Name), &s, store.MustNotExist)
 	if errors.Is(err, store.ErrConflict) {
 		return alreadyExists("Resource '%s' already exists.", s.Metadata.Name)
@@ -315,6 +323,7 @@ func (a *API) createService(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err != nil {
 		return err
 	}
+	a.audit(r.Context(), c, audit.KindServiceCreate, iam.PermServicesCreate, apis.ServiceResource(project, region, s.Metadata.Name), serviceDetails(&s))
 	a.decorate(&s, region, rev)
 	return writeJSON(w, http.StatusOK, s)
 }
@@ -409,6 +418,9 @@ func (a *API) replaceService(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := a.prepareService(&s, old, project, region, c); err != nil {
 		return err
 	}
+	if err := a.checkInvokerGuardrail(r.Context(), project, &s, old); err != nil { // guardrails.go
+		return err
+	}
 	newRev, err := state.Put(r.Context(), a.cfg.Store, state.ServiceKey(project, region, name), &s, rev)
 	if errors.Is(err, store.ErrConflict) {
 		return aborted("The service '%s' was modified concurrently. Read it again and retry.", name)
@@ -419,6 +431,7 @@ func (a *API) replaceService(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := a.cfg.Sync.WaitFor(r.Context(), newRev); err != nil {
 		return err
 	}
+	a.audit(r.Context(), c, audit.KindServiceReplace, iam.PermServicesUpdate, apis.ServiceResource(project, region, name), serviceDetails(&s))
 	a.decorate(&s, region, newRev)
 	return writeJSON(w, http.StatusOK, s)
 }
@@ -443,6 +456,7 @@ func (a *API) deleteService(w http.ResponseWriter, r *http.Request, c *caller) e
 	if err := a.removeService(r.Context(), project, region, name, rev); err != nil {
 		return err
 	}
+	a.audit(r.Context(), c, audit.KindServiceDelete, iam.PermServicesDelete, apis.ServiceResource(project, region, name), serviceDetails(s))
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"apiVersion": "v1", "kind": "Status", "status": "Success",
 		"details": map[string]any{"name": name, "group": "serving.knative.dev", "kind": "services", "uid": s.Metadata.UID},
@@ -558,6 +572,7 @@ func (a *API) deleteRevision(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err := a.cfg.Sync.WaitFor(ctx, last); err != nil {
 		return err
 	}
+	a.audit(ctx, c, audit.KindRevisionDelete, iam.PermRevisionsDelete, apis.ServiceResource(project, region, service), &audit.Details{Revision: name})
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"apiVersion": "v1", "kind": "Status", "status": "Success",
 		"details": map[string]any{"name": name, "group": "serving.knative.dev", "kind": "revisions", "uid": rv.Metadata.UID},

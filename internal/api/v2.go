@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
@@ -244,6 +245,9 @@ func (a *API) createServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := a.prepareService(s, nil, project, region, c); err != nil {
 		return err
 	}
+	if err := a.checkInvokerGuardrail(ctx, project, s, nil); err != nil { // guardrails.go
+		return err
+	}
 	if validateOnly {
 		return a.writeValidated(w, project, region, s)
 	}
@@ -257,6 +261,7 @@ func (a *API) createServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := a.cfg.Sync.WaitFor(ctx, rev); err != nil {
 		return err
 	}
+	a.audit(ctx, c, audit.KindServiceCreate, iam.PermServicesCreate, apis.ServiceResource(project, region, name), serviceDetails(s))
 	return a.writeOperation(w, r, project, region, opRef{Kind: opCreate, Service: name, Generation: s.Metadata.Generation, UID: s.Metadata.UID})
 }
 
@@ -331,6 +336,9 @@ func (a *API) updateServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := a.prepareService(s, old, project, region, c); err != nil {
 		return err
 	}
+	if err := a.checkInvokerGuardrail(ctx, project, s, old); err != nil { // guardrails.go
+		return err
+	}
 	if forceNewRevision && old != nil && s.Metadata.Generation == old.Metadata.Generation {
 		s.Metadata.Generation++
 	}
@@ -350,6 +358,7 @@ func (a *API) updateServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 	if err := a.cfg.Sync.WaitFor(ctx, newRev); err != nil {
 		return err
 	}
+	a.audit(ctx, c, serviceWriteKind(old), iam.PermServicesUpdate, apis.ServiceResource(project, region, name), serviceDetails(s))
 	return a.writeOperation(w, r, project, region, opRef{Kind: kind, Service: name, Generation: s.Metadata.Generation, UID: s.Metadata.UID})
 }
 
@@ -392,6 +401,7 @@ func (a *API) deleteServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 		if err := a.removeService(ctx, project, region, name, rev); err != nil {
 			return err
 		}
+		a.audit(ctx, c, audit.KindServiceDelete, iam.PermServicesDelete, apis.ServiceResource(project, region, name), serviceDetails(s))
 		view.DeleteTime = a.cfg.Now().UTC().Format(time.RFC3339)
 	}
 	op, err := doneOperation(project, region, ref, view)

@@ -22,7 +22,8 @@ func newIAMCmd(g *globals) *cobra.Command {
 		newPolicyBindingCmd(g, "add-iam-policy-binding", true, saPath),
 		newPolicyBindingCmd(g, "remove-iam-policy-binding", false, saPath),
 		newGetPolicyCmd(g, saPath))
-	iamCmd.AddCommand(sa)
+	iamCmd.AddCommand(sa, newRolesCmd(g))
+	iamCmd.AddCommand(newTroubleshootCmd(g)) // troubleshoot.go
 	return iamCmd
 }
 

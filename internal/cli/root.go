@@ -72,6 +72,8 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.impersonate, "impersonate-service-account", "", "make every call as this service account (needs Service Account Token Creator on it)")
 	pf.String("platform", "managed", "accepted for gcloud compatibility; Usher is the managed platform")
 	root.AddCommand(newServeCmd(g), newRunCmd(g), newIAMCmd(g), newProjectsCmd(g), newAuthCmd(g), newGcloudCmd(g), newConsoleCmd(g))
+	root.AddCommand(newOrgPoliciesCmd(g)) // orgpolicies.go
+	root.AddCommand(newLoggingCmd(g))     // logging.go
 	return root
 }
 

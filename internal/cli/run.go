@@ -437,6 +437,9 @@ func newPolicyBindingCmd(g *globals, use string, add bool, pathOf policyPathFunc
 			path, label := pathOf(cfg, args[0])
 			found := true
 			p, err := c.ModifyIamPolicy(cmd.Context(), path, func(p *iam.Policy) (bool, error) {
+				if add && condition == "" && hasConditions(p) {
+					return false, errConditionRequired // conditions.go
+				}
 				if cond != nil {
 					p.Version = iam.Version3
 				}

@@ -35,7 +35,14 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.DataDir, "data-dir", "./usher-data", "where state, keys and the CLI configuration live")
 	f.StringVar(&cfg.Domain, "domain", "run.localhost", "service hosts are NAME-PROJECTNUMBER.REGION.DOMAIN")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL, the tokens' issuer (default http://localhost:PORT)")
+	f.StringVar(&cfg.Store, "store", "", "state store: empty for a bbolt file in --data-dir, or etcd://HOST:PORT[,HOST:PORT…][/PREFIX]")
+	f.StringVar(&cfg.EtcdCert, "etcd-cert", "", "TLS client certificate for etcd")
+	f.StringVar(&cfg.EtcdKey, "etcd-key", "", "TLS client key for etcd")
+	f.StringVar(&cfg.EtcdCA, "etcd-ca", "", "CA certificate that signed etcd's server certificate")
 	f.BoolVar(&cfg.NoPull, "no-pull", false, "run only container images the Docker engine already has (never pull)")
 	f.DurationVar(&cfg.ScaleToZeroGrace, "scale-to-zero-grace", 15*time.Minute, "how long an idle instance lives")
+	f.DurationVar(&cfg.AuditMaxAge, "audit-retention", 30*24*time.Hour, "how long audit records are kept (usher logging read)")
+	f.IntVar(&cfg.AuditMaxRecords, "audit-max-records", 100000, "how many audit records are kept at most")
+	f.StringVar(&cfg.OrgPolicyFile, "org-policy-file", "", "org policies (guardrails) for every project, YAML or JSON; projects cannot lift them")
 	return cmd
 }

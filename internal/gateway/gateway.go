@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
@@ -55,6 +56,9 @@ type Config struct {
 	Log         *slog.Logger
 	// OnDenied, if set, is told of every refused request (audit, metrics).
 	OnDenied func(Denial)
+	// Now is the clock IAM conditions see as request.time (default
+	// time.Now); tests inject one.
+	Now func() time.Time
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -64,6 +68,9 @@ type Denial struct {
 	Target    *routing.Target // nil when no service matched
 	Principal iam.Principal
 	Reason    string
+	// ForwardAuth marks a refusal answered to a forward-auth subrequest
+	// (forwardauth.go); Host is then the protected upstream's.
+	ForwardAuth bool
 }
 
 // Gateway serves service hosts.
@@ -77,6 +84,9 @@ type Gateway struct {
 func New(cfg Config) *Gateway {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	g := &Gateway{cfg: cfg}
 	g.proxy = &httputil.ReverseProxy{
@@ -144,7 +154,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := proxied{}
-	if !tgt.Public {
+	if !tgt.Public && !g.conditionallyPublic(r, tgt) {
 		header, status, reason, principal := g.authorize(r, tgt)
 		if status != 0 {
 			g.deny(w, r, tgt, status, reason, principal)
@@ -225,7 +235,7 @@ func (g *Gateway) authorize(r *http.Request, tgt *routing.Target) (header string
 	if !g.audienceOK(id, tgt, principal) {
 		return "", http.StatusUnauthorized, "token audience is not this service", principal
 	}
-	if d := tgt.Invokers.Decide(principal); !d.Allowed {
+	if d := tgt.Invokers.DecideAt(principal, g.cfg.Now()); !d.Allowed {
 		return "", http.StatusForbidden, d.Explain(principal), principal
 	}
 	return header, 0, "", principal

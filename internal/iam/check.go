@@ -3,6 +3,7 @@ package iam
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // PrincipalKind says who is calling.
@@ -61,6 +62,10 @@ func (p Principal) String() string {
 type Level struct {
 	Resource string
 	Policy   *Policy
+	// Roles are the custom roles defined on this resource (a project's),
+	// which bindings here and on resources below it may grant. Only roles
+	// named Resource+"/roles/ID" count.
+	Roles *Roles
 }
 
 // Decision is the evaluator's answer, with enough to explain it.
@@ -71,18 +76,38 @@ type Decision struct {
 	Resource string
 	Role     string
 	Member   string
+	// Condition is the title of the granting binding's condition ("" for an
+	// unconditional binding).
+	Condition string
+	// conditional is set on deny when a conditional binding named the
+	// principal but its condition did not hold.
+	conditional bool
 }
 
 // Explain says why, in one sentence fit for a log line or a 403 page.
 func (d Decision) Explain(p Principal) string {
+	if d.Allowed && d.Condition != "" {
+		return fmt.Sprintf("%s holds %s through %s granted to %s on %s under condition %q", p, d.Permission, d.Role, d.Member, d.Resource, d.Condition)
+	}
 	if d.Allowed {
 		return fmt.Sprintf("%s holds %s through %s granted to %s on %s", p, d.Permission, d.Role, d.Member, d.Resource)
+	}
+	if d.conditional {
+		return fmt.Sprintf("%s does not have %s: the only bindings granting it to this principal are conditional, and no condition held for this request", p, d.Permission)
 	}
 	return fmt.Sprintf("%s does not have %s: no binding on the service or its project grants a role with that permission to this principal", p, d.Permission)
 }
 
 // grant remembers which binding matched, for explanations.
-type grant struct{ resource, role, member string }
+type grant struct{ resource, role, member, condition string }
+
+// conditionalGrant is a member of a conditional binding: it grants only when
+// the condition holds for the request.
+type conditionalGrant struct {
+	member Member
+	cond   *condition
+	grant  grant
+}
 
 // Grantees is every member holding one permission across a hierarchy, compiled
 // so that deciding for a principal costs a few map lookups and no allocation.
@@ -95,11 +120,17 @@ type Grantees struct {
 	serviceAccounts  map[string]*grant
 	groups           map[string]*grant
 	domains          map[string]*grant
+	// conditional grants, in policy order; empty for most resources, which
+	// keeps their decisions free of condition evaluation.
+	conditional []conditionalGrant
+	// resource is what conditions see as resource.* (the innermost level).
+	resource *resourceAttrs
 }
 
-// Compile collects the members holding perm through unconditional bindings of
-// the given levels. Conditional bindings grant nothing here: they are evaluated
-// by a condition-aware evaluator or, where none is configured, fail closed.
+// Compile collects the members holding perm through the bindings of the given
+// levels. Unconditional bindings go into maps; conditional ones keep their
+// compiled expression for DecideAt. A role is looked up among rs (predefined)
+// and the custom roles of the levels in scope (Level.Roles).
 func (rs *Roles) Compile(perm string, levels ...Level) *Grantees {
 	g := &Grantees{
 		permission:      perm,
@@ -108,24 +139,37 @@ func (rs *Roles) Compile(perm string, levels ...Level) *Grantees {
 		groups:          map[string]*grant{},
 		domains:         map[string]*grant{},
 	}
-	for _, lvl := range levels {
+	if len(levels) > 0 {
+		g.resource = attributesOf(levels[len(levels)-1].Resource)
+	}
+	for i, lvl := range levels {
 		if lvl.Policy == nil {
 			continue
 		}
 		for _, b := range lvl.Policy.Bindings {
-			if b.Condition != nil {
-				continue
-			}
-			role, ok := rs.Lookup(b.Role)
+			role, ok := rs.lookupAt(b.Role, levels, i)
 			if !ok || !role.Has(perm) {
 				continue
+			}
+			var cond *condition
+			if b.Condition != nil {
+				if cond = rs.conditions.get(b.Condition.Expression); cond == nil {
+					continue // does not compile: grants nothing
+				}
 			}
 			for _, ms := range b.Members {
 				m, err := ParseMember(ms)
 				if err != nil {
 					continue // stored policies were validated; never let junk grant
 				}
-				gr := grant{lvl.Resource, b.Role, ms}
+				gr := grant{lvl.Resource, b.Role, ms, ""}
+				if cond != nil {
+					gr.condition = b.Condition.Title
+					if m.Kind != KindDeleted {
+						g.conditional = append(g.conditional, conditionalGrant{member: m, cond: cond, grant: gr})
+					}
+					continue
+				}
 				switch m.Kind {
 				case KindAllUsers:
 					if g.allUsers == nil {
@@ -156,15 +200,88 @@ func setOnce(m map[string]*grant, k string, g grant) {
 	}
 }
 
-// Public reports whether anyone at all, without credentials, holds the permission.
+// Public reports whether anyone at all, without credentials, holds the
+// permission through an unconditional binding.
 func (g *Grantees) Public() bool { return g.allUsers != nil }
 
-// Decide answers for one principal.
+// ConditionallyPublic reports whether a conditional binding grants the
+// permission to allUsers: whether anonymous requests need DecideAt.
+func (g *Grantees) ConditionallyPublic() bool {
+	for i := range g.conditional {
+		if g.conditional[i].member.Kind == KindAllUsers {
+			return true
+		}
+	}
+	return false
+}
+
+// HasConditions reports whether any grant depends on a condition.
+func (g *Grantees) HasConditions() bool { return len(g.conditional) > 0 }
+
+// DecideAt answers for one principal making a request at now: unconditional
+// grants first (a few map lookups, no allocation), then conditional bindings
+// naming the principal, whose conditions are evaluated with request.time =
+// now. A condition that errors grants nothing.
+func (g *Grantees) DecideAt(p Principal, now time.Time) Decision {
+	if gr := g.match(p); gr != nil {
+		return g.allow(gr)
+	}
+	if len(g.conditional) == 0 {
+		return Decision{Permission: g.permission}
+	}
+	named := false
+	for i := range g.conditional {
+		cg := &g.conditional[i]
+		if !cg.member.admits(p) {
+			continue
+		}
+		named = true
+		if cg.cond.Holds(g.resource, now) {
+			return g.allow(&cg.grant)
+		}
+	}
+	return Decision{Permission: g.permission, conditional: named}
+}
+
+// Decide answers for one principal without request context: conditional
+// bindings grant nothing (they fail closed). Request paths use DecideAt.
 func (g *Grantees) Decide(p Principal) Decision {
 	if gr := g.match(p); gr != nil {
-		return Decision{Allowed: true, Permission: g.permission, Resource: gr.resource, Role: gr.role, Member: gr.member}
+		return g.allow(gr)
 	}
 	return Decision{Permission: g.permission}
+}
+
+func (g *Grantees) allow(gr *grant) Decision {
+	return Decision{Allowed: true, Permission: g.permission, Resource: gr.resource, Role: gr.role, Member: gr.member, Condition: gr.condition}
+}
+
+// admits reports whether the member names principal p, with the same rules
+// as the compiled maps (match).
+func (m Member) admits(p Principal) bool {
+	switch m.Kind {
+	case KindAllUsers:
+		return true
+	case KindAllAuthenticatedUsers:
+		return p.Kind != Anonymous
+	case KindUser:
+		return p.Kind == User && p.Email == m.Value
+	case KindServiceAccount:
+		return p.Kind == ServiceAccount && p.Email == m.Value
+	case KindDomain:
+		_, domain, ok := strings.Cut(p.Email, "@")
+		return p.Kind == User && ok && domain == m.Value
+	case KindGroup:
+		if p.Kind == Anonymous {
+			return false
+		}
+		for _, grp := range p.Groups {
+			if grp == m.Value {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (g *Grantees) match(p Principal) *grant {
@@ -200,7 +317,15 @@ func (g *Grantees) match(p Principal) *grant {
 	return nil
 }
 
-// Check decides whether p holds perm given the hierarchy's policies.
+// Check decides whether p holds perm given the hierarchy's policies, without
+// request context: conditional bindings grant nothing. Use CheckAt.
 func (rs *Roles) Check(p Principal, perm string, levels ...Level) Decision {
 	return rs.Compile(perm, levels...).Decide(p)
+}
+
+// CheckAt decides whether p, making a request at now, holds perm on the
+// innermost of levels (which conditions see as resource.name). It is the
+// evaluator the gateway uses, compiled for one decision.
+func (rs *Roles) CheckAt(p Principal, perm string, now time.Time, levels ...Level) Decision {
+	return rs.Compile(perm, levels...).DecideAt(p, now)
 }

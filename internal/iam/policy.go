@@ -126,6 +126,9 @@ func (p *Policy) Validate(roles *Roles, scope Scope) error {
 			if b.Condition.Title == "" {
 				return fmt.Errorf("bindings[%d]: condition title is required", i)
 			}
+			if err := validateCondition(b); err != nil {
+				return fmt.Errorf("bindings[%d] (role %s): %w", i, b.Role, err)
+			}
 		}
 	}
 	return nil

@@ -42,6 +42,8 @@ const (
 	PermRunJobsRun             = "run.jobs.run"
 	PermRunInstancesInvoke     = "run.instances.invoke"
 	PermRunServicesListEffTags = "run.services.listEffectiveTags"
+	PermLogEntriesList         = "logging.logEntries.list"
+	PermOrgPolicySet           = "orgpolicy.policy.set" // roles/owner only (guardrails)
 )
 
 // Role is a named set of permissions.
@@ -50,12 +52,21 @@ type Role struct {
 	Title       string   `json:"title"`
 	Description string   `json:"description,omitempty"`
 	Permissions []string `json:"includedPermissions"`
+	// Stage is a custom role's launch stage (custom.go); a DISABLED role
+	// grants nothing.
+	Stage string `json:"stage,omitempty"`
+	// Deleted marks a soft-deleted custom role: its bindings stay in
+	// policies but grant nothing until it is undeleted.
+	Deleted bool `json:"deleted,omitempty"`
 	// all marks roles/owner: every permission, including ones added later.
 	all bool
 }
 
-// Has reports whether the role includes perm.
+// Has reports whether the role includes perm and is in force.
 func (r *Role) Has(perm string) bool {
+	if r.Deleted || r.Stage == StageDisabled {
+		return false
+	}
 	return r.all || slices.Contains(r.Permissions, perm)
 }
 
@@ -63,6 +74,8 @@ func (r *Role) Has(perm string) bool {
 type Roles struct {
 	byName map[string]*Role
 	names  []string
+	// conditions caches compiled condition expressions (condition.go).
+	conditions *conditionCache
 }
 
 // Lookup returns the role by its full name ("roles/run.invoker").
@@ -93,7 +106,7 @@ func (rs *Roles) Granting(perm string) []string {
 
 // NewRoles builds a catalogue from roles; later roles with the same name win.
 func NewRoles(roles ...*Role) *Roles {
-	rs := &Roles{byName: map[string]*Role{}}
+	rs := &Roles{byName: map[string]*Role{}, conditions: &conditionCache{}}
 	for _, r := range roles {
 		if _, dup := rs.byName[r.Name]; !dup {
 			rs.names = append(rs.names, r.Name)
@@ -119,6 +132,7 @@ func Predefined() *Roles {
 	}
 	projectRead := []string{PermProjectsGet, PermServiceUsageGet, PermServiceUsageList}
 	saRead := []string{PermSAGet, PermSAList}
+	rolesRead := []string{PermRolesGet, PermRolesList}
 	invoke := []string{PermRoutesInvoke, PermRunJobsRun, PermRunInstancesInvoke}
 
 	cat := func(lists ...[]string) []string {
@@ -132,15 +146,15 @@ func Predefined() *Roles {
 	return NewRoles(
 		&Role{Name: "roles/owner", Title: "Owner", Description: "Full access to all resources.", all: true},
 		&Role{Name: "roles/editor", Title: "Editor", Description: "Edit access to all resources; cannot change IAM policies.",
-			Permissions: cat(runRead, runWrite, projectRead, saRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs})},
+			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs, PermLogEntriesList})},
 		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
-			Permissions: cat(runRead, projectRead, saRead, []string{PermProjectsGetIamPolicy})},
+			Permissions: cat(runRead, projectRead, saRead, rolesRead, []string{PermProjectsGetIamPolicy, PermLogEntriesList})},
 		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
 			Permissions: cat(runRead, runWrite, invoke, []string{PermServicesSetIamPolicy, PermProjectsGet, PermServiceUsageGet, PermServiceUsageList})},
 		&Role{Name: "roles/run.developer", Title: "Cloud Run Developer", Description: "Read and write access to all Cloud Run resources, without IAM policy changes.",
 			Permissions: cat(runRead, runWrite, invoke, []string{PermProjectsGet, PermServiceUsageGet, PermServiceUsageList})},
 		&Role{Name: "roles/run.viewer", Title: "Cloud Run Viewer", Description: "Can view the state of all Cloud Run resources, including IAM policies.",
-			Permissions: cat(runRead, []string{PermProjectsGet})},
+			Permissions: cat(runRead, []string{PermProjectsGet, PermLogEntriesList})},
 		&Role{Name: "roles/run.invoker", Title: "Cloud Run Invoker", Description: "Invoke Cloud Run services and execute jobs.",
 			Permissions: cat(invoke)},
 		&Role{Name: "roles/run.servicesInvoker", Title: "Cloud Run Service Invoker", Description: "Invoke Cloud Run services.",
@@ -151,6 +165,10 @@ func Predefined() *Roles {
 			Permissions: cat(saRead, []string{PermSAActAs})},
 		&Role{Name: "roles/iam.serviceAccountAdmin", Title: "Service Account Admin", Description: "Create and manage service accounts.",
 			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy})},
+		&Role{Name: "roles/iam.roleAdmin", Title: "Role Administrator", Description: "Access to all custom roles in the project.",
+			Permissions: cat(rolesRead, []string{PermRolesCreate, PermRolesUpdate, PermRolesDelete, PermRolesUndelete, PermProjectsGet, PermProjectsGetIamPolicy})},
+		&Role{Name: "roles/iam.roleViewer", Title: "Role Viewer", Description: "Read access to all custom roles in the project.",
+			Permissions: cat(rolesRead, []string{PermProjectsGet, PermProjectsGetIamPolicy})},
 	)
 }
 

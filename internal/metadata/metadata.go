@@ -10,13 +10,52 @@
 //
 // Every registered Identity (one per revision: the revision's runtime service
 // account, project and region) gets a listener of its own on
-// Config.ListenHost (127.0.0.1 by default) and a random port;
-// Registration.Host is the value for the instances' GCE_METADATA_HOST. The
-// port alone selects the identity, so nothing a request says can pick
-// another one; Identity.CheckPeer then decides, per TCP connection, whether
-// the process on the other end may use it (for the process runtime:
-// ProcessInstances). Registration.Close stops the listener and drops its
+// Identity.ListenHost, else Config.ListenHost (127.0.0.1 by default), and a
+// random port; Registration.Host is the value for the instances'
+// GCE_METADATA_HOST. The port alone selects the identity, so nothing a
+// request says can pick another one; Identity.CheckPeer then decides, per
+// TCP connection, whether the process on the other end may use it (for the
+// process runtime: ProcessInstances; for the Docker runtime:
+// DockerInstances). Registration.Close stops the listener and drops its
 // connections.
+//
+// # Docker instances
+//
+// A container cannot reach the host's loopback, so a revision run by the
+// Docker runtime gets its listener on the host's address on the Docker
+// network instead (Identity.ListenHost = docker.Runtime.HostGateway, e.g.
+// 172.17.0.1), not on all interfaces: it is reached by the host itself and
+// by containers (of any Docker network on the host). A machine elsewhere
+// that routes to that address through the host could connect too, but not
+// from a container's address, since the kernel sends the replies for that
+// address to the bridge, not back to it. CheckPeer is DockerInstances: the
+// connection's source address must be the container IP of a live instance
+// that Usher itself started for this very revision (docker.Runtime's own
+// record, never the container's labels, environment or request headers), or
+// the connection is refused. Connections from the host (the gateway
+// address) and from containers Usher did not start are refused. This needs
+// the runtime to reach containers at their IPs (docker.AddrContainerIP,
+// Linux with a local rootful engine); elsewhere (Docker Desktop, rootless)
+// connections from containers are translated by the engine and cannot be
+// told apart, and containers get no metadata server.
+//
+// Remaining risks of telling containers apart by address:
+//
+//   - Spoofing on the network: a container with the NET_RAW capability on
+//     the same Docker network could forge another container's source address
+//     or ARP-spoof it and so open a connection as that instance, and get its
+//     revision's tokens. Usher's own containers run without NET_RAW (the
+//     Docker runtime drops it), but a container started by other means on
+//     the same network with Docker's defaults (which include NET_RAW) or
+//     --privileged could — on the default network "bridge", that is any
+//     container run with a plain `docker run` on the host. Keep Usher's
+//     network to Usher's instances (docker.Config.Network) where that
+//     matters; whoever can use the engine is root on the host anyway.
+//   - Address reuse: the runtime forgets an instance as soon as it sees the
+//     container exit; a container started by other means that gets the
+//     freed address within that moment could pass for it.
+//   - The check runs once per TCP connection; a connection lives no longer
+//     than the container that opened it.
 //
 // # Endpoints
 //
@@ -145,11 +184,17 @@ type Identity struct {
 	// for; informational (logs, instance/id).
 	Service, Revision string
 
+	// ListenHost is the IP address this identity's listener binds; default
+	// Config.ListenHost. For the Docker runtime: the network's gateway
+	// (docker.Runtime.HostGateway), the host as its containers reach it.
+	ListenHost string
+
 	// CheckPeer decides, once per TCP connection, whether the client may use
 	// this identity: local and remote are the connection's addresses as the
 	// server sees them. nil error allows; any error (or a panic) refuses
 	// with 403 and is logged. Required: pass ProcessInstances(revision, …)
-	// for the process runtime.
+	// for the process runtime, DockerInstances(revision, …) for the Docker
+	// runtime.
 	CheckPeer func(local, remote netip.AddrPort) error
 }
 
@@ -228,9 +273,13 @@ func (s *Server) Register(id Identity) (*Registration, error) {
 	if err := id.validate(); err != nil {
 		return nil, err
 	}
-	ip, err := netip.ParseAddr(s.cfg.ListenHost)
+	host := s.cfg.ListenHost
+	if id.ListenHost != "" {
+		host = id.ListenHost
+	}
+	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return nil, fmt.Errorf("metadata: ListenHost %q must be an IP address: %w", s.cfg.ListenHost, err)
+		return nil, fmt.Errorf("metadata: ListenHost %q must be an IP address: %w", host, err)
 	}
 	ln, err := net.Listen("tcp", netip.AddrPortFrom(ip, 0).String())
 	if err != nil {

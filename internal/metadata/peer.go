@@ -1,6 +1,7 @@
 package metadata
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -68,6 +69,41 @@ func ProcessInstances(revision string, owner func(pgid int) (revision string, kn
 			if rev, known := owner(leader); known && rev != revision {
 				return fmt.Errorf("instance %d belongs to revision %q, not %q", leader, rev, revision)
 			}
+		}
+		return nil
+	}
+}
+
+// DockerInstances returns an Identity.CheckPeer for the instances of one
+// revision run by the Docker runtime, for a listener on the Docker network's
+// gateway (see "Docker instances" in the package doc). lookup tells which
+// revision the live instance whose container has address ip belongs to, as
+// recorded by the runtime that started it (docker.Runtime.WaitInstanceAt,
+// which also waits for instances still starting); known is false for any
+// other address. A connection passes only when its source address is known
+// to lookup and names revision: connections from the host, from containers
+// Usher did not start, from instances of other revisions, or that lookup
+// cannot place (it panics, or gives up on an instance still starting) are
+// refused. Nothing the container says (headers, environment, labels)
+// counts.
+func DockerInstances(revision string, lookup func(ip netip.Addr) (revision string, known bool)) func(local, remote netip.AddrPort) error {
+	return func(local, remote netip.AddrPort) error {
+		if revision == "" || lookup == nil {
+			return errors.New("DockerInstances: no revision or lookup")
+		}
+		ip := remote.Addr().Unmap()
+		switch {
+		case !ip.IsValid() || ip.IsUnspecified():
+			return fmt.Errorf("invalid remote address %s", remote)
+		case ip == local.Addr().Unmap() || ip.IsLoopback():
+			return fmt.Errorf("%s is the host, not a container", ip)
+		}
+		got, known := lookup(ip)
+		if !known {
+			return fmt.Errorf("%s is not the address of an instance Usher started", ip)
+		}
+		if got != revision {
+			return fmt.Errorf("the instance at %s belongs to revision %q, not %q", ip, got, revision)
 		}
 		return nil
 	}

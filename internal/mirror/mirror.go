@@ -143,6 +143,10 @@ func (m *Mirror) apply(events []store.Event) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.touchesLocked(events) { // quiet.go
+		m.advanceQuietlyLocked(events)
+		return
+	}
 	// Copy on write: OnChange consumers may keep the previous map.
 	objects := make(map[string]Object, len(m.objects)+1)
 	for k, v := range m.objects {

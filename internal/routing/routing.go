@@ -30,6 +30,9 @@ type State struct {
 	// ProjectPolicies by project ID; project grants are inherited by services.
 	ProjectPolicies map[string]*iam.Policy
 	Roles           *iam.Roles
+	// CustomRoles are each project's custom roles (by project ID), which its
+	// policies and its services' policies may grant (AddCustomRole).
+	CustomRoles map[string][]*iam.Role
 	// Domain, Scheme and Port make service URLs (Port "" for the default).
 	Domain, Scheme, Port string
 	// Revision is the store revision the state reflects.
@@ -127,13 +130,14 @@ func hasUpper(s string) bool {
 // Build compiles a table from state.
 func Build(st State) *Table {
 	t := &Table{byHost: make(map[string]*Target, len(st.Services)), revision: st.Revision}
+	custom := st.customCatalogues()
 	for _, ss := range st.Services {
 		svc := ss.Service
 		name := svc.Metadata.Name
 		host := apis.ServiceHost(name, ss.Project, ss.Region, st.Domain)
 		url := apis.ServiceURL(st.Scheme, name, ss.Project, ss.Region, st.Domain, st.Port)
 		levels := []iam.Level{
-			{Resource: apis.ProjectResource(ss.Project), Policy: st.ProjectPolicies[ss.Project]},
+			{Resource: apis.ProjectResource(ss.Project), Policy: st.ProjectPolicies[ss.Project], Roles: custom[ss.Project]},
 			{Resource: apis.ServiceResource(ss.Project, ss.Region, name), Policy: ss.Policy},
 		}
 		invokers := st.Roles.Compile(iam.PermRoutesInvoke, levels...)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,7 +34,6 @@ import (
 	"github.com/usher-run/usher/internal/runtime/process"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
-	"github.com/usher-run/usher/internal/store/bolt"
 )
 
 // Config is everything `usher serve` takes.
@@ -52,9 +52,20 @@ type Config struct {
 	ScaleToZeroGrace time.Duration
 	// NoPull makes the Docker runtime run only images the engine has.
 	NoPull bool
-	Log    *slog.Logger
+	// Store is "" for the bbolt file in DataDir, or
+	// etcd://HOST:PORT[,HOST:PORT…][/PREFIX]; EtcdCert, EtcdKey and EtcdCA
+	// are its TLS client files.
+	Store                     string
+	EtcdCert, EtcdKey, EtcdCA string
+	Log                       *slog.Logger
 	// Ready, if set, receives the bound address once serving.
 	Ready func(addr string)
+	// AuditMaxAge and AuditMaxRecords bound the audit trail's retention
+	// (0: package audit's defaults, 30 days and 100,000 records).
+	AuditMaxAge     time.Duration
+	AuditMaxRecords int
+	// OrgPolicyFile, if set, holds org policies (guardrails) for every project.
+	OrgPolicyFile string
 }
 
 func (c *Config) setDefaults() {
@@ -86,11 +97,14 @@ const OwnerEmail = "owner@usher.localhost"
 // close the store.
 func Run(ctx context.Context, cfg Config) error {
 	cfg.setDefaults()
+	if err := cfg.checkOrgPolicyFile(); err != nil { // orgpolicy.go
+		return err
+	}
 	log := cfg.Log
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	st, err := bolt.Open(filepath.Join(cfg.DataDir, "usher.db"))
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -137,16 +151,18 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
-		Identity:         runtimeIdentity(st, md),
+		Identity:         runtimeIdentity(st, md, runtimes),
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
 	})
 	denials := logs.New[console.Denial](200)
+	trail, stopAudit := startAudit(st, cfg, log.With("component", "audit")) // audit.go
+	defer stopAudit()
 	gw := gateway.New(gateway.Config{
 		Verifier: verifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID,
 		Log:      log.With("component", "gateway"),
-		OnDenied: recordDenial(denials),
+		OnDenied: auditDenials(trail, recordDenial(denials)),
 	})
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
@@ -167,6 +183,8 @@ func Run(ctx context.Context, cfg Config) error {
 	adminAPI := api.New(api.Config{
 		Store: st, Roles: roles, Minter: iss, Verifier: verifier, Sync: mir,
 		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs, Log: log.With("component", "api"),
+		OrgPolicyFile: cfg.OrgPolicyFile,
+		Audit:         trail,
 	})
 
 	mux := http.NewServeMux()
@@ -174,6 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
+	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain)) // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 	// Web console (issue 5): browser pages under /console/ on API hosts. It
 	// calls adminAPI in-process as the signed-in principal (console.go).
 	con, err := newConsole(cfg, st, roles, adminAPI, iss, denialLog{denials}, log.With("component", "console"))
@@ -233,17 +252,47 @@ func runtimesFor(ctx context.Context, cfg Config, log *slog.Logger) runtime.ByIm
 	} else if n > 0 {
 		log.Info("removed containers left by a previous run", "containers", n)
 	}
+	if !d.DirectAddressing() || d.HostGateway() == "" {
+		// See runtimeIdentity.
+		log.Info("containers get no metadata server (GCE_METADATA_HOST): this engine's containers reach the host through its NAT or proxy, so their calls cannot be told apart",
+			"engine", d.EngineHost())
+	}
 	rts.Docker = d
 	return rts
 }
 
 // runtimeIdentity gives each revision its metadata server: instances find it
 // through GCE_METADATA_HOST and get tokens for the revision's service account
-// only. Containers cannot reach the host's loopback, so for now only process
-// instances have one (a Docker revision gets no GCE_METADATA_HOST).
-func runtimeIdentity(st store.Store, md *metadata.Server) func(*apis.Revision) ([]runtime.EnvVar, func(), error) {
+// only. Process instances (file://) get a listener on 127.0.0.1 that answers
+// only processes of the revision's instances. Containers cannot reach the
+// host's loopback: a container revision gets a listener on the Docker
+// network's gateway that answers only the container IPs of the revision's
+// instances, as the Docker runtime recorded them (metadata.DockerInstances).
+// That needs the runtime to address containers by IP; where it does not
+// (Docker Desktop, a rootless engine), or without an engine, a container
+// revision gets no GCE_METADATA_HOST.
+func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) func(*apis.Revision) ([]runtime.EnvVar, func(), error) {
+	d, _ := rts.Docker.(*docker.Runtime)
 	return func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
-		if !strings.HasPrefix(rev.Spec.Containers[0].Image, "file://") {
+		var (
+			listen string
+			check  func(local, remote netip.AddrPort) error
+		)
+		switch {
+		case runtime.IsFileImage(rev.Spec.Containers[0].Image):
+			check = metadata.ProcessInstances(rev.Metadata.Name, nil)
+		case d != nil && d.DirectAddressing() && d.HostGateway() != "":
+			listen = d.HostGateway()
+			check = metadata.DockerInstances(rev.Metadata.Name, func(ip netip.Addr) (string, bool) {
+				// Bounds the wait for instances still starting (within
+				// the metadata server's 30s write timeout); the
+				// connection is refused if it runs out.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				p, ok := d.WaitInstanceAt(ctx, ip)
+				return p.Revision, ok
+			})
+		default:
 			return nil, func() {}, nil
 		}
 		project := rev.Metadata.Namespace
@@ -262,7 +311,8 @@ func runtimeIdentity(st store.Store, md *metadata.Server) func(*apis.Revision) (
 			Region:         rev.Metadata.Labels[apis.LabelLocation],
 			Service:        rev.Metadata.Labels[apis.LabelService],
 			Revision:       rev.Metadata.Name,
-			CheckPeer:      metadata.ProcessInstances(rev.Metadata.Name, nil),
+			ListenHost:     listen,
+			CheckPeer:      check,
 		})
 		if err != nil {
 			return nil, nil, err
@@ -315,6 +365,8 @@ func decodeObject(key string, value []byte) (any, bool, error) {
 		v = new(apis.Revision)
 	case strings.HasPrefix(key, state.ServicePoliciesPrefix), strings.HasPrefix(key, state.ProjectPoliciesPrefix):
 		v = new(iam.Policy)
+	case strings.HasPrefix(key, state.RolesPrefix): // project custom roles
+		v = new(iam.Role)
 	default:
 		return nil, false, nil
 	}
@@ -334,6 +386,10 @@ func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles,
 		case *iam.Policy:
 			if parts := state.SplitKey(key, state.ProjectPoliciesPrefix, 1); parts != nil {
 				st.ProjectPolicies[parts[0]] = v
+			}
+		case *iam.Role:
+			if parts := state.SplitKey(key, state.RolesPrefix, 2); parts != nil {
+				st.AddCustomRole(parts[0], v)
 			}
 		}
 	}

@@ -94,6 +94,8 @@ type server struct {
 	done chan struct{} // closed when the current process has exited
 
 	http *http.Client
+	// serveArgs are extra `usher serve` flags (startServerWith).
+	serveArgs []string
 }
 
 var servingLine = regexp.MustCompile(`msg="usher serving" addr=(\S+)`)
@@ -102,13 +104,20 @@ var servingLine = regexp.MustCompile(`msg="usher serving" addr=(\S+)`)
 // stopped when the test ends.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	return startServerWith(t)
+}
+
+// startServerWith is startServer with extra `usher serve` flags.
+func startServerWith(t *testing.T, serveArgs ...string) *server {
+	t.Helper()
 	dir := t.TempDir()
 	s := &server{
-		t:       t,
-		dir:     dir,
-		dataDir: filepath.Join(dir, "data"),
-		home:    filepath.Join(dir, "home"),
-		logPath: filepath.Join(dir, "usher.log"),
+		t:         t,
+		dir:       dir,
+		dataDir:   filepath.Join(dir, "data"),
+		home:      filepath.Join(dir, "home"),
+		logPath:   filepath.Join(dir, "usher.log"),
+		serveArgs: serveArgs,
 	}
 	s.config = filepath.Join(s.dataDir, "config.json")
 	if err := os.MkdirAll(s.home, 0o700); err != nil {
@@ -167,7 +176,7 @@ func (s *server) launch(t *testing.T, addr string) {
 		t.Fatal(err)
 	}
 	offset := fi.Size()
-	cmd := exec.Command(usherBin, "serve", "--addr", addr, "--data-dir", s.dataDir)
+	cmd := exec.Command(usherBin, append([]string{"serve", "--addr", addr, "--data-dir", s.dataDir}, s.serveArgs...)...)
 	cmd.Dir = s.dir
 	cmd.Env = append(cleanEnv(), "HOME="+s.home)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

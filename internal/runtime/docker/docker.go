@@ -27,7 +27,13 @@
 // host as host.docker.internal (or at Runtime.HostGateway on the network),
 // not at 127.0.0.1, which is their own; with AddrContainerIP, their
 // connections to the host come from their container IP, which InstanceAt
-// maps back to the instance.
+// (or WaitInstanceAt, for a connection that may come from an instance still
+// starting) maps back to the instance. Containers run without the NET_RAW
+// capability (Docker grants it by default), so that an instance can neither
+// forge its source address nor ARP-spoof another container's on the
+// network: a server of Usher may tell instances apart by address (the
+// metadata server does). Raw-socket tools such as ping do not work in an
+// instance.
 //
 // Every container carries the labels usher.dev/managed=true and
 // usher.dev/owner=Config.Owner (plus service, revision and instance), so that
@@ -36,9 +42,9 @@
 //
 // What it must never do: shell out to the docker CLI; pass Usher's own
 // environment to a container; touch containers it did not label with its
-// owner; leave a container (running or exited) behind after Start failed or
-// Stop returned, or after an instance exited by itself; pull an image that is
-// already on the engine.
+// owner; give a container NET_RAW; leave a container (running or exited)
+// behind after Start failed or Stop returned, or after an instance exited by
+// itself; pull an image that is already on the engine.
 package docker
 
 import (
@@ -47,6 +53,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	goruntime "runtime"
@@ -140,6 +147,10 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	byIP map[netip.Addr]*instance // live instances, with AddrContainerIP
+	// starting holds one channel per launch whose container may already
+	// have an address that byIP does not know yet; it is closed (and
+	// removed) once the launch registered the address or failed.
+	starting map[chan struct{}]struct{}
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -176,7 +187,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: engine client: %w", err)
 	}
-	r := &Runtime{cfg: cfg, c: c, network: cfg.Network, publishIP: publishIP, dialIP: publishIP, byIP: map[netip.Addr]*instance{}}
+	r := &Runtime{cfg: cfg, c: c, network: cfg.Network, publishIP: publishIP, dialIP: publishIP, byIP: map[netip.Addr]*instance{}, starting: map[chan struct{}]struct{}{}}
 	if publishIP.IsUnspecified() {
 		r.dialIP = netip.MustParseAddr("127.0.0.1")
 	}
@@ -231,7 +242,54 @@ func (r *Runtime) connect(ctx context.Context) error {
 	default:
 		return fmt.Errorf("docker: unknown Addressing %q", r.cfg.Addressing)
 	}
+	if r.gateway == "" && r.direct {
+		// Engines may leave the gateway out of the network's IPAM config
+		// (the default bridge often does): with containers on this host,
+		// it is the bridge interface's own address.
+		r.gateway = bridgeAddr(nw.Network)
+	}
 	return nil
+}
+
+// bridgeAddr is the IPv4 address, within the network's subnets, of the host
+// interface of a bridge network, or "" if there is none on this host.
+func bridgeAddr(nw network.Inspect) string {
+	if nw.Driver != "bridge" {
+		return ""
+	}
+	name := nw.Options["com.docker.network.bridge.name"]
+	if name == "" && len(nw.ID) >= 12 {
+		name = "br-" + nw.ID[:12] // the engine's name for user-defined bridges
+	}
+	iface, err := net.InterfaceByName(name)
+	if err != nil {
+		return ""
+	}
+	addrs, err := iface.Addrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(ipn.IP)
+		if !ok || !ip.Unmap().Is4() {
+			continue
+		}
+		ip = ip.Unmap()
+		inSubnet := len(nw.IPAM.Config) == 0
+		for _, c := range nw.IPAM.Config {
+			if c.Subnet.Contains(ip) {
+				inSubnet = true
+			}
+		}
+		if inSubnet {
+			return ip.String()
+		}
+	}
+	return ""
 }
 
 // Close releases the client's connections. Running instances are left alone.
@@ -241,11 +299,20 @@ func (r *Runtime) Close() error { return r.c.Close() }
 func (r *Runtime) EngineHost() string { return r.c.DaemonHost() }
 
 // HostGateway is the host's address on the instances' network (e.g.
-// 172.17.0.1), or "" if the network has none: a server of Usher that
-// instances must call (the metadata server) must listen there, and instances
-// can name it HostAlias. Docker Desktop routes HostAlias to the host's
-// loopback instead.
+// 172.17.0.1): the gateway of the network's IPAM config, else, with
+// AddrContainerIP, the address of the network's bridge interface on this
+// host; "" if neither is known. A server of Usher that instances must call
+// (the metadata server) must listen there, and instances can name it
+// HostAlias. Docker Desktop routes HostAlias to the host's loopback instead.
 func (r *Runtime) HostGateway() string { return r.gateway }
+
+// DirectAddressing reports whether Usher reaches instances at their
+// container IPs (AddrContainerIP, chosen or picked by AddrAuto): only then do
+// their connections to the host keep their container IP as source, so that
+// InstanceAt can tell which instance calls. Elsewhere (AddrPublished, e.g.
+// Docker Desktop or a rootless engine) connections from containers reach the
+// host through the engine's NAT or proxy and cannot be told apart.
+func (r *Runtime) DirectAddressing() bool { return r.direct }
 
 // Peer is what InstanceAt tells about an instance.
 type Peer struct {
@@ -258,13 +325,22 @@ type Peer struct {
 // finds nothing): connections from a container to the host (say, to a server
 // listening on HostGateway) come from its container IP, not translated, so
 // a server of Usher can tell which instance calls it from the connection's
-// remote address. Caveat: a container keeps Docker's default capabilities,
-// NET_RAW included, with which a hostile container on the same bridge could
-// spoof the address of another; a server deciding on identity this way
-// should keep that in mind.
+// remote address. An instance is known from shortly after its container
+// started (before Start returns) until its container is seen to exit, which
+// is when its address may go to another container.
+//
+// Caveat: the answer is only as good as the source address of the
+// connection. Usher's containers run without NET_RAW and cannot forge it,
+// but any other container on the same network that has NET_RAW (one started
+// by hand with Docker's defaults, or --privileged) could spoof the address of
+// an instance; and anyone who can use the engine is root on the host anyway.
 func (r *Runtime) InstanceAt(ip netip.Addr) (Peer, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.peerLocked(ip)
+}
+
+func (r *Runtime) peerLocked(ip netip.Addr) (Peer, bool) {
 	in, ok := r.byIP[ip.Unmap()]
 	if !ok {
 		return Peer{}, false
@@ -272,15 +348,68 @@ func (r *Runtime) InstanceAt(ip netip.Addr) (Peer, bool) {
 	return Peer{ID: in.id, Service: in.service, Revision: in.revision}, true
 }
 
+// WaitInstanceAt is InstanceAt for a connection that came from ip: when no
+// live instance has ip, it waits until every launch in progress at the time
+// of the call has learnt its container's address (or failed), then looks
+// again. An instance may connect to the host from its first instruction,
+// before the engine has told Usher its address, and a container that already
+// has ip when the call is made was necessarily started by a launch in
+// progress or finished by then. It returns false, without an instance, when
+// ctx ends first.
+func (r *Runtime) WaitInstanceAt(ctx context.Context, ip netip.Addr) (Peer, bool) {
+	r.mu.Lock()
+	if p, ok := r.peerLocked(ip); ok || len(r.starting) == 0 {
+		r.mu.Unlock()
+		return p, ok
+	}
+	pending := make([]chan struct{}, 0, len(r.starting))
+	for ch := range r.starting {
+		pending = append(pending, ch)
+	}
+	r.mu.Unlock()
+	for _, ch := range pending {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return Peer{}, false
+		}
+	}
+	return r.InstanceAt(ip)
+}
+
+// launching records a launch whose container is about to get an address;
+// the returned function (idempotent) ends the record once the address is
+// registered or the launch failed.
+func (r *Runtime) launching() (settled func()) {
+	ch := make(chan struct{})
+	r.mu.Lock()
+	r.starting[ch] = struct{}{}
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			delete(r.starting, ch)
+			r.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// register maps ip to in, unless in's container was already seen to exit.
 func (r *Runtime) register(ip netip.Addr, in *instance) {
 	r.mu.Lock()
-	r.byIP[ip] = in
+	if !in.exited {
+		r.byIP[ip] = in
+	}
 	r.mu.Unlock()
 }
 
-// unregister forgets in (an address may have gone to a newer instance).
+// unregister forgets in (an address may have gone to a newer instance) and
+// keeps register from adding it again: its container has exited.
 func (r *Runtime) unregister(in *instance) {
 	r.mu.Lock()
+	in.exited = true
 	for ip, v := range r.byIP {
 		if v == in {
 			delete(r.byIP, ip)
@@ -475,6 +604,9 @@ func (r *Runtime) containerConfigs(spec runtime.InstanceSpec, id string, res con
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		AutoRemove:    false, // Usher removes its containers itself
 		Resources:     res,
+		// No raw sockets: an instance must not forge its source address
+		// (see InstanceAt).
+		CapDrop: []string{"NET_RAW"},
 	}
 	if r.hostAlias {
 		hc.ExtraHosts = []string{HostAlias + ":host-gateway"}

@@ -53,6 +53,8 @@ type instance struct {
 	stopped  atomic.Bool
 	stopOnce sync.Once
 
+	exited bool // the container was seen to exit; guarded by r.mu
+
 	tailMu sync.Mutex
 	tail   []string
 }
@@ -97,6 +99,11 @@ func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id stri
 	}
 	go in.pump(att.Reader, logs)
 
+	// From here until its address is registered (or the launch failed), the
+	// container may call the host from an address InstanceAt does not know:
+	// WaitInstanceAt waits for this.
+	settled := r.launching()
+	defer settled()
 	if _, err := r.c.ContainerStart(ctx, cid, client.ContainerStartOptions{}); err != nil {
 		err = fmt.Errorf("instance %s: start container from image %q: %w", id, spec.Image, err)
 		// A missing executable leaves the container "exited" with 126/127.
@@ -112,19 +119,18 @@ func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id stri
 
 	insp, err := r.c.ContainerInspect(ctx, cid, client.ContainerInspectOptions{})
 	if err != nil {
+		settled()
 		return nil, in.abort(fmt.Errorf("instance %s: inspect container: %w", id, err))
 	}
 	in.addr = r.addrOf(insp.Container)
 	if in.addr == "" && insp.Container.State != nil && insp.Container.State.Running {
+		settled()
 		return nil, in.abort(fmt.Errorf("instance %s: container has no address on network %q", id, r.network))
 	}
 	if ap, err := netip.ParseAddrPort(in.addr); err == nil && r.direct {
+		// Not if wait already saw the container exit: its address may be
+		// another container's by now.
 		r.register(ap.Addr(), in)
-		select {
-		case <-in.done: // exited meanwhile, maybe before wait unregistered
-			r.unregister(in)
-		default:
-		}
 	}
 	return in, nil
 }
@@ -207,6 +213,9 @@ func (in *instance) wait() {
 		werr = err
 		in.signal("SIGKILL")
 	}
+	// The engine releases the container's address as it exits: forget it
+	// now, not once the output is drained and the container removed.
+	in.r.unregister(in)
 
 	t := time.NewTimer(drainTimeout)
 	select {
@@ -242,7 +251,6 @@ func (in *instance) wait() {
 		in.err = fmt.Errorf("instance %s exited: %w", in.id, x)
 	}
 	close(in.done)
-	in.r.unregister(in) // after done: see launch
 }
 
 func orNone(s string) string {

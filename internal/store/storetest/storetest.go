@@ -41,6 +41,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentCASCounter", testConcurrentCAS},
 		{"ConcurrentWatchersAgree", testConcurrentWatchers},
 		{"Close", testClose},
+		{"NilValueStoredAsEmpty", testNilValue},
+		{"InvalidArguments", testInvalidArguments},
+		{"RecreateAfterDelete", testRecreate},
+		{"CloseTwiceAndWatchAfterClose", testCloseTwice},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -493,4 +497,113 @@ func testClose(t *testing.T, s store.Store) {
 	wantErr(t, "Delete after Close", err, store.ErrClosed)
 	// A watch on a closed store ends at once.
 	wantClosed(t, s.Watch(ctx, "", rev))
+}
+
+// testNilValue: a nil value is stored, listed and watched as an empty,
+// non-nil value.
+func testNilValue(t *testing.T, s store.Store) {
+	_, rev := mustList(t, s, "")
+	ch := s.Watch(t.Context(), "", rev)
+	r := mustPut(t, s, "nil", "", store.MustNotExist)
+	if _, err := s.Put(t.Context(), "nil", nil, r); err != nil {
+		t.Fatalf("Put(nil value) = %v, want nil", err)
+	}
+	check := func(what string, v []byte) {
+		t.Helper()
+		if v == nil || len(v) != 0 {
+			t.Fatalf("%s value = %#v, want empty and non-nil", what, v)
+		}
+	}
+	e, err := s.Get(t.Context(), "nil")
+	if err != nil {
+		t.Fatalf("Get = %v, want nil", err)
+	}
+	check("Get", e.Value)
+	entries, _ := mustList(t, s, "")
+	if len(entries) != 1 {
+		t.Fatalf("List = %d entries, want 1", len(entries))
+	}
+	check("List", entries[0].Value)
+	var evs []store.Event
+	deadline := time.After(timeout)
+	for len(evs) < 2 {
+		select {
+		case resp, ok := <-ch:
+			if !ok || resp.Err != nil {
+				t.Fatalf("watch ended (%v) after %d events, want 2", resp.Err, len(evs))
+			}
+			evs = append(evs, resp.Events...)
+		case <-deadline:
+			t.Fatalf("watch got %d events after %v, want 2", len(evs), timeout)
+		}
+	}
+	for _, ev := range evs {
+		check("watch event", ev.Entry.Value)
+	}
+}
+
+// testInvalidArguments: an empty key or an expected revision below
+// AnyRevision is a plain error (none of the sentinels) and writes nothing.
+func testInvalidArguments(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	rev := mustPut(t, s, "a", "1", store.MustNotExist)
+	sentinel := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Fatalf("%s = nil, want an error", what)
+		}
+		for _, e := range []error{store.ErrNotFound, store.ErrConflict, store.ErrCompacted, store.ErrClosed} {
+			if errors.Is(err, e) {
+				t.Fatalf("%s = %v, want a plain error, not %v", what, err, e)
+			}
+		}
+	}
+	_, err := s.Put(ctx, "", []byte("x"), store.AnyRevision)
+	sentinel(`Put("")`, err)
+	_, err = s.Put(ctx, "a", []byte("x"), -2)
+	sentinel("Put(expected -2)", err)
+	_, err = s.Delete(ctx, "", store.AnyRevision)
+	sentinel(`Delete("")`, err)
+	_, err = s.Delete(ctx, "a", -5)
+	sentinel("Delete(expected -5)", err)
+	wantEntry(t, s, "a", "1", rev)
+	if _, last := mustList(t, s, ""); last != rev {
+		t.Fatalf("List revision = %d after invalid calls, want %d (nothing written)", last, rev)
+	}
+}
+
+// testRecreate: a deleted key is absent again: MustNotExist recreates it and
+// its old revision no longer matches.
+func testRecreate(t *testing.T, s store.Store) {
+	r1 := mustPut(t, s, "a", "1", store.MustNotExist)
+	dr := mustDelete(t, s, "a", r1)
+	_, err := s.Put(t.Context(), "a", []byte("2"), r1)
+	wantErr(t, "Put with the deleted key's revision", err, store.ErrConflict)
+	_, err = s.Delete(t.Context(), "a", r1)
+	wantErr(t, "Delete with the deleted key's revision", err, store.ErrNotFound)
+	r2 := mustPut(t, s, "a", "3", store.MustNotExist)
+	if r2 <= dr {
+		t.Fatalf("recreate revision = %d, want > %d", r2, dr)
+	}
+	wantEntry(t, s, "a", "3", r2)
+}
+
+// testCloseTwice: a second Close is ErrClosed, and a Watch on a closed store
+// sends ErrClosed, then closes.
+func testCloseTwice(t *testing.T, s store.Store) {
+	_, rev := mustList(t, s, "")
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close() = %v, want nil", err)
+	}
+	wantErr(t, "second Close()", s.Close(), store.ErrClosed)
+	ch := s.Watch(t.Context(), "", rev)
+	select {
+	case resp, ok := <-ch:
+		if !ok || !errors.Is(resp.Err, store.ErrClosed) || len(resp.Events) != 0 {
+			t.Fatalf("Watch on a closed store: first response %+v (open %v), want only ErrClosed", resp, ok)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("Watch on a closed store: nothing after %v, want ErrClosed", timeout)
+	}
+	wantClosed(t, ch)
 }

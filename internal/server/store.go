@@ -1,0 +1,41 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/usher-run/usher/internal/store"
+	"github.com/usher-run/usher/internal/store/bolt"
+	"github.com/usher-run/usher/internal/store/etcd"
+)
+
+// openStore opens the state store: the embedded bbolt file by default, or an
+// etcd cluster for several nodes.
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if cfg.Store == "" {
+		if cfg.EtcdCert != "" || cfg.EtcdKey != "" || cfg.EtcdCA != "" {
+			return nil, errors.New("--etcd-cert, --etcd-key and --etcd-ca need --store etcd://…")
+		}
+		st, err := bolt.Open(filepath.Join(cfg.DataDir, "usher.db"))
+		if err != nil {
+			return nil, err
+		}
+		return st, nil
+	}
+	if !strings.HasPrefix(cfg.Store, "etcd://") {
+		return nil, fmt.Errorf("--store %q: use etcd://HOST:PORT[,HOST:PORT…][/PREFIX], or leave it empty for the embedded store", cfg.Store)
+	}
+	ec, err := etcd.ParseURL(cfg.Store)
+	if err != nil {
+		return nil, err
+	}
+	ec.CertFile, ec.KeyFile, ec.CAFile = cfg.EtcdCert, cfg.EtcdKey, cfg.EtcdCA
+	st, err := etcd.Open(ctx, ec)
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
