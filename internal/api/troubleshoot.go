@@ -183,7 +183,7 @@ func (a *API) troubleshoot(w http.ResponseWriter, r *http.Request, c *caller) er
 	if err != nil {
 		return err
 	}
-	projectVisible := a.cfg.Roles.Check(c.Principal, iam.PermProjectsGetIamPolicy, levels[0]).Allowed
+	projectVisible := a.check(c, iam.PermProjectsGetIamPolicy, levels[0].Resource, levels[0]) == nil
 	tuple.FullResourceName = runResourcePrefix + resource
 	out := a.explain(principal, tuple.Permission, levels, projectVisible, a.cfg.Now())
 	out.AccessTuple = tuple
