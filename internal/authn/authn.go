@@ -91,6 +91,11 @@ type Identity struct {
 	Scope string
 	// TokenUse is the "token_use" claim, if any.
 	TokenUse string
+	// External marks a token from a trusted external issuer (external.go).
+	// Email is then set only if the issuer verified it (email_verified).
+	External bool
+	// Groups are the external issuer's group claim values, lower-case.
+	Groups []string
 }
 
 // HasAudience reports whether a is exactly one of the token's audiences.

@@ -44,5 +44,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&cfg.AuditMaxAge, "audit-retention", 30*24*time.Hour, "how long audit records are kept (usher logging read)")
 	f.IntVar(&cfg.AuditMaxRecords, "audit-max-records", 100000, "how many audit records are kept at most")
 	f.StringVar(&cfg.OrgPolicyFile, "org-policy-file", "", "org policies (guardrails) for every project, YAML or JSON; projects cannot lift them")
+	f.StringVar(&cfg.TrustedIssuersFile, "trusted-issuers", "", "external OIDC issuers whose identity tokens the gateway accepts: a JSON or YAML list of {issuer: URL, groupsClaim: NAME}")
+	f.StringArrayVar(&cfg.TrustedIssuers, "trusted-issuer", nil, "an external OIDC issuer URL whose identity tokens the gateway accepts (repeatable; groups from the \"groups\" claim)")
 	return cmd
 }

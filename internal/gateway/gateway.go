@@ -228,8 +228,12 @@ func (g *Gateway) authorize(r *http.Request, tgt *routing.Target) (header string
 	if err != nil {
 		return "", http.StatusUnauthorized, err.Error(), principal
 	}
-	principal = iam.NewPrincipal(id.Email)
-	if id.Email == "" {
+	if id.External { // a trusted external issuer (authn/external.go)
+		principal = iam.NewExternalPrincipal(id.Email, id.Issuer+"#"+id.Subject, id.Groups)
+	} else {
+		principal = iam.NewPrincipal(id.Email)
+	}
+	if id.Email == "" && !id.External {
 		return "", http.StatusUnauthorized, "token has no email claim", principal
 	}
 	if !g.audienceOK(id, tgt, principal) {
@@ -246,7 +250,7 @@ func (g *Gateway) audienceOK(id *authn.Identity, tgt *routing.Target, p iam.Prin
 		if tgt.AcceptsAudience(aud) {
 			return true
 		}
-		if aud == g.cfg.CLIAudience && g.cfg.CLIAudience != "" && p.Kind == iam.User {
+		if aud == g.cfg.CLIAudience && g.cfg.CLIAudience != "" && p.Kind == iam.User && !id.External {
 			return true
 		}
 	}

@@ -23,6 +23,16 @@ type Principal struct {
 	Email string
 	// Groups are group emails asserted by a trusted issuer, lower-case.
 	Groups []string
+	// Subject names, for logs only, an external user whose issuer did not
+	// verify an email (Email is then empty).
+	Subject string
+}
+
+// NewExternalPrincipal is a user authenticated by a trusted external issuer.
+// email is "" when the issuer did not verify one: such a principal matches
+// allAuthenticatedUsers and its groups only. It is never a service account.
+func NewExternalPrincipal(email, subject string, groups []string) Principal {
+	return Principal{Kind: User, Email: strings.ToLower(email), Groups: groups, Subject: subject}
 }
 
 // NewPrincipal classifies a verified email as a user or a service account.
@@ -53,6 +63,9 @@ func (p Principal) Member() string {
 func (p Principal) String() string {
 	if p.Kind == Anonymous {
 		return "anonymous caller"
+	}
+	if p.Email == "" && p.Subject != "" {
+		return "external subject " + p.Subject
 	}
 	return p.Member()
 }

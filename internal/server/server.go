@@ -66,6 +66,10 @@ type Config struct {
 	AuditMaxRecords int
 	// OrgPolicyFile, if set, holds org policies (guardrails) for every project.
 	OrgPolicyFile string
+	// TrustedIssuersFile (a JSON or YAML list) and TrustedIssuers (URLs)
+	// name external OIDC issuers whose tokens the gateway accepts (issuers.go).
+	TrustedIssuersFile string
+	TrustedIssuers     []string
 }
 
 func (c *Config) setDefaults() {
@@ -129,6 +133,10 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	go iss.Watch(ctx)
 	verifier := authn.New(authn.Config{Issuer: cfg.PublicURL, Keys: iss})
+	gwVerifier, err := gatewayVerifier(ctx, cfg, verifier, log.With("component", "authn")) // issuers.go
+	if err != nil {
+		return err
+	}
 	roles := iam.Predefined()
 
 	if err := bootstrap(ctx, st, cfg); err != nil {
@@ -160,7 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 	trail, stopAudit := startAudit(st, cfg, log.With("component", "audit")) // audit.go
 	defer stopAudit()
 	gw := gateway.New(gateway.Config{
-		Verifier: verifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID,
+		Verifier: gwVerifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID,
 		Log:      log.With("component", "gateway"),
 		OnDenied: auditDenials(trail, recordDenial(denials)),
 	})
