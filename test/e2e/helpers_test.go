@@ -1,24 +1,18 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/usher-run/usher/internal/testsupport/usherproc"
 )
 
 // Binaries built once by TestMain.
@@ -43,44 +37,25 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: no go.mod at the module root %s: %v\n", root, err)
-		return 1
-	}
 	dir, err := os.MkdirTemp("", "usher-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	usherBin = filepath.Join(dir, "usher")
-	helloBin = filepath.Join(dir, "hello")
-	echoBin = filepath.Join(dir, "echo")
-	frontendBin = filepath.Join(dir, "frontend")
-	for _, b := range []struct{ out, pkg string }{
-		{usherBin, "./cmd/usher"},
-		{helloBin, "./examples/hello"},
-		{echoBin, "./test/e2e/testdata/echo"},
-		{frontendBin, "./test/e2e/testdata/frontend"},
-	} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: go build %s: %v\n%s", b.pkg, err, out)
-			return 1
-		}
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
 	}
+	usherBin, helloBin, echoBin, frontendBin = bins[0], bins[1], bins[2], bins[3]
 	return m.Run()
 }
 
-// server is one `usher serve` process and the directories it owns. Restarts
-// reuse the data dir and HOME.
+// server is one `usher serve` process and the directories it owns (see
+// usherproc.Server). Restarts reuse the data dir and HOME.
 type server struct {
+	*usherproc.Server
 	t       *testing.T
 	dir     string
 	dataDir string
@@ -88,17 +63,11 @@ type server struct {
 	logPath string
 	config  string // DATA_DIR/config.json, the CLI's USHER_CONFIG
 
-	mu   sync.Mutex
-	addr string // 127.0.0.1:PORT of the current process
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the current process has exited
-
 	http *http.Client
-	// serveArgs are extra `usher serve` flags (startServerWith).
+	// serveArgs are extra `usher serve` flags (startServerWith); restart
+	// passes them again.
 	serveArgs []string
 }
-
-var servingLine = regexp.MustCompile(`msg="usher serving" addr=(\S+)`)
 
 // startServer starts a server on a fresh data dir and a free port; it is
 // stopped when the test ends.
@@ -110,48 +79,21 @@ func startServer(t *testing.T) *server {
 // startServerWith is startServer with extra `usher serve` flags.
 func startServerWith(t *testing.T, serveArgs ...string) *server {
 	t.Helper()
-	dir := t.TempDir()
-	s := &server{
+	p := usherproc.Start(t, usherproc.Options{Bin: usherBin, Dir: t.TempDir(), Args: serveArgs})
+	return &server{
+		Server:    p,
 		t:         t,
-		dir:       dir,
-		dataDir:   filepath.Join(dir, "data"),
-		home:      filepath.Join(dir, "home"),
-		logPath:   filepath.Join(dir, "usher.log"),
+		dir:       p.Dir,
+		dataDir:   p.DataDir,
+		home:      p.Home,
+		logPath:   p.LogPath,
+		config:    p.ConfigPath,
+		http:      p.HTTP,
 		serveArgs: serveArgs,
 	}
-	s.config = filepath.Join(s.dataDir, "config.json")
-	if err := os.MkdirAll(s.home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	// Every connection goes to the server's listener, whatever the URL's
-	// host: service hosts (*.run.localhost) need not resolve.
-	s.http = &http.Client{
-		Timeout: 60 * time.Second,
-		Transport: &http.Transport{
-			Proxy: nil,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, s.currentAddr())
-			},
-			DisableKeepAlives: true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			s.dumpLog()
-		}
-	})
-	s.launch(t, "127.0.0.1:0")
-	return s
 }
 
-func (s *server) currentAddr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.addr
-}
+func (s *server) currentAddr() string { return s.Addr() }
 
 // port is the port the current process listens on.
 func (s *server) port(t *testing.T) string {
@@ -162,135 +104,21 @@ func (s *server) port(t *testing.T) string {
 	return port
 }
 
-// launch starts `usher serve --addr addr` and waits until it answers
-// /healthz.
-func (s *server) launch(t *testing.T, addr string) {
-	t.Helper()
-	logFile, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	fi, err := logFile.Stat()
-	if err != nil {
-		t.Fatal(err)
-	}
-	offset := fi.Size()
-	cmd := exec.Command(usherBin, append([]string{"serve", "--addr", addr, "--data-dir", s.dataDir}, s.serveArgs...)...)
-	cmd.Dir = s.dir
-	cmd.Env = append(cleanEnv(), "HOME="+s.home)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting usher serve: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	s.mu.Lock()
-	s.cmd, s.done, s.addr = cmd, done, ""
-	s.mu.Unlock()
-
-	// The log line tells the bound address.
-	var bound string
-	poll(t, 20*time.Second, "the `usher serving` log line", func() (bool, string) {
-		select {
-		case <-done:
-			t.Fatalf("usher serve exited before serving: %v\n%s", cmd.ProcessState, s.logSince(offset))
-		default:
-		}
-		m := servingLine.FindStringSubmatch(s.logSince(offset))
-		if m == nil {
-			return false, "no log line yet"
-		}
-		bound = m[1]
-		return true, ""
-	})
-	s.mu.Lock()
-	s.addr = bound
-	s.mu.Unlock()
-
-	poll(t, 20*time.Second, "GET /healthz 200", func() (bool, string) {
-		resp, err := s.http.Get("http://" + bound + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
-}
-
-func (s *server) logSince(offset int64) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil || int64(len(b)) < offset {
-		return ""
-	}
-	return string(b[offset:])
-}
-
-func (s *server) dumpLog() {
-	b, _ := os.ReadFile(s.logPath)
-	const max = 16 << 10
-	if len(b) > max {
-		b = append([]byte("…\n"), b[len(b)-max:]...)
-	}
-	s.t.Logf("usher serve log (%s):\n%s", s.logPath, b)
-}
+func (s *server) logSince(offset int64) string { return s.LogSince(offset) }
 
 // stop sends SIGTERM and waits for the process to exit (SIGKILL if it does
 // not within 30s).
-func (s *server) stop() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	select {
-	case <-done:
-		return
-	default:
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		s.t.Errorf("usher serve did not exit 30s after SIGTERM; killing it")
-		cmd.Process.Kill()
-		<-done
-	}
-}
+func (s *server) stop() { s.Stop() }
 
 // crash kills the server with SIGKILL (kill -9) and waits until it is gone.
-func (s *server) crash() {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.mu.Unlock()
-	cmd.Process.Kill()
-	<-done
-}
+func (s *server) crash() { s.Crash() }
 
 // restart starts the server again on the same data dir, at addr ("" for the
-// same address as before).
+// same address as before), with s.serveArgs.
 func (s *server) restart(t *testing.T, addr string) {
 	t.Helper()
-	if addr == "" {
-		addr = s.currentAddr()
-	}
-	s.launch(t, addr)
-}
-
-// cleanEnv is the test's environment without variables that would point the
-// server or the CLI elsewhere.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(k) {
-		case "HOME", "USHER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+	s.Args = s.serveArgs
+	s.Restart(t, addr)
 }
 
 // cliResult is what a CLI run printed and its exit code.
@@ -302,7 +130,7 @@ type cliResult struct {
 }
 
 func (r cliResult) String() string {
-	return fmt.Sprintf("usher %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(r.args, " "), r.code, r.stdout, r.stderr)
+	return usherproc.Result{Args: r.args, Stdout: r.stdout, Stderr: r.stderr, Code: r.code}.String()
 }
 
 // cli runs the usher CLI against s (USHER_CONFIG) and returns what it printed.
@@ -318,24 +146,8 @@ func (s *server) cli(t *testing.T, args ...string) cliResult {
 // runCLI is cli for goroutines other than the test's: it returns an error
 // when the CLI could not be run at all.
 func (s *server) runCLI(args ...string) (cliResult, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, usherBin, args...)
-	cmd.Dir = s.dir
-	cmd.Env = append(cleanEnv(), "HOME="+s.home, "USHER_CONFIG="+s.config)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := cliResult{args: args, stdout: stdout.String(), stderr: stderr.String()}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		r.code = exitErr.ExitCode()
-	default:
-		return r, fmt.Errorf("running usher %s: %w", strings.Join(args, " "), err)
-	}
-	return r, nil
+	r, err := s.CLI(args...)
+	return cliResult{args: args, stdout: r.Stdout, stderr: r.Stderr, code: r.Code}, err
 }
 
 // mustCLI runs the CLI and fails the test unless it exits 0.
@@ -376,23 +188,11 @@ func (s *server) do(t *testing.T, method, url string, body io.Reader, headers ..
 	if len(headers)%2 != 0 {
 		t.Fatalf("do: headers must be name, value pairs: %q", headers)
 	}
-	req, err := http.NewRequest(method, url, body)
+	r, err := s.Do(method, url, body, headers...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < len(headers); i += 2 {
-		req.Header.Add(headers[i], headers[i+1])
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("%s %s: reading body: %v", method, url, err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return response{status: r.Status, header: r.Header, body: r.Body}
 }
 
 // get sends GET url with headers (name, value pairs).
@@ -423,19 +223,7 @@ func (s *server) serverURL(t *testing.T) string {
 // poll calls check until it reports true or the deadline passes.
 func poll(t *testing.T, timeout time.Duration, what string, check func() (ok bool, last string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	delay := 10 * time.Millisecond
-	for {
-		ok, last := check()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s; last: %s", timeout, what, last)
-		}
-		time.Sleep(delay)
-		delay = min(delay*2, 250*time.Millisecond)
-	}
+	usherproc.Poll(t, timeout, what, check)
 }
 
 // service is the part of a Knative service the tests read.

@@ -71,16 +71,13 @@ func TestGracefulShutdown(t *testing.T) {
 		log := s.logSince(0)
 		return strings.Contains(log, "echo: GET /slow"), ""
 	})
-	s.mu.Lock()
-	cmd := s.cmd
-	s.mu.Unlock()
-	cmd.Process.Signal(syscall.SIGTERM)
+	s.Signal(syscall.SIGTERM)
 	got := <-done
 	if got.status != 200 || got.body != "slow done\n" {
 		t.Fatalf("in-flight request during shutdown: %d %q, want 200 slow done", got.status, got.body)
 	}
 	select {
-	case <-s.done:
+	case <-s.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatal("usher serve did not exit after draining")
 	}

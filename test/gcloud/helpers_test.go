@@ -1,22 +1,18 @@
 package gcloud
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/usher-run/usher/internal/testsupport/usherproc"
 )
 
 const (
@@ -41,42 +37,33 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "\n*** test/gcloud: `gcloud` is not on PATH: SKIPPING every gcloud compatibility test ***")
 		return m.Run()
 	}
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "gcloud tests:", err)
-		return 1
-	}
 	dir, err := os.MkdirTemp("", "usher-gcloud-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gcloud tests:", err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	usherBin, helloBin = filepath.Join(dir, "usher"), filepath.Join(dir, "hello")
-	for out, pkg := range map[string]string{usherBin: "./cmd/usher", helloBin: "./examples/hello"} {
-		cmd := exec.Command("go", "build", "-o", out, pkg)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "gcloud tests: go build %s: %v\n%s", pkg, err, b)
-			return 1
-		}
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gcloud tests:", err)
+		return 1
 	}
+	usherBin, helloBin = bins[0], bins[1]
 	return m.Run()
 }
 
-// env is one `usher serve` process and a gcloud configuration pointed at it.
+// env is one `usher serve` process (see usherproc.Server) and a gcloud
+// configuration pointed at it.
 type env struct {
+	*usherproc.Server
 	t       *testing.T
 	dir     string
 	addr    string // 127.0.0.1:PORT
 	port    string
 	dataDir string
 	home    string
-	logPath string
 	gcDir   string // CLOUDSDK_CONFIG
 	http    *http.Client
-	cmd     *exec.Cmd
-	done    chan struct{}
 }
 
 // newEnv starts a server on a free port and configures gcloud for it as
@@ -87,68 +74,12 @@ func newEnv(t *testing.T) *env {
 		t.Skip("*** gcloud is not on PATH: gcloud compatibility NOT TESTED ***")
 	}
 	dir := t.TempDir()
-	e := &env{t: t, dir: dir, dataDir: filepath.Join(dir, "data"), home: filepath.Join(dir, "home"),
-		logPath: filepath.Join(dir, "usher.log"), gcDir: filepath.Join(dir, "gcloud")}
-	for _, d := range []string{e.home, e.gcDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+	gcDir := filepath.Join(dir, "gcloud")
+	if err := os.MkdirAll(gcDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	e.addr = ln.Addr().String()
-	_, e.port, _ = net.SplitHostPort(e.addr)
-	ln.Close()
-
-	logFile, err := os.Create(e.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	e.cmd = exec.Command(usherBin, "serve", "--addr", e.addr, "--data-dir", e.dataDir)
-	e.cmd.Dir = dir
-	e.cmd.Env = append(cleanEnv(), "HOME="+e.home)
-	e.cmd.Stdout, e.cmd.Stderr = logFile, logFile
-	if err := e.cmd.Start(); err != nil {
-		t.Fatalf("starting usher serve: %v", err)
-	}
-	e.done = make(chan struct{})
-	go func() { e.cmd.Wait(); close(e.done) }()
-	t.Cleanup(e.stop)
-
-	// Every connection goes to the server's listener, whatever the URL's host.
-	e.http = &http.Client{
-		Timeout: 60 * time.Second,
-		Transport: &http.Transport{
-			Proxy: nil,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, e.addr)
-			},
-			DisableKeepAlives: true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-e.done:
-			t.Fatalf("usher serve exited at start: %v\n%s", e.cmd.ProcessState, e.log())
-		default:
-		}
-		if resp, err := e.http.Get("http://" + e.addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("usher serve not healthy after 20s\n%s", e.log())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	p := usherproc.Start(t, usherproc.Options{Bin: usherBin, Dir: dir, DropEnv: cloudVar, LogTail: 24 << 10})
+	e := &env{Server: p, t: t, dir: dir, addr: p.Addr(), port: p.Port(), dataDir: p.DataDir, home: p.Home, gcDir: gcDir, http: p.HTTP}
 
 	tok := strings.TrimSpace(e.mustUsher("auth", "print-access-token").stdout)
 	tokenFile := filepath.Join(dir, "token")
@@ -175,49 +106,10 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) log() string {
-	b, _ := os.ReadFile(e.logPath)
-	const max = 24 << 10
-	if len(b) > max {
-		b = append([]byte("…\n"), b[len(b)-max:]...)
-	}
-	return string(b)
-}
-
-func (e *env) stop() {
-	select {
-	case <-e.done:
-	default:
-		e.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-e.done:
-		case <-time.After(30 * time.Second):
-			e.cmd.Process.Kill()
-			<-e.done
-		}
-	}
-	if e.t.Failed() {
-		e.t.Logf("usher serve log (%s):\n%s", e.logPath, e.log())
-	}
-}
-
-// cleanEnv is the test's environment without variables that would point
-// usher or gcloud elsewhere.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		k = strings.ToUpper(k)
-		if (strings.HasPrefix(k, "CLOUDSDK_") && !strings.HasPrefix(k, "CLOUDSDK_PYTHON")) || strings.HasPrefix(k, "GOOGLE_") {
-			continue
-		}
-		switch k {
-		case "HOME", "USHER_CONFIG", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
+// cloudVar: neither usher nor gcloud sees the test's own gcloud or Google
+// settings (CLOUDSDK_PYTHON* stays: gcloud needs it to start).
+func cloudVar(key string) bool {
+	return (strings.HasPrefix(key, "CLOUDSDK_") && !strings.HasPrefix(key, "CLOUDSDK_PYTHON")) || strings.HasPrefix(key, "GOOGLE_")
 }
 
 // result is what a command printed and its exit code.
@@ -239,25 +131,14 @@ var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
 
 func (e *env) run(name string, environ []string, args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = e.dir
-	cmd.Env = append(cleanEnv(), environ...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	res, err := e.Exec(3*time.Minute, name, environ, args...)
 	r := result{
 		cmd:    filepath.Base(name) + " " + shellJoin(args),
-		stdout: ansi.ReplaceAllString(stdout.String(), ""),
-		stderr: ansi.ReplaceAllString(stderr.String(), ""),
+		stdout: ansi.ReplaceAllString(res.Stdout, ""),
+		stderr: ansi.ReplaceAllString(res.Stderr, ""),
+		code:   res.Code,
 	}
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &exitErr):
-		r.code = exitErr.ExitCode()
-	default:
+	if err != nil {
 		e.t.Fatalf("running %s: %v", r.cmd, err)
 	}
 	if os.Getenv("USHER_GCLOUD_TRACE") != "" {
@@ -296,7 +177,7 @@ func (e *env) mustGcloud(args ...string) result {
 // usher runs Usher's own CLI with the server's configuration.
 func (e *env) usher(args ...string) result {
 	e.t.Helper()
-	return e.run(usherBin, []string{"HOME=" + e.home, "USHER_CONFIG=" + filepath.Join(e.dataDir, "config.json")}, args...)
+	return e.run(usherBin, e.CLIEnv(), args...)
 }
 
 func (e *env) mustUsher(args ...string) result {
@@ -312,20 +193,11 @@ func (e *env) mustUsher(args ...string) result {
 // optional headers as name, value pairs.
 func (e *env) get(url string, headers ...string) (int, string) {
 	e.t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	r, err := e.Do(http.MethodGet, url, nil, headers...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Add(headers[i], headers[i+1])
-	}
-	resp, err := e.http.Do(req)
-	if err != nil {
-		e.t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return r.Status, r.Body
 }
 
 // expectGet asserts GET url answers status, and when body is not "" that the
