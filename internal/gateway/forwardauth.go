@@ -61,6 +61,10 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, domai
 		http.Error(w, "usher forward-auth: the path must be "+ForwardAuthPath+"PROJECT/REGION/SERVICE", http.StatusNotFound)
 		return
 	}
+	if g.cfg.Fresh != nil && !g.cfg.Fresh() {
+		writeStale(w)
+		return
+	}
 	t := g.table.Load()
 	if t == nil {
 		writePage(w, http.StatusServiceUnavailable, pageUnavailable)

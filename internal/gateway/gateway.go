@@ -59,6 +59,11 @@ type Config struct {
 	// Now is the clock IAM conditions see as request.time (default
 	// time.Now); tests inject one.
 	Now func() time.Time
+	// Fresh, if set, reports whether the routing table is known current
+	// (mirror.Mirror.Fresh: one atomic load). While it is false every
+	// request, to private and public services alike, gets 503: a node that
+	// cannot confirm its access policies fails closed.
+	Fresh func() bool
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -143,6 +148,10 @@ type proxiedKey struct{}
 
 // ServeHTTP implements the request flow.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.Fresh != nil && !g.cfg.Fresh() {
+		writeStale(w)
+		return
+	}
 	t := g.table.Load()
 	if t == nil {
 		writePage(w, http.StatusServiceUnavailable, pageUnavailable)

@@ -23,6 +23,15 @@ var (
 	pageGatewayTimeout = page(504, "Gateway Timeout", "The service's instance did not answer in time.")
 )
 
+// pageStale answers every request while the node's routing table may be out
+// of date (Config.Fresh): it fails closed rather than apply revoked access.
+var pageStale = page(503, "Service Unavailable", "this node cannot confirm its access policies are current; retry, or use another node.")
+
+func writeStale(w http.ResponseWriter) {
+	w.Header()["Retry-After"] = []string{"1"}
+	writePage(w, http.StatusServiceUnavailable, pageStale)
+}
+
 var htmlContentType = []string{"text/html; charset=utf-8"}
 var noSniff = []string{"nosniff"}
 

@@ -34,6 +34,12 @@ type Config struct {
 	// lock held: build and swap, don't block. The map must not be modified.
 	OnChange func(objects map[string]Object, revision int64)
 	Log      *slog.Logger
+	// MaxStaleness bounds how long the mirror counts as fresh after it was
+	// last known current (fresh.go); default 5s.
+	MaxStaleness time.Duration
+	// Applied, if set, is told how long each batch that called OnChange
+	// took from the watch delivering it to OnChange returning (metrics).
+	Applied func(time.Duration)
 }
 
 // Mirror follows every key of a store.
@@ -46,6 +52,8 @@ type Mirror struct {
 	revision int64
 	advanced chan struct{} // closed and replaced whenever revision grows
 	synced   bool
+
+	fresh freshness // fresh.go
 }
 
 // New returns a mirror; call Run to fill and follow it.
@@ -53,12 +61,19 @@ func New(st store.Store, cfg Config) *Mirror {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Mirror{st: st, cfg: cfg, objects: map[string]Object{}, advanced: make(chan struct{})}
+	if cfg.MaxStaleness <= 0 {
+		cfg.MaxStaleness = 5 * time.Second
+	}
+	m := &Mirror{st: st, cfg: cfg, objects: map[string]Object{}, advanced: make(chan struct{})}
+	m.fresh.base = time.Now()
+	m.fresh.maxStale = cfg.MaxStaleness
+	return m
 }
 
 // Sync loads the whole state once. Run calls it; servers call it before
 // serving so the first request already sees state.
 func (m *Mirror) Sync(ctx context.Context) error {
+	start := m.fresh.now()
 	entries, rev, err := m.st.List(ctx, "")
 	if err != nil {
 		return err
@@ -69,9 +84,14 @@ func (m *Mirror) Sync(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if rev < m.revision {
+		objects = m.objects // a resync (fresh.go) already installed newer state
+	}
 	m.objects = objects
 	m.synced = true
 	m.advanceLocked(rev)
+	m.fresh.lastOK.Store(m.fresh.now())
+	m.fresh.confirm(start)
 	return nil
 }
 
@@ -132,20 +152,24 @@ func (m *Mirror) follow(ctx context.Context, after int64) error {
 		if resp.Err != nil {
 			return resp.Err
 		}
-		m.apply(resp.Events)
+		arrived := time.Now()
+		if m.apply(resp.Events) && m.cfg.Applied != nil {
+			m.cfg.Applied(time.Since(arrived))
+		}
 	}
 	return errors.New("watch closed")
 }
 
-func (m *Mirror) apply(events []store.Event) {
+// apply reports whether the batch rebuilt the objects (called OnChange).
+func (m *Mirror) apply(events []store.Event) bool {
 	if len(events) == 0 {
-		return
+		return false
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.touchesLocked(events) { // quiet.go
 		m.advanceQuietlyLocked(events)
-		return
+		return false
 	}
 	// Copy on write: OnChange consumers may keep the previous map.
 	objects := make(map[string]Object, len(m.objects)+1)
@@ -167,6 +191,7 @@ func (m *Mirror) apply(events []store.Event) {
 	}
 	m.objects = objects
 	m.advanceLocked(rev)
+	return true
 }
 
 func (m *Mirror) advanceLocked(rev int64) {

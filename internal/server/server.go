@@ -70,6 +70,12 @@ type Config struct {
 	// name external OIDC issuers whose tokens the gateway accepts (issuers.go).
 	TrustedIssuersFile string
 	TrustedIssuers     []string
+	// MaxStaleness bounds how long a node whose mirror cannot confirm it is
+	// current keeps serving (etcd store only; default 5s): after it every
+	// gateway request gets 503 and /readyz fails (health.go).
+	MaxStaleness time.Duration
+	// NodeName names this node in logs (default: the hostname).
+	NodeName string
 }
 
 func (c *Config) setDefaults() {
@@ -91,6 +97,12 @@ func (c *Config) setDefaults() {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.MaxStaleness <= 0 {
+		c.MaxStaleness = 5 * time.Second
+	}
+	if c.NodeName == "" {
+		c.NodeName, _ = os.Hostname()
+	}
 }
 
 // OwnerEmail is the principal the first start makes project owner.
@@ -104,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.checkOrgPolicyFile(); err != nil { // orgpolicy.go
 		return err
 	}
-	log := cfg.Log
+	log := cfg.Log.With("node", cfg.NodeName)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -167,7 +179,10 @@ func Run(ctx context.Context, cfg Config) error {
 	denials := logs.New[console.Denial](200)
 	trail, stopAudit := startAudit(st, cfg, log.With("component", "audit")) // audit.go
 	defer stopAudit()
+	var mir *mirror.Mirror
+	mets := newMetrics(cfg.NodeName) // metrics.go
 	gw := gateway.New(gateway.Config{
+		Fresh:    func() bool { return mir.Fresh() },
 		Verifier: gwVerifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID,
 		Log:      log.With("component", "gateway"),
 		OnDenied: auditDenials(trail, recordDenial(denials)),
@@ -175,8 +190,10 @@ func Run(ctx context.Context, cfg Config) error {
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
 
-	mir := mirror.New(st, mirror.Config{
-		Decode: decodeObject,
+	mir = mirror.New(st, mirror.Config{
+		MaxStaleness: cfg.MaxStaleness,
+		Applied:      mets.applied,
+		Decode:       decodeObject,
 		OnChange: func(objects map[string]mirror.Object, rev int64) {
 			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, port)))
 			ctrl.Observe(objects)
@@ -186,7 +203,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := mir.Sync(ctx); err != nil {
 		return fmt.Errorf("loading state: %w", err)
 	}
+	if cfg.Store == "" {
+		mir.AlwaysFresh() // bbolt is local: never behind
+	}
 	go mir.Run(ctx)
+	go mir.Keep(ctx, 0)
 
 	adminAPI := api.New(api.Config{
 		Store: st, Roles: roles, Minter: iss, Verifier: verifier, Sync: mir,
@@ -197,6 +218,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.Handle("GET /readyz", readyz(mir)) // health.go
+	mets.watch(mir, cfg.NodeName)
+	mux.Handle("GET /metrics", mets.handler())
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
@@ -210,15 +234,16 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           byHost(cfg.Domain, gw, mux),
+		Handler:           byHost(cfg.Domain, mets.countRequests(gw), mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	log.Info("usher serving", "addr", ln.Addr().String(), "url", cfg.PublicURL, "domain", cfg.Domain,
-		"data_dir", cfg.DataDir, "config", filepath.Join(cfg.DataDir, "config.json"))
+	// addr comes first on this line: tests and scripts read it.
+	cfg.Log.Info("usher serving", "addr", ln.Addr().String(), "url", cfg.PublicURL, "domain", cfg.Domain,
+		"data_dir", cfg.DataDir, "config", filepath.Join(cfg.DataDir, "config.json"), "node", cfg.NodeName)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}

@@ -1,0 +1,116 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/usher-run/usher/internal/mirror"
+)
+
+// metrics are served at /metrics on API hosts (Prometheus text format).
+type metrics struct {
+	reg         *prometheus.Registry
+	propagation prometheus.Histogram
+	requests    *prometheus.CounterVec
+	codes       [600]prometheus.Counter // pre-resolved label values: no lookup per request
+}
+
+func newMetrics(node string) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	labels := prometheus.Labels{"node": node}
+	m.propagation = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:        "usher_mirror_apply_seconds",
+		Help:        "Time from a watch batch arriving from the store to the routing table built from it being in force.",
+		ConstLabels: labels,
+		Buckets:     prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "usher_gateway_requests_total",
+		Help:        "Requests to service hosts, by response status code.",
+		ConstLabels: labels,
+	}, []string{"code"})
+	for code := 100; code < len(m.codes); code++ {
+		m.codes[code] = m.requests.WithLabelValues(strconv.Itoa(code))
+	}
+	m.reg.MustRegister(m.propagation, m.requests)
+	return m
+}
+
+// watch registers the gauges read from the mirror at scrape time.
+func (m *metrics) watch(mir *mirror.Mirror, node string) {
+	labels := prometheus.Labels{"node": node}
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "usher_mirror_seconds_since_current", ConstLabels: labels,
+			Help: "Seconds since this node last confirmed its routing table reflects the store (-1: never)."},
+			func() float64 {
+				d := mir.LastConfirmed()
+				if d < 0 {
+					return -1
+				}
+				return d.Seconds()
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "usher_mirror_fresh", ConstLabels: labels,
+			Help: "1 while the routing table is within --max-staleness of confirmed current; 0 while the gateway answers 503."},
+			func() float64 { return b(mir.Fresh()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "usher_store_up", ConstLabels: labels,
+			Help: "1 while the store answers this node's heartbeats."},
+			func() float64 { return b(mir.StoreReachable()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "usher_mirror_revision", ConstLabels: labels,
+			Help: "Store revision the routing table reflects."},
+			func() float64 { return float64(mir.Revision()) }),
+	)
+}
+
+func (m *metrics) applied(d time.Duration) { m.propagation.Observe(d.Seconds()) }
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// countRequests counts h's responses by status code.
+func (m *metrics) countRequests(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		h.ServeHTTP(sw, r)
+		code := sw.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		if code >= 100 && code < len(m.codes) {
+			m.codes[code].Inc()
+		}
+	})
+}
+
+// statusWriter records the status; Unwrap keeps Flush and Hijack working
+// through http.ResponseController (the reverse proxy uses it).
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
