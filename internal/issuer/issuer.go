@@ -87,6 +87,9 @@ type Issuer struct {
 	// mu serialises snapshot replacement; readers never take it.
 	mu   sync.Mutex
 	snap atomic.Pointer[keySet]
+	// lastMissReload is when an unknown kid last made Key read the store
+	// (unix nanoseconds).
+	lastMissReload atomic.Int64
 }
 
 // keyFile is the JSON stored at KeysKey. Private keys are stored in the clear:
@@ -170,8 +173,33 @@ func (i *Issuer) URL() string { return i.url }
 // Key returns the public key with the given kid if it is published. It reads an
 // in-memory snapshot: no locks, no I/O.
 func (i *Issuer) Key(kid string) (*rsa.PublicKey, bool) {
+	if k, ok := i.snap.Load().byKID[kid]; ok {
+		return k, true
+	}
+	// A key another node just rotated in is in the store before any token
+	// it signs exists, but this node's watch may not have delivered it yet:
+	// read the store once, at most once per second, so no node rejects a
+	// token another node just minted and unknown kids cannot flood the store.
+	if !i.mayReload() {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := i.Reload(ctx); err != nil {
+		return nil, false
+	}
 	k, ok := i.snap.Load().byKID[kid]
 	return k, ok
+}
+
+// mayReload reports whether an unknown kid may trigger a store read now.
+func (i *Issuer) mayReload() bool {
+	now := i.now().UnixNano()
+	last := i.lastMissReload.Load()
+	if now-last < int64(time.Second) {
+		return false
+	}
+	return i.lastMissReload.CompareAndSwap(last, now)
 }
 
 // Rotate makes a new key current. The previous current key keeps verifying for

@@ -621,3 +621,35 @@ func TestReloadWithoutKeys(t *testing.T) {
 		t.Errorf("Mint() after keys deleted: %v", err)
 	}
 }
+
+// TestTokenFromAnotherNodeRightAfterRotation: a node whose watch has not yet
+// delivered a key another node just rotated in still verifies that node's
+// tokens (an unknown kid reads the store, at most once a second).
+func TestTokenFromAnotherNodeRightAfterRotation(t *testing.T) {
+	st := newStore(t)
+	clk := newClock()
+	a := newIssuer(t, st, clk)
+	b := newIssuer(t, st, clk) // no Watch running: b learns of keys only by reading
+	if err := a.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	tok := mint(t, a, issuer.Claims{Subject: "s", Email: "s@example.com", Audience: []string{"aud"}})
+	if _, err := verifier(b, clk).Verify(tok); err != nil {
+		t.Fatalf("node b verifying node a's token right after a's rotation: %v", err)
+	}
+	// Unknown kids do not read the store more than once a second.
+	if _, ok := b.Key("no-such-kid"); ok {
+		t.Fatal("unknown kid found")
+	}
+	if err := a.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	newer := currentKID(t, a)
+	if _, ok := b.Key(newer); ok {
+		t.Errorf("a second store read within a second: the unknown-kid reload is not rate limited")
+	}
+	clk.add(1100 * time.Millisecond)
+	if _, ok := b.Key(newer); !ok {
+		t.Errorf("after a second, the new key is still unknown")
+	}
+}
