@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,8 +24,6 @@ import (
 const (
 	probeInterval = 50 * time.Millisecond
 	proxyCheck    = 150 * time.Millisecond // see probeOnce
-	tailLines     = 20                     // lines of output kept for startup errors
-	tailLineMax   = 512                    // bytes kept per line in the tail
 	lineMax       = 64 << 10               // longer lines are split
 	drainTimeout  = 2 * time.Second        // output still coming after the exit
 	engineTimeout = 30 * time.Second       // bounds engine calls made on our own
@@ -55,8 +52,7 @@ type instance struct {
 
 	exited bool // the container was seen to exit; guarded by r.mu
 
-	tailMu sync.Mutex
-	tail   []string
+	tail runtime.OutputTail // last output lines, for startup errors
 }
 
 // launch creates, attaches to and starts the container of an instance. On
@@ -324,28 +320,9 @@ func (l *lineSplitter) flush() {
 	}
 }
 
-func (in *instance) remember(line []byte) {
-	s := strings.TrimRight(string(line), "\r\n")
-	if len(s) > tailLineMax {
-		s = s[:tailLineMax] + "…"
-	}
-	in.tailMu.Lock()
-	defer in.tailMu.Unlock()
-	if len(in.tail) == tailLines {
-		copy(in.tail, in.tail[1:])
-		in.tail = in.tail[:tailLines-1]
-	}
-	in.tail = append(in.tail, s)
-}
+func (in *instance) remember(line []byte) { in.tail.Remember(line) }
 
-func (in *instance) lastOutput() string {
-	in.tailMu.Lock()
-	defer in.tailMu.Unlock()
-	if len(in.tail) == 0 {
-		return " (no output)"
-	}
-	return "; last output:\n\t" + strings.Join(in.tail, "\n\t")
-}
+func (in *instance) lastOutput() string { return in.tail.String() }
 
 // probe waits until the instance accepts TCP connections. On failure the
 // container is killed and removed when probe returns.

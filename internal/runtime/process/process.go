@@ -74,8 +74,6 @@ func New(cfg Config) *Runtime {
 
 const (
 	probeInterval = 50 * time.Millisecond
-	tailLines     = 20       // lines of output kept for startup errors
-	tailLineMax   = 512      // bytes kept per line in the tail
 	lineMax       = 64 << 10 // longer lines are split
 	drainTimeout  = 2 * time.Second
 )
@@ -205,8 +203,7 @@ type instance struct {
 
 	stopOnce sync.Once
 
-	tailMu sync.Mutex
-	tail   []string
+	tail runtime.OutputTail // last output lines, for startup errors
 }
 
 func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*instance, error) {
@@ -331,28 +328,9 @@ func (in *instance) copyLines(r io.Reader, w io.Writer) {
 	}
 }
 
-func (in *instance) remember(line []byte) {
-	s := strings.TrimRight(string(line), "\r\n")
-	if len(s) > tailLineMax {
-		s = s[:tailLineMax] + "…"
-	}
-	in.tailMu.Lock()
-	defer in.tailMu.Unlock()
-	if len(in.tail) == tailLines {
-		copy(in.tail, in.tail[1:])
-		in.tail = in.tail[:tailLines-1]
-	}
-	in.tail = append(in.tail, s)
-}
+func (in *instance) remember(line []byte) { in.tail.Remember(line) }
 
-func (in *instance) lastOutput() string {
-	in.tailMu.Lock()
-	defer in.tailMu.Unlock()
-	if len(in.tail) == 0 {
-		return " (no output)"
-	}
-	return "; last output:\n\t" + strings.Join(in.tail, "\n\t")
-}
+func (in *instance) lastOutput() string { return in.tail.String() }
 
 // probe waits until the instance accepts TCP connections. On failure the
 // instance is killed and gone when probe returns.
