@@ -182,6 +182,11 @@ func (a *API) createOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
+	return a.orgPolicySet(w, r, c, pol, rev)
+}
+
+// orgPolicySet logs and audits a stored org policy and answers with it.
+func (a *API) orgPolicySet(w http.ResponseWriter, r *http.Request, c *caller, pol *orgpolicy.Policy, rev int64) error {
 	a.cfg.Log.Info("org policy set", "policy", pol.Name, "caller", c.Principal.String())
 	a.audit(r.Context(), c, audit.KindOrgPolicySet, iam.PermOrgPolicySet, pol.Name, nil) // audit.go
 	return writeJSON(w, http.StatusOK, orgPolicyView(pol, rev))
@@ -228,9 +233,7 @@ func (a *API) updateOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	a.cfg.Log.Info("org policy set", "policy", pol.Name, "caller", c.Principal.String())
-	a.audit(r.Context(), c, audit.KindOrgPolicySet, iam.PermOrgPolicySet, pol.Name, nil) // audit.go
-	return writeJSON(w, http.StatusOK, orgPolicyView(pol, rev))
+	return a.orgPolicySet(w, r, c, pol, rev)
 }
 
 func (a *API) deleteOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller) error {
