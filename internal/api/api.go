@@ -15,69 +15,41 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"time"
 
-	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
-	"github.com/usher-run/usher/internal/logs"
-	"github.com/usher-run/usher/internal/store"
 )
 
-// Audiences of the tokens Usher mints.
+// Audiences of the tokens Usher mints (package issuer reserves them).
 const (
 	// AccessTokenAudience marks access tokens for this API; the gateway never
 	// accepts them, and the API accepts nothing else.
-	AccessTokenAudience = "usher-admin-api"
+	AccessTokenAudience = issuer.AdminAudience
 	// CLIClientID is the audience of identity tokens the CLI mints for a user
 	// without --audiences (as gcloud's own client id is on Google).
-	CLIClientID = "usher-cli"
+	CLIClientID = issuer.CLIClientID
 )
-
-// Minter mints tokens (the built-in issuer).
-type Minter interface {
-	Mint(c issuer.Claims) (string, error)
-}
 
 // Verifier verifies tokens.
 type Verifier interface {
 	Verify(token string) (*authn.Identity, error)
 }
 
-// Syncer reports when the gateway's view has caught up with a store revision.
-type Syncer interface {
-	WaitFor(ctx context.Context, revision int64) error
-}
-
 // Config wires the API.
 type Config struct {
-	Store    store.Store
-	Roles    *iam.Roles
-	Minter   Minter
+	// Core runs every operation; the API only decodes and encodes.
+	Core     *admin.Core
 	Verifier Verifier
-	Sync     Syncer
-	// DefaultRegion is used when neither path nor host names one.
-	DefaultRegion string
-	// ServiceURL renders a service's URL.
-	ServiceURL func(project, region, name string) string
-	// Logs holds instances' recent output (nil: none kept).
-	Logs *logs.Book[logs.Entry]
-	Now  func() time.Time
-	Log  *slog.Logger
-	// Audit, if set, records every admin write and serves the audit log
-	// and the policy troubleshooter (audit.go, troubleshoot.go).
-	Audit Auditor
-
-	// OrgPolicyFile, if set, holds the server's org policies (guardrails
-	// for every project, read on each write; package orgpolicy).
-	OrgPolicyFile string
+	// Audit, if set, serves the audit log (audit.go).
+	Audit admin.Auditor
+	Log   *slog.Logger
 }
 
 // API serves the admin API.
@@ -88,9 +60,6 @@ type API struct {
 
 // New builds the API and its routes.
 func New(cfg Config) *API {
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -158,10 +127,7 @@ func (a *API) routes() {
 }
 
 // caller is the authenticated principal of an API request.
-type caller struct {
-	Principal iam.Principal
-	Identity  *authn.Identity
-}
+type caller = admin.Caller
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, c *caller) error
 
@@ -185,76 +151,32 @@ func (a *API) authenticate(r *http.Request) (*caller, error) {
 		return nil, unauthenticated("Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
 	}
 	id, err := a.cfg.Verifier.Verify(tok)
-	if err != nil || !id.HasAudience(AccessTokenAudience) || id.Email == "" {
+	// Only an access token of Usher's issuer, for this API: an identity
+	// token, whatever its audience, is refused.
+	if err != nil || !id.IsAccessToken() || !id.HasAudience(AccessTokenAudience) || id.Email == "" {
 		return nil, unauthenticated("Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")
 	}
-	return &caller{Principal: iam.NewPrincipal(id.Email), Identity: id}, nil
+	return &caller{Principal: iam.NewPrincipal(id.Email), Via: "api"}, nil
 }
 
-// Error is an API error: what the client sees (Code, Status, Message) and what
-// only the log keeps (Err).
-type Error struct {
-	Code    int
-	Status  string
-	Message string
-	Err     error
-	// Violations name the offending fields of an INVALID_ARGUMENT, sent as a
-	// google.rpc.BadRequest detail (gcloud prints them).
-	Violations []FieldViolation
-}
+// Error is an admin error: what the client sees (Code, Status, Message) and
+// what only the log keeps (Err).
+type Error = admin.Error
 
 // FieldViolation is one bad field of a request.
-type FieldViolation struct {
-	Field       string `json:"field"`
-	Description string `json:"description"`
-}
+type FieldViolation = admin.FieldViolation
 
-func (e *Error) Error() string {
-	if e.Err != nil {
-		return e.Message + ": " + e.Err.Error()
-	}
-	return e.Message
-}
-
-func (e *Error) Unwrap() error { return e.Err }
-
-func newError(code int, status, format string, args ...any) *Error {
-	return &Error{Code: code, Status: status, Message: fmt.Sprintf(format, args...)}
-}
-
-func invalidArgument(format string, args ...any) *Error {
-	return newError(http.StatusBadRequest, "INVALID_ARGUMENT", format, args...)
-}
-
-// invalidField turns a validation error into INVALID_ARGUMENT, naming the
-// field when the error carries one.
-func invalidField(err error) *Error {
-	e := invalidArgument("%v", err)
-	var fe *apis.FieldError
-	if errors.As(err, &fe) {
-		e.Violations = []FieldViolation{{Field: fe.Path, Description: fe.Message}}
-	}
-	return e
-}
-
-func notFound(format string, args ...any) *Error {
-	return newError(http.StatusNotFound, "NOT_FOUND", format, args...)
-}
-func alreadyExists(format string, args ...any) *Error {
-	return newError(http.StatusConflict, "ALREADY_EXISTS", format, args...)
-}
-func aborted(format string, args ...any) *Error {
-	return newError(http.StatusConflict, "ABORTED", format, args...)
-}
-func unauthenticated(format string, args ...any) *Error {
-	return newError(http.StatusUnauthorized, "UNAUTHENTICATED", format, args...)
-}
-func permissionDenied(perm, resource string) *Error {
-	return newError(http.StatusForbidden, "PERMISSION_DENIED", "Permission '%s' denied on resource '%s' (or resource may not exist).", perm, resource)
-}
-
-// errConcurrentPolicy is Google's message for a stale etag.
-const errConcurrentPolicy = "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
+var (
+	newError         = admin.Errorf
+	invalidArgument  = admin.InvalidArgument
+	invalidField     = admin.InvalidField
+	notFound         = admin.NotFound
+	alreadyExists    = admin.AlreadyExists
+	aborted          = admin.Aborted
+	unauthenticated  = admin.Unauthenticated
+	unimplemented    = admin.Unimplemented
+	permissionDenied = admin.PermissionDenied
+)
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
@@ -352,12 +274,4 @@ func regionFromHost(host string) string {
 		}
 	}
 	return ""
-}
-
-// check authorizes caller for perm across levels.
-func (a *API) check(c *caller, perm, resource string, levels ...iam.Level) error {
-	if d := a.cfg.Roles.CheckAt(c.Principal, perm, a.cfg.Now(), levels...); !d.Allowed {
-		return permissionDenied(perm, resource)
-	}
-	return nil
 }

@@ -12,7 +12,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
@@ -40,7 +42,7 @@ type harness struct {
 	secret string // the owner's CLI credential
 }
 
-func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
+func newHarness(t *testing.T, configure ...func(*admin.Config)) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -65,20 +67,23 @@ func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
 	must(state.Put(ctx, st, state.ProjectKey(project), state.Project{ProjectID: project, ProjectNumber: apis.ProjectNumber(project)}, store.MustNotExist))
 	must(state.Put(ctx, st, state.ProjectPolicyKey(project), iam.Policy{Bindings: []iam.Binding{{Role: "roles/owner", Members: []string{"user:" + owner}}}}, store.MustNotExist))
 	must(state.Put(ctx, st, state.CredentialKey(api.HashCredential(h.secret)), state.Credential{Email: owner}, store.MustNotExist))
+	// The project's default runtime identity, as the server's bootstrap makes it.
+	defaultSA := admin.NewServiceAccountRecord(state.Project{ProjectID: project}, apis.DefaultServiceAccount(project), "", "")
+	must(state.Put(ctx, st, state.ServiceAccountKey(project, defaultSA.Email), defaultSA, store.MustNotExist))
 	mir := mirror.New(st, mirror.Config{Decode: func(string, []byte) (any, bool, error) { return nil, false, nil }})
 	if err := mir.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	go mir.Run(ctx)
-	cfg := api.Config{
-		Store: st, Roles: iam.Predefined(), Minter: h.iss,
-		Verifier: authn.New(authn.Config{Issuer: url, Keys: h.iss}), Sync: mir, DefaultRegion: region,
+	cfg := admin.Config{
+		Store: st, Roles: iam.Predefined(), Minter: h.iss, Sync: mir, DefaultRegion: region,
 		ServiceURL: func(p, r, n string) string { return apis.ServiceURL("http", n, p, r, "run.localhost", "8080") },
 	}
 	for _, f := range configure {
 		f(&cfg)
 	}
-	h.server.Config.Handler = api.New(cfg)
+	h.server.Config.Handler = api.New(api.Config{Core: admin.New(cfg), Audit: cfg.Audit,
+		Verifier: authn.New(authn.Config{Issuer: url, Keys: h.iss})})
 	h.server.Start()
 	t.Cleanup(h.server.Close)
 	return h
@@ -87,7 +92,7 @@ func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
 // token mints an access token for email.
 func (h *harness) token(email string) string {
 	h.t.Helper()
-	tok, err := h.iss.Mint(issuer.Claims{Subject: email, Email: email, Audience: []string{api.AccessTokenAudience}})
+	tok, err := h.iss.MintAccess(email, email, "", time.Time{})
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/usher-run/usher/internal/apis"
@@ -28,84 +27,13 @@ import (
 	"github.com/usher-run/usher/internal/iam"
 )
 
-// Auditor keeps the audit trail (an *audit.Trail).
-type Auditor interface {
-	// Record writes one record durably; failures are the Auditor's to log.
-	Record(ctx context.Context, r audit.Record) error
-	Read(ctx context.Context, q audit.Query) (audit.Page, error)
-	// Flush writes what is queued (refused requests), so a read sees it.
-	Flush(ctx context.Context) error
-}
-
-var _ Auditor = (*audit.Trail)(nil)
-
 func (a *API) routesAudit() {
 	a.mux.Handle("GET /v1/projects/{project}/auditLogs", a.authed(a.listAuditLogs))
 	a.mux.Handle("POST /v1/iam:troubleshoot", a.authed(a.troubleshoot))
 }
 
-// audit records a write c made on resource (an IAM resource name), needing
-// perm, after it succeeded. Best effort: the write has happened, so a
-// failure to record it is logged by the Auditor and not returned.
-func (a *API) audit(ctx context.Context, c *caller, kind, perm, resource string, d *audit.Details) {
-	if a.cfg.Audit == nil {
-		return
-	}
-	project, region, service := splitResource(resource)
-	a.cfg.Audit.Record(ctx, audit.Record{
-		Kind: kind, Principal: c.Principal.Member(), Project: project, Region: region, Service: service,
-		Resource: resource, Permission: perm, Status: http.StatusOK, Details: d,
-	})
-}
-
-// auditRole records a custom role write; what is "created", "updated",
-// "deleted" or "undeleted" (roles.go's words).
-func (a *API) auditRole(ctx context.Context, c *caller, what, role string) {
-	kind, perm := audit.KindRoleUpdate, iam.PermRolesUpdate
-	switch what {
-	case "created":
-		kind, perm = audit.KindRoleCreate, iam.PermRolesCreate
-	case "deleted":
-		kind, perm = audit.KindRoleDelete, iam.PermRolesDelete
-	case "undeleted":
-		kind, perm = audit.KindRoleUndelete, iam.PermRolesUndelete
-	}
-	a.audit(ctx, c, kind, perm, role, nil)
-}
-
-// splitResource reads projects/P[/locations/R/services/S] (other resources
-// of a project give only P).
-func splitResource(resource string) (project, region, service string) {
-	parts := strings.Split(resource, "/")
-	if len(parts) >= 2 && parts[0] == "projects" {
-		project = parts[1]
-	}
-	if len(parts) == 6 && parts[2] == "locations" && parts[4] == "services" {
-		region, service = parts[3], parts[5]
-	}
-	return project, region, service
-}
-
-// serviceWriteKind is the kind of a service write: a create when there was
-// no old service.
-func serviceWriteKind(old *apis.Service) string {
-	if old == nil {
-		return audit.KindServiceCreate
-	}
-	return audit.KindServiceReplace
-}
-
-// serviceDetails describes a written service.
-func serviceDetails(s *apis.Service) *audit.Details {
-	d := &audit.Details{Generation: s.Metadata.Generation}
-	if cs := s.Spec.Template.Spec.Containers; len(cs) > 0 {
-		d.Image = cs[0].Image
-	}
-	return d
-}
-
 func (a *API) listAuditLogs(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermLogEntriesList)
+	p, err := a.cfg.Core.AuthorizeProject(r.Context(), c, r.PathValue("project"), iam.PermLogEntriesList)
 	if err != nil {
 		return err
 	}
@@ -147,4 +75,21 @@ func (a *API) listAuditLogs(w http.ResponseWriter, r *http.Request, c *caller) e
 		return err
 	}
 	return writeJSON(w, http.StatusOK, page)
+}
+
+func (a *API) troubleshoot(w http.ResponseWriter, r *http.Request, c *caller) error {
+	var req struct {
+		AccessTuple *apis.AccessTuple `json:"accessTuple"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	if req.AccessTuple == nil {
+		return invalidArgument("accessTuple is required")
+	}
+	out, err := a.cfg.Core.Troubleshoot(r.Context(), c, *req.AccessTuple)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
 }

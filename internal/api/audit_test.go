@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/usher-run/usher/internal/api"
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/client"
@@ -20,7 +20,7 @@ import (
 // newAuditHarness is the harness with an audit trail.
 func newAuditHarness(t *testing.T) *harness {
 	t.Helper()
-	return newHarness(t, func(cfg *api.Config) {
+	return newHarness(t, func(cfg *admin.Config) {
 		trail := audit.New(audit.Config{Store: cfg.Store})
 		ctx, cancel := context.WithCancel(context.Background())
 		go trail.Run(ctx)

@@ -9,14 +9,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/client"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/mirror"
-	"github.com/usher-run/usher/internal/state"
-	"github.com/usher-run/usher/internal/store"
 )
 
 const (
@@ -102,10 +101,6 @@ func TestGuardrailRefusesAllUsers(t *testing.T) {
 	// Members of the allowed domain, and Usher's own service accounts, are fine.
 	if r := h.call(tok, "POST", client.ServiceAccountsPath(project), map[string]any{"accountId": "robot-1"}); r.status != 200 {
 		t.Fatalf("create service account: %d %s", r.status, r.raw)
-	}
-	compute := apis.DefaultServiceAccount(project) // usher serve creates it; the harness does not
-	if _, err := state.Put(context.Background(), h.st, state.ServiceAccountKey(project, compute), apis.ServiceAccount{Email: compute, ProjectID: project}, store.MustNotExist); err != nil {
-		t.Fatal(err)
 	}
 	ok := h.call(tok, "POST", privatePath+":setIamPolicy", invokerPolicy(etag, "user:alice@example.com", "user:Bob@Example.com",
 		"group:team@example.com", "domain:example.com", "serviceAccount:"+apis.ServiceAccountEmail("robot-1", project), "serviceAccount:"+apis.DefaultServiceAccount(project)))
@@ -362,10 +357,10 @@ func TestGuardrailServerFile(t *testing.T) {
 	}
 	go mir.Run(ctx)
 	srv := httptest.NewServer(api.New(api.Config{
-		Store: h.st, Roles: iam.Predefined(), Minter: h.iss,
-		Verifier: authn.New(authn.Config{Issuer: h.server.URL, Keys: h.iss}), Sync: mir, DefaultRegion: region,
-		ServiceURL:    func(p, r, n string) string { return apis.ServiceURL("http", n, p, r, "run.localhost", "8080") },
-		OrgPolicyFile: file,
+		Core: admin.New(admin.Config{Store: h.st, Roles: iam.Predefined(), Minter: h.iss, Sync: mir, DefaultRegion: region,
+			ServiceURL:    func(p, r, n string) string { return apis.ServiceURL("http", n, p, r, "run.localhost", "8080") },
+			OrgPolicyFile: file}),
+		Verifier: authn.New(authn.Config{Issuer: h.server.URL, Keys: h.iss}),
 	}))
 	t.Cleanup(srv.Close)
 	hf := *h

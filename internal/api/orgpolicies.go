@@ -19,16 +19,12 @@ package api
 // state.OrgPolicyKey and enforced by guardrails.go.
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 
 	"github.com/usher-run/usher/internal/apis"
-	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/orgpolicy"
-	"github.com/usher-run/usher/internal/state"
-	"github.com/usher-run/usher/internal/store"
 )
 
 func (a *API) routesOrgPolicies() {
@@ -40,18 +36,6 @@ func (a *API) routesOrgPolicies() {
 	m.Handle("GET "+p+"/policies/{policy}", a.authed(a.getOrgPolicy))
 	m.Handle("PATCH "+p+"/policies/{policy}", a.authed(a.updateOrgPolicy))
 	m.Handle("DELETE "+p+"/policies/{policy}", a.authed(a.deleteOrgPolicy))
-}
-
-// orgPolicyView renders a stored policy at revision rev.
-func orgPolicyView(p *orgpolicy.Policy, rev int64) *orgpolicy.Policy {
-	out := *p
-	out.Etag = iam.Etag(rev)
-	if p.Spec != nil {
-		spec := *p.Spec
-		spec.Etag = out.Etag
-		out.Spec = &spec
-	}
-	return &out
 }
 
 // orgPolicyID reads the {policy} path segment: a supported constraint ID
@@ -66,7 +50,7 @@ func orgPolicyID(r *http.Request) (id, method string, err error) {
 }
 
 func (a *API) listOrgConstraints(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermProjectsGet)
+	p, err := a.cfg.Core.AuthorizeProject(r.Context(), c, r.PathValue("project"), iam.PermProjectsGet)
 	if err != nil {
 		return err
 	}
@@ -80,77 +64,61 @@ func (a *API) listOrgConstraints(w http.ResponseWriter, r *http.Request, c *call
 }
 
 func (a *API) listOrgPolicies(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermProjectsGet)
+	out, err := a.cfg.Core.ListOrgPolicies(r.Context(), c, r.PathValue("project"))
 	if err != nil {
 		return err
-	}
-	stored, revs, err := state.List[orgpolicy.Policy](r.Context(), a.cfg.Store, state.OrgPoliciesPrefix+p.ProjectID+"/")
-	if err != nil {
-		return err
-	}
-	out := []*orgpolicy.Policy{}
-	for i := range stored {
-		out = append(out, orgPolicyView(&stored[i], revs[i]))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"policies": out})
 }
 
 func (a *API) getOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermProjectsGet)
-	if err != nil {
-		return err
-	}
 	id, method, err := orgPolicyID(r)
 	if err != nil {
 		return err
 	}
-	resource := apis.ProjectResource(p.ProjectID)
+	var out any
 	switch method {
 	case "":
+		out, err = a.cfg.Core.GetOrgPolicy(r.Context(), c, r.PathValue("project"), id)
 	case "getEffectivePolicy":
-		eff, err := a.effectiveOrgPolicy(r.Context(), p.ProjectID)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, eff.Policy(resource, id))
+		out, err = a.cfg.Core.GetEffectiveOrgPolicy(r.Context(), c, r.PathValue("project"), id)
 	default:
 		return notFound("no method %q on policies", method)
-	}
-	var pol orgpolicy.Policy
-	rev, err := state.Get(r.Context(), a.cfg.Store, state.OrgPolicyKey(p.ProjectID, id), &pol)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("Policy %s is not set.", orgpolicy.PolicyName(resource, id))
 	}
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, orgPolicyView(&pol, rev))
+	return writeJSON(w, http.StatusOK, out)
 }
 
-// decodeOrgPolicy reads and validates a policy body for project; pathID is
-// the constraint the path names ("" on create). It returns the policy to
-// store and the etag the body carried.
-func (a *API) decodeOrgPolicy(r *http.Request, project state.Project, pathID string) (*orgpolicy.Policy, string, error) {
+// decodeOrgPolicy reads and validates a policy body for the project the
+// path names; pathID is the constraint the path names ("" on create). It
+// returns the constraint, the policy to store and the etag the body carried.
+func (a *API) decodeOrgPolicy(r *http.Request, pathID string) (string, *orgpolicy.Policy, string, error) {
+	project, err := a.cfg.Core.Project(r.Context(), r.PathValue("project"))
+	if err != nil {
+		return "", nil, "", err
+	}
 	var in orgpolicy.Policy
 	if err := decodeBody(r, &in); err != nil {
-		return nil, "", err
+		return "", nil, "", err
 	}
 	resource := apis.ProjectResource(project.ProjectID)
 	if in.Name == "" && pathID != "" {
 		in.Name = orgpolicy.PolicyName(resource, pathID)
 	}
 	if in.Name == "" {
-		return nil, "", invalidArgument("policy.name is required: projects/%s/policies/CONSTRAINT", project.ProjectID)
+		return "", nil, "", invalidArgument("policy.name is required: projects/%s/policies/CONSTRAINT", project.ProjectID)
 	}
 	res, id, err := orgpolicy.ParseName(in.Name)
 	if err != nil {
-		return nil, "", invalidArgument("%v", err)
+		return "", nil, "", invalidArgument("%v", err)
 	}
 	if res != "" && res != resource && res != apis.ProjectResource(project.ProjectNumber) {
-		return nil, "", invalidArgument("policy.name %q does not name project %q in the request", in.Name, project.ProjectID)
+		return "", nil, "", invalidArgument("policy.name %q does not name project %q in the request", in.Name, project.ProjectID)
 	}
 	if pathID != "" && id != pathID {
-		return nil, "", invalidArgument("policy.name %q does not match the constraint %q in the path", in.Name, pathID)
+		return "", nil, "", invalidArgument("policy.name %q does not match the constraint %q in the path", in.Name, pathID)
 	}
 	etag := in.Etag
 	if etag == "" && in.Spec != nil {
@@ -158,45 +126,26 @@ func (a *API) decodeOrgPolicy(r *http.Request, project state.Project, pathID str
 	}
 	norm, err := orgpolicy.Normalize(&in, id)
 	if err != nil {
-		return nil, "", invalidArgument("%v", err)
+		return "", nil, "", invalidArgument("%v", err)
 	}
 	norm.Name = orgpolicy.PolicyName(resource, id)
-	norm.Spec.UpdateTime = a.cfg.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
-	return norm, etag, nil
+	norm.Spec.UpdateTime = a.cfg.Core.Now().UTC().Format("2006-01-02T15:04:05.000000Z")
+	return id, norm, etag, nil
 }
 
 func (a *API) createOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermOrgPolicySet)
+	id, pol, _, err := a.decodeOrgPolicy(r, "")
 	if err != nil {
 		return err
 	}
-	pol, _, err := a.decodeOrgPolicy(r, p, "")
+	out, err := a.cfg.Core.SetOrgPolicy(r.Context(), c, r.PathValue("project"), id, pol, "", true)
 	if err != nil {
 		return err
 	}
-	_, id, _ := orgpolicy.ParseName(pol.Name)
-	rev, err := state.Put(r.Context(), a.cfg.Store, state.OrgPolicyKey(p.ProjectID, id), pol, store.MustNotExist)
-	if errors.Is(err, store.ErrConflict) {
-		return alreadyExists("Policy %s already exists; update it (PATCH) instead.", pol.Name)
-	}
-	if err != nil {
-		return err
-	}
-	return a.orgPolicySet(w, r, c, pol, rev)
-}
-
-// orgPolicySet logs and audits a stored org policy and answers with it.
-func (a *API) orgPolicySet(w http.ResponseWriter, r *http.Request, c *caller, pol *orgpolicy.Policy, rev int64) error {
-	a.cfg.Log.Info("org policy set", "policy", pol.Name, "caller", c.Principal.String())
-	a.audit(r.Context(), c, audit.KindOrgPolicySet, iam.PermOrgPolicySet, pol.Name, nil) // audit.go
-	return writeJSON(w, http.StatusOK, orgPolicyView(pol, rev))
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) updateOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermOrgPolicySet)
-	if err != nil {
-		return err
-	}
 	id, method, err := orgPolicyID(r)
 	if err != nil {
 		return err
@@ -211,36 +160,18 @@ func (a *API) updateOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller)
 			return invalidArgument("updateMask field %q is not supported; use spec", f)
 		}
 	}
-	pol, etag, err := a.decodeOrgPolicy(r, p, id)
+	_, pol, etag, err := a.decodeOrgPolicy(r, id)
 	if err != nil {
 		return err
 	}
-	key := state.OrgPolicyKey(p.ProjectID, id)
-	e, err := a.cfg.Store.Get(r.Context(), key)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("Policy %s is not set; create it (POST) first.", pol.Name)
-	}
+	out, err := a.cfg.Core.SetOrgPolicy(r.Context(), c, r.PathValue("project"), id, pol, etag, false)
 	if err != nil {
 		return err
 	}
-	if err := matchEtag(etag, e.Revision); err != nil {
-		return err
-	}
-	rev, err := state.Put(r.Context(), a.cfg.Store, key, pol, e.Revision)
-	if errors.Is(err, store.ErrConflict) {
-		return aborted(errConcurrentOrgPolicy)
-	}
-	if err != nil {
-		return err
-	}
-	return a.orgPolicySet(w, r, c, pol, rev)
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) deleteOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermOrgPolicySet)
-	if err != nil {
-		return err
-	}
 	id, method, err := orgPolicyID(r)
 	if err != nil {
 		return err
@@ -248,43 +179,8 @@ func (a *API) deleteOrgPolicy(w http.ResponseWriter, r *http.Request, c *caller)
 	if method != "" {
 		return notFound("no method %q on policies", method)
 	}
-	name := orgpolicy.PolicyName(apis.ProjectResource(p.ProjectID), id)
-	key := state.OrgPolicyKey(p.ProjectID, id)
-	e, err := a.cfg.Store.Get(r.Context(), key)
-	if errors.Is(err, store.ErrNotFound) {
-		return notFound("Policy %s is not set.", name)
-	}
-	if err != nil {
+	if err := a.cfg.Core.DeleteOrgPolicy(r.Context(), c, r.PathValue("project"), id, r.URL.Query().Get("etag")); err != nil {
 		return err
 	}
-	if err := matchEtag(r.URL.Query().Get("etag"), e.Revision); err != nil {
-		return err
-	}
-	_, err = a.cfg.Store.Delete(r.Context(), key, e.Revision)
-	if errors.Is(err, store.ErrConflict) {
-		return aborted(errConcurrentOrgPolicy)
-	}
-	if err != nil {
-		return err
-	}
-	a.cfg.Log.Info("org policy deleted", "policy", name, "caller", c.Principal.String())
-	a.audit(r.Context(), c, audit.KindOrgPolicyDelete, iam.PermOrgPolicySet, name, nil) // audit.go
 	return writeJSON(w, http.StatusOK, map[string]any{})
-}
-
-const errConcurrentOrgPolicy = "The policy was changed concurrently. Read it again and retry."
-
-// matchEtag checks an optional etag against the stored revision.
-func matchEtag(etag string, rev int64) error {
-	if etag == "" {
-		return nil
-	}
-	want, err := iam.ParseEtag(etag)
-	if err != nil {
-		return invalidArgument("etag: %v", err)
-	}
-	if want != rev {
-		return aborted(errConcurrentOrgPolicy)
-	}
-	return nil
 }

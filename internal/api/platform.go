@@ -18,7 +18,7 @@ var enabledAPIs = []string{
 }
 
 func (a *API) getServiceUsage(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermServiceUsageGet)
+	p, err := a.cfg.Core.AuthorizeProject(r.Context(), c, r.PathValue("project"), iam.PermServiceUsageGet)
 	if err != nil {
 		return err
 	}
@@ -67,13 +67,13 @@ var regions = []string{
 }
 
 func (a *API) listLocations(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermRunLocationsList)
+	p, err := a.cfg.Core.AuthorizeProject(r.Context(), c, r.PathValue("project"), iam.PermRunLocationsList)
 	if err != nil {
 		return err
 	}
 	list := regions
-	if !slices.Contains(list, a.cfg.DefaultRegion) {
-		list = append(slices.Clone(list), a.cfg.DefaultRegion)
+	if !slices.Contains(list, a.cfg.Core.DefaultRegion()) {
+		list = append(slices.Clone(list), a.cfg.Core.DefaultRegion())
 	}
 	locs := []map[string]string{}
 	for _, l := range list {

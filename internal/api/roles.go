@@ -1,17 +1,11 @@
 package api
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/iam"
-	"github.com/usher-run/usher/internal/state"
-	"github.com/usher-run/usher/internal/store"
 )
 
 // Custom roles, IAM v1 projects.roles: a project's own named sets of the
@@ -34,21 +28,6 @@ func (a *API) routesRoles() {
 	m.Handle("POST /v1/permissions:queryTestablePermissions", a.authed(a.queryTestablePermissions))
 }
 
-// customRoles is the catalogue of project's custom roles (nil: none). Policy
-// checks put it on the project's iam.Level, so every decision on the project
-// and its resources can grant them.
-func (a *API) customRoles(ctx context.Context, project string) (*iam.Roles, error) {
-	roles, _, err := state.List[iam.Role](ctx, a.cfg.Store, state.ProjectRolesPrefix(project))
-	if err != nil || len(roles) == 0 {
-		return nil, err
-	}
-	ptrs := make([]*iam.Role, len(roles))
-	for i := range roles {
-		ptrs[i] = &roles[i]
-	}
-	return iam.NewRoles(ptrs...), nil
-}
-
 // roleView is a role as IAM v1 answers it.
 type roleView struct {
 	Name                string   `json:"name"`
@@ -68,181 +47,53 @@ func viewOf(r *iam.Role, rev int64, full bool) roleView {
 	return v
 }
 
-// roleFields are a role's settable fields in a request body.
-type roleFields struct {
-	Title               *string  `json:"title"`
-	Description         *string  `json:"description"`
-	IncludedPermissions []string `json:"includedPermissions"`
-	Stage               *string  `json:"stage"`
-	Etag                string   `json:"etag"`
-}
-
-// rolePrecondition is the FAILED_PRECONDITION of acting on a role in the wrong
-// state (updating a deleted one…).
-func rolePrecondition(format string, args ...any) *Error {
-	return newError(http.StatusBadRequest, "FAILED_PRECONDITION", format, args...)
-}
-
-func (a *API) createRole(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermRolesCreate)
+// writeRole answers a role write.
+func writeRole(w http.ResponseWriter, role *iam.Role, rev int64, err error) error {
 	if err != nil {
 		return err
 	}
+	return writeJSON(w, http.StatusOK, viewOf(role, rev, true))
+}
+
+func (a *API) createRole(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req struct {
-		RoleID string     `json:"roleId"`
-		Role   roleFields `json:"role"`
+		RoleID string           `json:"roleId"`
+		Role   admin.RoleFields `json:"role"`
 	}
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	if err := iam.ValidateRoleID(req.RoleID); err != nil {
-		return invalidArgument("%v", err)
-	}
-	role := &iam.Role{Name: iam.CustomRoleName(p.ProjectID, req.RoleID), Title: req.RoleID, Stage: iam.StageAlpha}
-	applyRoleFields(role, req.Role, nil)
-	if err := iam.ValidateCustomRole(role); err != nil {
-		return invalidArgument("%v", err)
-	}
-	ctx := r.Context()
-	key := state.RoleKey(p.ProjectID, req.RoleID)
-	rev, err := state.Put(ctx, a.cfg.Store, key, role, store.MustNotExist)
-	if errors.Is(err, store.ErrConflict) {
-		var old iam.Role
-		if _, gerr := state.Get(ctx, a.cfg.Store, key, &old); gerr == nil && old.Deleted {
-			return alreadyExists("A role named %s in projects/%s already exists and is deleted; undelete it or choose another role ID.", req.RoleID, p.ProjectID)
-		}
-		return alreadyExists("A role named %s in projects/%s already exists.", req.RoleID, p.ProjectID)
-	}
-	if err != nil {
-		return err
-	}
-	if err := a.cfg.Sync.WaitFor(ctx, rev); err != nil {
-		return err
-	}
-	a.cfg.Log.Info("custom role created", "role", role.Name, "caller", c.Principal.String(), "permissions", len(role.Permissions))
-	a.auditRole(ctx, c, "created", role.Name) // audit.go
-	return writeJSON(w, http.StatusOK, viewOf(role, rev, true))
+	role, rev, err := a.cfg.Core.CreateRole(r.Context(), c, r.PathValue("project"), req.RoleID, req.Role)
+	return writeRole(w, role, rev, err)
 }
 
-// applyRoleFields sets the fields of f that mask names (all when mask is nil).
-func applyRoleFields(role *iam.Role, f roleFields, mask map[string]bool) {
-	want := func(field string) bool { return mask == nil || mask[field] }
-	if f.Title != nil && want("title") {
-		role.Title = *f.Title
-	}
-	if f.Description != nil && want("description") {
-		role.Description = *f.Description
-	}
-	if want("includedPermissions") && (f.IncludedPermissions != nil || mask != nil) {
-		perms := slices.Clone(f.IncludedPermissions)
-		slices.Sort(perms)
-		role.Permissions = slices.Compact(perms)
-	}
-	if f.Stage != nil && *f.Stage != "" && want("stage") {
-		role.Stage = *f.Stage
-	}
-}
-
-// readRole reads custom role id of project after checking perm on the project.
-func (a *API) readRole(r *http.Request, c *caller, perm string) (*iam.Role, int64, string, error) {
-	p, err := a.authorizeProject(r, c, perm)
-	if err != nil {
-		return nil, 0, "", err
-	}
+func roleID(r *http.Request) string {
 	id, _ := splitMethod(r.PathValue("role"))
-	key := state.RoleKey(p.ProjectID, id)
-	var role iam.Role
-	rev, err := state.Get(r.Context(), a.cfg.Store, key, &role)
-	if errors.Is(err, store.ErrNotFound) || iam.ValidateRoleID(id) != nil {
-		return nil, 0, "", notFound("The role named %s was not found.", iam.CustomRoleName(p.ProjectID, id))
-	}
-	if err != nil {
-		return nil, 0, "", err
-	}
-	return &role, rev, key, nil
+	return id
 }
 
 func (a *API) getRole(w http.ResponseWriter, r *http.Request, c *caller) error {
-	role, rev, _, err := a.readRole(r, c, iam.PermRolesGet)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, viewOf(role, rev, true))
+	role, rev, err := a.cfg.Core.GetRole(r.Context(), c, r.PathValue("project"), roleID(r))
+	return writeRole(w, role, rev, err)
 }
 
 func (a *API) listRoles(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.authorizeProject(r, c, iam.PermRolesList)
-	if err != nil {
-		return err
-	}
-	entries, _, err := a.cfg.Store.List(r.Context(), state.ProjectRolesPrefix(p.ProjectID))
-	if err != nil {
-		return err
-	}
 	q := r.URL.Query()
-	showDeleted := q.Get("showDeleted") == "true"
+	roles, revs, err := a.cfg.Core.ListRoles(r.Context(), c, r.PathValue("project"), q.Get("showDeleted") == "true")
+	if err != nil {
+		return err
+	}
 	full := strings.EqualFold(q.Get("view"), "FULL")
 	out := []roleView{}
-	for _, e := range entries {
-		var role iam.Role
-		if err := json.Unmarshal(e.Value, &role); err != nil {
-			return fmt.Errorf("decoding %s: %w", e.Key, err)
-		}
-		if role.Deleted && !showDeleted {
-			continue
-		}
-		out = append(out, viewOf(&role, e.Revision, full))
+	for i := range roles {
+		out = append(out, viewOf(&roles[i], revs[i], full))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"roles": out})
 }
 
-// writeRole stores an updated role compare-and-swap on rev and answers once
-// the gateway's tables use it.
-func (a *API) writeRole(w http.ResponseWriter, r *http.Request, c *caller, key string, role *iam.Role, rev int64, what string) error {
-	ctx := r.Context()
-	newRev, err := state.Put(ctx, a.cfg.Store, key, role, rev)
-	if errors.Is(err, store.ErrConflict) {
-		return aborted("The role %s was changed concurrently. Read it again and retry.", role.Name)
-	}
-	if err != nil {
-		return err
-	}
-	if err := a.cfg.Sync.WaitFor(ctx, newRev); err != nil {
-		return err
-	}
-	a.cfg.Log.Info("custom role "+what, "role", role.Name, "caller", c.Principal.String())
-	a.auditRole(ctx, c, what, role.Name) // audit.go
-	return writeJSON(w, http.StatusOK, viewOf(role, newRev, true))
-}
-
-// checkEtag refuses a stale etag (an empty one overwrites, as IAM allows).
-func checkEtag(etag string, rev int64) error {
-	if etag == "" {
-		return nil
-	}
-	want, err := iam.ParseEtag(etag)
-	if err != nil {
-		return invalidArgument("%v", err)
-	}
-	if want != rev {
-		return aborted("The role was changed since etag %s was read. Read it again and retry.", etag)
-	}
-	return nil
-}
-
 func (a *API) patchRole(w http.ResponseWriter, r *http.Request, c *caller) error {
-	role, rev, key, err := a.readRole(r, c, iam.PermRolesUpdate)
-	if err != nil {
-		return err
-	}
-	var f roleFields
+	var f admin.RoleFields
 	if err := decodeBody(r, &f); err != nil {
-		return err
-	}
-	if role.Deleted {
-		return rolePrecondition("You can't update the deleted role %s; undelete it first.", role.Name)
-	}
-	if err := checkEtag(f.Etag, rev); err != nil {
 		return err
 	}
 	var mask map[string]bool
@@ -257,26 +108,13 @@ func (a *API) patchRole(w http.ResponseWriter, r *http.Request, c *caller) error
 			}
 		}
 	}
-	applyRoleFields(role, f, mask)
-	if err := iam.ValidateCustomRole(role); err != nil {
-		return invalidArgument("%v", err)
-	}
-	return a.writeRole(w, r, c, key, role, rev, "updated")
+	role, rev, err := a.cfg.Core.UpdateRole(r.Context(), c, r.PathValue("project"), roleID(r), f, mask)
+	return writeRole(w, role, rev, err)
 }
 
 func (a *API) deleteRole(w http.ResponseWriter, r *http.Request, c *caller) error {
-	role, rev, key, err := a.readRole(r, c, iam.PermRolesDelete)
-	if err != nil {
-		return err
-	}
-	if role.Deleted {
-		return rolePrecondition("You can't delete role %s as it is already deleted.", role.Name)
-	}
-	if err := checkEtag(r.URL.Query().Get("etag"), rev); err != nil {
-		return err
-	}
-	role.Deleted = true
-	return a.writeRole(w, r, c, key, role, rev, "deleted")
+	role, rev, err := a.cfg.Core.DeleteRole(r.Context(), c, r.PathValue("project"), roleID(r), r.URL.Query().Get("etag"))
+	return writeRole(w, role, rev, err)
 }
 
 func (a *API) roleMethod(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -284,24 +122,14 @@ func (a *API) roleMethod(w http.ResponseWriter, r *http.Request, c *caller) erro
 	if method != "undelete" {
 		return notFound("no method %q on roles", method)
 	}
-	role, rev, key, err := a.readRole(r, c, iam.PermRolesUndelete)
-	if err != nil {
-		return err
-	}
 	var req struct {
 		Etag string `json:"etag"`
 	}
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	if !role.Deleted {
-		return rolePrecondition("You can't undelete role %s as it is not deleted.", role.Name)
-	}
-	if err := checkEtag(req.Etag, rev); err != nil {
-		return err
-	}
-	role.Deleted = false
-	return a.writeRole(w, r, c, key, role, rev, "undeleted")
+	role, rev, err := a.cfg.Core.UndeleteRole(r.Context(), c, r.PathValue("project"), roleID(r), req.Etag)
+	return writeRole(w, role, rev, err)
 }
 
 // predefinedView renders a predefined role; roles/owner lists every
@@ -321,7 +149,7 @@ func (a *API) predefinedView(role *iam.Role, full bool) roleView {
 func (a *API) listPredefinedRoles(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	full := strings.EqualFold(r.URL.Query().Get("view"), "FULL")
 	out := []roleView{}
-	for _, role := range a.cfg.Roles.List() {
+	for _, role := range a.cfg.Core.Roles().List() {
 		out = append(out, a.predefinedView(role, full))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"roles": out})
@@ -329,7 +157,7 @@ func (a *API) listPredefinedRoles(w http.ResponseWriter, r *http.Request, _ *cal
 
 func (a *API) getPredefinedRole(w http.ResponseWriter, r *http.Request, _ *caller) error {
 	name := "roles/" + r.PathValue("role")
-	role, ok := a.cfg.Roles.Lookup(name)
+	role, ok := a.cfg.Core.Roles().Lookup(name)
 	if !ok {
 		return notFound("The role named %s was not found.", name)
 	}
@@ -356,25 +184,4 @@ func (a *API) queryTestablePermissions(w http.ResponseWriter, r *http.Request, _
 		out = append(out, permission{Name: p, Stage: iam.StageGA, CustomRolesSupportLevel: "SUPPORTED"})
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"permissions": out})
-}
-
-// checkRolesGrantable refuses newly bound custom roles that are deleted, so a
-// binding cannot be added to a role that grants nothing; bindings already in
-// the policy are left alone (their role may have been deleted since).
-func checkRolesGrantable(p, current *iam.Policy, roles *iam.Roles) error {
-	bound := map[string]bool{}
-	if current != nil {
-		for _, b := range current.Bindings {
-			bound[b.Role] = true
-		}
-	}
-	for _, b := range p.Bindings {
-		if bound[b.Role] {
-			continue
-		}
-		if role, ok := roles.Lookup(b.Role); ok && role.Deleted {
-			return invalidArgument("Role %s is deleted; undelete it before granting it.", b.Role)
-		}
-	}
-	return nil
 }

@@ -6,20 +6,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/usher-run/usher/internal/api"
+	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/client"
 	"github.com/usher-run/usher/internal/iam"
 )
 
 // troubleshoot asks the troubleshooter, as email, about principal invoking svc.
-func (h *harness) troubleshoot(email, principal, svc, permission string) (*api.TroubleshootResponse, response) {
+func (h *harness) troubleshoot(email, principal, svc, permission string) (*apis.TroubleshootResponse, response) {
 	h.t.Helper()
-	r := h.call(h.token(email), "POST", client.TroubleshootPath, map[string]any{"accessTuple": api.AccessTuple{
+	r := h.call(h.token(email), "POST", client.TroubleshootPath, map[string]any{"accessTuple": apis.AccessTuple{
 		Principal: principal, FullResourceName: client.ServiceFullResourceName(project, region, svc), Permission: permission}})
 	if r.status != 200 {
 		return nil, r
 	}
-	var out api.TroubleshootResponse
+	var out apis.TroubleshootResponse
 	if err := json.Unmarshal([]byte(r.raw), &out); err != nil {
 		h.t.Fatalf("troubleshoot: %v\n%s", err, r.raw)
 	}
@@ -93,7 +93,7 @@ func TestTroubleshoot(t *testing.T) {
 				t.Errorf("explanation lacks %q:\n%s", want, text)
 			}
 		}
-		var viewer api.BindingExplanation
+		var viewer apis.BindingExplanation
 		for _, b := range out.ExplainedPolicies[0].BindingExplanations {
 			if b.Role == "roles/run.viewer" {
 				viewer = b

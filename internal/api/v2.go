@@ -28,11 +28,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/apis"
-	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
-	"github.com/usher-run/usher/internal/state"
-	"github.com/usher-run/usher/internal/store"
 )
 
 // routesV2 registers the v2 API. Path wildcards are named as v1's ({ns},
@@ -57,10 +55,6 @@ func (a *API) routesV2() {
 	m.Handle("DELETE "+loc+"/operations/{op}", a.authed(a.deleteOperationV2))
 }
 
-func unimplemented(format string, args ...any) *Error {
-	return newError(http.StatusNotImplemented, "UNIMPLEMENTED", format, args...)
-}
-
 // google.rpc.Code values carried in operation errors.
 const (
 	rpcNotFound           = 5
@@ -70,27 +64,23 @@ const (
 // v2View renders a stored service at store revision rev.
 func (a *API) v2View(s *apis.Service, rev int64) *apis.V2Service {
 	region := s.Metadata.Labels[apis.LabelLocation]
-	v := apis.ServiceToV2(s, a.cfg.ServiceURL(s.Metadata.Namespace, region, s.Metadata.Name))
+	v := apis.ServiceToV2(s, a.cfg.Core.ServiceURL(s.Metadata.Namespace, region, s.Metadata.Name))
 	v.Etag = iam.Etag(rev)
 	return v
 }
 
 // v2Target is the project, region and service name a v2 request addresses.
-func (a *API) v2Target(r *http.Request) (project, region, name string, err error) {
-	sc, err := a.resolveScope(r)
-	if err != nil {
-		return "", "", "", err
-	}
-	name = r.PathValue("name")
-	if err := apis.ValidateServiceName(name); err != nil {
-		return "", "", "", invalidArgument("%v", err)
-	}
-	return sc.project.ProjectID, sc.singleRegion(a.cfg.DefaultRegion), name, nil
+func v2Target(r *http.Request) (project, region, name string) {
+	project, region = pathScope(r)
+	return project, region, r.PathValue("name")
 }
 
 // sameServiceName reports whether a v2 body's name (if any) is the service
 // the path names; the project may be given by ID or number.
-func sameServiceName(bodyName, project, region, name string) bool {
+func sameServiceName(bodyName string, old *apis.Service, project, region, name string) bool {
+	if old != nil {
+		project = old.Metadata.Namespace
+	}
 	return bodyName == "" || bodyName == apis.V2ServiceName(project, region, name) ||
 		bodyName == apis.V2ServiceName(apis.ProjectNumber(project), region, name)
 }
@@ -130,33 +120,33 @@ type listServicesV2Response struct {
 }
 
 func (a *API) listServicesV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	sc, err := a.authorizeScope(r, c, iam.PermServicesList)
+	project, region := pathScope(r)
+	got, err := a.cfg.Core.ListServices(r.Context(), c, project, listRegion(region))
 	if err != nil {
 		return err
 	}
-	entries, _, err := a.cfg.Store.List(r.Context(), sc.prefix(state.ServicesPrefix))
-	if err != nil {
-		return err
+	idx := make([]int, len(got.Items))
+	for i := range idx {
+		idx[i] = i
 	}
-	page, next, err := pageOf(r, entries)
+	page, next, err := pageOf(r, idx, func(i int) string {
+		s := got.Items[i]
+		return s.Metadata.Labels[apis.LabelLocation] + "/" + s.Metadata.Name
+	})
 	if err != nil {
 		return err
 	}
 	out := listServicesV2Response{Services: []*apis.V2Service{}, NextPageToken: next}
-	for _, e := range page {
-		var s apis.Service
-		if err := json.Unmarshal(e.Value, &s); err != nil {
-			return err
-		}
-		out.Services = append(out.Services, a.v2View(&s, e.Revision))
+	for _, i := range page {
+		out.Services = append(out.Services, a.v2View(&got.Items[i], got.Revisions[i]))
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
-// pageOf returns the page of entries (sorted by key) that pageSize and
+// pageOf returns the page of items (sorted by key) that pageSize and
 // pageToken ask for, and the token of the next page ("" when none). A token
-// is the last key returned, so pages stay consistent while entries change.
-func pageOf(r *http.Request, entries []store.Entry) ([]store.Entry, string, error) {
+// is the last key returned, so pages stay consistent while items change.
+func pageOf[T any](r *http.Request, items []T, key func(T) string) ([]T, string, error) {
 	const defaultSize, maxSize = 100, 1000
 	q := r.URL.Query()
 	size := defaultSize
@@ -175,30 +165,24 @@ func pageOf(r *http.Request, entries []store.Entry) ([]store.Entry, string, erro
 			return nil, "", invalidArgument("page_token %q is not a token this server issued", tok)
 		}
 		i := 0
-		for i < len(entries) && entries[i].Key <= string(after) {
+		for i < len(items) && key(items[i]) <= string(after) {
 			i++
 		}
-		entries = entries[i:]
+		items = items[i:]
 	}
-	if len(entries) <= size {
-		return entries, "", nil
+	if len(items) <= size {
+		return items, "", nil
 	}
-	page := entries[:size]
-	return page, base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].Key)), nil
+	page := items[:size]
+	return page, base64.RawURLEncoding.EncodeToString([]byte(key(page[len(page)-1]))), nil
 }
 
 func (a *API) serviceGetOrPolicyV2(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if _, method := splitMethod(r.PathValue("name")); method != "" {
 		return a.serviceGetOrPolicy(w, r, c) // getIamPolicy, as v1
 	}
-	project, region, name, err := a.v2Target(r)
-	if err != nil {
-		return err
-	}
-	if err := a.authorizeService(r.Context(), c, iam.PermServicesGet, project, region, name); err != nil {
-		return err
-	}
-	s, rev, err := a.readService(r.Context(), project, region, name)
+	project, region, name := v2Target(r)
+	s, rev, err := a.cfg.Core.GetService(r.Context(), c, project, region, name)
 	if err != nil {
 		return err
 	}
@@ -206,19 +190,7 @@ func (a *API) serviceGetOrPolicyV2(w http.ResponseWriter, r *http.Request, c *ca
 }
 
 func (a *API) createServiceV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ctx := r.Context()
-	sc, err := a.resolveScope(r)
-	if err != nil {
-		return err
-	}
-	project, region := sc.project.ProjectID, sc.singleRegion(a.cfg.DefaultRegion)
-	proj, err := a.projectLevel(ctx, project)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermServicesCreate, "projects/"+project+"/locations/"+region, proj); err != nil {
-		return err
-	}
+	project, region := pathScope(r)
 	name := r.URL.Query().Get("serviceId")
 	if name == "" {
 		return invalidArgument("service_id is required: pass ?serviceId=NAME")
@@ -234,51 +206,54 @@ func (a *API) createServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	v, err := apis.ParseV2Service(body, nil, "")
+	res, err := a.cfg.Core.WriteService(r.Context(), c, admin.ServiceWrite{
+		Project: project, Region: region, Name: name, Mode: admin.Create, ValidateOnly: validateOnly,
+		Build: func(*apis.Service, int64) (*apis.Service, error) {
+			v, err := apis.ParseV2Service(body, nil, "")
+			if err != nil {
+				return nil, invalidArgument("%v", err)
+			}
+			s, err := apis.ServiceFromV2(v, project, region, name)
+			if err != nil {
+				return nil, invalidArgument("%v", err)
+			}
+			return s, nil
+		},
+	})
 	if err != nil {
-		return invalidArgument("%v", err)
-	}
-	s, err := apis.ServiceFromV2(v, project, region, name)
-	if err != nil {
-		return invalidArgument("%v", err)
-	}
-	if err := a.prepareService(s, nil, project, region, c); err != nil {
 		return err
 	}
-	if err := a.checkInvokerGuardrail(ctx, project, s, nil); err != nil { // guardrails.go
-		return err
-	}
+	return a.writeResult(w, r, c, res, validateOnly)
+}
+
+// writeResult answers a v2 write with its operation: done at once for
+// validateOnly, else as it stands now.
+func (a *API) writeResult(w http.ResponseWriter, r *http.Request, c *caller, res *admin.WriteResult, validateOnly bool) error {
+	s := res.Service
+	project, region := s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation]
 	if validateOnly {
-		return a.writeValidated(w, project, region, s)
+		op, err := doneOperation(project, region, opRef{Kind: opValidate, Service: s.Metadata.Name, UID: s.Metadata.UID}, a.v2View(s, 0))
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, op)
 	}
-	rev, err := state.Put(ctx, a.cfg.Store, state.ServiceKey(project, region, name), s, store.MustNotExist)
-	if errors.Is(err, store.ErrConflict) {
-		return alreadyExists("Resource '%s' already exists.", name)
+	kind := opUpdate
+	if res.Created {
+		kind = opCreate
 	}
-	if err != nil {
-		return err
-	}
-	if err := a.cfg.Sync.WaitFor(ctx, rev); err != nil {
-		return err
-	}
-	a.audit(ctx, c, audit.KindServiceCreate, iam.PermServicesCreate, apis.ServiceResource(project, region, name), serviceDetails(s))
-	return a.writeOperation(w, r, project, region, opRef{Kind: opCreate, Service: name, Generation: s.Metadata.Generation, UID: s.Metadata.UID})
+	return a.writeOperation(w, r, c, project, region, opRef{Kind: kind, Service: s.Metadata.Name, Generation: s.Metadata.Generation, UID: s.Metadata.UID})
 }
 
 // updateServiceV2 is PATCH: the body replaces the service, or with
 // updateMask only the named fields. An etag in the body must be current.
 func (a *API) updateServiceV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ctx := r.Context()
-	project, region, name, err := a.v2Target(r)
-	if err != nil {
+	project, region, name := v2Target(r)
+	mode := admin.Replace
+	if allowMissing, err := queryBool(r, "allowMissing"); err != nil {
 		return err
-	}
-	if err := a.authorizeService(ctx, c, iam.PermServicesUpdate, project, region, name); err != nil {
-		return err
-	}
-	allowMissing, err := queryBool(r, "allowMissing")
-	if err != nil {
-		return err
+	} else if allowMissing {
+		mode = admin.Upsert
 	}
 	validateOnly, err := queryBool(r, "validateOnly")
 	if err != nil {
@@ -292,163 +267,59 @@ func (a *API) updateServiceV2(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	old, rev, err := a.readService(ctx, project, region, name)
-	var current *apis.V2Service
-	switch {
-	case err == nil:
-		current = a.v2View(old, rev)
-	case isNotFound(err) && allowMissing:
-		proj, err := a.projectLevel(ctx, project)
-		if err != nil {
-			return err
-		}
-		if err := a.check(c, iam.PermServicesCreate, "projects/"+project+"/locations/"+region, proj); err != nil {
-			return err
-		}
-	default:
-		return err
+	var pre struct {
+		Etag string `json:"etag"`
 	}
-	v, err := apis.ParseV2Service(body, current, r.URL.Query().Get("updateMask"))
-	if err != nil {
-		return invalidArgument("%v", err)
-	}
-	if !sameServiceName(v.Name, project, region, name) {
-		return invalidArgument("service.name %q does not match the service %q in the path", v.Name, apis.V2ServiceName(project, region, name))
-	}
-	if v.Etag != "" {
-		want, err := iam.ParseEtag(v.Etag)
-		if err != nil {
-			return invalidArgument("service.etag: %v", err)
-		}
-		if want != rev {
-			return aborted("The service '%s' was modified concurrently (etag %s is stale). Read it again and retry.", name, v.Etag)
-		}
-	}
-	s, err := apis.ServiceFromV2(v, project, region, name)
-	if err != nil {
-		return invalidArgument("%v", err)
-	}
-	kind, expected := opCreate, store.MustNotExist
-	if old != nil {
-		apis.CarryOverV1Only(s, old)
-		kind, expected = opUpdate, rev
-	}
-	if err := a.prepareService(s, old, project, region, c); err != nil {
-		return err
-	}
-	if err := a.checkInvokerGuardrail(ctx, project, s, old); err != nil { // guardrails.go
-		return err
-	}
-	if forceNewRevision && old != nil && s.Metadata.Generation == old.Metadata.Generation {
-		s.Metadata.Generation++
-	}
-	if validateOnly {
-		return a.writeValidated(w, project, region, s)
-	}
-	newRev, err := state.Put(ctx, a.cfg.Store, state.ServiceKey(project, region, name), s, expected)
-	if errors.Is(err, store.ErrConflict) {
-		if old == nil {
-			return alreadyExists("Resource '%s' already exists.", name)
-		}
-		return aborted("The service '%s' was modified concurrently. Read it again and retry.", name)
-	}
+	json.Unmarshal(body, &pre) // a malformed body is refused by ParseV2Service
+	res, err := a.cfg.Core.WriteService(r.Context(), c, admin.ServiceWrite{
+		Project: project, Region: region, Name: name, Mode: mode, Etag: pre.Etag,
+		ValidateOnly: validateOnly, ForceNewRevision: forceNewRevision,
+		Build: func(old *apis.Service, rev int64) (*apis.Service, error) {
+			var current *apis.V2Service
+			if old != nil {
+				current = a.v2View(old, rev)
+			}
+			v, err := apis.ParseV2Service(body, current, r.URL.Query().Get("updateMask"))
+			if err != nil {
+				return nil, invalidArgument("%v", err)
+			}
+			if !sameServiceName(v.Name, old, project, region, name) {
+				return nil, invalidArgument("service.name %q does not match the service %q in the path", v.Name, name)
+			}
+			s, err := apis.ServiceFromV2(v, project, region, name)
+			if err != nil {
+				return nil, invalidArgument("%v", err)
+			}
+			if old != nil {
+				apis.CarryOverV1Only(s, old)
+			}
+			return s, nil
+		},
+	})
 	if err != nil {
 		return err
 	}
-	if err := a.cfg.Sync.WaitFor(ctx, newRev); err != nil {
-		return err
-	}
-	a.audit(ctx, c, serviceWriteKind(old), iam.PermServicesUpdate, apis.ServiceResource(project, region, name), serviceDetails(s))
-	return a.writeOperation(w, r, project, region, opRef{Kind: kind, Service: name, Generation: s.Metadata.Generation, UID: s.Metadata.UID})
-}
-
-func isNotFound(err error) bool {
-	var e *Error
-	return errors.As(err, &e) && e.Code == http.StatusNotFound
+	return a.writeResult(w, r, c, res, validateOnly)
 }
 
 func (a *API) deleteServiceV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ctx := r.Context()
-	project, region, name, err := a.v2Target(r)
-	if err != nil {
-		return err
-	}
-	if err := a.authorizeService(ctx, c, iam.PermServicesDelete, project, region, name); err != nil {
-		return err
-	}
+	project, region, name := v2Target(r)
 	validateOnly, err := queryBool(r, "validateOnly")
 	if err != nil {
 		return err
 	}
-	s, rev, err := a.readService(ctx, project, region, name)
+	s, rev, err := a.cfg.Core.DeleteService(r.Context(), c, project, region, name, r.URL.Query().Get("etag"), validateOnly)
 	if err != nil {
 		return err
-	}
-	if etag := r.URL.Query().Get("etag"); etag != "" {
-		want, err := iam.ParseEtag(etag)
-		if err != nil {
-			return invalidArgument("etag: %v", err)
-		}
-		if want != rev {
-			return aborted("The service '%s' was modified concurrently (etag %s is stale). Read it again and retry.", name, etag)
-		}
 	}
 	view := a.v2View(s, rev)
 	ref := opRef{Kind: opDelete, Service: name, UID: s.Metadata.UID}
 	if validateOnly {
 		ref.Kind = opValidate
 	} else {
-		if err := a.removeService(ctx, project, region, name, rev); err != nil {
-			return err
-		}
-		a.audit(ctx, c, audit.KindServiceDelete, iam.PermServicesDelete, apis.ServiceResource(project, region, name), serviceDetails(s))
-		view.DeleteTime = a.cfg.Now().UTC().Format(time.RFC3339)
+		view.DeleteTime = a.cfg.Core.Now().UTC().Format(time.RFC3339)
 	}
-	op, err := doneOperation(project, region, ref, view)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, op)
-}
-
-// removeService deletes the service stored at rev (compare-and-swap) with its
-// policy and revisions (v1 and v2 delete alike), and waits until the
-// gateway no longer routes it.
-func (a *API) removeService(ctx context.Context, project, region, name string, rev int64) error {
-	last, err := a.cfg.Store.Delete(ctx, state.ServiceKey(project, region, name), rev)
-	if errors.Is(err, store.ErrConflict) {
-		return aborted("The service '%s' was modified concurrently. Retry the deletion.", name)
-	}
-	if err != nil {
-		return err
-	}
-	if drev, err := a.cfg.Store.Delete(ctx, state.ServicePolicyKey(project, region, name), store.AnyRevision); err == nil {
-		last = drev
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	revs, _, err := a.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/")
-	if err != nil {
-		return err
-	}
-	for _, e := range revs {
-		var rv apis.Revision
-		if json.Unmarshal(e.Value, &rv) == nil && rv.Metadata.Labels[apis.LabelService] == name {
-			if drev, err := a.cfg.Store.Delete(ctx, e.Key, store.AnyRevision); err == nil {
-				last = drev
-			}
-		}
-	}
-	if a.cfg.Logs != nil {
-		a.cfg.Logs.Forget(project + "/" + region + "/" + name)
-	}
-	return a.cfg.Sync.WaitFor(ctx, last)
-}
-
-// writeValidated answers a validateOnly request: a finished operation whose
-// response is the service as it would be stored.
-func (a *API) writeValidated(w http.ResponseWriter, project, region string, s *apis.Service) error {
-	op, err := doneOperation(project, region, opRef{Kind: opValidate, Service: s.Metadata.Name, UID: s.Metadata.UID}, a.v2View(s, 0))
+	op, err := doneOperation(s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation], ref, view)
 	if err != nil {
 		return err
 	}
@@ -463,78 +334,59 @@ type listRevisionsV2Response struct {
 }
 
 func (a *API) listRevisionsV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ctx := r.Context()
-	project, region, name, err := a.v2Target(r)
+	project, region, name := v2Target(r)
+	if err := apis.ValidateServiceName(name); err != nil {
+		return invalidField(err)
+	}
+	revs, etags, err := a.cfg.Core.ListRevisions(r.Context(), c, project, region, name)
 	if err != nil {
 		return err
 	}
-	if err := a.authorizeService(ctx, c, iam.PermRevisionsList, project, region, name); err != nil {
-		return err
+	idx := make([]int, len(revs))
+	for i := range idx {
+		idx[i] = i
 	}
-	entries, _, err := a.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/")
-	if err != nil {
-		return err
-	}
-	var mine []store.Entry
-	revs := map[string]*apis.Revision{}
-	for _, e := range entries {
-		var rv apis.Revision
-		if err := json.Unmarshal(e.Value, &rv); err != nil {
-			return err
-		}
-		if rv.Metadata.Labels[apis.LabelService] == name {
-			mine = append(mine, e)
-			revs[e.Key] = &rv
-		}
-	}
-	page, next, err := pageOf(r, mine)
+	page, next, err := pageOf(r, idx, func(i int) string { return revs[i].Metadata.Name })
 	if err != nil {
 		return err
 	}
 	out := listRevisionsV2Response{Revisions: []*apis.V2Revision{}, NextPageToken: next}
-	for _, e := range page {
-		v := apis.RevisionToV2(revs[e.Key])
-		v.Etag = iam.Etag(e.Revision)
+	for _, i := range page {
+		v := apis.RevisionToV2(&revs[i])
+		v.Etag = iam.Etag(etags[i])
 		out.Revisions = append(out.Revisions, v)
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
 
 func (a *API) getRevisionV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ctx := r.Context()
-	project, region, name, err := a.v2Target(r)
-	if err != nil {
-		return err
-	}
+	project, region, name := v2Target(r)
 	revName, method := splitMethod(r.PathValue("revision"))
 	if method != "" {
 		return notFound("no method %q on revisions", method)
 	}
-	if err := a.authorizeService(ctx, c, iam.PermRevisionsGet, project, region, name); err != nil {
-		return err
+	if err := apis.ValidateServiceName(name); err != nil {
+		return invalidField(err)
 	}
-	var rv apis.Revision
-	rev, err := state.Get(ctx, a.cfg.Store, state.RevisionKey(project, region, revName), &rv)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && rv.Metadata.Labels[apis.LabelService] != name) {
-		return notFound("Resource '%s' of kind 'REVISION' in region '%s' in project '%s' does not exist.", revName, region, project)
-	}
+	rv, rev, err := a.cfg.Core.GetRevision(r.Context(), c, project, region, name, revName)
 	if err != nil {
 		return err
 	}
-	v := apis.RevisionToV2(&rv)
+	v := apis.RevisionToV2(rv)
 	v.Etag = iam.Etag(rev)
 	return writeJSON(w, http.StatusOK, v)
 }
 
 func (a *API) deleteRevisionV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	project, region, name, err := a.v2Target(r)
-	if err != nil {
+	project, region, name := v2Target(r)
+	revName, _ := splitMethod(r.PathValue("revision"))
+	if _, _, err := a.cfg.Core.GetRevision(r.Context(), c, project, region, name, revName); err != nil {
 		return err
 	}
-	if err := a.authorizeService(r.Context(), c, iam.PermRevisionsDelete, project, region, name); err != nil {
+	if _, err := a.cfg.Core.DeleteRevision(r.Context(), c, project, region, revName); err != nil {
 		return err
 	}
-	return unimplemented("Deleting revisions is not supported by Usher yet; revisions are deleted with their service.")
+	return writeJSON(w, http.StatusOK, map[string]any{"name": apis.V2ServiceName(project, region, name) + "/revisions/" + revName, "done": true})
 }
 
 // ---- operations ----
@@ -592,16 +444,15 @@ func doneOperation(project, region string, ref opRef, v *apis.V2Service) (*apis.
 }
 
 // operationState computes an operation from the stored service. It also
-// returns the service key's revision (0 when absent) to watch for change.
-func (a *API) operationState(ctx context.Context, project, region string, ref opRef) (*apis.V2Operation, int64, error) {
+// returns the service's store revision (0 when absent) to watch for change.
+func (a *API) operationState(ctx context.Context, c *caller, project, region string, ref opRef) (*apis.V2Operation, int64, error) {
 	if ref.Kind == opDelete || ref.Kind == opValidate {
 		op, err := doneOperation(project, region, ref, &apis.V2Service{Name: apis.V2ServiceName(project, region, ref.Service), UID: ref.UID})
 		return op, 0, err
 	}
 	op := &apis.V2Operation{Name: ref.name(project, region)}
-	var s apis.Service
-	rev, err := state.Get(ctx, a.cfg.Store, state.ServiceKey(project, region, ref.Service), &s)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && s.Metadata.UID != ref.UID) {
+	s, rev, err := a.cfg.Core.GetService(ctx, c, project, region, ref.Service)
+	if admin.IsNotFound(err) || (err == nil && s.Metadata.UID != ref.UID) {
 		op.Done = true
 		op.Error = &apis.V2Status{Code: rpcNotFound, Message: "Service '" + ref.Service + "' was deleted before the operation completed."}
 		op.Metadata, err = apis.V2AnyJSON(apis.V2ServiceTypeURL, &apis.V2Service{Name: apis.V2ServiceName(project, region, ref.Service), UID: ref.UID})
@@ -610,7 +461,7 @@ func (a *API) operationState(ctx context.Context, project, region string, ref op
 	if err != nil {
 		return nil, 0, err
 	}
-	if op.Metadata, err = apis.V2AnyJSON(apis.V2ServiceTypeURL, a.v2View(&s, rev)); err != nil {
+	if op.Metadata, err = apis.V2AnyJSON(apis.V2ServiceTypeURL, a.v2View(s, rev)); err != nil {
 		return nil, 0, err
 	}
 	if s.Status.ObservedGeneration < ref.Generation {
@@ -632,8 +483,8 @@ func (a *API) operationState(ctx context.Context, project, region string, ref op
 }
 
 // writeOperation answers a write with its operation, as it stands now.
-func (a *API) writeOperation(w http.ResponseWriter, r *http.Request, project, region string, ref opRef) error {
-	op, _, err := a.operationState(r.Context(), project, region, ref)
+func (a *API) writeOperation(w http.ResponseWriter, r *http.Request, c *caller, project, region string, ref opRef) error {
+	op, _, err := a.operationState(r.Context(), c, project, region, ref)
 	if err != nil {
 		return err
 	}
@@ -642,16 +493,15 @@ func (a *API) writeOperation(w http.ResponseWriter, r *http.Request, project, re
 
 // operationTarget parses and authorizes the operation in the path.
 func (a *API) operationTarget(r *http.Request, c *caller, id string) (project, region string, ref opRef, err error) {
-	sc, err := a.resolveScope(r)
-	if err != nil {
-		return "", "", ref, err
-	}
-	project, region = sc.project.ProjectID, sc.singleRegion(a.cfg.DefaultRegion)
+	project, region = pathScope(r)
 	if ref, err = parseOpID(id); err != nil {
 		return "", "", ref, err
 	}
-	err = a.authorizeService(r.Context(), c, iam.PermServicesGet, project, region, ref.Service)
-	return project, region, ref, err
+	project, region, err = a.cfg.Core.AuthorizeService(r.Context(), c, iam.PermServicesGet, project, region, ref.Service)
+	if err != nil {
+		return "", "", ref, err
+	}
+	return project, region, ref, nil
 }
 
 func (a *API) getOperationV2(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -663,7 +513,7 @@ func (a *API) getOperationV2(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	return a.writeOperation(w, r, project, region, ref)
+	return a.writeOperation(w, r, c, project, region, ref)
 }
 
 // Bounds of operations.wait's timeout.
@@ -699,27 +549,14 @@ func (a *API) waitOperationV2(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	key := state.ServiceKey(project, region, ref.Service)
 	for {
-		op, rev, err := a.operationState(r.Context(), project, region, ref)
+		op, rev, err := a.operationState(r.Context(), c, project, region, ref)
 		if err != nil {
 			return err
 		}
-		if op.Done || !waitForChange(ctx, a.cfg.Store, key, rev) {
+		if op.Done || !a.cfg.Core.WaitServiceChange(ctx, project, region, ref.Service, rev) {
 			return writeJSON(w, http.StatusOK, op)
 		}
-	}
-}
-
-// waitForChange blocks until key changes after rev; false when ctx ends first.
-func waitForChange(ctx context.Context, st store.Store, key string, rev int64) bool {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	select {
-	case _, ok := <-st.Watch(ctx, key, rev):
-		return ok && ctx.Err() == nil
-	case <-ctx.Done():
-		return false
 	}
 }
 
@@ -736,15 +573,8 @@ func (a *API) deleteOperationV2(w http.ResponseWriter, r *http.Request, c *calle
 }
 
 func (a *API) listOperationsV2(w http.ResponseWriter, r *http.Request, c *caller) error {
-	sc, err := a.resolveScope(r)
-	if err != nil {
-		return err
-	}
-	proj, err := a.projectLevel(r.Context(), sc.project.ProjectID)
-	if err != nil {
-		return err
-	}
-	if err := a.check(c, iam.PermRunOperationsGet, proj.Resource, proj); err != nil {
+	project, _ := pathScope(r)
+	if _, err := a.cfg.Core.AuthorizeProject(r.Context(), c, project, iam.PermRunOperationsGet); err != nil {
 		return err
 	}
 	return unimplemented("Listing operations is not supported by Usher: operations are computed from their service. Get one by the name its method returned.")

@@ -716,7 +716,7 @@ func TestV2Authorization(t *testing.T) {
 		{"svcdev@example.com", "GET", "/v2/" + parentV2 + "/services", nil, 403}, // service grants do not reach the project
 		{"svcdev@example.com", "PATCH", svc, body, 200},
 		{"svcdev@example.com", "GET", "/v2/" + opName, nil, 200},
-		{"svcdev@example.com", "DELETE", svc + "/revisions/svc-00001-abc", nil, 501},
+		{"svcdev@example.com", "DELETE", svc + "/revisions/svc-00001-abc", nil, 404},
 		{"svcdev@example.com", "POST", svc + ":setIamPolicy", map[string]any{"policy": map[string]any{}}, 403},
 		{owner, "GET", "/v2/" + parentV2 + "/services/missing", nil, 404},
 		{owner, "GET", "/v2/projects/no-such-project/locations/" + region + "/services", nil, 404},

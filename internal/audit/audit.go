@@ -5,10 +5,12 @@
 // resource and status. `usher logging read` and
 // GET /v1/projects/{project}/auditLogs read it back, filtered.
 //
-// Records live in the store under state.AuditPrefix, so they survive
-// restarts and, on etcd, are shared by every node. One key holds one batch
-// of records (state.AuditKey); Read flattens batches, so the batching never
-// shows.
+// Records live in the store, so they survive restarts and, on etcd, are
+// shared by every node: admin writes under state.AuditPrefix, refusals under
+// state.DenialsPrefix, each with its own retention bound, so anonymous
+// traffic can never prune the record of who changed access. One key holds
+// one batch of records (state.AuditKey); Read flattens batches, so the
+// batching never shows.
 //
 // Two ways in, because the two paths have different budgets:
 //
@@ -23,10 +25,11 @@
 //     refused requests therefore costs the store a write per batch, not per
 //     request, and can never slow the gateway down.
 //
-// Retention is bounded by age (Config.MaxAge, default 30 days) and count
-// (Config.MaxRecords, default 100,000), enforced by whole batches, so the
-// trail may briefly hold up to one batch more; Run prunes at start and
-// every PruneInterval.
+// Retention is bounded by age (Config.MaxAge, default 30 days) and count,
+// separately for admin records (Config.MaxRecords, default 100,000) and
+// refusals (Config.MaxDenials, default 50,000), enforced by whole batches,
+// so the trail may briefly hold up to one batch more; Run prunes at start
+// and every PruneInterval.
 //
 // Every record is also emitted as one structured log line (msg "audit"),
 // admin writes when recorded, refusals when their batch is written.
@@ -60,19 +63,24 @@ import (
 
 // Kinds of record: NOUN.VERB.
 const (
-	KindServiceCreate        = "service.create"
-	KindServiceReplace       = "service.replace"
-	KindServiceDelete        = "service.delete"
-	KindRevisionDelete       = "revision.delete"
-	KindSetIamPolicy         = "iam.setPolicy"
-	KindServiceAccountCreate = "serviceAccount.create"
-	KindServiceAccountDelete = "serviceAccount.delete"
-	KindOrgPolicySet         = "orgPolicy.set"
-	KindOrgPolicyDelete      = "orgPolicy.delete"
-	KindRoleCreate           = "role.create"
-	KindRoleUpdate           = "role.update"
-	KindRoleDelete           = "role.delete"
-	KindRoleUndelete         = "role.undelete"
+	KindServiceCreate          = "service.create"
+	KindServiceReplace         = "service.replace"
+	KindServiceDelete          = "service.delete"
+	KindRevisionDelete         = "revision.delete"
+	KindSetIamPolicy           = "iam.setPolicy"
+	KindServiceAccountCreate   = "serviceAccount.create"
+	KindServiceAccountDelete   = "serviceAccount.delete"
+	KindServiceAccountUndelete = "serviceAccount.undelete"
+	KindServiceAccountDisable  = "serviceAccount.disable"
+	KindServiceAccountEnable   = "serviceAccount.enable"
+	// KindConsoleImpersonate is a console sign-in as another principal.
+	KindConsoleImpersonate = "console.impersonate"
+	KindOrgPolicySet       = "orgPolicy.set"
+	KindOrgPolicyDelete    = "orgPolicy.delete"
+	KindRoleCreate         = "role.create"
+	KindRoleUpdate         = "role.update"
+	KindRoleDelete         = "role.delete"
+	KindRoleUndelete       = "role.undelete"
 	// KindInvokeDenied is a request refused with 401 or 403.
 	KindInvokeDenied = "invoke.denied"
 )
@@ -97,7 +105,10 @@ type Record struct {
 	// Status is the HTTP status answered.
 	Status int `json:"status"`
 	// Reason says why a request was refused.
-	Reason  string   `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Count is how many identical refusals this record stands for when
+	// more than one (aggregated under a flood, or dropped on a full queue).
+	Count   int      `json:"count,omitempty"`
 	Details *Details `json:"details,omitempty"`
 }
 
@@ -111,8 +122,13 @@ type Details struct {
 	Image      string `json:"image,omitempty"`
 	// Revision names a deleted revision.
 	Revision string `json:"revision,omitempty"`
-	// Email names a service account.
-	Email string `json:"email,omitempty"`
+	// Email names a service account; ServiceAccount is the one a written
+	// service runs as.
+	Email          string `json:"email,omitempty"`
+	ServiceAccount string `json:"serviceAccount,omitempty"`
+	// Impersonator is who acted as Principal (a console sign-in as someone
+	// else): the change is theirs.
+	Impersonator string `json:"impersonator,omitempty"`
 	// Host is the Host a refused request was sent to; Via says what refused
 	// it ("gateway" or "forward-auth").
 	Host string `json:"host,omitempty"`
@@ -173,8 +189,12 @@ func PolicyDelta(before, after *iam.Policy) []BindingDelta {
 
 // Defaults.
 const (
-	DefaultMaxAge        = 30 * 24 * time.Hour
-	DefaultMaxRecords    = 100_000
+	DefaultMaxAge     = 30 * 24 * time.Hour
+	DefaultMaxRecords = 100_000
+	DefaultMaxDenials = 50_000
+	// AggregateAbove is the batch size above which identical refusals are
+	// written as one record with a Count.
+	AggregateAbove       = 100
 	DefaultQueueSize     = 8192
 	DefaultBatchSize     = 500
 	DefaultFlushInterval = 500 * time.Millisecond
@@ -186,10 +206,12 @@ const (
 // Config wires a Trail.
 type Config struct {
 	Store store.Store
-	// MaxAge and MaxRecords bound retention (defaults DefaultMaxAge,
-	// DefaultMaxRecords).
+	// MaxAge bounds retention; MaxRecords bounds admin records and
+	// MaxDenials refusals, each on its own (defaults DefaultMaxAge,
+	// DefaultMaxRecords, DefaultMaxDenials).
 	MaxAge     time.Duration
 	MaxRecords int
+	MaxDenials int
 	// QueueSize bounds refusals waiting to be written; BatchSize bounds one
 	// write; FlushInterval is the longest a queued record waits.
 	QueueSize     int
@@ -207,6 +229,9 @@ type Trail struct {
 	queue   chan Record
 	flushes chan chan struct{}
 	dropped atomic.Uint64
+	// droppedBy counts refusals dropped on a full queue, by project
+	// (*atomic.Int64), until the next batch records them.
+	droppedBy sync.Map
 	// done is closed when Run returns.
 	done chan struct{}
 
@@ -226,6 +251,9 @@ func New(cfg Config) *Trail {
 	}
 	if cfg.MaxRecords <= 0 {
 		cfg.MaxRecords = DefaultMaxRecords
+	}
+	if cfg.MaxDenials <= 0 {
+		cfg.MaxDenials = DefaultMaxDenials
 	}
 	if cfg.QueueSize <= 0 {
 		cfg.QueueSize = DefaultQueueSize
@@ -263,7 +291,7 @@ func (t *Trail) Record(ctx context.Context, r Record) error {
 	// that asked for it has gone.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err := t.write(ctx, []Record{r})
+	err := t.write(ctx, state.AuditPrefix, []Record{r})
 	t.emit(ctx, []Record{r}, err)
 	return err
 }
@@ -280,6 +308,11 @@ func (t *Trail) Enqueue(r Record) bool {
 		return true
 	default:
 		t.dropped.Add(1)
+		n, ok := t.droppedBy.Load(r.Project)
+		if !ok {
+			n, _ = t.droppedBy.LoadOrStore(r.Project, new(atomic.Int64))
+		}
+		n.(*atomic.Int64).Add(1)
 		return false
 	}
 }
@@ -386,11 +419,23 @@ func (t *Trail) drainLocked(ctx context.Context) {
 	}
 }
 
-// flushLocked writes the pending batch, and reports drops since last time.
+// flushLocked writes the pending batch (aggregated under a flood, with a
+// record of what the queue dropped), and reports drops since last time.
 func (t *Trail) flushLocked(ctx context.Context) {
+	t.droppedBy.Range(func(project, n any) bool {
+		if c := n.(*atomic.Int64).Swap(0); c > 0 {
+			t.pending = append(t.pending, Record{Time: t.cfg.Now().UTC(), Kind: KindInvokeDenied, Project: project.(string),
+				Resource: "projects/" + project.(string), Count: int(c),
+				Reason: "refused requests not recorded one by one: the audit queue was full (a flood)"})
+		}
+		return true
+	})
+	if len(t.pending) > AggregateAbove {
+		t.pending = aggregate(t.pending)
+	}
 	if len(t.pending) > 0 {
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err := t.write(wctx, t.pending)
+		err := t.write(wctx, state.DenialsPrefix, t.pending)
 		if err != nil {
 			t.dropped.Add(uint64(len(t.pending)))
 		}
@@ -404,13 +449,45 @@ func (t *Trail) flushLocked(ctx context.Context) {
 	}
 }
 
+// aggregate folds identical refusals into one record each, counting them;
+// the first one's time is kept.
+func aggregate(records []Record) []Record {
+	type key struct {
+		kind, project, region, service, resource, principal, reason, host, via string
+		status                                                                 int
+	}
+	index := map[key]int{}
+	out := records[:0:0]
+	for _, r := range records {
+		k := key{r.Kind, r.Project, r.Region, r.Service, r.Resource, r.Principal, r.Reason, "", "", r.Status}
+		if r.Details != nil {
+			k.host, k.via = r.Details.Host, r.Details.Via
+		}
+		n := max(r.Count, 1)
+		if i, ok := index[k]; ok {
+			out[i].Count += n
+			continue
+		}
+		r.Count = n
+		index[k] = len(out)
+		out = append(out, r)
+	}
+	for i := range out {
+		if out[i].Count == 1 {
+			out[i].Count = 0
+		}
+	}
+	return out
+}
+
 // batch is the stored form of a key under state.AuditPrefix.
 type batch struct {
 	Records []Record `json:"records"`
 }
 
-// write stores records as one batch keyed by the oldest one's time.
-func (t *Trail) write(ctx context.Context, records []Record) error {
+// write stores records as one batch under prefix, keyed by the oldest
+// one's time.
+func (t *Trail) write(ctx context.Context, prefix string, records []Record) error {
 	if len(records) == 0 {
 		return nil
 	}
@@ -425,7 +502,7 @@ func (t *Trail) write(ctx context.Context, records []Record) error {
 		return fmt.Errorf("audit: encoding: %w", err)
 	}
 	for attempt := 0; ; attempt++ {
-		_, err = t.cfg.Store.Put(ctx, state.AuditKey(oldest, randomHex(6)), value, store.MustNotExist)
+		_, err = t.cfg.Store.Put(ctx, state.AuditKey(prefix, oldest, randomHex(6)), value, store.MustNotExist)
 		if !errors.Is(err, store.ErrConflict) || attempt == 2 {
 			break
 		}
@@ -564,7 +641,7 @@ func (t *Trail) Read(ctx context.Context, q Query) (Page, error) {
 				t.cfg.Log.Warn("audit: undecodable batch skipped", "key", e.Key, "err", err)
 				continue
 			}
-			idBase := strings.TrimPrefix(e.Key, state.AuditPrefix)
+			idBase := e.Key[strings.IndexByte(e.Key, '/')+1:]
 			if _, rest, ok := strings.Cut(idBase, "/"); ok {
 				idBase = rest
 			}
@@ -597,8 +674,17 @@ func (t *Trail) Read(ctx context.Context, q Query) (Page, error) {
 // the one before Since (a batch is keyed by its oldest record, so a record
 // may sit in a batch keyed a little earlier) to Until's, or the whole trail.
 func (t *Trail) prefixes(q Query) []string {
+	var out []string
+	for _, prefix := range []string{state.AuditPrefix, state.DenialsPrefix} {
+		out = append(out, t.dayPrefixes(prefix, q)...)
+	}
+	return out
+}
+
+// dayPrefixes are the prefixes under prefix that can hold q's records.
+func (t *Trail) dayPrefixes(prefix string, q Query) []string {
 	if q.Since.IsZero() {
-		return []string{state.AuditPrefix}
+		return []string{prefix}
 	}
 	until := q.Until
 	if until.IsZero() {
@@ -611,9 +697,9 @@ func (t *Trail) prefixes(q Query) []string {
 	var out []string
 	// A day past until tolerates clocks a little ahead of this node's.
 	for d := from; !d.After(until.UTC().Add(24 * time.Hour)); d = d.Add(24 * time.Hour) {
-		out = append(out, state.AuditDayPrefix(d))
+		out = append(out, state.AuditDayPrefix(prefix, d))
 		if len(out) > 400 {
-			return []string{state.AuditPrefix} // a range beyond any retention: read it all
+			return []string{prefix} // a range beyond any retention: read it all
 		}
 	}
 	return out
@@ -676,10 +762,20 @@ func (t *Trail) pruneLoop(ctx context.Context) {
 }
 
 // Prune deletes batches whose records are all older than MaxAge, then the
-// oldest batches until at most MaxRecords remain. It returns how many
-// records it deleted.
+// oldest batches until at most MaxRecords admin records and MaxDenials
+// refusals remain. It returns how many records it deleted.
 func (t *Trail) Prune(ctx context.Context) (int, error) {
-	entries, _, err := t.cfg.Store.List(ctx, state.AuditPrefix)
+	admin, err := t.prune(ctx, state.AuditPrefix, t.cfg.MaxRecords)
+	if err != nil {
+		return admin, err
+	}
+	denials, err := t.prune(ctx, state.DenialsPrefix, t.cfg.MaxDenials)
+	return admin + denials, err
+}
+
+// prune bounds the batches under prefix to maxRecords records.
+func (t *Trail) prune(ctx context.Context, prefix string, maxRecords int) (int, error) {
+	entries, _, err := t.cfg.Store.List(ctx, prefix)
 	if err != nil {
 		return 0, err
 	}
@@ -707,7 +803,7 @@ func (t *Trail) Prune(ctx context.Context) (int, error) {
 			}
 		}
 		if m.newest.IsZero() { // undecodable or empty: judge by its key
-			m.newest, _ = state.AuditKeyTime(e.Key)
+			m.newest, _ = state.AuditKeyTime(prefix, e.Key)
 		}
 		metas = append(metas, m)
 		total += m.count
@@ -717,7 +813,7 @@ func (t *Trail) Prune(ctx context.Context) (int, error) {
 	cutoff := t.cfg.Now().Add(-t.cfg.MaxAge)
 	deleted := 0
 	for _, m := range metas {
-		if !m.newest.Before(cutoff) && total <= t.cfg.MaxRecords {
+		if !m.newest.Before(cutoff) && total <= maxRecords {
 			break
 		}
 		if _, err := t.cfg.Store.Delete(ctx, m.key, m.rev); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {

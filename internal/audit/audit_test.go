@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -61,13 +63,18 @@ func run(t *testing.T, tr *Trail) (stop func()) {
 	return stop
 }
 
+// batches lists the stored batches, admin records' then refusals'.
 func batches(t *testing.T, st store.Store) []store.Entry {
 	t.Helper()
-	entries, _, err := st.List(context.Background(), state.AuditPrefix)
-	if err != nil {
-		t.Fatal(err)
+	var all []store.Entry
+	for _, prefix := range []string{state.AuditPrefix, state.DenialsPrefix} {
+		entries, _, err := st.List(context.Background(), prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, entries...)
 	}
-	return entries
+	return all
 }
 
 func kinds(rs []Record) []string {
@@ -394,5 +401,72 @@ func TestFlushWithoutRun(t *testing.T) {
 	}
 	if got := len(batches(t, st)); got != 2 {
 		t.Errorf("store keys after Flush once Run returned: got %d, want 2", got)
+	}
+}
+
+// TestFloodCannotPruneAdminRecords: refusals have their own retention bound,
+// so any number of anonymous requests leaves who changed access on the trail.
+func TestFloodCannotPruneAdminRecords(t *testing.T) {
+	st := newStore(t)
+	tr := New(Config{Store: st, MaxRecords: 5, MaxDenials: 10, BatchSize: 10})
+	ctx := context.Background()
+	if err := tr.Record(ctx, Record{Kind: KindSetIamPolicy, Project: "p", Resource: "projects/p", Principal: "user:admin@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		tr.Enqueue(Record{Kind: KindInvokeDenied, Project: "p", Service: "s", Status: 401, Reason: "no credentials " + strconv.Itoa(i%7)})
+		if i%10 == 9 {
+			tr.Flush(ctx)
+		}
+	}
+	if _, err := tr.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err := tr.Read(ctx, Query{Project: "p", Kind: "iam", PageSize: MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 1 || page.Records[0].Principal != "user:admin@example.com" {
+		t.Fatalf("admin records after a flood of refusals and a prune: got %+v, want the one setIamPolicy", page.Records)
+	}
+	denials, err := tr.Read(ctx, Query{Project: "p", Kind: KindInvokeDenied, PageSize: MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(denials.Records); n == 0 || n > 20 {
+		t.Errorf("refusals kept after prune: got %d, want between 1 and 20 (MaxDenials 10, whole batches)", n)
+	}
+}
+
+// TestFloodAggregates: a batch larger than AggregateAbove is written as one
+// record per distinct refusal, each saying how many it stands for; refusals
+// the full queue dropped are written as a count.
+func TestFloodAggregates(t *testing.T) {
+	st := newStore(t)
+	tr := New(Config{Store: st, QueueSize: 300, BatchSize: 1000})
+	ctx := context.Background()
+	for i := range 400 { // 100 over the queue: dropped
+		tr.Enqueue(Record{Kind: KindInvokeDenied, Project: "p", Service: "s", Status: 403, Principal: "user:x@example.com", Reason: "denied " + strconv.Itoa(i%2)})
+	}
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err := tr.Read(ctx, Query{Project: "p", PageSize: MaxPageSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, dropped := 0, 0
+	for _, r := range page.Records {
+		if strings.Contains(r.Reason, "queue was full") {
+			dropped += r.Count
+			continue
+		}
+		if r.Count < 2 {
+			t.Errorf("record %+v: want an aggregated count", r)
+		}
+		total += r.Count
+	}
+	if len(page.Records) != 3 || total != 300 || dropped != 100 {
+		t.Errorf("got %d records counting %d refusals and %d dropped, want 3 records: 2 aggregates of 300 and 100 dropped", len(page.Records), total, dropped)
 	}
 }

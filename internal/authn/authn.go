@@ -98,6 +98,22 @@ type Identity struct {
 	Groups []string
 }
 
+// Token kinds: the "token_use" claim of every token Usher's issuer signs.
+// Access tokens authenticate to the admin API, identity tokens invoke
+// services; each side accepts only its own kind.
+const (
+	TokenUseAccess   = "access"
+	TokenUseIdentity = "id"
+)
+
+// IsAccessToken reports whether the token is an access token of Usher's own
+// issuer, the only kind the admin API accepts.
+func (id *Identity) IsAccessToken() bool { return !id.External && id.TokenUse == TokenUseAccess }
+
+// IsIdentityToken reports whether the token may invoke a service: an
+// identity token of Usher's issuer, or a trusted external issuer's token.
+func (id *Identity) IsIdentityToken() bool { return id.External || id.TokenUse == TokenUseIdentity }
+
 // HasAudience reports whether a is exactly one of the token's audiences.
 func (id *Identity) HasAudience(a string) bool {
 	for _, x := range id.Audience {

@@ -19,6 +19,9 @@ func newIAMCmd(g *globals) *cobra.Command {
 		return client.ServiceAccountPath(cfg.Project, email), "service account [" + email + "]"
 	}
 	sa.AddCommand(newSACreateCmd(g), newSAListCmd(g), newSADeleteCmd(g),
+		newSAMethodCmd(g, "disable", "Disable a service account: its tokens stop working at once; its grants stay", "Disabled"),
+		newSAMethodCmd(g, "enable", "Enable a disabled service account", "Enabled"),
+		newSAMethodCmd(g, "undelete", "Undelete a service account deleted in the last 30 days, by its unique ID, with its grants", "Restored"),
 		newPolicyBindingCmd(g, "add-iam-policy-binding", true, saPath),
 		newPolicyBindingCmd(g, "remove-iam-policy-binding", false, saPath),
 		newGetPolicyCmd(g, saPath))
@@ -101,6 +104,35 @@ func newSADeleteCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolP("quiet", "q", false, "no prompts (usher never prompts)")
 	return cmd
+}
+
+// newSAMethodCmd runs a custom method (disable, enable, undelete) on one
+// account, named by email or (undelete) unique ID, as gcloud does.
+func newSAMethodCmd(g *globals, method, short, done string) *cobra.Command {
+	use := method + " EMAIL"
+	if method == "undelete" {
+		use = method + " UNIQUE_ID"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, cfg, err := g.client()
+			if err != nil {
+				return err
+			}
+			project := cfg.Project
+			if method == "undelete" {
+				project = "-"
+			}
+			if err := c.Do(cmd.Context(), http.MethodPost, client.ServiceAccountPath(project, args[0])+":"+method, map[string]any{}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stderr, "%s service account [%s].\n", done, args[0])
+			return nil
+		},
+	}
 }
 
 func newProjectsCmd(g *globals) *cobra.Command {

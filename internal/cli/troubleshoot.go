@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/usher-run/usher/internal/api"
+	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/client"
 	"github.com/usher-run/usher/internal/iam"
 )
@@ -34,12 +34,12 @@ gateway uses. Needs run.services.getIamPolicy on the service.`,
 			if err != nil {
 				return err
 			}
-			body := map[string]any{"accessTuple": api.AccessTuple{
+			body := map[string]any{"accessTuple": apis.AccessTuple{
 				Principal:        principal,
 				FullResourceName: client.ServiceFullResourceName(cfg.Project, cfg.Region, service),
 				Permission:       permission,
 			}}
-			var out api.TroubleshootResponse
+			var out apis.TroubleshootResponse
 			if err := c.Do(cmd.Context(), http.MethodPost, client.TroubleshootPath, body, &out); err != nil {
 				return err
 			}
@@ -53,7 +53,7 @@ gateway uses. Needs run.services.getIamPolicy on the service.`,
 	return cmd
 }
 
-func printTroubleshoot(w io.Writer, out *api.TroubleshootResponse) error {
+func printTroubleshoot(w io.Writer, out *apis.TroubleshootResponse) error {
 	fmt.Fprintf(w, "Access: %s\n", out.Access)
 	fmt.Fprintf(w, "  principal:  %s\n  resource:   %s\n  permission: %s\n\n", out.AccessTuple.Principal, out.AccessTuple.FullResourceName, out.AccessTuple.Permission)
 	for _, e := range out.Explanation {

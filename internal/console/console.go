@@ -63,6 +63,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/store"
 )
@@ -75,13 +76,11 @@ const (
 
 // Config is what the console needs from the server.
 type Config struct {
-	// API is the admin API's handler; every read and write goes through it.
-	API http.Handler
+	// Core runs every read and write, as the signed-in principal.
+	Core *admin.Core
 	// Authenticate returns the caller of an API request (the admin API's
 	// own authentication), for the sign-in code endpoint.
 	Authenticate func(r *http.Request) (iam.Principal, error)
-	// MintAccessToken mints an admin API access token for email.
-	MintAccessToken func(email string, expiry time.Time) (string, error)
 	// Store keeps sign-in codes and sessions.
 	Store store.Store
 	// Roles is the role catalogue (titles and descriptions).
@@ -104,13 +103,7 @@ type Console struct {
 	pages   *renderer
 
 	mu      sync.Mutex
-	tokens  map[string]cachedToken // session id → access token
-	flashes map[string]string      // session id → message for the next page
-}
-
-type cachedToken struct {
-	token   string
-	expires time.Time
+	flashes map[string]string // session id → message for the next page
 }
 
 // New builds the console and its routes.
@@ -125,7 +118,7 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Console{cfg: cfg, pages: pages, tokens: map[string]cachedToken{}, flashes: map[string]string{}}
+	c := &Console{cfg: cfg, pages: pages, flashes: map[string]string{}}
 	c.handler = c.routes()
 	return c, nil
 }
@@ -263,48 +256,18 @@ func (c *Console) takeFlash(s *session) string {
 	return msg
 }
 
-// accessToken returns an access token for the session's principal, minted
-// once and reused until shortly before it expires.
-func (c *Console) accessToken(s *session) (string, error) {
-	now := c.cfg.Now()
-	c.mu.Lock()
-	t, ok := c.tokens[s.id]
-	c.mu.Unlock()
-	if ok && t.expires.Sub(now) > 5*time.Minute {
-		return t.token, nil
-	}
-	exp := now.Add(time.Hour)
-	if s.rec.Expires.Before(exp) {
-		exp = s.rec.Expires
-	}
-	tok, err := c.cfg.MintAccessToken(s.rec.Email, exp)
-	if err != nil {
-		return "", err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for id, old := range c.tokens {
-		if !old.expires.After(now) {
-			delete(c.tokens, id)
-		}
-	}
-	c.tokens[s.id] = cachedToken{token: tok, expires: exp}
-	return tok, nil
-}
-
 // forget drops what is kept in memory for a session.
 func (c *Console) forget(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.tokens, id)
 	delete(c.flashes, id)
 }
 
-// backend is the admin API as the session's principal sees it.
+// backend is the admin core as the session's principal sees it.
 func (c *Console) backend(r *http.Request, s *session) (*backend, error) {
-	tok, err := c.accessToken(s)
-	if err != nil {
-		return nil, err
+	caller := &admin.Caller{Principal: s.principal, Via: "console"}
+	if s.rec.IssuedBy != "" && s.rec.IssuedBy != s.rec.Email {
+		caller.Impersonator = s.rec.IssuedBy
 	}
-	return &backend{api: c.cfg.API, host: r.Host, authorization: "Bearer " + tok, ctx: r.Context()}, nil
+	return &backend{core: c.cfg.Core, caller: caller, ctx: r.Context()}, nil
 }

@@ -154,8 +154,8 @@ type clock struct{ now time.Time }
 
 func (c *clock) Now() time.Time { return c.now }
 
-// newTestConsole is a console on a real store whose API always answers 404;
-// enough for what does not call the API (sign-in, sessions, CSRF).
+// newTestConsole is a console on a real store without an admin core;
+// enough for what does not read or write state (sign-in, sessions, CSRF).
 func newTestConsole(t *testing.T, clk *clock) *Console {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "usher.db"))
@@ -164,12 +164,10 @@ func newTestConsole(t *testing.T, clk *clock) *Console {
 	}
 	t.Cleanup(func() { st.Close() })
 	c, err := New(Config{
-		API:             http.NotFoundHandler(),
-		MintAccessToken: func(email string, _ time.Time) (string, error) { return "token-for-" + email, nil },
-		Store:           st,
-		Roles:           iam.Predefined(),
-		Project:         "p",
-		Now:             clk.Now,
+		Store:   st,
+		Roles:   iam.Predefined(),
+		Project: "p",
+		Now:     clk.Now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -280,7 +280,7 @@ func (c *Console) apiHandler(h func(w http.ResponseWriter, r *http.Request) erro
 		if ae.Code == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="usher"`)
 		}
-		writeJSON(w, ae.Code, map[string]any{"error": ae})
+		writeJSON(w, ae.Code, map[string]any{"error": map[string]any{"code": ae.Code, "status": ae.Status, "message": ae.Message}})
 	}
 }
 

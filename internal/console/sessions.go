@@ -15,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/usher-run/usher/internal/api"
-	"github.com/usher-run/usher/internal/client"
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
@@ -39,10 +38,13 @@ type signInCode struct {
 
 // sessionRecord is a signed-in browser.
 type sessionRecord struct {
-	Email   string    `json:"email"`
-	CSRF    string    `json:"csrf"`
-	Created time.Time `json:"created"`
-	Expires time.Time `json:"expires"`
+	Email string `json:"email"`
+	// IssuedBy is who asked for the sign-in link: someone else than Email
+	// when an administrator signed in as Email.
+	IssuedBy string    `json:"issuedBy,omitempty"`
+	CSRF     string    `json:"csrf"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
 }
 
 // session is the signed-in browser of a request.
@@ -79,9 +81,9 @@ type signInCodeResponse struct {
 func (c *Console) createSignInCode(w http.ResponseWriter, r *http.Request) error {
 	caller, err := c.cfg.Authenticate(r)
 	if err != nil {
-		var ae *api.Error
+		var ae *apiError
 		if errors.As(err, &ae) {
-			return &apiError{Code: ae.Code, Status: ae.Status, Message: ae.Message}
+			return ae
 		}
 		return &apiError{Code: http.StatusUnauthorized, Status: "UNAUTHENTICATED", Message: "Request had invalid authentication credentials."}
 	}
@@ -110,20 +112,12 @@ func (c *Console) createSignInCode(w http.ResponseWriter, r *http.Request) error
 		target = iam.NewPrincipal(m.Value)
 	}
 	if target.Email != caller.Email {
-		// Seeing the console as someone else is an owner's tool: the same
-		// permission that lets one grant that principal anything.
-		project := req.Project
-		if project == "" {
-			project = c.cfg.Project
-		}
-		b := &backend{api: c.cfg.API, host: r.Host, authorization: r.Header.Get("Authorization"), ctx: r.Context()}
-		held, err := b.testPermissions(client.ProjectPath(project)+":testIamPermissions", []string{iam.PermProjectsSetIamPolicy})
-		if err != nil {
+		// Seeing the console as someone else is acting as them in every
+		// project they can touch: it needs the authority to grant them
+		// anything in every project of this server (an owner of each), and
+		// it is recorded as impersonation.
+		if err := c.cfg.Core.AuthorizeImpersonation(r.Context(), &admin.Caller{Principal: caller, Via: "console"}, target); err != nil {
 			return err
-		}
-		if !held[iam.PermProjectsSetIamPolicy] {
-			return &apiError{Code: http.StatusForbidden, Status: "PERMISSION_DENIED", Message: "Signing in to the console as " +
-				target.Member() + " needs permission '" + iam.PermProjectsSetIamPolicy + "' on project '" + project + "' (an owner's)."}
 		}
 	}
 	now := c.cfg.Now()
@@ -244,7 +238,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := c.cfg.Now()
 	secret := newSecret()
-	sess := sessionRecord{Email: rec.Email, CSRF: newSecret(), Created: now, Expires: now.Add(SessionTTL)}
+	sess := sessionRecord{Email: rec.Email, IssuedBy: rec.IssuedBy, CSRF: newSecret(), Created: now, Expires: now.Add(SessionTTL)}
 	if _, err := state.Put(r.Context(), c.cfg.Store, sessionsPrefix+hashSecret(secret), sess, store.MustNotExist); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sort"
 
+	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/client"
 	"github.com/usher-run/usher/internal/iam"
 )
@@ -15,26 +16,6 @@ import (
 // this principal (the troubleshooter needs run.services.getIamPolicy).
 
 // troubleshootAnswer is the part of the troubleshooter's answer shown.
-type troubleshootAnswer struct {
-	Access            string   `json:"access"`
-	Explanation       []string `json:"explanation"`
-	RolesGranting     []string `json:"rolesGranting"`
-	Guardrails        []string `json:"guardrails"`
-	ExplainedPolicies []struct {
-		FullResourceName    string `json:"fullResourceName"`
-		Access              string `json:"access"`
-		BindingExplanations []struct {
-			Access         string    `json:"access"`
-			Role           string    `json:"role"`
-			RolePermission string    `json:"rolePermission"`
-			Condition      *iam.Expr `json:"condition"`
-			Memberships    map[string]struct {
-				Membership string `json:"membership"`
-			} `json:"memberships"`
-		} `json:"bindingExplanations"`
-	} `json:"explainedPolicies"`
-}
-
 // explainedBindingRow is one binding of an explained policy.
 type explainedBindingRow struct {
 	Role      string
@@ -78,12 +59,11 @@ func (c *Console) troubleshoot(w http.ResponseWriter, r *http.Request, s *sessio
 		return &pageError{Code: http.StatusBadRequest, Title: "Whose access?", Message: "Name a principal: …/troubleshoot?principal=user:EMAIL."}
 	}
 	v := troubleshootView{Head: ls.Head, Principal: principal, Permission: iam.PermRoutesInvoke}
-	var out troubleshootAnswer
-	body := map[string]any{"accessTuple": map[string]string{
-		"principal": principal, "permission": v.Permission,
-		"fullResourceName": client.ServiceFullResourceName(ref.Project, ref.Region, ref.Name),
-	}}
-	if err := ls.b.do(http.MethodPost, client.TroubleshootPath, body, &out); err != nil {
+	out, err := ls.b.troubleshoot(apis.AccessTuple{
+		Principal: principal, Permission: v.Permission,
+		FullResourceName: client.ServiceFullResourceName(ref.Project, ref.Region, ref.Name),
+	})
+	if err != nil {
 		return err
 	}
 	v.Access, v.Granted, v.Sentences, v.Guardrails = out.Access, out.Access == "GRANTED", out.Explanation, out.Guardrails

@@ -237,6 +237,10 @@ func (g *Gateway) authorize(r *http.Request, tgt *routing.Target) (header string
 	if err != nil {
 		return "", http.StatusUnauthorized, err.Error(), principal
 	}
+	if !id.IsIdentityToken() {
+		// An access token (the admin API's kind) never invokes a service.
+		return "", http.StatusUnauthorized, "token is not an identity token", principal
+	}
 	if id.External { // a trusted external issuer (authn/external.go)
 		principal = iam.NewExternalPrincipal(id.Email, id.Issuer+"#"+id.Subject, id.Groups)
 	} else {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/cost"
 	"cel.dev/cel-go/common/types"
 	"cel.dev/cel-go/common/types/ref"
 	"cel.dev/cel-go/interpreter"
@@ -96,12 +97,39 @@ func compileCondition(expr string) (*condition, error) {
 	if !ast.OutputType().IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("expression must evaluate to a bool, not %s", cel.FormatCELType(ast.OutputType()))
 	}
+	// Refuse, when the policy is set, an expression whose worst case would
+	// exceed the runtime limit: it could only ever evaluate to false.
+	est, err := env.EstimateCost(ast, attributeSizes{})
+	if err != nil {
+		return nil, fmt.Errorf("expression: estimating its cost: %w", err)
+	}
+	if est.Max > conditionCostLimit {
+		return nil, fmt.Errorf("expression is too expensive: its worst case costs %d units, more than the %d a condition may (simplify it, or split it over several bindings)", est.Max, conditionCostLimit)
+	}
 	prg, err := env.Program(ast, cel.CostLimit(conditionCostLimit))
 	if err != nil {
 		return nil, fmt.Errorf("expression: %w", err)
 	}
 	return &condition{program: prg}, nil
 }
+
+// attributeSizes bounds the string attributes a condition sees (resource
+// names and types are short), so cost estimation has a finite worst case.
+type attributeSizes struct{}
+
+func (attributeSizes) EstimateSize(n cost.AstNode) *cost.SizeEstimate {
+	if p := n.Path(); len(p) > 0 && strings.HasPrefix(p[0], "resource.") {
+		return &cost.SizeEstimate{Min: 0, Max: maxAttributeLen}
+	}
+	return nil
+}
+
+func (attributeSizes) EstimateCallCost(function, overloadID string, target *cost.AstNode, args []cost.AstNode) *cost.CallEstimate {
+	return nil
+}
+
+// maxAttributeLen bounds resource.name, resource.service and resource.type.
+const maxAttributeLen = 1024
 
 // celIssues renders compile errors on one line each, with their position.
 func celIssues(iss *cel.Issues) string {

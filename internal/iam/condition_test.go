@@ -1,6 +1,7 @@
 package iam
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -348,4 +349,33 @@ func FuzzConditionExpression(f *testing.F) {
 			t.Fatalf("expression %q refused by Validate (%v) but granted", expr, err)
 		}
 	})
+}
+
+// TestConditionCostBound: an expression whose worst case exceeds the
+// runtime cost limit is refused when the policy is set, with the reason.
+func TestConditionCostBound(t *testing.T) {
+	var items []string
+	for i := range 300 {
+		items = append(items, strconv.Itoa(i))
+	}
+	list := "[" + strings.Join(items, ",") + "]"
+	tests := []struct {
+		name, expr string
+		wantErr    string
+	}{
+		{"nested comprehensions", list + ".all(x, " + list + ".all(y, resource.name.startsWith('projects/')))", "too expensive"},
+		{"prefix and time", `resource.name.startsWith("projects/p/locations/us-central1/services/a") && request.time < timestamp("2030-01-01T00:00:00Z")`, ""},
+		{"regex on the name", `resource.name.matches("^projects/[^/]+/locations/us-.*$")`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := compileCondition(tt.expr)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("compileCondition: got %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("compileCondition: got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
 }

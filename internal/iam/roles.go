@@ -44,6 +44,12 @@ const (
 	PermRunServicesListEffTags = "run.services.listEffectiveTags"
 	PermLogEntriesList         = "logging.logEntries.list"
 	PermOrgPolicySet           = "orgpolicy.policy.set" // roles/owner only (guardrails)
+	PermSADisable              = "iam.serviceAccounts.disable"
+	PermSAEnable               = "iam.serviceAccounts.enable"
+	PermSAUndelete             = "iam.serviceAccounts.undelete"
+	// PermHostExecutablesRun is Usher's own: deploying a file:// image runs
+	// an executable of Usher's host (roles/run.admin and roles/owner).
+	PermHostExecutablesRun = "usher.hostExecutables.run"
 )
 
 // Role is a named set of permissions.
@@ -150,7 +156,7 @@ func Predefined() *Roles {
 		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
 			Permissions: cat(runRead, projectRead, saRead, rolesRead, []string{PermProjectsGetIamPolicy, PermLogEntriesList})},
 		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
-			Permissions: cat(runRead, runWrite, invoke, []string{PermServicesSetIamPolicy, PermProjectsGet, PermServiceUsageGet, PermServiceUsageList})},
+			Permissions: cat(runRead, runWrite, invoke, []string{PermServicesSetIamPolicy, PermProjectsGet, PermServiceUsageGet, PermServiceUsageList, PermHostExecutablesRun})},
 		&Role{Name: "roles/run.developer", Title: "Cloud Run Developer", Description: "Read and write access to all Cloud Run resources, without IAM policy changes.",
 			Permissions: cat(runRead, runWrite, invoke, []string{PermProjectsGet, PermServiceUsageGet, PermServiceUsageList})},
 		&Role{Name: "roles/run.viewer", Title: "Cloud Run Viewer", Description: "Can view the state of all Cloud Run resources, including IAM policies.",
@@ -164,7 +170,7 @@ func Predefined() *Roles {
 		&Role{Name: "roles/iam.serviceAccountUser", Title: "Service Account User", Description: "Run operations as the service account.",
 			Permissions: cat(saRead, []string{PermSAActAs})},
 		&Role{Name: "roles/iam.serviceAccountAdmin", Title: "Service Account Admin", Description: "Create and manage service accounts.",
-			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy})},
+			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy, PermSADisable, PermSAEnable, PermSAUndelete})},
 		&Role{Name: "roles/iam.roleAdmin", Title: "Role Administrator", Description: "Access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermRolesCreate, PermRolesUpdate, PermRolesDelete, PermRolesUndelete, PermProjectsGet, PermProjectsGetIamPolicy})},
 		&Role{Name: "roles/iam.roleViewer", Title: "Role Viewer", Description: "Read access to all custom roles in the project.",

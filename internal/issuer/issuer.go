@@ -35,6 +35,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/store"
 )
 
@@ -542,6 +543,48 @@ type Claims struct {
 	Extra map[string]any
 }
 
+// Token kinds, the "token_use" claim every token Mint signs carries. Access
+// tokens authenticate to the admin API; identity tokens invoke services. A
+// verifier on either side checks the kind, so one can never stand in for the
+// other.
+const (
+	TokenUseAccess   = authn.TokenUseAccess
+	TokenUseIdentity = authn.TokenUseIdentity
+)
+
+// Audiences reserved by Usher.
+const (
+	// AdminAudience marks access tokens for the admin API. It is never the
+	// audience of an identity token, whoever asks.
+	AdminAudience = "usher-admin-api"
+	// CLIClientID is the audience of identity tokens the CLI mints for a
+	// user without --audiences (as gcloud's own client id is on Google).
+	CLIClientID = "usher-cli"
+)
+
+// ErrReservedAudience is returned for an identity token asked for the admin
+// API's audience.
+var ErrReservedAudience = errors.New("issuer: audience " + AdminAudience + " is reserved for access tokens")
+
+// MintAccess mints an access token for the admin API (scope defaults to
+// cloud-platform).
+func (i *Issuer) MintAccess(subject, email, scope string, exp time.Time) (string, error) {
+	if scope == "" {
+		scope = "https://www.googleapis.com/auth/cloud-platform"
+	}
+	return i.Mint(Claims{
+		Subject: subject, Email: email, EmailVerified: true,
+		Audience: []string{AdminAudience}, Expiry: exp,
+		Extra: map[string]any{"scope": scope, "token_use": TokenUseAccess},
+	})
+}
+
+// MintIdentity mints an identity token for audiences, which may not include
+// the admin API's.
+func (i *Issuer) MintIdentity(subject, email string, audiences []string, exp time.Time) (string, error) {
+	return i.Mint(Claims{Subject: subject, Email: email, EmailVerified: true, Audience: audiences, Expiry: exp})
+}
+
 // reserved claims are set by Mint and may not come from Claims.Extra.
 var reserved = map[string]bool{
 	"iss": true, "sub": true, "aud": true, "exp": true, "iat": true, "nbf": true,
@@ -568,6 +611,18 @@ func (i *Issuer) Mint(c Claims) (string, error) {
 			return "", fmt.Errorf("issuer: mint: extra claim %q is reserved", k)
 		}
 		m[k] = v
+	}
+	// Every token says which kind it is; only an access token may name the
+	// admin API as its audience.
+	switch m["token_use"] {
+	case nil:
+		m["token_use"] = TokenUseIdentity
+	case TokenUseAccess, TokenUseIdentity:
+	default:
+		return "", fmt.Errorf("issuer: mint: token_use %v is not %q or %q", m["token_use"], TokenUseAccess, TokenUseIdentity)
+	}
+	if m["token_use"] != TokenUseAccess && slices.Contains(c.Audience, AdminAudience) {
+		return "", ErrReservedAudience
 	}
 	m["iss"] = i.url
 	m["sub"] = c.Subject

@@ -70,7 +70,7 @@
 //	    google.compute_engine claims). Missing audience: 400.
 //	instance/service-accounts/{default|EMAIL}/token[?scopes=S1,S2]
 //	    {"access_token","expires_in","token_type":"Bearer"}: an access token
-//	    for Usher's admin API (api.MintAccessToken), scope cloud-platform by
+//	    for Usher's admin API (issuer.MintAccess), scope cloud-platform by
 //	    default.
 //	instance/service-accounts/{default|EMAIL}/{email,aliases,scopes}
 //	instance/service-accounts/ and instance/service-accounts/{default|EMAIL}/
@@ -131,7 +131,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/issuer"
 )
@@ -153,10 +152,20 @@ const (
 	universe     = "googleapis.com"
 )
 
+// Minter mints tokens (the built-in issuer).
+type Minter interface {
+	MintAccess(subject, email, scope string, exp time.Time) (string, error)
+	MintIdentity(subject, email string, audiences []string, exp time.Time) (string, error)
+}
+
 // Config configures a Server.
 type Config struct {
 	// Minter mints the tokens (the built-in issuer). Required.
-	Minter api.Minter
+	Minter Minter
+	// AccountUsable, if set, reports whether a service account may still
+	// get tokens (it exists, with this unique ID, and is enabled); tokens
+	// for one that may not are refused.
+	AccountUsable func(email, uniqueID string) bool
 	// Now is the clock of the token cache; default time.Now.
 	Now func() time.Time
 	// Log receives refusals and errors; default discards.
@@ -640,10 +649,14 @@ func (r *Registration) serveIdentity(w http.ResponseWriter, q url.Values) {
 		writeToken(w, "text/plain; charset=utf-8", []byte(t.token))
 		return
 	}
-	tok, err := r.s.cfg.Minter.Mint(issuer.Claims{
-		Subject: r.id.UniqueID, Email: r.id.ServiceAccount, EmailVerified: true,
-		Audience: []string{aud},
-	})
+	if !r.usable(w) {
+		return
+	}
+	tok, err := r.s.cfg.Minter.MintIdentity(r.id.UniqueID, r.id.ServiceAccount, []string{aud}, time.Time{})
+	if errors.Is(err, issuer.ErrReservedAudience) {
+		textError(w, http.StatusBadRequest, "audience "+issuer.AdminAudience+" is reserved for access tokens")
+		return
+	}
 	if err != nil {
 		r.log.Error("metadata: minting an identity token", "err", err)
 		textError(w, http.StatusInternalServerError, "Could not mint an identity token.")
@@ -651,6 +664,16 @@ func (r *Registration) serveIdentity(w http.ResponseWriter, q url.Values) {
 	}
 	r.tokens.put(key, cachedToken{token: tok, minted: now, expiry: now.Add(issuer.MaxTokenLifetime)}, now)
 	writeToken(w, "text/plain; charset=utf-8", []byte(tok))
+}
+
+// usable refuses tokens for an account that was deleted, re-created or
+// disabled since the instance started.
+func (r *Registration) usable(w http.ResponseWriter) bool {
+	if f := r.s.cfg.AccountUsable; f != nil && !f(r.id.ServiceAccount, r.id.UniqueID) {
+		textError(w, http.StatusForbidden, "The service account "+r.id.ServiceAccount+" is disabled or was deleted; no token is issued for it.")
+		return false
+	}
+	return true
 }
 
 // serveToken answers …/token[?scopes=A,B]: an OAuth access token for Usher's
@@ -676,8 +699,11 @@ func (r *Registration) serveToken(w http.ResponseWriter, q url.Values) {
 	key := "at\x00" + scope
 	t, ok := r.tokens.get(key, func(t cachedToken) bool { return now.Before(t.expiry.Add(-accessTokenMargin)) && !now.Before(t.minted) })
 	if !ok {
+		if !r.usable(w) {
+			return
+		}
 		exp := now.Add(issuer.MaxTokenLifetime)
-		tok, err := api.MintAccessToken(r.s.cfg.Minter, r.id.UniqueID, r.id.ServiceAccount, scope, exp)
+		tok, err := r.s.cfg.Minter.MintAccess(r.id.UniqueID, r.id.ServiceAccount, scope, exp)
 		if err != nil {
 			r.log.Error("metadata: minting an access token", "err", err)
 			textError(w, http.StatusInternalServerError, "Could not mint an access token.")

@@ -23,7 +23,6 @@ import (
 	gcemd "cloud.google.com/go/compute/metadata"
 	"google.golang.org/api/idtoken"
 
-	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/issuer"
@@ -263,7 +262,7 @@ func TestEndpoints(t *testing.T) {
 		if id.Subject != saID {
 			t.Errorf("identity sub = %q, want %q", id.Subject, saID)
 		}
-		if id.TokenUse != "" || id.HasAudience(api.AccessTokenAudience) {
+		if !id.IsIdentityToken() || id.HasAudience(issuer.AdminAudience) {
 			t.Errorf("identity token looks like an access token: %+v", id)
 		}
 	}
@@ -286,7 +285,7 @@ func TestEndpoints(t *testing.T) {
 		if tok.TokenType != "Bearer" || tok.ExpiresIn <= 3500 || tok.ExpiresIn > 3600 {
 			t.Errorf("token%s = %+v", tc.query, tok)
 		}
-		id := f.verify(t, tok.AccessToken, saEmail, api.AccessTokenAudience)
+		id := f.verify(t, tok.AccessToken, saEmail, issuer.AdminAudience)
 		if id.Scope != tc.scope || id.TokenUse != "access" || id.Subject != saID {
 			t.Errorf("access token scope %q use %q sub %q, want %q access %q", id.Scope, id.TokenUse, id.Subject, tc.scope, saID)
 		}
@@ -549,13 +548,13 @@ func TestTokenCache(t *testing.T) {
 	if a2.AccessToken != a1.AccessToken || a2.ExpiresIn > a1.ExpiresIn-50*60+1 || a2.ExpiresIn < 5*60 {
 		t.Errorf("after 50 min: reused %v, expires_in %d (was %d)", a2.AccessToken == a1.AccessToken, a2.ExpiresIn, a1.ExpiresIn)
 	}
-	f.verify(t, a2.AccessToken, saEmail, api.AccessTokenAudience)
+	f.verify(t, a2.AccessToken, saEmail, issuer.AdminAudience)
 	f.clock.Advance(5*time.Minute + time.Second)
 	a3 := at()
 	if a3.AccessToken == a1.AccessToken || a3.ExpiresIn < 3500 {
 		t.Errorf("near expiry: reused %v, expires_in %d", a3.AccessToken == a1.AccessToken, a3.ExpiresIn)
 	}
-	f.verify(t, a3.AccessToken, saEmail, api.AccessTokenAudience)
+	f.verify(t, a3.AccessToken, saEmail, issuer.AdminAudience)
 }
 
 func TestRegisterValidation(t *testing.T) {

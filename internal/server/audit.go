@@ -20,6 +20,7 @@ func startAudit(st store.Store, cfg Config, log *slog.Logger) (trail *audit.Trai
 		Store:      st,
 		MaxAge:     cfg.AuditMaxAge,
 		MaxRecords: cfg.AuditMaxRecords,
+		MaxDenials: cfg.DenialMaxRecords,
 		Log:        log,
 	})
 	ctx, cancel := context.WithCancel(context.Background())

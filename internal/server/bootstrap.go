@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/usher-run/usher/internal/api"
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/client"
 	"github.com/usher-run/usher/internal/iam"
@@ -32,7 +32,7 @@ func bootstrap(ctx context.Context, st store.Store, cfg Config) error {
 	if err := createIfAbsent(ctx, st, state.ProjectPolicyKey(cfg.Project), owner); err != nil {
 		return err
 	}
-	sa := api.DefaultServiceAccountRecord(project)
+	sa := admin.NewServiceAccountRecord(project, apis.DefaultServiceAccount(project.ProjectID), "Default compute service account", "")
 	if err := createIfAbsent(ctx, st, state.ServiceAccountKey(cfg.Project, sa.Email), sa); err != nil {
 		return err
 	}
@@ -44,7 +44,7 @@ func bootstrap(ctx context.Context, st store.Store, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		if _, err := state.Put(ctx, st, state.CredentialKey(api.HashCredential(secret)), state.Credential{Email: OwnerEmail, Created: now}, store.MustNotExist); err != nil {
+		if _, err := state.Put(ctx, st, state.CredentialKey(admin.HashCredential(secret)), state.Credential{Email: OwnerEmail, Created: now}, store.MustNotExist); err != nil {
 			return err
 		}
 		conf = client.Config{Credential: secret}
@@ -90,7 +90,7 @@ func credentialKnown(ctx context.Context, st store.Store, secret string) bool {
 		return false
 	}
 	var cred state.Credential
-	_, err := state.Get(ctx, st, state.CredentialKey(api.HashCredential(secret)), &cred)
+	_, err := state.Get(ctx, st, state.CredentialKey(admin.HashCredential(secret)), &cred)
 	return err == nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/console"
 	"github.com/usher-run/usher/internal/gateway"
@@ -13,16 +14,14 @@ import (
 	"github.com/usher-run/usher/internal/store"
 )
 
-// newConsole builds the web console over the admin API: it calls adminAPI
-// in-process as each signed-in principal, with access tokens minted by the
-// issuer, and keeps only its sign-in codes and sessions in the store.
-func newConsole(cfg Config, st store.Store, roles *iam.Roles, adminAPI *api.API, minter api.Minter, denials console.DenialLog, log *slog.Logger) (*console.Console, error) {
+// newConsole builds the web console over the admin core: it runs every
+// operation as the signed-in principal, and keeps only its sign-in codes and
+// sessions in the store. Sign-in codes are asked for with an API access
+// token (adminAPI's authentication).
+func newConsole(cfg Config, st store.Store, roles *iam.Roles, core *admin.Core, adminAPI *api.API, denials console.DenialLog, log *slog.Logger) (*console.Console, error) {
 	return console.New(console.Config{
-		API:          adminAPI,
-		Authenticate: adminAPI.Authenticate,
-		MintAccessToken: func(email string, expiry time.Time) (string, error) {
-			return api.MintAccessToken(minter, email, email, "", expiry)
-		},
+		Core:          core,
+		Authenticate:  adminAPI.Authenticate,
 		Store:         st,
 		Roles:         roles,
 		Project:       cfg.Project,

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/usher-run/usher/internal/accounts"
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
@@ -76,6 +78,13 @@ type Config struct {
 	MaxStaleness time.Duration
 	// NodeName names this node in logs (default: the hostname).
 	NodeName string
+	// ProcessImageDirs are directories whose executables anyone allowed to
+	// deploy may run as file:// images (any other needs
+	// usher.hostExecutables.run).
+	ProcessImageDirs []string
+	// DenialMaxRecords bounds how many refused invocations the audit trail
+	// keeps, apart from admin records (0: package audit's default).
+	DenialMaxRecords int
 }
 
 func (c *Config) setDefaults() {
@@ -144,15 +153,22 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("issuer: %w", err)
 	}
 	go iss.Watch(ctx)
-	verifier := authn.New(authn.Config{Issuer: cfg.PublicURL, Keys: iss})
-	gwVerifier, err := gatewayVerifier(ctx, cfg, verifier, log.With("component", "authn")) // issuers.go
-	if err != nil {
-		return err
-	}
 	roles := iam.Predefined()
-
 	if err := bootstrap(ctx, st, cfg); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
+	}
+	// Which service accounts may still authenticate: every token check, at
+	// the gateway and the API, asks it (package accounts).
+	live := accounts.New(st, log.With("component", "accounts"))
+	if _, err := live.Sync(ctx); err != nil {
+		return fmt.Errorf("loading service accounts: %w", err)
+	}
+	go live.Run(ctx)
+	own := authn.New(authn.Config{Issuer: cfg.PublicURL, Keys: iss})
+	verifier := accounts.Verifier{Next: own, Index: live}
+	gwVerifier, err := gatewayVerifier(ctx, cfg, own, log.With("component", "authn")) // issuers.go
+	if err != nil {
+		return err
 	}
 	if err := writeTokenFile(iss, tokenFilePath(cfg.DataDir)); err != nil {
 		return fmt.Errorf("writing the access token file: %w", err)
@@ -163,7 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
 	}
 	serviceLogs := logs.New[logs.Entry](0)
-	md := metadata.New(metadata.Config{Minter: iss, Log: log.With("component", "metadata")})
+	md := metadata.New(metadata.Config{Minter: iss, AccountUsable: live.Usable, Log: log.With("component", "metadata")})
 	defer md.Close()
 	runtimes := runtimesFor(ctx, cfg, log)
 	if d, ok := runtimes.Docker.(*docker.Runtime); ok {
@@ -183,7 +199,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mets := newMetrics(cfg.NodeName) // metrics.go
 	gw := gateway.New(gateway.Config{
 		Fresh:    func() bool { return mir.Fresh() },
-		Verifier: gwVerifier, Instances: poolInstances{instances}, CLIAudience: api.CLIClientID,
+		Verifier: accounts.Verifier{Next: gwVerifier, Index: live}, Instances: poolInstances{instances}, CLIAudience: issuer.CLIClientID,
 		Log:      log.With("component", "gateway"),
 		OnDenied: auditDenials(trail, recordDenial(denials)),
 	})
@@ -209,12 +225,13 @@ func Run(ctx context.Context, cfg Config) error {
 	go mir.Run(ctx)
 	go mir.Keep(ctx, 0)
 
-	adminAPI := api.New(api.Config{
-		Store: st, Roles: roles, Minter: iss, Verifier: verifier, Sync: mir,
-		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs, Log: log.With("component", "api"),
-		OrgPolicyFile: cfg.OrgPolicyFile,
-		Audit:         trail,
+	core := admin.New(admin.Config{
+		Store: st, Roles: roles, Minter: iss, Sync: mir,
+		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs,
+		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
+		AccountEnabled: live.Enabled, Log: log.With("component", "admin"),
 	})
+	adminAPI := api.New(api.Config{Core: core, Verifier: verifier, Audit: trail, Log: log.With("component", "api")})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -227,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain)) // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 	// Web console (issue 5): browser pages under /console/ on API hosts. It
 	// calls adminAPI in-process as the signed-in principal (console.go).
-	con, err := newConsole(cfg, st, roles, adminAPI, iss, denialLog{denials}, log.With("component", "console"))
+	con, err := newConsole(cfg, st, roles, core, adminAPI, denialLog{denials}, log.With("component", "console"))
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}

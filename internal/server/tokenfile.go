@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/client"
+	"github.com/usher-run/usher/internal/issuer"
 )
 
 // tokenFilePath is where the owner's access token is kept fresh for tools
@@ -21,8 +21,8 @@ func tokenFilePath(dataDir string) string {
 }
 
 // writeTokenFile writes a fresh owner access token to path.
-func writeTokenFile(m api.Minter, path string) error {
-	tok, err := api.MintAccessToken(m, OwnerEmail, OwnerEmail, "", time.Now().Add(time.Hour))
+func writeTokenFile(m *issuer.Issuer, path string) error {
+	tok, err := m.MintAccess(OwnerEmail, OwnerEmail, "", time.Now().Add(time.Hour))
 	if err != nil {
 		return err
 	}
@@ -31,7 +31,7 @@ func writeTokenFile(m api.Minter, path string) error {
 
 // keepTokenFresh rewrites the owner's access token well before it expires,
 // for as long as the server runs.
-func keepTokenFresh(ctx context.Context, m api.Minter, path string, log *slog.Logger) {
+func keepTokenFresh(ctx context.Context, m *issuer.Issuer, path string, log *slog.Logger) {
 	const every = 20 * time.Minute // tokens live an hour
 	for {
 		t := time.NewTimer(every)

@@ -7,28 +7,34 @@ import (
 	"time"
 )
 
-// AuditPrefix holds the audit trail (package audit): one key per written
-// batch of records, AUDIT/DAY/NANOS-UNIQUE, where DAY is the UTC date
-// (YYYYMMDD) and NANOS the zero-padded Unix time in nanoseconds of the
-// batch's oldest record. Keys sort in time order, and a time range is read
-// by listing only the days it covers.
-const AuditPrefix = "audit/"
+// The audit trail (package audit) lives under two prefixes with their own
+// retention, so that a flood of refused requests can never push out the
+// record of who changed access: admin writes under AuditPrefix, refused
+// invocations under DenialsPrefix. Each key holds one written batch of
+// records, PREFIX/DAY/NANOS-UNIQUE, where DAY is the UTC date (YYYYMMDD) and
+// NANOS the zero-padded Unix time in nanoseconds of the batch's oldest
+// record. Keys sort in time order, and a time range is read by listing only
+// the days it covers.
+const (
+	AuditPrefix   = "audit/"
+	DenialsPrefix = "auditdenials/"
+)
 
-// AuditDayPrefix is the prefix of the batches whose oldest record is on t's
-// UTC day.
-func AuditDayPrefix(t time.Time) string {
-	return AuditPrefix + t.UTC().Format("20060102") + "/"
+// AuditDayPrefix is the prefix, under prefix, of the batches whose oldest
+// record is on t's UTC day.
+func AuditDayPrefix(prefix string, t time.Time) string {
+	return prefix + t.UTC().Format("20060102") + "/"
 }
 
-// AuditKey names a batch whose oldest record is at t; unique tells apart
-// batches written at the same nanosecond (by different nodes).
-func AuditKey(t time.Time, unique string) string {
-	return AuditDayPrefix(t) + fmt.Sprintf("%019d", t.UnixNano()) + "-" + unique
+// AuditKey names a batch under prefix whose oldest record is at t; unique
+// tells apart batches written at the same nanosecond (by different nodes).
+func AuditKey(prefix string, t time.Time, unique string) string {
+	return AuditDayPrefix(prefix, t) + fmt.Sprintf("%019d", t.UnixNano()) + "-" + unique
 }
 
 // AuditKeyTime returns the time of an audit key's oldest record.
-func AuditKeyTime(key string) (time.Time, bool) {
-	parts := SplitKey(key, AuditPrefix, 2)
+func AuditKeyTime(prefix, key string) (time.Time, bool) {
+	parts := SplitKey(key, prefix, 2)
 	if parts == nil {
 		return time.Time{}, false
 	}

@@ -23,6 +23,9 @@ const (
 	ServicePoliciesPrefix        = "policies/services/"
 	ProjectPoliciesPrefix        = "policies/projects/"
 	ServiceAccountPoliciesPrefix = "policies/serviceaccounts/"
+	// DeletedServiceAccountsPrefix holds deleted accounts' tombstones
+	// (PROJECT/UNIQUEID) for undelete.
+	DeletedServiceAccountsPrefix = "deletedserviceaccounts/"
 )
 
 func ProjectKey(p string) string               { return ProjectsPrefix + p }
@@ -31,7 +34,10 @@ func RevisionKey(p, region, name string) string {
 	return RevisionsPrefix + p + "/" + region + "/" + name
 }
 func ServiceAccountKey(p, email string) string { return ServiceAccountsPrefix + p + "/" + email }
-func CredentialKey(hash string) string         { return CredentialsPrefix + hash }
+func DeletedServiceAccountKey(p, uid string) string {
+	return DeletedServiceAccountsPrefix + p + "/" + uid
+}
+func CredentialKey(hash string) string { return CredentialsPrefix + hash }
 func ServicePolicyKey(p, region, name string) string {
 	return ServicePoliciesPrefix + p + "/" + region + "/" + name
 }

@@ -1,4 +1,4 @@
-package api
+package admin
 
 // The policy troubleshooter: why does (or doesn't) a principal hold a
 // permission on a service? In the shape of Google's Policy Troubleshooter
@@ -32,7 +32,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -54,54 +53,6 @@ const (
 	membershipNotInc   = "MEMBERSHIP_NOT_INCLUDED"
 	membershipUnknown  = "MEMBERSHIP_UNKNOWN_UNSUPPORTED"
 )
-
-// AccessTuple is what is asked about.
-type AccessTuple struct {
-	Principal        string `json:"principal"`
-	FullResourceName string `json:"fullResourceName"`
-	Permission       string `json:"permission"`
-}
-
-// TroubleshootResponse is the troubleshooter's answer.
-type TroubleshootResponse struct {
-	Access      string      `json:"access"`
-	AccessTuple AccessTuple `json:"accessTuple"`
-	// Explanation says why in sentences, the decision's first.
-	Explanation       []string          `json:"explanation"`
-	ExplainedPolicies []ExplainedPolicy `json:"explainedPolicies"`
-	// RolesGranting are the roles that include the permission.
-	RolesGranting      []string `json:"rolesGranting"`
-	InvokerIAMDisabled bool     `json:"invokerIamDisabled,omitempty"`
-	// Guardrails are org policies that bear on the answer (what a fix
-	// would run into).
-	Guardrails []string `json:"guardrails,omitempty"`
-}
-
-// ExplainedPolicy is one policy of the hierarchy, judged.
-type ExplainedPolicy struct {
-	FullResourceName string `json:"fullResourceName"`
-	// Access is what this policy alone grants; UNKNOWN_INFO_DENIED when the
-	// caller may not read it (Policy and BindingExplanations are then empty).
-	Access              string               `json:"access"`
-	Policy              *iam.Policy          `json:"policy,omitempty"`
-	BindingExplanations []BindingExplanation `json:"bindingExplanations,omitempty"`
-}
-
-// BindingExplanation is one binding, judged.
-type BindingExplanation struct {
-	Access         string                `json:"access"`
-	Role           string                `json:"role"`
-	RolePermission string                `json:"rolePermission"`
-	Memberships    map[string]Membership `json:"memberships"`
-	Condition      *iam.Expr             `json:"condition,omitempty"`
-	// ConditionExplanation says what the condition did when it mattered.
-	ConditionExplanation string `json:"conditionExplanation,omitempty"`
-}
-
-// Membership says whether one member of a binding is the principal.
-type Membership struct {
-	Membership string `json:"membership"`
-}
 
 const runResourcePrefix = "//run.googleapis.com/"
 
@@ -143,49 +94,40 @@ func parsePrincipal(s string) (iam.Principal, error) {
 	return p, nil
 }
 
-func (a *API) troubleshoot(w http.ResponseWriter, r *http.Request, c *caller) error {
-	ctx := r.Context()
-	var req struct {
-		AccessTuple *AccessTuple `json:"accessTuple"`
-	}
-	if err := decodeBody(r, &req); err != nil {
-		return err
-	}
-	if req.AccessTuple == nil {
-		return invalidArgument("accessTuple is required")
-	}
-	tuple := *req.AccessTuple
+// Troubleshoot explains whether tuple's principal holds its permission on
+// its service.
+func (c *Core) Troubleshoot(ctx context.Context, caller *Caller, tuple apis.AccessTuple) (*apis.TroubleshootResponse, error) {
 	if tuple.Permission == "" {
 		tuple.Permission = iam.PermRoutesInvoke
 	}
 	projectRef, region, name, ok := parseServiceResource(tuple.FullResourceName)
 	if !ok {
-		return invalidArgument("accessTuple.fullResourceName %q must name a Cloud Run service: //run.googleapis.com/projects/PROJECT/locations/REGION/services/SERVICE", tuple.FullResourceName)
+		return nil, InvalidArgument("accessTuple.fullResourceName %q must name a Cloud Run service: //run.googleapis.com/projects/PROJECT/locations/REGION/services/SERVICE", tuple.FullResourceName)
 	}
 	principal, err := parsePrincipal(tuple.Principal)
 	if err != nil {
-		return invalidArgument("accessTuple.%v", err)
+		return nil, InvalidArgument("accessTuple.%v", err)
 	}
-	p, err := a.findProject(ctx, projectRef)
+	p, err := c.Project(ctx, projectRef)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	project := p.ProjectID
-	levels, err := a.serviceLevels(ctx, project, region, name)
+	levels, err := c.serviceLevels(ctx, project, region, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	resource := apis.ServiceResource(project, region, name)
-	if err := a.check(c, iam.PermServicesGetIamPolicy, resource, levels...); err != nil {
-		return err
+	if err := c.authorize(caller, iam.PermServicesGetIamPolicy, resource, levels...); err != nil {
+		return nil, err
 	}
-	svc, _, err := a.readService(ctx, project, region, name)
+	svc, _, err := c.readService(ctx, project, region, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	projectVisible := a.check(c, iam.PermProjectsGetIamPolicy, levels[0].Resource, levels[0]) == nil
+	projectVisible := c.holds(caller, iam.PermProjectsGetIamPolicy, levels[0])
 	tuple.FullResourceName = runResourcePrefix + resource
-	out := a.explain(principal, tuple.Permission, levels, projectVisible, a.cfg.Now())
+	out := c.explain(principal, tuple.Permission, levels, projectVisible, c.cfg.Now())
 	out.AccessTuple = tuple
 	if tuple.Permission == iam.PermRoutesInvoke && svc.InvokerIAMDisabled() {
 		// The gateway makes such a service public whatever its policy says.
@@ -194,17 +136,17 @@ func (a *API) troubleshoot(w http.ResponseWriter, r *http.Request, c *caller) er
 		out.Explanation = append([]string{fmt.Sprintf("The invoker IAM check of %s is disabled (%s): anyone may invoke it, with or without credentials, whatever its policy says.",
 			resource, apis.AnnotationInvokerIAMDisabled)}, out.Explanation...)
 	}
-	out.Guardrails = a.troubleshootGuardrails(ctx, project, principal, out.Access)
-	return writeJSON(w, http.StatusOK, out)
+	out.Guardrails = c.troubleshootGuardrails(ctx, project, principal, out.Access)
+	return &out, nil
 }
 
 // explain judges perm for principal over levels (project first, then the
 // service), as for a request made at now. Project bindings are hidden
 // unless projectVisible.
-func (a *API) explain(principal iam.Principal, perm string, levels []iam.Level, projectVisible bool, now time.Time) TroubleshootResponse {
-	rs := a.cfg.Roles
+func (c *Core) explain(principal iam.Principal, perm string, levels []iam.Level, projectVisible bool, now time.Time) apis.TroubleshootResponse {
+	rs := c.cfg.Roles
 	catalogue := rs.Grantable(levels...) // predefined plus the custom roles in scope
-	out := TroubleshootResponse{RolesGranting: catalogue.Granting(perm)}
+	out := apis.TroubleshootResponse{RolesGranting: catalogue.Granting(perm)}
 	if out.RolesGranting == nil {
 		out.RolesGranting = []string{}
 	}
@@ -230,7 +172,7 @@ func (a *API) explain(principal iam.Principal, perm string, levels []iam.Level, 
 	// The service first, then its project, as Google lists them.
 	for i := last; i >= 0; i-- {
 		lvl := levels[i]
-		ep := ExplainedPolicy{FullResourceName: fullResourceName(lvl.Resource), Access: accessNotGranted}
+		ep := apis.ExplainedPolicy{FullResourceName: fullResourceName(lvl.Resource), Access: accessNotGranted}
 		if i == 0 && !projectVisible {
 			ep.Access = accessUnknownInfo
 			out.ExplainedPolicies = append(out.ExplainedPolicies, ep)
@@ -241,7 +183,7 @@ func (a *API) explain(principal iam.Principal, perm string, levels []iam.Level, 
 			pol.Etag = ""
 			ep.Policy = &pol
 			for _, b := range lvl.Policy.Bindings {
-				be := a.explainBinding(principal, perm, catalogue, levels, i, b, now)
+				be := c.explainBinding(principal, perm, catalogue, levels, i, b, now)
 				if be.Access == accessGranted {
 					ep.Access = accessGranted
 				}
@@ -255,7 +197,7 @@ func (a *API) explain(principal iam.Principal, perm string, levels []iam.Level, 
 	}
 
 	if out.Access != accessGranted {
-		out.Explanation = append(out.Explanation, a.whereMissing(principal, perm, levels, projectVisible, out.RolesGranting)...)
+		out.Explanation = append(out.Explanation, c.whereMissing(principal, perm, levels, projectVisible, out.RolesGranting)...)
 	}
 	return out
 }
@@ -278,11 +220,11 @@ func onlyPolicy(levels []iam.Level, i int, pol *iam.Policy) []iam.Level {
 // explainBinding judges one binding, levels[i]'s, by asking the evaluator
 // about it alone, and each member by asking about a one-member binding of a
 // role that includes perm.
-func (a *API) explainBinding(principal iam.Principal, perm string, catalogue *iam.Roles, levels []iam.Level, i int, b iam.Binding, now time.Time) BindingExplanation {
-	rs := a.cfg.Roles
+func (c *Core) explainBinding(principal iam.Principal, perm string, catalogue *iam.Roles, levels []iam.Level, i int, b iam.Binding, now time.Time) apis.BindingExplanation {
+	rs := c.cfg.Roles
 	resource := levels[i].Resource
-	be := BindingExplanation{Access: accessNotGranted, Role: b.Role, RolePermission: rolePermNotInc,
-		Memberships: map[string]Membership{}, Condition: b.Condition}
+	be := apis.BindingExplanation{Access: accessNotGranted, Role: b.Role, RolePermission: rolePermNotInc,
+		Memberships: map[string]apis.Membership{}, Condition: b.Condition}
 	role, known := catalogue.Lookup(b.Role)
 	switch {
 	case !known:
@@ -308,7 +250,7 @@ func (a *API) explainBinding(principal iam.Principal, perm string, catalogue *ia
 			ms = membershipIncluded
 			memberMatched = true
 		}
-		be.Memberships[m] = Membership{Membership: ms}
+		be.Memberships[m] = apis.Membership{Membership: ms}
 	}
 	granted := rs.CheckAt(principal, perm, now, onlyPolicy(levels, i, &iam.Policy{Bindings: []iam.Binding{b}})...).Allowed
 	if granted {
@@ -336,7 +278,7 @@ func conditionLabel(c *iam.Expr) string {
 
 // whereMissing says, per resource, which bindings of the roles that would
 // grant perm exist and that principal is not among their members.
-func (a *API) whereMissing(principal iam.Principal, perm string, levels []iam.Level, projectVisible bool, granting []string) []string {
+func (c *Core) whereMissing(principal iam.Principal, perm string, levels []iam.Level, projectVisible bool, granting []string) []string {
 	if len(granting) == 0 {
 		return []string{fmt.Sprintf("No role Usher knows includes %s.", perm)}
 	}
@@ -376,8 +318,8 @@ func (a *API) whereMissing(principal iam.Principal, perm string, levels []iam.Le
 
 // troubleshootGuardrails names the org policies that bear on the answer:
 // what would refuse the grant that is missing, or keeps the invoker check on.
-func (a *API) troubleshootGuardrails(ctx context.Context, project string, principal iam.Principal, access string) []string {
-	eff, err := a.effectiveOrgPolicy(ctx, project)
+func (c *Core) troubleshootGuardrails(ctx context.Context, project string, principal iam.Principal, access string) []string {
+	eff, err := c.EffectiveOrgPolicy(ctx, project)
 	if err != nil {
 		return []string{"The org policies in force could not be read: " + err.Error()}
 	}
@@ -385,7 +327,7 @@ func (a *API) troubleshootGuardrails(ctx context.Context, project string, princi
 	if eff.DomainsRestricted && principal.Kind != iam.Anonymous {
 		m, err := iam.ParseMember(principal.Member())
 		if err == nil {
-			usher, _ := a.usherServiceAccount(ctx, m)
+			usher, _ := c.usherServiceAccount(ctx, m)
 			if !eff.MemberAllowed(m, func(string) bool { return usher }) {
 				out = append(out, fmt.Sprintf("%s: %s may not be granted roles in this project (allowed domains: %s; set by %s).",
 					orgpolicy.AllowedPolicyMemberDomains, principal.Member(), strings.Join(eff.Domains, ", "), strings.Join(eff.DomainsOrigin, " and ")))

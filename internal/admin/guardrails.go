@@ -1,4 +1,4 @@
-package api
+package admin
 
 // Organization guardrails (package orgpolicy): the checks every IAM policy
 // write and every service create or replace passes before anything is
@@ -10,7 +10,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -19,20 +18,19 @@ import (
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/orgpolicy"
 	"github.com/usher-run/usher/internal/state"
-	"github.com/usher-run/usher/internal/store"
 )
 
 // guardrailViolation is the FAILED_PRECONDITION a guardrail answers.
 func guardrailViolation(format string, args ...any) *Error {
-	return newError(http.StatusBadRequest, "FAILED_PRECONDITION", format, args...)
+	return FailedPrecondition(format, args...)
 }
 
 // orgPolicySources are the policies in force for project: the server
 // file's (for every project, or for this one) and the project's own.
 // Errors fail closed: the caller refuses the write.
-func (a *API) orgPolicySources(ctx context.Context, project string) ([]orgpolicy.Source, error) {
+func (c *Core) orgPolicySources(ctx context.Context, project string) ([]orgpolicy.Source, error) {
 	var out []orgpolicy.Source
-	if path := a.cfg.OrgPolicyFile; path != "" {
+	if path := c.cfg.OrgPolicyFile; path != "" {
 		fps, err := orgpolicy.LoadFile(path)
 		if err != nil {
 			return nil, &Error{Code: http.StatusInternalServerError, Status: "INTERNAL",
@@ -44,7 +42,7 @@ func (a *API) orgPolicySources(ctx context.Context, project string) ([]orgpolicy
 			}
 		}
 	}
-	stored, _, err := state.List[orgpolicy.Policy](ctx, a.cfg.Store, state.OrgPoliciesPrefix+project+"/")
+	stored, _, err := state.List[orgpolicy.Policy](ctx, c.cfg.Store, state.OrgPoliciesPrefix+project+"/")
 	if err != nil {
 		return nil, err
 	}
@@ -54,8 +52,8 @@ func (a *API) orgPolicySources(ctx context.Context, project string) ([]orgpolicy
 	return out, nil
 }
 
-func (a *API) effectiveOrgPolicy(ctx context.Context, project string) (orgpolicy.Effective, error) {
-	sources, err := a.orgPolicySources(ctx, project)
+func (c *Core) EffectiveOrgPolicy(ctx context.Context, project string) (orgpolicy.Effective, error) {
+	sources, err := c.orgPolicySources(ctx, project)
 	if err != nil {
 		return orgpolicy.Effective{}, err
 	}
@@ -64,11 +62,11 @@ func (a *API) effectiveOrgPolicy(ctx context.Context, project string) (orgpolicy
 
 // targetProject is the project a policy target belongs to: every IAM
 // resource Usher serves is projects/PROJECT[/…].
-func targetProject(t *policyTarget) (string, error) {
-	rest, ok := strings.CutPrefix(t.resource, "projects/")
+func targetProject(t *Target) (string, error) {
+	rest, ok := strings.CutPrefix(t.Resource, "projects/")
 	project, _, _ := strings.Cut(rest, "/")
 	if !ok || project == "" {
-		return "", fmt.Errorf("guardrails: no project in resource %q", t.resource)
+		return "", fmt.Errorf("guardrails: no project in resource %q", t.Resource)
 	}
 	return project, nil
 }
@@ -86,12 +84,12 @@ func grantKey(b iam.Binding, member string) string {
 // org policy does not allow (constraints/iam.allowedPolicyMemberDomains).
 // Grants already in current are left alone, so existing policies stay
 // valid: a write that keeps them succeeds.
-func (a *API) checkGuardrails(ctx context.Context, t *policyTarget, p *iam.Policy, current *iam.Policy) error {
+func (c *Core) checkGuardrails(ctx context.Context, t *Target, p *iam.Policy, current *iam.Policy) error {
 	project, err := targetProject(t)
 	if err != nil {
 		return err
 	}
-	eff, err := a.effectiveOrgPolicy(ctx, project)
+	eff, err := c.EffectiveOrgPolicy(ctx, project)
 	if err != nil {
 		return err
 	}
@@ -115,9 +113,9 @@ func (a *API) checkGuardrails(ctx context.Context, t *policyTarget, p *iam.Polic
 			}
 			mem, err := iam.ParseMember(m)
 			if err != nil {
-				return invalidArgument("%v", err) // Validate ran first; never here
+				return InvalidArgument("%v", err) // Validate ran first; never here
 			}
-			usher, err := a.usherServiceAccount(ctx, mem)
+			usher, err := c.usherServiceAccount(ctx, mem)
 			if err != nil {
 				return err
 			}
@@ -138,7 +136,7 @@ func (a *API) checkGuardrails(ctx context.Context, t *policyTarget, p *iam.Polic
 	if len(eff.Domains) > 0 {
 		allowed = strings.Join(eff.Domains, ", ")
 	}
-	a.cfg.Log.Info("iam policy refused by guardrail", "resource", t.resource, "constraint", orgpolicy.AllowedPolicyMemberDomains, "members", refused)
+	c.cfg.Log.Info("iam policy refused by guardrail", "resource", t.Resource, "constraint", orgpolicy.AllowedPolicyMemberDomains, "members", refused)
 	return guardrailViolation("One or more users named in the policy do not belong to a permitted customer, as enforced by %s: %s %s not allowed (allowed domains: %s; set by %s). Grant members of an allowed domain instead, or change the org policy (usher org-policies describe iam.allowedPolicyMemberDomains --effective).",
 		orgpolicy.AllowedPolicyMemberDomains, strings.Join(refused, ", "), verb, allowed, strings.Join(eff.DomainsOrigin, " and "))
 }
@@ -147,47 +145,30 @@ func (a *API) checkGuardrails(ctx context.Context, t *policyTarget, p *iam.Polic
 // Usher's own projects (NAME@PROJECT.iam.gserviceaccount.com or the
 // project's default PROJECTNUMBER-compute@developer.gserviceaccount.com),
 // which the domain restriction always allows.
-func (a *API) usherServiceAccount(ctx context.Context, m iam.Member) (bool, error) {
+func (c *Core) usherServiceAccount(ctx context.Context, m iam.Member) (bool, error) {
 	if m.Kind != iam.KindServiceAccount {
 		return false, nil
 	}
-	if project := apis.ServiceAccountProject(m.Value); project != "" {
-		_, err := a.cfg.Store.Get(ctx, state.ProjectKey(project))
-		if errors.Is(err, store.ErrNotFound) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	if strings.HasSuffix(m.Value, "-compute@developer.gserviceaccount.com") {
-		projects, _, err := state.List[state.Project](ctx, a.cfg.Store, state.ProjectsPrefix)
-		if err != nil {
-			return false, err
-		}
-		for _, p := range projects {
-			if apis.DefaultServiceAccount(p.ProjectID) == m.Value {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
+	project, err := c.accountProject(ctx, m.Value)
+	return project != "", err
 }
 
 // checkInvokerGuardrail refuses turning a service's invoker IAM check off
 // (create, or replace of a service whose check is on) when
 // constraints/run.managed.requireInvokerIam is enforced. A service whose
 // check is already off may be replaced keeping it off.
-func (a *API) checkInvokerGuardrail(ctx context.Context, project string, s, old *apis.Service) error {
+func (c *Core) checkInvokerGuardrail(ctx context.Context, project string, s, old *apis.Service) error {
 	if !s.InvokerIAMDisabled() || (old != nil && old.InvokerIAMDisabled()) {
 		return nil
 	}
-	eff, err := a.effectiveOrgPolicy(ctx, project)
+	eff, err := c.EffectiveOrgPolicy(ctx, project)
 	if err != nil {
 		return err
 	}
 	if !eff.RequireInvokerIAM {
 		return nil
 	}
-	a.cfg.Log.Info("service refused by guardrail", "project", project, "service", s.Metadata.Name, "constraint", orgpolicy.RequireInvokerIAM)
+	c.cfg.Log.Info("service refused by guardrail", "project", project, "service", s.Metadata.Name, "constraint", orgpolicy.RequireInvokerIAM)
 	return guardrailViolation("The invoker IAM check of service '%s' cannot be disabled, as enforced by %s (set by %s): the service would be public without an IAM binding. Keep the check on (--invoker-iam-check) and grant roles/run.invoker to those who need it, or change the org policy (usher org-policies describe run.managed.requireInvokerIam --effective).",
 		s.Metadata.Name, orgpolicy.RequireInvokerIAM, strings.Join(eff.InvokerOrigin, " and "))
 }

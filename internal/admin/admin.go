@@ -1,0 +1,396 @@
+// Package admin is Usher's admin core: every operation that reads or changes
+// Usher's state on behalf of a caller (services, revisions, IAM policies,
+// service accounts and their tokens, custom roles, org policies), whichever
+// door the caller came through (the HTTP API in Google's shapes, gcloud, the
+// web console).
+//
+// It knows nothing about HTTP. Each operation takes a Caller, checks what it
+// needs through Core.authorize (the one place a permission is decided, by
+// package iam's one evaluator), validates, and writes through Core.commit,
+// the one write sequence: compare-and-swap on the revision the caller read
+// (a conflict is 409 ABORTED), durable in the store, then in force at the
+// gateway, then on the audit trail, and only then answered.
+//
+// It must never grant what IAM did not: an operation that changes who can
+// do what (a policy, a service's identity, its invoker check, a token) checks
+// the permission Google checks for that effect, whatever field or API
+// version asks for it.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/audit"
+	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/logs"
+	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
+)
+
+// Minter mints the tokens Usher issues (the built-in issuer).
+type Minter interface {
+	MintAccess(subject, email, scope string, exp time.Time) (string, error)
+	MintIdentity(subject, email string, audiences []string, exp time.Time) (string, error)
+}
+
+// Syncer reports when the gateway's view has caught up with a store revision.
+type Syncer interface {
+	WaitFor(ctx context.Context, revision int64) error
+}
+
+// Auditor keeps the audit trail (an *audit.Trail).
+type Auditor interface {
+	// Record writes one record durably; failures are the Auditor's to log.
+	Record(ctx context.Context, r audit.Record) error
+	Read(ctx context.Context, q audit.Query) (audit.Page, error)
+	// Flush writes what is queued (refused requests), so a read sees it.
+	Flush(ctx context.Context) error
+}
+
+var _ Auditor = (*audit.Trail)(nil)
+
+// Config wires the core.
+type Config struct {
+	Store  store.Store
+	Roles  *iam.Roles
+	Minter Minter
+	Sync   Syncer
+	// DefaultRegion is used when a request names none.
+	DefaultRegion string
+	// Regions are the regions Usher serves (default: Cloud Run's).
+	Regions []string
+	// ServiceURL renders a service's URL.
+	ServiceURL func(project, region, name string) string
+	// Logs holds instances' recent output (nil: none kept).
+	Logs *logs.Book[logs.Entry]
+	// Audit, if set, records every write.
+	Audit Auditor
+	// OrgPolicyFile, if set, holds the server's org policies (guardrails).
+	OrgPolicyFile string
+	// ProcessImageDirs are directories whose executables anyone allowed to
+	// deploy may run as file:// images; any other file:// image needs
+	// PermHostExecutablesRun.
+	ProcessImageDirs []string
+	// AccountEnabled, if set, reports whether a service account of Usher's
+	// exists and is enabled (package accounts); a caller that is a deleted
+	// or disabled account holds nothing.
+	AccountEnabled func(email string) bool
+	Now            func() time.Time
+	Log            *slog.Logger
+}
+
+// Core runs admin operations.
+type Core struct {
+	cfg     Config
+	regions map[string]bool
+}
+
+// New returns a core.
+func New(cfg Config) *Core {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Regions) == 0 {
+		cfg.Regions = cloudRunRegions
+	}
+	c := &Core{cfg: cfg, regions: map[string]bool{}}
+	for _, r := range cfg.Regions {
+		c.regions[r] = true
+	}
+	if cfg.DefaultRegion != "" {
+		c.regions[cfg.DefaultRegion] = true
+	}
+	return c
+}
+
+// Roles is the predefined role catalogue.
+func (c *Core) Roles() *iam.Roles { return c.cfg.Roles }
+
+// DefaultRegion is the region used when a request names none.
+func (c *Core) DefaultRegion() string { return c.cfg.DefaultRegion }
+
+// Now is the core's clock.
+func (c *Core) Now() time.Time { return c.cfg.Now() }
+
+// Caller is who asks for an operation and how they authenticated.
+type Caller struct {
+	Principal iam.Principal
+	// Via says which door they came through ("api", "console").
+	Via string
+	// Impersonator, when set, is the principal who signed in to the console
+	// as Principal; every write is recorded with both.
+	Impersonator string
+}
+
+// String names the caller for logs.
+func (c *Caller) String() string {
+	if c.Impersonator != "" {
+		return c.Principal.String() + " (impersonated by " + c.Impersonator + ")"
+	}
+	return c.Principal.String()
+}
+
+// Error is an admin error: what the client sees (Code, Status, Message) and
+// what only the log keeps (Err).
+type Error struct {
+	Code    int
+	Status  string
+	Message string
+	Err     error
+	// Violations name the offending fields of an INVALID_ARGUMENT.
+	Violations []FieldViolation
+}
+
+// FieldViolation is one bad field of a request.
+type FieldViolation struct {
+	Field       string `json:"field"`
+	Description string `json:"description"`
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return e.Message + ": " + e.Err.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an error with Google's status name.
+func Errorf(code int, status, format string, args ...any) *Error {
+	return &Error{Code: code, Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// InvalidArgument is 400 INVALID_ARGUMENT.
+func InvalidArgument(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, "INVALID_ARGUMENT", format, args...)
+}
+
+// InvalidField turns a validation error into INVALID_ARGUMENT, naming the
+// field when the error carries one.
+func InvalidField(err error) *Error {
+	e := InvalidArgument("%v", err)
+	var fe *apis.FieldError
+	if errors.As(err, &fe) {
+		e.Violations = []FieldViolation{{Field: fe.Path, Description: fe.Message}}
+	}
+	return e
+}
+
+// FailedPrecondition is 400 FAILED_PRECONDITION.
+func FailedPrecondition(format string, args ...any) *Error {
+	return Errorf(http.StatusBadRequest, "FAILED_PRECONDITION", format, args...)
+}
+
+// NotFound is 404 NOT_FOUND.
+func NotFound(format string, args ...any) *Error {
+	return Errorf(http.StatusNotFound, "NOT_FOUND", format, args...)
+}
+
+// AlreadyExists is 409 ALREADY_EXISTS.
+func AlreadyExists(format string, args ...any) *Error {
+	return Errorf(http.StatusConflict, "ALREADY_EXISTS", format, args...)
+}
+
+// Aborted is 409 ABORTED: a stale etag or a lost compare-and-swap.
+func Aborted(format string, args ...any) *Error {
+	return Errorf(http.StatusConflict, "ABORTED", format, args...)
+}
+
+// Unauthenticated is 401 UNAUTHENTICATED.
+func Unauthenticated(format string, args ...any) *Error {
+	return Errorf(http.StatusUnauthorized, "UNAUTHENTICATED", format, args...)
+}
+
+// Unimplemented is 501 UNIMPLEMENTED.
+func Unimplemented(format string, args ...any) *Error {
+	return Errorf(http.StatusNotImplemented, "UNIMPLEMENTED", format, args...)
+}
+
+// PermissionDenied is 403 PERMISSION_DENIED in Google's words.
+func PermissionDenied(perm, resource string) *Error {
+	return Errorf(http.StatusForbidden, "PERMISSION_DENIED", "Permission '%s' denied on resource '%s' (or resource may not exist).", perm, resource)
+}
+
+// IsNotFound reports whether err is a NOT_FOUND answer.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == http.StatusNotFound
+}
+
+// ErrConcurrentPolicy is Google's message for a stale etag.
+const ErrConcurrentPolicy = "There were concurrent policy changes. Please retry the whole read-modify-write with exponential backoff."
+
+// authorize is the one permission check: caller must hold perm on resource
+// through the policies of levels (a resource's ancestors first, then its
+// own), as package iam decides it.
+func (c *Core) authorize(caller *Caller, perm, resource string, levels ...iam.Level) error {
+	if !c.holds(caller, perm, levels...) {
+		return PermissionDenied(perm, resource)
+	}
+	return nil
+}
+
+// holds reports whether caller holds perm through levels, for answers that
+// list permissions rather than refuse. A deleted or disabled service
+// account holds nothing, whatever policies still name it.
+func (c *Core) holds(caller *Caller, perm string, levels ...iam.Level) bool {
+	if p := caller.Principal; p.Kind == iam.ServiceAccount && c.cfg.AccountEnabled != nil && !c.cfg.AccountEnabled(p.Email) {
+		return false
+	}
+	return c.cfg.Roles.CheckAt(caller.Principal, perm, c.cfg.Now(), levels...).Allowed
+}
+
+// write is one compare-and-swap change of one key.
+type write struct {
+	key string
+	// value is stored as JSON; nil deletes the key.
+	value any
+	// expected is the revision the caller read (store.MustNotExist for a
+	// create, store.AnyRevision to overwrite).
+	expected int64
+	// conflict is the error a lost compare-and-swap becomes (ABORTED or
+	// ALREADY_EXISTS).
+	conflict func() error
+}
+
+// change is one admin write: its writes, in order, and what the audit trail
+// says of it.
+type change struct {
+	writes []write
+	// also runs after the writes (follow-up writes a change implies, such as
+	// a deleted service's revisions); it returns the last revision written.
+	also   func(ctx context.Context) (int64, error)
+	record audit.Record
+}
+
+// commit is the one write sequence: each write compare-and-swap (a conflict
+// aborts the change with the write's conflict error), then wait until the
+// gateway's copy has caught up with the last revision written, then record
+// the change on the audit trail. It returns the revision of the first write
+// (the resource's new etag).
+func (c *Core) commit(ctx context.Context, caller *Caller, ch change) (int64, error) {
+	var first, last int64
+	for i, w := range ch.writes {
+		var (
+			rev int64
+			err error
+		)
+		if w.value == nil {
+			rev, err = c.cfg.Store.Delete(ctx, w.key, w.expected)
+			if errors.Is(err, store.ErrNotFound) && w.expected == store.AnyRevision {
+				continue
+			}
+		} else {
+			rev, err = state.Put(ctx, c.cfg.Store, w.key, w.value, w.expected)
+		}
+		if errors.Is(err, store.ErrConflict) || (errors.Is(err, store.ErrNotFound) && w.expected != store.AnyRevision) {
+			if w.conflict != nil {
+				return 0, w.conflict()
+			}
+			return 0, Aborted("%s was changed concurrently. Read it again and retry.", w.key)
+		}
+		if err != nil {
+			return 0, err
+		}
+		if i == 0 {
+			first = rev
+		}
+		last = rev
+	}
+	if ch.also != nil {
+		rev, err := ch.also(ctx)
+		if err != nil {
+			return 0, err
+		}
+		last = max(last, rev)
+	}
+	if last > 0 {
+		if err := c.cfg.Sync.WaitFor(ctx, last); err != nil {
+			return 0, err
+		}
+	}
+	c.record(ctx, caller, ch.record)
+	return first, nil
+}
+
+// record puts a successful write on the audit trail. Best effort: the write
+// has happened, so a failure is logged by the Auditor and not returned.
+func (c *Core) record(ctx context.Context, caller *Caller, r audit.Record) {
+	if r.Kind == "" {
+		return
+	}
+	c.cfg.Log.Info("admin write", "kind", r.Kind, "resource", r.Resource, "caller", caller.String())
+	if c.cfg.Audit == nil {
+		return
+	}
+	r.Principal = caller.Principal.Member()
+	if caller.Impersonator != "" {
+		if r.Details == nil {
+			r.Details = &audit.Details{}
+		}
+		r.Details.Impersonator = caller.Impersonator
+	}
+	r.Project, r.Region, r.Service = splitResource(r.Resource)
+	if r.Status == 0 {
+		r.Status = http.StatusOK
+	}
+	c.cfg.Audit.Record(ctx, r)
+}
+
+// Record puts an event that is not a store write (a console sign-in as
+// someone else) on the audit trail.
+func (c *Core) Record(ctx context.Context, caller *Caller, r audit.Record) { c.record(ctx, caller, r) }
+
+// splitResource reads projects/P[/locations/R/services/S] (other resources
+// of a project give only P).
+func splitResource(resource string) (project, region, service string) {
+	parts := strings.Split(resource, "/")
+	if len(parts) >= 2 && parts[0] == "projects" {
+		project = parts[1]
+	}
+	if len(parts) == 6 && parts[2] == "locations" && parts[4] == "services" {
+		region, service = parts[3], parts[5]
+	}
+	return project, region, service
+}
+
+// etagRevision checks an optional etag against the stored revision: "" is
+// no precondition; a stale one is stale(). It returns the revision a write
+// must expect.
+func etagRevision(etag string, rev int64, stale func() error) (int64, error) {
+	if etag == "" {
+		return store.AnyRevision, nil
+	}
+	want, err := iam.ParseEtag(etag)
+	if err != nil {
+		return 0, InvalidArgument("etag: %v", err)
+	}
+	if want != rev {
+		return 0, stale()
+	}
+	return rev, nil
+}
+
+// cloudRunRegions are Cloud Run's regions, the ones Usher serves by default:
+// a request for any other is refused rather than quietly creating a region.
+var cloudRunRegions = []string{
+	"africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
+	"asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2", "australia-southeast1",
+	"australia-southeast2", "europe-central2", "europe-north1", "europe-north2", "europe-southwest1",
+	"europe-west1", "europe-west10", "europe-west12", "europe-west2", "europe-west3", "europe-west4",
+	"europe-west6", "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1",
+	"northamerica-northeast1", "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
+	"southamerica-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1",
+	"us-west2", "us-west3", "us-west4",
+}

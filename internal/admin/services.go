@@ -1,0 +1,617 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/audit"
+	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/logs"
+	"github.com/usher-run/usher/internal/runtime"
+	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
+)
+
+// ServiceList is a listing of services and the store revision it reflects.
+type ServiceList struct {
+	Items    []apis.Service
+	Revision int64
+	// Revisions are each item's own store revision (its etag).
+	Revisions []int64
+}
+
+// ListServices lists a project's services in region (AllRegions: every
+// region), decorated, for holders of run.services.list on the project.
+func (c *Core) ListServices(ctx context.Context, caller *Caller, project, region string) (*ServiceList, error) {
+	p, err := c.AuthorizeProject(ctx, caller, project, iam.PermServicesList)
+	if err != nil {
+		return nil, err
+	}
+	if region, err = c.Region(region, true); err != nil {
+		return nil, err
+	}
+	prefix := state.ServicesPrefix + p.ProjectID + "/"
+	if region != AllRegions {
+		prefix += region + "/"
+	}
+	entries, listRev, err := c.cfg.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, err
+	}
+	out := &ServiceList{Items: make([]apis.Service, 0, len(entries)), Revision: listRev}
+	for _, e := range entries {
+		var s apis.Service
+		if err := json.Unmarshal(e.Value, &s); err != nil {
+			return nil, err
+		}
+		c.decorate(&s, e.Revision)
+		out.Items = append(out.Items, s)
+		out.Revisions = append(out.Revisions, e.Revision)
+	}
+	return out, nil
+}
+
+// GetService reads a service, decorated, for holders of run.services.get.
+func (c *Core) GetService(ctx context.Context, caller *Caller, project, region, name string) (*apis.Service, int64, error) {
+	p, region, err := c.serviceScope(ctx, project, region, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := c.authorizeService(ctx, caller, iam.PermServicesGet, p.ProjectID, region, name); err != nil {
+		return nil, 0, err
+	}
+	s, rev, err := c.readService(ctx, p.ProjectID, region, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	c.decorate(s, rev)
+	return s, rev, nil
+}
+
+// WaitServiceChange blocks until the stored service changes after rev; false
+// when ctx ends first. The caller has already read the service.
+func (c *Core) WaitServiceChange(ctx context.Context, project, region, name string, rev int64) bool {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	select {
+	case _, ok := <-c.cfg.Store.Watch(ctx, state.ServiceKey(project, region, name), rev):
+		return ok && ctx.Err() == nil
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// serviceScope resolves the project and region of a request about one
+// service and checks its name.
+func (c *Core) serviceScope(ctx context.Context, project, region, name string) (state.Project, string, error) {
+	p, err := c.Project(ctx, project)
+	if err != nil {
+		return p, "", err
+	}
+	if region, err = c.Region(region, false); err != nil {
+		return p, "", err
+	}
+	if err := apis.ValidateServiceName(name); err != nil {
+		return p, "", InvalidField(err)
+	}
+	return p, region, nil
+}
+
+func (c *Core) readService(ctx context.Context, project, region, name string) (*apis.Service, int64, error) {
+	var s apis.Service
+	rev, err := state.Get(ctx, c.cfg.Store, state.ServiceKey(project, region, name), &s)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, 0, NotFound("Resource '%s' of kind 'SERVICE' in region '%s' in project '%s' does not exist.", name, region, project)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return &s, rev, nil
+}
+
+// decorate fills what is derived rather than stored: URLs and resourceVersion.
+func (c *Core) decorate(s *apis.Service, rev int64) {
+	region := s.Metadata.Labels[apis.LabelLocation]
+	url := c.cfg.ServiceURL(s.Metadata.Namespace, region, s.Metadata.Name)
+	s.Metadata.ResourceVersion = revisionString(rev)
+	s.Metadata.SelfLink = "/apis/serving.knative.dev/v1/namespaces/" + s.Metadata.Namespace + "/services/" + s.Metadata.Name
+	if s.Status.ObservedGeneration > 0 || s.Status.LatestCreatedRevisionName != "" {
+		s.Status.URL = url
+		s.Status.Address = &apis.Addressable{URL: url}
+	}
+	if s.Metadata.Annotations == nil {
+		s.Metadata.Annotations = map[string]string{}
+	}
+	// What gcloud's describe reads: all ingress is accepted (Usher has no
+	// internal-only networks), and the URLs the service answers on.
+	s.Metadata.Annotations[apis.AnnotationIngress] = "all"
+	s.Metadata.Annotations[apis.AnnotationIngressStatus] = "all"
+	urls, _ := json.Marshal([]string{url})
+	s.Metadata.Annotations[apis.AnnotationURLs] = string(urls)
+}
+
+// ServiceURL is the URL a service answers on.
+func (c *Core) ServiceURL(project, region, name string) string {
+	return c.cfg.ServiceURL(project, region, name)
+}
+
+// WriteMode says what a service write may do.
+type WriteMode int
+
+const (
+	// Create makes a new service; one that exists is ALREADY_EXISTS.
+	Create WriteMode = iota
+	// Replace changes an existing service; a missing one is NOT_FOUND.
+	Replace
+	// Upsert replaces, or creates when missing (v2 allowMissing).
+	Upsert
+)
+
+// ServiceWrite is one create or replace of a service, whichever API asks.
+type ServiceWrite struct {
+	Project, Region, Name string
+	Mode                  WriteMode
+	// Build returns the service to store (in Knative v1 form) from the
+	// stored one (nil when there is none) and its store revision.
+	Build func(old *apis.Service, rev int64) (*apis.Service, error)
+	// Etag (v2) or ResourceVersion (v1), when set, must be the stored
+	// service's current one, else ABORTED.
+	Etag, ResourceVersion string
+	// ForceNewRevision makes a new revision even if the template is unchanged.
+	ForceNewRevision bool
+	// ValidateOnly checks everything and writes nothing.
+	ValidateOnly bool
+}
+
+// WriteResult is a written (or validated) service.
+type WriteResult struct {
+	Service *apis.Service // decorated
+	// Revision is the store revision of the write (0 for ValidateOnly).
+	Revision int64
+	// Created is true when there was no service before.
+	Created bool
+}
+
+// WriteService creates or replaces a service: the one path every API
+// version and the console take. Besides run.services.create or update it
+// checks what the new service would do that the caller must be allowed:
+// run as a service account (iam.serviceAccounts.actAs on it), run a host
+// executable, and turn the invoker check off (run.services.setIamPolicy).
+func (c *Core) WriteService(ctx context.Context, caller *Caller, w ServiceWrite) (*WriteResult, error) {
+	p, region, err := c.serviceScope(ctx, w.Project, w.Region, w.Name)
+	if err != nil {
+		return nil, err
+	}
+	project := p.ProjectID
+	old, rev, err := c.readService(ctx, project, region, w.Name)
+	switch {
+	case err == nil:
+		if w.Mode == Create {
+			if err := c.authorizeService(ctx, caller, iam.PermServicesCreate, project, region, w.Name); err != nil {
+				return nil, err
+			}
+			return nil, AlreadyExists("Resource '%s' already exists.", w.Name)
+		}
+		if err := c.authorizeService(ctx, caller, iam.PermServicesUpdate, project, region, w.Name); err != nil {
+			return nil, err
+		}
+	case IsNotFound(err) && w.Mode != Replace:
+		old = nil
+		proj, err := c.projectLevel(ctx, project)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.authorize(caller, iam.PermServicesCreate, "projects/"+project+"/locations/"+region, proj); err != nil {
+			return nil, err
+		}
+	case IsNotFound(err):
+		if aerr := c.authorizeService(ctx, caller, iam.PermServicesUpdate, project, region, w.Name); aerr != nil {
+			return nil, aerr
+		}
+		return nil, err
+	default:
+		return nil, err
+	}
+	stale := func() error {
+		return Aborted("The service '%s' was modified concurrently (etag %s is stale). Read it again and retry.", w.Name, w.Etag+w.ResourceVersion)
+	}
+	if w.ResourceVersion != "" && w.ResourceVersion != revisionString(rev) {
+		return nil, stale()
+	}
+	if _, err := etagRevision(w.Etag, rev, stale); err != nil {
+		return nil, err
+	}
+	s, err := w.Build(old, rev)
+	if err != nil {
+		return nil, err
+	}
+	s.Metadata.Name = w.Name
+	if err := c.prepareService(s, old, project, region, caller); err != nil {
+		return nil, err
+	}
+	if w.ForceNewRevision && old != nil && s.Metadata.Generation == old.Metadata.Generation {
+		s.Metadata.Generation++
+	}
+	if err := c.checkServiceAuthority(ctx, caller, project, region, s, old); err != nil { // authority.go
+		return nil, err
+	}
+	if err := c.checkInvokerGuardrail(ctx, project, s, old); err != nil { // guardrails.go
+		return nil, err
+	}
+	if w.ValidateOnly {
+		c.decorate(s, 0)
+		return &WriteResult{Service: s, Created: old == nil}, nil
+	}
+	expected, kind, perm := rev, audit.KindServiceReplace, iam.PermServicesUpdate
+	if old == nil {
+		expected, kind, perm = store.MustNotExist, audit.KindServiceCreate, iam.PermServicesCreate
+	}
+	newRev, err := c.commit(ctx, caller, change{
+		writes: []write{{key: state.ServiceKey(project, region, w.Name), value: s, expected: expected, conflict: func() error {
+			if old == nil {
+				return AlreadyExists("Resource '%s' already exists.", w.Name)
+			}
+			return Aborted("The service '%s' was modified concurrently. Read it again and retry.", w.Name)
+		}}},
+		record: audit.Record{Kind: kind, Permission: perm, Resource: apis.ServiceResource(project, region, w.Name), Details: serviceDetails(s)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.decorate(s, newRev)
+	return &WriteResult{Service: s, Revision: newRev, Created: old == nil}, nil
+}
+
+// serviceDetails describes a written service for the audit trail.
+func serviceDetails(s *apis.Service) *audit.Details {
+	d := &audit.Details{Generation: s.Metadata.Generation}
+	if cs := s.Spec.Template.Spec.Containers; len(cs) > 0 {
+		d.Image = cs[0].Image
+		d.ServiceAccount = s.Spec.Template.Spec.ServiceAccountName
+	}
+	return d
+}
+
+// prepareService validates an incoming service and fills what the server owns.
+// old is the stored service on replace, nil on create.
+func (c *Core) prepareService(s *apis.Service, old *apis.Service, project, region string, caller *Caller) error {
+	if s.APIVersion != "" && s.APIVersion != apis.ServingAPIVersion {
+		return InvalidArgument("apiVersion %q is not supported; use %s", s.APIVersion, apis.ServingAPIVersion)
+	}
+	if s.Kind != "" && s.Kind != apis.KindService {
+		return InvalidArgument("kind %q is not supported; use %s", s.Kind, apis.KindService)
+	}
+	if ns := s.Metadata.Namespace; ns != "" && ns != project && ns != apis.ProjectNumber(project) {
+		return InvalidArgument("metadata.namespace %q does not match the project %q in the request", ns, project)
+	}
+	s.Status = apis.ServiceStatus{} // clients send status back; it is ours
+	s.SetDefaults(project, apis.DefaultServiceAccount(project))
+	if err := s.Validate(); err != nil {
+		return InvalidField(err)
+	}
+	if err := validateLimits(s); err != nil {
+		return err
+	}
+	now := c.cfg.Now().UTC().Format(time.RFC3339)
+	if s.Metadata.Labels == nil {
+		s.Metadata.Labels = map[string]string{}
+	}
+	s.Metadata.Labels[apis.LabelLocation] = region
+	if s.Metadata.Annotations == nil {
+		s.Metadata.Annotations = map[string]string{}
+	}
+	s.Metadata.Annotations[apis.AnnotationLastModifier] = caller.Principal.Email
+	if old == nil {
+		s.Metadata.UID = newUID()
+		s.Metadata.Generation = 1
+		s.Metadata.CreationTimestamp = now
+		s.Metadata.Annotations[apis.AnnotationCreator] = caller.Principal.Email
+		return nil
+	}
+	s.Metadata.UID = old.Metadata.UID
+	s.Metadata.CreationTimestamp = old.Metadata.CreationTimestamp
+	if creator := old.Metadata.Annotations[apis.AnnotationCreator]; creator != "" {
+		s.Metadata.Annotations[apis.AnnotationCreator] = creator
+	}
+	s.Metadata.Generation = old.Metadata.Generation
+	if !sameJSON(s.Spec, old.Spec) {
+		s.Metadata.Generation++
+	}
+	s.Status = old.Status
+	return nil
+}
+
+func sameJSON(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+func newUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// validateLimits checks --cpu and --memory the way the runtimes will read them.
+func validateLimits(s *apis.Service) error {
+	r := s.Spec.Template.Spec.Containers[0].Resources
+	if r == nil {
+		return nil
+	}
+	if v := r.Limits["cpu"]; v != "" {
+		if _, err := runtime.ParseCPU(v); err != nil {
+			return InvalidField(&apis.FieldError{Path: "spec.template.spec.containers[0].resources.limits.cpu", Message: err.Error()})
+		}
+	}
+	if v := r.Limits["memory"]; v != "" {
+		if _, err := runtime.ParseMemory(v); err != nil {
+			return InvalidField(&apis.FieldError{Path: "spec.template.spec.containers[0].resources.limits.memory", Message: err.Error()})
+		}
+	}
+	return nil
+}
+
+// DeleteService deletes a service (compare-and-swap on etag when given)
+// with its policy and revisions, as Cloud Run does, so a new service of the
+// same name starts private. It returns the service as it was.
+func (c *Core) DeleteService(ctx context.Context, caller *Caller, project, region, name, etag string, validateOnly bool) (*apis.Service, int64, error) {
+	p, region, err := c.serviceScope(ctx, project, region, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	project = p.ProjectID
+	if err := c.authorizeService(ctx, caller, iam.PermServicesDelete, project, region, name); err != nil {
+		return nil, 0, err
+	}
+	s, rev, err := c.readService(ctx, project, region, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	stale := func() error {
+		return Aborted("The service '%s' was modified concurrently (etag %s is stale). Read it again and retry.", name, etag)
+	}
+	if _, err := etagRevision(etag, rev, stale); err != nil {
+		return nil, 0, err
+	}
+	c.decorate(s, rev)
+	if validateOnly {
+		return s, rev, nil
+	}
+	_, err = c.commit(ctx, caller, change{
+		writes: []write{
+			{key: state.ServiceKey(project, region, name), expected: rev, conflict: func() error {
+				return Aborted("The service '%s' was modified concurrently. Retry the deletion.", name)
+			}},
+			{key: state.ServicePolicyKey(project, region, name), expected: store.AnyRevision},
+		},
+		also: func(ctx context.Context) (int64, error) {
+			if c.cfg.Logs != nil {
+				c.cfg.Logs.Forget(project + "/" + region + "/" + name)
+			}
+			return c.deleteRevisionsOf(ctx, project, region, name)
+		},
+		record: audit.Record{Kind: audit.KindServiceDelete, Permission: iam.PermServicesDelete, Resource: apis.ServiceResource(project, region, name), Details: serviceDetails(s)},
+	})
+	return s, rev, err
+}
+
+// deleteRevisionsOf deletes a deleted service's revisions; it returns the
+// last revision written (0: none).
+func (c *Core) deleteRevisionsOf(ctx context.Context, project, region, name string) (int64, error) {
+	revs, _, err := c.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/")
+	if err != nil {
+		return 0, err
+	}
+	var last int64
+	for _, e := range revs {
+		var rv apis.Revision
+		if json.Unmarshal(e.Value, &rv) == nil && rv.Metadata.Labels[apis.LabelService] == name {
+			if drev, err := c.cfg.Store.Delete(ctx, e.Key, store.AnyRevision); err == nil {
+				last = drev
+			}
+		}
+	}
+	return last, nil
+}
+
+// ListRevisions lists revisions of a project in region (AllRegions: all),
+// of one service when service is set, with the derived Active condition.
+func (c *Core) ListRevisions(ctx context.Context, caller *Caller, project, region, service string) ([]apis.Revision, []int64, error) {
+	p, err := c.Project(ctx, project)
+	if err != nil {
+		return nil, nil, err
+	}
+	if region, err = c.Region(region, service == ""); err != nil {
+		return nil, nil, err
+	}
+	project = p.ProjectID
+	if service != "" {
+		err = c.authorizeService(ctx, caller, iam.PermRevisionsList, project, region, service)
+	} else {
+		_, err = c.AuthorizeProject(ctx, caller, project, iam.PermRevisionsList)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	prefix := state.RevisionsPrefix + project + "/"
+	if region != AllRegions {
+		prefix += region + "/"
+	}
+	entries, _, err := c.cfg.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	var (
+		out    []apis.Revision
+		revs   []int64
+		active = map[string]map[string]bool{} // region → active revisions
+	)
+	for _, e := range entries {
+		var rv apis.Revision
+		if err := json.Unmarshal(e.Value, &rv); err != nil {
+			return nil, nil, err
+		}
+		if service != "" && rv.Metadata.Labels[apis.LabelService] != service {
+			continue
+		}
+		r := rv.Metadata.Labels[apis.LabelLocation]
+		if active[r] == nil {
+			if active[r], err = c.activeRevisions(ctx, project, r); err != nil {
+				return nil, nil, err
+			}
+		}
+		decorateRevision(&rv, active[r][rv.Metadata.Name])
+		out = append(out, rv)
+		revs = append(revs, e.Revision)
+	}
+	return out, revs, nil
+}
+
+// GetRevision reads one revision; service, when set, must be its service.
+func (c *Core) GetRevision(ctx context.Context, caller *Caller, project, region, service, name string) (*apis.Revision, int64, error) {
+	p, err := c.Project(ctx, project)
+	if err != nil {
+		return nil, 0, err
+	}
+	if region, err = c.Region(region, false); err != nil {
+		return nil, 0, err
+	}
+	project = p.ProjectID
+	var rv apis.Revision
+	rev, err := state.Get(ctx, c.cfg.Store, state.RevisionKey(project, region, name), &rv)
+	found := err == nil && (service == "" || rv.Metadata.Labels[apis.LabelService] == service)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, 0, err
+	}
+	owner := service
+	if found {
+		owner = rv.Metadata.Labels[apis.LabelService]
+	}
+	if owner != "" {
+		err = c.authorizeService(ctx, caller, iam.PermRevisionsGet, project, region, owner)
+	} else {
+		_, err = c.AuthorizeProject(ctx, caller, project, iam.PermRevisionsGet)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	if !found {
+		return nil, 0, NotFound("Resource '%s' of kind 'REVISION' in region '%s' in project '%s' does not exist.", name, region, project)
+	}
+	active, err := c.activeRevisions(ctx, project, region)
+	if err != nil {
+		return nil, 0, err
+	}
+	decorateRevision(&rv, active[rv.Metadata.Name])
+	return &rv, rev, nil
+}
+
+// DeleteRevision deletes a revision that serves no traffic (Cloud Run refuses
+// to delete one that does, or that is its service's latest).
+func (c *Core) DeleteRevision(ctx context.Context, caller *Caller, project, region, name string) (*apis.Revision, error) {
+	p, err := c.Project(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	if region, err = c.Region(region, false); err != nil {
+		return nil, err
+	}
+	project = p.ProjectID
+	var rv apis.Revision
+	revRev, err := state.Get(ctx, c.cfg.Store, state.RevisionKey(project, region, name), &rv)
+	if errors.Is(err, store.ErrNotFound) {
+		if _, err := c.AuthorizeProject(ctx, caller, project, iam.PermRevisionsDelete); err != nil {
+			return nil, err
+		}
+		return nil, NotFound("Resource '%s' of kind 'REVISION' in region '%s' in project '%s' does not exist.", name, region, project)
+	}
+	if err != nil {
+		return nil, err
+	}
+	service := rv.Metadata.Labels[apis.LabelService]
+	if err := c.authorizeService(ctx, caller, iam.PermRevisionsDelete, project, region, service); err != nil {
+		return nil, err
+	}
+	if s, _, err := c.readService(ctx, project, region, service); err == nil {
+		if s.Status.LatestCreatedRevisionName == name || s.Status.LatestReadyRevisionName == name {
+			return nil, FailedPrecondition("Revision '%s' is the latest revision of service '%s' and cannot be deleted.", name, service)
+		}
+		for _, t := range append(s.Spec.Traffic, s.Status.Traffic...) {
+			if t.RevisionName == name {
+				return nil, FailedPrecondition("Revision '%s' is referenced by the traffic of service '%s' and cannot be deleted; move its traffic and tags first.", name, service)
+			}
+		}
+	}
+	_, err = c.commit(ctx, caller, change{
+		writes: []write{{key: state.RevisionKey(project, region, name), expected: revRev, conflict: func() error {
+			return Aborted("The revision '%s' was modified concurrently. Retry the deletion.", name)
+		}}},
+		record: audit.Record{Kind: audit.KindRevisionDelete, Permission: iam.PermRevisionsDelete, Resource: apis.ServiceResource(project, region, service), Details: &audit.Details{Revision: name}},
+	})
+	return &rv, err
+}
+
+// activeRevisions returns the revisions serving traffic in a project and
+// region, keyed by name, for the Active condition gcloud lists.
+func (c *Core) activeRevisions(ctx context.Context, project, region string) (map[string]bool, error) {
+	services, _, err := state.List[apis.Service](ctx, c.cfg.Store, state.ServicesPrefix+project+"/"+region+"/")
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]bool{}
+	for _, s := range services {
+		for _, t := range s.Status.Traffic {
+			if t.Percent > 0 {
+				active[t.RevisionName] = true
+			}
+		}
+	}
+	return active, nil
+}
+
+// decorateRevision adds the derived Active condition.
+func decorateRevision(rv *apis.Revision, active bool) {
+	status, reason := apis.StatusFalse, "Reserve"
+	if active {
+		status, reason = apis.StatusTrue, ""
+	}
+	conds := rv.Status.Conditions[:0:0]
+	for _, c := range rv.Status.Conditions {
+		if c.Type != apis.ConditionActive {
+			conds = append(conds, c)
+		}
+	}
+	rv.Status.Conditions = append(conds, apis.Condition{Type: apis.ConditionActive, Status: status, Reason: reason, Severity: "Info"})
+}
+
+// ServiceLogs returns up to limit of the newest lines a service's instances
+// printed (of one revision when revision is set), oldest first. Reading logs
+// needs what reading the service needs.
+func (c *Core) ServiceLogs(ctx context.Context, caller *Caller, project, region, name, revision string, limit int) ([]logs.Entry, error) {
+	s, _, err := c.GetService(ctx, caller, project, region, name)
+	if err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > logs.DefaultLinesPerService {
+		return nil, InvalidArgument("limit must be a whole number from 1 to %d", logs.DefaultLinesPerService)
+	}
+	var keep func(logs.Entry) bool
+	if revision != "" {
+		keep = func(e logs.Entry) bool { return e.Revision == revision }
+	}
+	entries := []logs.Entry{}
+	if c.cfg.Logs != nil {
+		if got := c.cfg.Logs.Read(s.Metadata.Namespace+"/"+s.Metadata.Labels[apis.LabelLocation]+"/"+name, limit, keep); got != nil {
+			entries = got
+		}
+	}
+	return entries, nil
+}
