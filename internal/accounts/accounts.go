@@ -158,19 +158,35 @@ func (s *snapshot) owned(email string) bool {
 // Usher's projects are not this index's business; an account of Usher's
 // must exist, with sub its unique ID, and be enabled.
 func (x *Index) Usable(email, sub string) bool {
+	a, ours, ok := x.lookup(email)
+	return !ours || (ok && !a.disabled && sub == a.uid)
+}
+
+// Enabled reports whether email, if it names a service account of Usher's,
+// exists and is enabled (for callers authenticated without a token, such as
+// a console session).
+func (x *Index) Enabled(email string) bool {
+	a, ours, ok := x.lookup(email)
+	return !ours || (ok && !a.disabled)
+}
+
+// lookup finds email's account: ours is whether email names (or might
+// name, while the index is not current) a service account of Usher's, and
+// ok whether it exists now.
+func (x *Index) lookup(email string) (a account, ours, ok bool) {
 	if !strings.HasSuffix(email, ".gserviceaccount.com") {
-		return true
+		return a, false, false
 	}
 	snap := x.snap.Load()
 	if snap == nil || x.stale.Load() {
-		return false
+		return a, true, false // fail closed
 	}
 	email = strings.ToLower(email)
 	if !snap.owned(email) {
-		return true
+		return a, false, false
 	}
-	a, ok := snap.accounts[email]
-	return ok && !a.disabled && sub == a.uid
+	a, ok = snap.accounts[email]
+	return a, true, ok
 }
 
 // Verifier is a token verifier that also refuses tokens of service
@@ -192,23 +208,4 @@ func (v Verifier) Verify(token string) (*authn.Identity, error) {
 		return nil, ErrUnusable
 	}
 	return id, nil
-}
-
-// Enabled reports whether email, if it names a service account of Usher's,
-// exists and is enabled (for callers authenticated without a token, such as
-// a console session).
-func (x *Index) Enabled(email string) bool {
-	if !strings.HasSuffix(email, ".gserviceaccount.com") {
-		return true
-	}
-	snap := x.snap.Load()
-	if snap == nil || x.stale.Load() {
-		return false
-	}
-	email = strings.ToLower(email)
-	if !snap.owned(email) {
-		return true
-	}
-	a, ok := snap.accounts[email]
-	return ok && !a.disabled
 }

@@ -47,9 +47,7 @@ type Config struct {
 	// Core runs every operation; the API only decodes and encodes.
 	Core     *admin.Core
 	Verifier Verifier
-	// Audit, if set, serves the audit log (audit.go).
-	Audit admin.Auditor
-	Log   *slog.Logger
+	Log      *slog.Logger
 }
 
 // API serves the admin API.

@@ -82,7 +82,7 @@ func newHarness(t *testing.T, configure ...func(*admin.Config)) *harness {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	h.server.Config.Handler = api.New(api.Config{Core: admin.New(cfg), Audit: cfg.Audit,
+	h.server.Config.Handler = api.New(api.Config{Core: admin.New(cfg),
 		Verifier: authn.New(authn.Config{Issuer: url, Keys: h.iss})})
 	h.server.Start()
 	t.Cleanup(h.server.Close)

@@ -231,7 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
 		AccountEnabled: live.Enabled, Log: log.With("component", "admin"),
 	})
-	adminAPI := api.New(api.Config{Core: core, Verifier: verifier, Audit: trail, Log: log.With("component", "api")})
+	adminAPI := api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
