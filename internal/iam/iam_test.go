@@ -277,8 +277,10 @@ func FuzzPolicyJSON(f *testing.F) {
 	f.Add(`{"bindings":[{"role":"roles/owner","members":["domain:example.com","group:g@example.com","serviceAccount:s@p.iam.gserviceaccount.com"]}]}`)
 	f.Add(`{"bindings":null}`)
 	f.Add(`[]`)
+	f.Add(`{"bindings":[{"role":"roles/run.invoker","members":["deleted:serviceAccount:s@p.iam.gserviceaccount.com?uid=123"]}]}`)
 	roles := Predefined()
 	stranger := NewPrincipal("stranger@nowhere.invalid")
+	deletedOne := NewPrincipal("s@p.iam.gserviceaccount.com")
 	f.Fuzz(func(t *testing.T, in string) {
 		var p Policy
 		if json.Unmarshal([]byte(in), &p) != nil {
@@ -290,6 +292,10 @@ func FuzzPolicyJSON(f *testing.F) {
 		err := p.Validate(roles, ScopeService)
 		n := p.Normalize()
 		g := roles.Compile(PermRoutesInvoke, Level{Resource: "svc", Policy: &n})
+		// A deleted principal's member applies to nobody, its namesake included.
+		if d := g.Decide(deletedOne); d.Allowed && strings.HasPrefix(d.Member, "deleted:") {
+			t.Fatalf("%s admitted through the deleted member %q in %s", deletedOne, d.Member, in)
+		}
 		d := g.Decide(stranger)
 		if err != nil || !d.Allowed {
 			return
