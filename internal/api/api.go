@@ -112,6 +112,11 @@ func (a *API) routes() {
 	m.Handle("POST /v1/projects/{project}/{method}", a.authed(a.batchEnable))
 	m.Handle("GET /v1/projects/{project}/locations", a.authed(a.listLocations))
 
+	// IAP API v1: a Cloud Run service's policy as gcloud's `iap web` names
+	// it, projects/NUMBER/iap_web/cloud_run-REGION/services/NAME. It is the
+	// service's IAM policy: roles/iap.httpsResourceAccessor is granted there.
+	m.Handle("POST /v1/projects/{ns}/iap_web/{web}/services/{name}", a.authed(a.iapPolicyMethod))
+
 	// Cloud Run Admin API v2 (v2.go).
 	a.routesV2()
 	a.routesRoles() // IAM v1 custom roles, predefined roles, testable permissions (roles.go)

@@ -107,3 +107,15 @@ func (a *API) policyMethod(w http.ResponseWriter, r *http.Request, c *caller, me
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"permissions": held})
 }
+
+// iapPolicyMethod serves the IAP API's IAM methods on a Cloud Run service.
+func (a *API) iapPolicyMethod(w http.ResponseWriter, r *http.Request, c *caller) error {
+	region, ok := strings.CutPrefix(r.PathValue("web"), "cloud_run-")
+	if !ok {
+		return notFound("IAP resource %q is not a Cloud Run one (iap_web/cloud_run-REGION)", r.PathValue("web"))
+	}
+	name, method := splitMethod(r.PathValue("name"))
+	return a.policyMethod(w, r, c, method, func() (*admin.Target, error) {
+		return a.cfg.Core.ServiceTarget(r.Context(), r.PathValue("ns"), region, name)
+	})
+}

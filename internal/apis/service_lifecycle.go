@@ -31,6 +31,18 @@ func (s *Service) InvokerIAMDisabled() bool {
 	return err == nil && b
 }
 
+// IAPEnabled reports whether the service is behind the identity-aware proxy.
+func (s *Service) IAPEnabled() bool {
+	return strings.EqualFold(strings.TrimSpace(s.Metadata.Annotations[AnnotationIAPEnabled]), "true")
+}
+
+// IAPServiceAgent is the member of the IAP service agent of project
+// (gcloud's --iap grants it roles/run.invoker): requests IAP let through
+// are invoked as it.
+func IAPServiceAgent(project string) string {
+	return "serviceAccount:service-" + ProjectNumber(project) + "@gcp-sa-iap.iam.gserviceaccount.com"
+}
+
 // CustomAudiences returns the audiences besides the URL that tokens may carry.
 func (s *Service) CustomAudiences() []string {
 	v, ok := s.Metadata.Annotations[AnnotationCustomAudiences]

@@ -23,7 +23,8 @@ given. The link works once, within 2 minutes; the session lasts 12 hours.
 
 --as user:EMAIL (or serviceAccount:EMAIL) signs in as another principal, to see
 the console as they would. It needs resourcemanager.projects.setIamPolicy on
-the project (an owner's permission).`,
+every project of the server (an owner's permission), and is recorded in the
+audit trail as console.impersonate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, cfg, err := g.client()

@@ -17,7 +17,7 @@ import (
 )
 
 // gcloudAPIs are the API endpoint overrides gcloud needs to reach Usher.
-var gcloudAPIs = []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials"}
+var gcloudAPIs = []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials", "iap"}
 
 var configNameRE = regexp.MustCompile(`^[a-z][-a-z0-9]*$`)
 

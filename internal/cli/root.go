@@ -71,7 +71,7 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.format, "format", "", "output format: json, yaml, or value(FIELD.PATH)")
 	pf.StringVar(&g.impersonate, "impersonate-service-account", "", "make every call as this service account (needs Service Account Token Creator on it)")
 	pf.String("platform", "managed", "accepted for gcloud compatibility; Usher is the managed platform")
-	root.AddCommand(newServeCmd(g), newRunCmd(g), newIAMCmd(g), newProjectsCmd(g), newAuthCmd(g), newGcloudCmd(g), newConsoleCmd(g))
+	root.AddCommand(newServeCmd(g), newRunCmd(g), newIAMCmd(g), newProjectsCmd(g), newAuthCmd(g), newGcloudCmd(g), newConsoleCmd(g), newIAPCmd(g))
 	root.AddCommand(newOrgPoliciesCmd(g)) // orgpolicies.go
 	root.AddCommand(newLoggingCmd(g))     // logging.go
 	return root

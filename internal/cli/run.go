@@ -59,6 +59,7 @@ type deployFlags struct {
 	maxInstances      int
 	invokerIAMCheck   bool
 	noInvokerIAMCheck bool
+	iap, noIAP        bool
 	async             bool
 	noTraffic         bool
 	tag               string
@@ -96,6 +97,8 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.IntVar(&f.maxInstances, "max-instances", -1, "maximum instances")
 	fl.BoolVar(&f.invokerIAMCheck, "invoker-iam-check", false, "require IAM invoker permission (the default)")
 	fl.BoolVar(&f.noInvokerIAMCheck, "no-invoker-iam-check", false, "disable the invoker IAM check: the service is public")
+	fl.BoolVar(&f.iap, "iap", false, "put the service behind the identity-aware proxy: people sign in with a browser and need roles/iap.httpsResourceAccessor")
+	fl.BoolVar(&f.noIAP, "no-iap", false, "take the service out from behind the identity-aware proxy")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
 	fl.StringVar(&f.cpu, "cpu", "", "CPU limit per instance, e.g. 1, 0.5, 500m (container images)")
 	fl.StringVar(&f.memory, "memory", "", "memory limit per instance, e.g. 512Mi, 1Gi (container images)")
@@ -115,6 +118,9 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 	}
 	if f.invokerIAMCheck && f.noInvokerIAMCheck {
 		return fmt.Errorf("--invoker-iam-check and --no-invoker-iam-check are mutually exclusive")
+	}
+	if f.iap && f.noIAP {
+		return fmt.Errorf("--iap and --no-iap are mutually exclusive")
 	}
 	existing, err := c.GetService(ctx, cfg.Project, cfg.Region, name)
 	exists := err == nil
@@ -177,6 +183,19 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 			return p.RemoveBinding("roles/run.invoker", "allUsers", nil, true), nil
 		}); err != nil {
 			return fmt.Errorf("the service was deployed, but removing allUsers failed: %w", err)
+		}
+	}
+	if f.iap || f.noIAP {
+		// As gcloud does: requests IAP lets through are invoked as its
+		// service agent, which needs the invoker role (and loses it with
+		// --no-iap).
+		if _, err := c.ModifyIamPolicy(ctx, path, func(p *iam.Policy) (bool, error) {
+			if f.iap {
+				return p.AddBinding("roles/run.invoker", apis.IAPServiceAgent(cfg.Project), nil), nil
+			}
+			return p.RemoveBinding("roles/run.invoker", apis.IAPServiceAgent(cfg.Project), nil, true), nil
+		}); err != nil {
+			return fmt.Errorf("the service was deployed, but changing the IAP service agent's invoker role failed: %w", err)
 		}
 	}
 	if f.async {
@@ -277,6 +296,15 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 			s.Metadata.Annotations = map[string]string{}
 		}
 		s.Metadata.Annotations[apis.AnnotationInvokerIAMDisabled] = strconv.FormatBool(f.noInvokerIAMCheck)
+	}
+	switch { // as gcloud: --iap sets the annotation, --no-iap removes it
+	case f.iap:
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[apis.AnnotationIAPEnabled] = "true"
+	case f.noIAP:
+		delete(s.Metadata.Annotations, apis.AnnotationIAPEnabled)
 	}
 	return nil
 }

@@ -64,6 +64,9 @@ type Config struct {
 	// request, to private and public services alike, gets 503: a node that
 	// cannot confirm its access policies fails closed.
 	Fresh func() bool
+	// IAP signs people in for services behind the identity-aware proxy
+	// (iap.go); without it such services answer 503.
+	IAP IAP
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -139,6 +142,8 @@ var spoofable = []string{
 // proxied is the per-request state handed from ServeHTTP to rewrite.
 type proxied struct {
 	addr string
+	// iap holds what the identity-aware proxy tells the instance (iap.go).
+	iap *iapIdentity
 	// credentialHeader is the header whose token authorized the request
 	// (empty on public services); its signature is removed before forwarding.
 	credentialHeader string
@@ -163,7 +168,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := proxied{}
-	if !tgt.Public && !g.conditionallyPublic(r, tgt) {
+	if tgt.IAP != nil {
+		if !g.throughIAP(w, r, tgt, &p) { // iap.go
+			return
+		}
+	} else if !tgt.Public && !g.conditionallyPublic(r, tgt) {
 		header, status, reason, principal := g.authorize(r, tgt)
 		if status != 0 {
 			g.deny(w, r, tgt, status, reason, principal)
@@ -220,6 +229,19 @@ func pickPercent(total int) int {
 // authorize authenticates and authorizes a request to a private target. It
 // returns the credential header used, or a non-zero status with the reason.
 func (g *Gateway) authorize(r *http.Request, tgt *routing.Target) (header string, status int, reason string, principal iam.Principal) {
+	header, status, reason, principal = g.authenticate(r, tgt)
+	if status != 0 {
+		return "", status, reason, principal
+	}
+	if d := tgt.Invokers.DecideAt(principal, g.cfg.Now()); !d.Allowed {
+		return "", http.StatusForbidden, d.Explain(principal), principal
+	}
+	return header, 0, "", principal
+}
+
+// authenticate verifies a request's bearer token for tgt: it returns the
+// credential header used and the principal, or a 401 status with the reason.
+func (g *Gateway) authenticate(r *http.Request, tgt *routing.Target) (header string, status int, reason string, principal iam.Principal) {
 	header = headerServerlessAuthz
 	value := r.Header.Get(headerServerlessAuthz)
 	if value == "" {
@@ -251,9 +273,6 @@ func (g *Gateway) authorize(r *http.Request, tgt *routing.Target) (header string
 	}
 	if !g.audienceOK(id, tgt, principal) {
 		return "", http.StatusUnauthorized, "token audience is not this service", principal
-	}
-	if d := tgt.Invokers.DecideAt(principal, g.cfg.Now()); !d.Allowed {
-		return "", http.StatusForbidden, d.Explain(principal), principal
 	}
 	return header, 0, "", principal
 }
@@ -313,6 +332,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 		if v := pr.Out.Header.Get(p.credentialHeader); v != "" {
 			pr.Out.Header.Set(p.credentialHeader, stripSignature(v))
 		}
+	}
+	if p.iap != nil {
+		p.iap.set(pr.Out) // iap.go
 	}
 }
 

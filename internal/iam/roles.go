@@ -50,6 +50,9 @@ const (
 	// PermHostExecutablesRun is Usher's own: deploying a file:// image runs
 	// an executable of Usher's host (roles/run.admin and roles/owner).
 	PermHostExecutablesRun = "usher.hostExecutables.run"
+	// PermIAPAccess lets a person through the identity-aware proxy of a
+	// service with IAP on (roles/iap.httpsResourceAccessor).
+	PermIAPAccess = "iap.webServiceVersions.accessViaIAP"
 )
 
 // Role is a named set of permissions.
@@ -173,6 +176,8 @@ func Predefined() *Roles {
 			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy, PermSADisable, PermSAEnable, PermSAUndelete})},
 		&Role{Name: "roles/iam.roleAdmin", Title: "Role Administrator", Description: "Access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermRolesCreate, PermRolesUpdate, PermRolesDelete, PermRolesUndelete, PermProjectsGet, PermProjectsGetIamPolicy})},
+		&Role{Name: "roles/iap.httpsResourceAccessor", Title: "IAP-secured Web App User", Description: "Access HTTPS resources which use Identity-Aware Proxy.",
+			Permissions: []string{PermIAPAccess}},
 		&Role{Name: "roles/iam.roleViewer", Title: "Role Viewer", Description: "Read access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermProjectsGet, PermProjectsGetIamPolicy})},
 	)

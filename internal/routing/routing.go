@@ -56,6 +56,23 @@ type Target struct {
 	// rather than an allUsers binding.
 	InvokerIAMDisabled bool
 	Invokers           *iam.Grantees
+	// IAP, when set, puts the target behind the identity-aware proxy: every
+	// request, public service or not, must come from a person (or token)
+	// IAP lets through.
+	IAP *IAP
+}
+
+// IAP is what the identity-aware proxy needs of a target.
+type IAP struct {
+	// Accessors hold iap.webServiceVersions.accessViaIAP.
+	Accessors *iam.Grantees
+	// Agents name the IAP service agent, the principal requests IAP let
+	// through are invoked as (it needs run.routes.invoke, as on Google):
+	// service-PROJECTNUMBER@…, and service-PROJECTID@…, the form gcloud
+	// grants when the API names projects by ID.
+	Agents [2]iam.Principal
+	// Audience is the audience of the assertions apps receive.
+	Audience string
 }
 
 // Route is a revision and its share of a target's traffic.
@@ -151,6 +168,14 @@ func Build(st State) *Table {
 			Public:             disabled || invokers.Public(),
 			InvokerIAMDisabled: disabled,
 			Invokers:           invokers,
+		}
+		if svc.IAPEnabled() {
+			agent, _ := strings.CutPrefix(apis.IAPServiceAgent(ss.Project), "serviceAccount:")
+			tgt.IAP = &IAP{
+				Accessors: st.Roles.Compile(iam.PermIAPAccess, levels...),
+				Agents:    [2]iam.Principal{iam.NewPrincipal(agent), iam.NewPrincipal("service-" + ss.Project + "@gcp-sa-iap.iam.gserviceaccount.com")},
+				Audience:  "/projects/" + apis.ProjectNumber(ss.Project) + "/locations/" + ss.Region + "/services/" + name,
+			}
 		}
 		for _, tt := range trafficOf(svc) {
 			rev := ss.Revisions[tt.RevisionName]

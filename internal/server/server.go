@@ -25,6 +25,7 @@ import (
 	"github.com/usher-run/usher/internal/controller"
 	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/iap"
 	"github.com/usher-run/usher/internal/issuer"
 	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/metadata"
@@ -197,11 +198,21 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopAudit()
 	var mir *mirror.Mirror
 	mets := newMetrics(cfg.NodeName) // metrics.go
+	// The identity-aware proxy: sessions and assertions (package iap). Its
+	// one-time links are asked for with an admin API access token.
+	iapKeys, err := iap.LoadKeys(ctx, st, nil)
+	if err != nil {
+		return fmt.Errorf("iap keys: %w", err)
+	}
+	var adminAPI *api.API
+	signIn := iap.New(iap.Config{Keys: iapKeys, Store: st, PublicURL: cfg.PublicURL, Domain: cfg.Domain,
+		Authenticate: func(r *http.Request) (iam.Principal, error) { return adminAPI.Authenticate(r) }})
 	gw := gateway.New(gateway.Config{
 		Fresh:    func() bool { return mir.Fresh() },
 		Verifier: accounts.Verifier{Next: gwVerifier, Index: live}, Instances: poolInstances{instances}, CLIAudience: issuer.CLIClientID,
 		Log:      log.With("component", "gateway"),
 		OnDenied: auditDenials(trail, recordDenial(denials)),
+		IAP:      signIn,
 	})
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
@@ -231,7 +242,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
 		AccountEnabled: live.Enabled, Log: log.With("component", "admin"),
 	})
-	adminAPI := api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
+	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -241,6 +252,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
+	signIn.APIRoutes(mux)                                           // IAP sign-in pages and keys
 	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain)) // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 	// Web console (issue 5): browser pages under /console/ on API hosts. It
 	// calls adminAPI in-process as the signed-in principal (console.go).
@@ -251,7 +263,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           byHost(cfg.Domain, mets.countRequests(gw), mux),
+		Handler:           byHost(cfg.Domain, mets.countRequests(gw), signIn.ServiceHandler(), mux),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -382,9 +394,10 @@ func (p poolInstances) Acquire(ctx context.Context, key string, rev *apis.Revisi
 	return l, nil
 }
 
-// byHost sends service hosts to the gateway and everything else (API hosts,
-// the issuer, the console) to the API mux.
-func byHost(domain string, gw http.Handler, apiMux http.Handler) http.Handler {
+// byHost sends service hosts to the gateway (and their /_gcp_iap/ paths to
+// the identity-aware proxy's sign-in) and everything else (API hosts, the
+// issuer, the console) to the API mux.
+func byHost(domain string, gw, iapPaths, apiMux http.Handler) http.Handler {
 	suffix := "." + domain
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodConnect {
@@ -398,6 +411,10 @@ func byHost(domain string, gw http.Handler, apiMux http.Handler) http.Handler {
 			host = host[:i]
 		}
 		if len(host) > len(suffix) && strings.EqualFold(host[len(host)-len(suffix):], suffix) {
+			if strings.HasPrefix(r.URL.Path, "/_gcp_iap/") {
+				iapPaths.ServeHTTP(w, r)
+				return
+			}
 			gw.ServeHTTP(w, r)
 			return
 		}
