@@ -18,7 +18,7 @@ const (
 	AnnotationInvokerIAMDisabled = "run.googleapis.com/invoker-iam-disabled"
 	// AnnotationIAPEnabled puts the service behind Usher's identity-aware
 	// proxy (gcloud's --iap writes "true").
-	AnnotationIAPEnabled = "run.googleapis.com/iap-enabled"
+	AnnotationIAPEnabled         = "run.googleapis.com/iap-enabled"
 	AnnotationCustomAudiences    = "run.googleapis.com/custom-audiences"
 	AnnotationMinScale           = "autoscaling.knative.dev/minScale"
 	AnnotationMaxScale           = "autoscaling.knative.dev/maxScale"
