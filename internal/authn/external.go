@@ -53,6 +53,13 @@ type ExternalIssuer struct {
 	// GroupsClaim names the claim (an array of strings) holding the user's
 	// groups; empty means "groups".
 	GroupsClaim string `json:"groupsClaim,omitempty"`
+	// ClientID and ClientSecret, when set, offer the issuer as a sign-in
+	// provider for the identity-aware proxy (authorization code with PKCE;
+	// the client's redirect URI is PUBLIC_URL/_iap/oidc/callback).
+	ClientID     string `json:"clientID,omitempty"`
+	ClientSecret string `json:"clientSecret,omitempty"`
+	// Name is what the sign-in page calls the provider (default: the issuer).
+	Name string `json:"name,omitempty"`
 }
 
 // ExternalConfig configures the external issuers of a Multi verifier.

@@ -56,7 +56,10 @@ type Config struct {
 	// Authenticate returns the caller of an API request (an access token),
 	// for one-time links.
 	Authenticate func(r *http.Request) (iam.Principal, error)
-	Now          func() time.Time
+	// Providers are the external OpenID Connect providers offered on the
+	// sign-in page (oidc.go).
+	Providers []Provider
+	Now       func() time.Time
 }
 
 // SignIn serves the sign-in pages and the service hosts' /_gcp_iap/ paths.
@@ -93,6 +96,8 @@ func (s *SignIn) APIRoutes(m *http.ServeMux) {
 	m.HandleFunc("GET /_iap/signin", s.signInPage)
 	m.HandleFunc("POST /_iap/signin", s.spendCode)
 	m.HandleFunc("GET /iap/verify/public_key-jwk", s.cfg.Keys.JWKS)
+	m.HandleFunc("GET /_iap/oidc/start", s.startOIDC)
+	m.HandleFunc("GET /_iap/oidc/callback", s.oidcCallback)
 }
 
 // ServiceHandler serves /_gcp_iap/ on service hosts.
@@ -170,7 +175,8 @@ var pages = template.Must(template.New("").Parse(`
 <form method=post action="/_iap/signin"><input type=hidden name=code value="{{.Code}}"><button type=submit>Sign in</button></form>
 <p>This link works once, until {{.Expires}}.</p>
 {{else}}<p>{{.Return}} is behind Usher's identity-aware proxy: sign in to reach it.</p>
-<p>On this machine, run <code>usher iap login '{{.Return}}'</code> and open the link it prints.</p>{{end}}
+{{range .Providers}}<p><a href="{{.URL}}">Sign in with {{.Name}}</a></p>{{end}}
+<p>On the machine running Usher's CLI, <code>usher iap login '{{.Return}}'</code> prints a one-time link.</p>{{end}}
 </body></html>{{end}}
 {{define "message"}}{{template "head" .Title}}<p>{{.Text}}</p></body></html>{{end}}`))
 
@@ -200,8 +206,8 @@ func (s *SignIn) signInPage(w http.ResponseWriter, r *http.Request) {
 			s.message(w, http.StatusBadRequest, "Sign-in link not valid", "It was already used, or it expired (links work once, for 2 minutes). Run usher iap login again.")
 			return
 		}
-		s.render(w, http.StatusOK, "signin", struct{ Code, Principal, Return, Expires string }{
-			code, iam.NewPrincipal(rec.Email).Member(), rec.Return, rec.Expires.UTC().Format(time.RFC3339)})
+		s.render(w, http.StatusOK, "signin", signInView{Code: code, Principal: iam.NewPrincipal(rec.Email).Member(),
+			Return: rec.Return, Expires: rec.Expires.UTC().Format(time.RFC3339)})
 		return
 	}
 	ret := r.URL.Query().Get("return")
@@ -209,7 +215,12 @@ func (s *SignIn) signInPage(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusBadRequest, "Nothing to sign in to", "Open the service you want to reach; it sends you here.")
 		return
 	}
-	s.render(w, http.StatusOK, "signin", struct{ Code, Principal, Return, Expires string }{Return: ret})
+	s.render(w, http.StatusOK, "signin", signInView{Return: ret, Providers: s.providerLinks(ret)})
+}
+
+type signInView struct {
+	Code, Principal, Return, Expires string
+	Providers                        []providerLink
 }
 
 // spendCode spends a one-time link and sends the browser to the service
@@ -221,13 +232,19 @@ func (s *SignIn) spendCode(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusBadRequest, "Sign-in link not valid", "It was already used, or it expired. Run usher iap login again.")
 		return
 	}
-	target, ok := s.serviceURL(rec.Return)
+	s.sendWithTicket(w, r, rec.Email, rec.Return)
+}
+
+// sendWithTicket sends a signed-in browser to the service host of returnTo
+// with a one-time ticket for email.
+func (s *SignIn) sendWithTicket(w http.ResponseWriter, r *http.Request, email, returnTo string) {
+	target, ok := s.serviceURL(returnTo)
 	if !ok {
-		s.message(w, http.StatusBadRequest, "Sign-in link not valid", "It does not lead to a service of this server.")
+		s.message(w, http.StatusBadRequest, "Sign-in not valid", "It does not lead to a service of this server.")
 		return
 	}
 	ticket := newSecret()
-	tr := record{Email: rec.Email, Return: rec.Return, Expires: s.cfg.Now().Add(TicketTTL)}
+	tr := record{Email: email, Return: returnTo, Expires: s.cfg.Now().Add(TicketTTL)}
 	if _, err := state.Put(r.Context(), s.cfg.Store, ticketsPrefix+hashSecret(ticket), tr, store.MustNotExist); err != nil {
 		s.message(w, http.StatusServiceUnavailable, "Try again", "The sign-in could not be recorded.")
 		return

@@ -10,10 +10,11 @@ import (
 
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/gateway"
+	"github.com/usher-run/usher/internal/iap"
 )
 
 // trustedIssuers reads --trusted-issuers (a JSON or YAML list of
-// {issuer, groupsClaim}) and appends the repeatable --trusted-issuer URLs.
+// {issuer, groupsClaim, clientID, clientSecret, name}) and appends the repeatable --trusted-issuer URLs.
 func (c *Config) trustedIssuers() ([]authn.ExternalIssuer, error) {
 	var list []authn.ExternalIssuer
 	if c.TrustedIssuersFile != "" {
@@ -50,4 +51,20 @@ func gatewayVerifier(ctx context.Context, cfg Config, own *authn.Verifier, log *
 	}
 	m.Start(ctx)
 	return m, nil
+}
+
+// iapProviders are the trusted issuers with a client ID: the identity-aware
+// proxy offers them for browser sign-in.
+func (c *Config) iapProviders() ([]iap.Provider, error) {
+	list, err := c.trustedIssuers()
+	if err != nil {
+		return nil, err
+	}
+	var out []iap.Provider
+	for _, is := range list {
+		if is.ClientID != "" {
+			out = append(out, iap.Provider{Issuer: is.Issuer, ClientID: is.ClientID, ClientSecret: is.ClientSecret, Name: is.Name})
+		}
+	}
+	return out, nil
 }

@@ -205,7 +205,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("iap keys: %w", err)
 	}
 	var adminAPI *api.API
-	signIn := iap.New(iap.Config{Keys: iapKeys, Store: st, PublicURL: cfg.PublicURL, Domain: cfg.Domain,
+	providers, err := cfg.iapProviders() // issuers.go
+	if err != nil {
+		return err
+	}
+	signIn := iap.New(iap.Config{Keys: iapKeys, Store: st, PublicURL: cfg.PublicURL, Domain: cfg.Domain, Providers: providers,
 		Authenticate: func(r *http.Request) (iam.Principal, error) { return adminAPI.Authenticate(r) }})
 	gw := gateway.New(gateway.Config{
 		Fresh:    func() bool { return mir.Fresh() },
