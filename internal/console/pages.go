@@ -69,6 +69,10 @@ type authView struct {
 // the invoker check disabled, or a role with run.routes.invoke granted to
 // allUsers (policy nil: the caller may not read it).
 func authentication(s *apis.Service, own *iam.Policy, roles *iam.Roles) authView {
+	if s.IAPEnabled() {
+		return authView{Label: "Identity-Aware Proxy", Class: "ok",
+			Detail: "People sign in with a browser and need IAP-secured Web App User (roles/iap.httpsResourceAccessor); programs present an identity token of such a principal."}
+	}
 	if s.InvokerIAMDisabled() {
 		return authView{Label: "Public — invoker check disabled", Class: "danger", Public: true,
 			Detail: "The invoker IAM check is disabled (" + apis.AnnotationInvokerIAMDisabled + "): anyone can invoke it, whatever the policy says."}
@@ -240,6 +244,10 @@ type overviewView struct {
 	StatusMessage     string
 	CustomAudiences   []string
 	InvokerIAMChecked bool
+	IAPEnabled        bool
+	// CanToggleIAP: the principal may update the service and set its policy.
+	CanToggleIAP bool
+	IAPAction    string
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -260,6 +268,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 		StatusMessage:     ls.Head.Status.Message,
 		CustomAudiences:   svc.CustomAudiences(),
 		InvokerIAMChecked: !svc.InvokerIAMDisabled(),
+		IAPEnabled:        svc.IAPEnabled(),
+		IAPAction:         ls.Head.serviceRef.URL("iap"),
+	}
+	if held, err := ls.b.servicePermissions(ls.Head.Project, ls.Head.Region, ls.Head.Name, iam.PermServicesUpdate, iam.PermServicesSetIamPolicy); err == nil {
+		v.CanToggleIAP = held[iam.PermServicesUpdate] && held[iam.PermServicesSetIamPolicy]
 	}
 	v.MinInstances, v.MaxInstances, v.Concurrency, v.Timeout = scaling(svc.Spec.Template.Metadata.Annotations, spec)
 	if len(spec.Containers) > 0 {

@@ -142,3 +142,30 @@ func freePort(t *testing.T) string {
 	defer ln.Close()
 	return fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 }
+
+// TestIAPConsoleToggle: the Overview shows whether IAP is on and an owner
+// turns it on and off there; turning it off on a service allUsers may
+// invoke asks first, as granting allUsers does.
+func TestIAPConsoleToggle(t *testing.T) {
+	s := startServer(t)
+	s.deploy(t, "toggled")
+	s.mustCLI(t, "run", "services", "add-iam-policy-binding", "toggled", "--region="+region, "--member=allUsers", "--role=roles/run.invoker")
+	b := newBrowser(t)
+	b.run("sign in", chromedp.Navigate(s.signInLink(t)), chromedp.Click(button("Continue as owner@usher.localhost"), chromedp.BySearch),
+		chromedp.WaitVisible(`//h1[normalize-space()='Services']`, chromedp.BySearch))
+	page := s.base() + "/console/projects/" + project + "/locations/" + region + "/services/toggled"
+	b.run("open the service", chromedp.Navigate(page), chromedp.WaitVisible(button("Turn IAP on"), chromedp.BySearch))
+	b.run("turn IAP on", chromedp.Click(button("Turn IAP on"), chromedp.BySearch), chromedp.WaitVisible(button("Turn IAP off"), chromedp.BySearch))
+	if text := b.text(); !strings.Contains(text, "Identity-Aware Proxy is on") {
+		t.Errorf("after turning IAP on: got %q", text)
+	}
+	b.screenshot("iap-console-on.png")
+	if got := s.members(t, "toggled", "roles/run.invoker"); !strings.Contains(strings.Join(got, ","), "gcp-sa-iap") {
+		t.Errorf("invokers after turning IAP on: got %q, want the IAP service agent", got)
+	}
+	b.run("turn IAP off", chromedp.Click(button("Turn IAP off"), chromedp.BySearch), chromedp.WaitVisible(button("Turn IAP off and make it public"), chromedp.BySearch))
+	if text := b.text(); !strings.Contains(text, "public to anyone") {
+		t.Errorf("the confirmation: got %q", text)
+	}
+	b.run("confirm", chromedp.Click(button("Turn IAP off and make it public"), chromedp.BySearch), chromedp.WaitVisible(button("Turn IAP on"), chromedp.BySearch))
+}
