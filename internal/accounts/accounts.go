@@ -174,6 +174,7 @@ func (x *Index) Enabled(email string) bool {
 // name, while the index is not current) a service account of Usher's, and
 // ok whether it exists now.
 func (x *Index) lookup(email string) (a account, ours, ok bool) {
+	email = strings.ToLower(email)
 	if !strings.HasSuffix(email, ".gserviceaccount.com") {
 		return a, false, false
 	}
@@ -181,7 +182,6 @@ func (x *Index) lookup(email string) (a account, ours, ok bool) {
 	if snap == nil || x.stale.Load() {
 		return a, true, false // fail closed
 	}
-	email = strings.ToLower(email)
 	if !snap.owned(email) {
 		return a, false, false
 	}

@@ -82,8 +82,11 @@ type Config struct {
 	// exists and is enabled (package accounts); a caller that is a deleted
 	// or disabled account holds nothing.
 	AccountEnabled func(email string) bool
-	Now            func() time.Time
-	Log            *slog.Logger
+	// AccountUsable, if set, reports whether a service account of Usher's
+	// still exists with that unique ID and is enabled.
+	AccountUsable func(email, uid string) bool
+	Now           func() time.Time
+	Log           *slog.Logger
 }
 
 // Core runs admin operations.
@@ -130,6 +133,10 @@ type Caller struct {
 	// Impersonator, when set, is the principal who signed in to the console
 	// as Principal; every write is recorded with both.
 	Impersonator string
+	// AccountUID, for a service account authenticated without a token (a
+	// console session), is the unique ID of the account it was issued for:
+	// a re-created account of the same email is someone else.
+	AccountUID string
 }
 
 // String names the caller for logs.
@@ -245,8 +252,13 @@ func (c *Core) authorize(caller *Caller, perm, resource string, levels ...iam.Le
 // list permissions rather than refuse. A deleted or disabled service
 // account holds nothing, whatever policies still name it.
 func (c *Core) holds(caller *Caller, perm string, levels ...iam.Level) bool {
-	if p := caller.Principal; p.Kind == iam.ServiceAccount && c.cfg.AccountEnabled != nil && !c.cfg.AccountEnabled(p.Email) {
-		return false
+	if p := caller.Principal; p.Kind == iam.ServiceAccount {
+		switch {
+		case caller.AccountUID != "" && c.cfg.AccountUsable != nil && !c.cfg.AccountUsable(p.Email, caller.AccountUID):
+			return false
+		case c.cfg.AccountEnabled != nil && !c.cfg.AccountEnabled(p.Email):
+			return false
+		}
 	}
 	return c.cfg.Roles.CheckAt(caller.Principal, perm, c.cfg.Now(), levels...).Allowed
 }

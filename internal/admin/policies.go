@@ -160,6 +160,7 @@ func (c *Core) SetPolicy(ctx context.Context, caller *Caller, t *Target, p *iam.
 	if err != nil {
 		return iam.Policy{}, err
 	}
+	canonicalMembers(p)
 	norm := p.Normalize()
 	norm.Etag = ""
 	newRev, err := c.commit(ctx, caller, change{
@@ -265,4 +266,16 @@ func (c *Core) checkServiceAccountsExist(ctx context.Context, p *iam.Policy, cur
 		}
 	}
 	return nil
+}
+
+// canonicalMembers spells every member as IAM does (emails lower-case), so
+// a member's case can never make it escape a rewrite or a match.
+func canonicalMembers(p *iam.Policy) {
+	for i := range p.Bindings {
+		for j, m := range p.Bindings[i].Members {
+			if mem, err := iam.ParseMember(m); err == nil {
+				p.Bindings[i].Members[j] = mem.String()
+			}
+		}
+	}
 }

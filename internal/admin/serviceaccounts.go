@@ -349,7 +349,8 @@ func (c *Core) rewriteMembers(ctx context.Context, from, to string) (int64, erro
 				changed := false
 				for i := range p.Bindings {
 					for j, m := range p.Bindings[i].Members {
-						if m == from {
+						// Emails match whatever their case, as IAM matches them.
+						if strings.EqualFold(m, from) {
 							p.Bindings[i].Members[j] = to
 							changed = true
 						}
@@ -470,4 +471,14 @@ func (c *Core) ExchangeCredential(ctx context.Context, secret, scope, audience s
 func HashCredential(secret string) string {
 	sum := sha256.Sum256([]byte(secret))
 	return hex.EncodeToString(sum[:])
+}
+
+// AccountUID is the unique ID of the service account email ("" when it is
+// not one of Usher's existing accounts).
+func (c *Core) AccountUID(ctx context.Context, email string) (string, error) {
+	sa, _, _, err := c.findServiceAccount(ctx, "-", email)
+	if IsNotFound(err) {
+		return "", nil
+	}
+	return sa.UniqueID, err
 }

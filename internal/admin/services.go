@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/usher-run/usher/internal/apis"
@@ -292,6 +293,9 @@ func (c *Core) prepareService(s *apis.Service, old *apis.Service, project, regio
 	}
 	s.Status = apis.ServiceStatus{} // clients send status back; it is ours
 	s.SetDefaults(project, apis.DefaultServiceAccount(project))
+	// One spelling of the runtime identity: the checks, the metadata server
+	// and the token index all see the same account.
+	s.Spec.Template.Spec.ServiceAccountName = strings.ToLower(s.Spec.Template.Spec.ServiceAccountName)
 	if err := s.Validate(); err != nil {
 		return InvalidField(err)
 	}

@@ -291,9 +291,20 @@ func (t *Trail) Record(ctx context.Context, r Record) error {
 	// that asked for it has gone.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	err := t.write(ctx, state.AuditPrefix, []Record{r})
+	err := t.write(ctx, adminPrefix(r.Kind), []Record{r})
 	t.emit(ctx, []Record{r}, err)
 	return err
+}
+
+// adminPrefix is where an admin record of kind lives: changes of who may do
+// what apart from other writes, each class with its own bound, so a flood
+// of deploys cannot prune the record of who changed access.
+func adminPrefix(kind string) string {
+	switch noun, _, _ := strings.Cut(kind, "."); noun {
+	case "iam", "serviceAccount", "role", "orgPolicy", "console":
+		return state.AccessPrefix
+	}
+	return state.AuditPrefix
 }
 
 // Enqueue queues r for the next batch without blocking (its Time defaults
@@ -675,7 +686,7 @@ func (t *Trail) Read(ctx context.Context, q Query) (Page, error) {
 // may sit in a batch keyed a little earlier) to Until's, or the whole trail.
 func (t *Trail) prefixes(q Query) []string {
 	var out []string
-	for _, prefix := range []string{state.AuditPrefix, state.DenialsPrefix} {
+	for _, prefix := range []string{state.AccessPrefix, state.AuditPrefix, state.DenialsPrefix} {
 		out = append(out, t.dayPrefixes(prefix, q)...)
 	}
 	return out
@@ -762,15 +773,21 @@ func (t *Trail) pruneLoop(ctx context.Context) {
 }
 
 // Prune deletes batches whose records are all older than MaxAge, then the
-// oldest batches until at most MaxRecords admin records and MaxDenials
-// refusals remain. It returns how many records it deleted.
+// oldest batches until at most MaxRecords changes of access, MaxRecords
+// other admin records and MaxDenials refusals remain. It returns how many records it deleted.
 func (t *Trail) Prune(ctx context.Context) (int, error) {
-	admin, err := t.prune(ctx, state.AuditPrefix, t.cfg.MaxRecords)
-	if err != nil {
-		return admin, err
+	total := 0
+	for _, b := range []struct {
+		prefix string
+		max    int
+	}{{state.AccessPrefix, t.cfg.MaxRecords}, {state.AuditPrefix, t.cfg.MaxRecords}, {state.DenialsPrefix, t.cfg.MaxDenials}} {
+		n, err := t.prune(ctx, b.prefix, b.max)
+		total += n
+		if err != nil {
+			return total, err
+		}
 	}
-	denials, err := t.prune(ctx, state.DenialsPrefix, t.cfg.MaxDenials)
-	return admin + denials, err
+	return total, nil
 }
 
 // prune bounds the batches under prefix to maxRecords records.

@@ -67,7 +67,7 @@ func run(t *testing.T, tr *Trail) (stop func()) {
 func batches(t *testing.T, st store.Store) []store.Entry {
 	t.Helper()
 	var all []store.Entry
-	for _, prefix := range []string{state.AuditPrefix, state.DenialsPrefix} {
+	for _, prefix := range []string{state.AccessPrefix, state.AuditPrefix, state.DenialsPrefix} {
 		entries, _, err := st.List(context.Background(), prefix)
 		if err != nil {
 			t.Fatal(err)

@@ -266,7 +266,7 @@ func (c *Console) forget(id string) {
 
 // backend is the admin core as the session's principal sees it.
 func (c *Console) backend(r *http.Request, s *session) (*backend, error) {
-	caller := &admin.Caller{Principal: s.principal, Via: "console"}
+	caller := &admin.Caller{Principal: s.principal, Via: "console", AccountUID: s.rec.UID}
 	if s.rec.IssuedBy != "" && s.rec.IssuedBy != s.rec.Email {
 		caller.Impersonator = s.rec.IssuedBy
 	}

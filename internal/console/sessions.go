@@ -30,10 +30,13 @@ const (
 
 // signInCode is a one-time code waiting to be exchanged for a session.
 type signInCode struct {
-	Email    string    `json:"email"`
-	IssuedBy string    `json:"issuedBy"`
-	Created  time.Time `json:"created"`
-	Expires  time.Time `json:"expires"`
+	Email    string `json:"email"`
+	IssuedBy string `json:"issuedBy"`
+	// UID is the unique ID of the service account Email names, so the
+	// session acts for that account only, never a re-created namesake.
+	UID     string    `json:"uid,omitempty"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
 }
 
 // sessionRecord is a signed-in browser.
@@ -42,6 +45,7 @@ type sessionRecord struct {
 	// IssuedBy is who asked for the sign-in link: someone else than Email
 	// when an administrator signed in as Email.
 	IssuedBy string    `json:"issuedBy,omitempty"`
+	UID      string    `json:"uid,omitempty"`
 	CSRF     string    `json:"csrf"`
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
@@ -123,6 +127,11 @@ func (c *Console) createSignInCode(w http.ResponseWriter, r *http.Request) error
 	now := c.cfg.Now()
 	code := newSecret()
 	rec := signInCode{Email: target.Email, IssuedBy: caller.Email, Created: now, Expires: now.Add(CodeTTL)}
+	if target.Kind == iam.ServiceAccount {
+		if rec.UID, err = c.cfg.Core.AccountUID(r.Context(), target.Email); err != nil {
+			return err
+		}
+	}
 	if _, err := state.Put(r.Context(), c.cfg.Store, codesPrefix+hashSecret(code), rec, store.MustNotExist); err != nil {
 		return err
 	}
@@ -238,7 +247,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) error {
 	}
 	now := c.cfg.Now()
 	secret := newSecret()
-	sess := sessionRecord{Email: rec.Email, IssuedBy: rec.IssuedBy, CSRF: newSecret(), Created: now, Expires: now.Add(SessionTTL)}
+	sess := sessionRecord{Email: rec.Email, IssuedBy: rec.IssuedBy, UID: rec.UID, CSRF: newSecret(), Created: now, Expires: now.Add(SessionTTL)}
 	if _, err := state.Put(r.Context(), c.cfg.Store, sessionsPrefix+hashSecret(secret), sess, store.MustNotExist); err != nil {
 		return err
 	}

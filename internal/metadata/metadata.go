@@ -645,11 +645,12 @@ func (r *Registration) serveIdentity(w http.ResponseWriter, q url.Values) {
 	}
 	now := r.s.cfg.Now()
 	key := "id\x00" + aud
-	if t, ok := r.tokens.get(key, func(t cachedToken) bool { return now.Sub(t.minted) < idTokenReuse && !now.Before(t.minted) }); ok {
-		writeToken(w, "text/plain; charset=utf-8", []byte(t.token))
+	// A disabled or deleted account gets nothing, not even a cached token.
+	if !r.usable(w) {
 		return
 	}
-	if !r.usable(w) {
+	if t, ok := r.tokens.get(key, func(t cachedToken) bool { return now.Sub(t.minted) < idTokenReuse && !now.Before(t.minted) }); ok {
+		writeToken(w, "text/plain; charset=utf-8", []byte(t.token))
 		return
 	}
 	tok, err := r.s.cfg.Minter.MintIdentity(r.id.UniqueID, r.id.ServiceAccount, []string{aud}, time.Time{})
@@ -697,11 +698,11 @@ func (r *Registration) serveToken(w http.ResponseWriter, q url.Values) {
 	}
 	now := r.s.cfg.Now()
 	key := "at\x00" + scope
+	if !r.usable(w) {
+		return
+	}
 	t, ok := r.tokens.get(key, func(t cachedToken) bool { return now.Before(t.expiry.Add(-accessTokenMargin)) && !now.Before(t.minted) })
 	if !ok {
-		if !r.usable(w) {
-			return
-		}
 		exp := now.Add(issuer.MaxTokenLifetime)
 		tok, err := r.s.cfg.Minter.MintAccess(r.id.UniqueID, r.id.ServiceAccount, scope, exp)
 		if err != nil {

@@ -244,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: st, Roles: roles, Minter: iss, Sync: mir,
 		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs,
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
-		AccountEnabled: live.Enabled, Log: log.With("component", "admin"),
+		AccountEnabled: live.Enabled, AccountUsable: live.Usable, Log: log.With("component", "admin"),
 	})
 	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 
@@ -362,12 +362,16 @@ func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) f
 			return nil, func() {}, nil
 		}
 		project := rev.Metadata.Namespace
-		email := rev.Spec.ServiceAccountName
+		email := strings.ToLower(rev.Spec.ServiceAccountName)
 		if email == "" {
 			email = apis.DefaultServiceAccount(project)
 		}
 		var sa apis.ServiceAccount
-		if _, err := state.Get(context.Background(), st, state.ServiceAccountKey(project, email), &sa); err != nil {
+		owner := project // an account may belong to another of Usher's projects
+		if p := apis.ServiceAccountProject(email); p != "" {
+			owner = p
+		}
+		if _, err := state.Get(context.Background(), st, state.ServiceAccountKey(owner, email), &sa); err != nil {
 			sa.UniqueID = "" // a deleted or external account: sub is the email
 		}
 		reg, err := md.Register(metadata.Identity{

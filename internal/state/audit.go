@@ -7,16 +7,19 @@ import (
 	"time"
 )
 
-// The audit trail (package audit) lives under two prefixes with their own
-// retention, so that a flood of refused requests can never push out the
-// record of who changed access: admin writes under AuditPrefix, refused
-// invocations under DenialsPrefix. Each key holds one written batch of
+// The audit trail (package audit) lives under three prefixes with their own
+// retention, so that neither a flood of refused requests nor a flood of
+// deploys can push out the record of who changed access: changes of who may
+// do what (IAM policies, service accounts, roles, org policies,
+// impersonation) under AccessPrefix, other admin writes under AuditPrefix,
+// refused invocations under DenialsPrefix. Each key holds one written batch of
 // records, PREFIX/DAY/NANOS-UNIQUE, where DAY is the UTC date (YYYYMMDD) and
 // NANOS the zero-padded Unix time in nanoseconds of the batch's oldest
 // record. Keys sort in time order, and a time range is read by listing only
 // the days it covers.
 const (
 	AuditPrefix   = "audit/"
+	AccessPrefix  = "auditaccess/"
 	DenialsPrefix = "auditdenials/"
 )
 
