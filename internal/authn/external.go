@@ -44,6 +44,10 @@ const (
 	DefaultDiscoveryRetry   = 30 * time.Second
 	defaultExternalTimeout  = 10 * time.Second
 	maxExternalDocumentSize = 1 << 20
+	// MaxExternalTokenLifetime bounds exp - iat of an external issuer's
+	// token: Google's rule for federated tokens. A token without iat is
+	// refused, so every accepted one is bounded.
+	MaxExternalTokenLifetime = 24 * time.Hour
 )
 
 // ExternalIssuer is one trusted OIDC issuer.
@@ -271,7 +275,13 @@ func (e *external) verify(token string, now time.Time) (*Identity, error) {
 	if t.Expiry.IsZero() {
 		return nil, fmt.Errorf("%w: exp", ErrMissingClaim)
 	}
-	if !t.IssuedAt.IsZero() && t.IssuedAt.After(now.Add(DefaultLeeway)) {
+	if t.IssuedAt.IsZero() {
+		return nil, fmt.Errorf("%w: iat", ErrMissingClaim)
+	}
+	if life := t.Expiry.Sub(t.IssuedAt); life > MaxExternalTokenLifetime {
+		return nil, fmt.Errorf("%w: exp - iat is %s, at most %s for an external issuer's token", ErrLifetime, life, MaxExternalTokenLifetime)
+	}
+	if t.IssuedAt.After(now.Add(DefaultLeeway)) {
 		return nil, fmt.Errorf("%w: issued in the future", ErrNotYetValid)
 	}
 	var c map[string]json.RawMessage

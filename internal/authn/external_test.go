@@ -220,3 +220,31 @@ func TestExternalOwnTokensAndPending(t *testing.T) {
 		}
 	}
 }
+
+func TestExternalTokenLifetime(t *testing.T) {
+	p, m, _ := newExternal(t, "")
+	now := time.Now()
+	tests := []struct {
+		desc   string
+		claims map[string]any
+		want   error
+	}{
+		{"one hour", p.Claims("alice@example.com", "a"), nil},
+		{"exactly 24 h", with(with(p.Claims("alice@example.com", "a"), "iat", now.Add(-time.Minute).Unix()), "exp", now.Add(24*time.Hour-time.Minute).Unix()), nil},
+		{"24 h and a second", with(with(p.Claims("alice@example.com", "a"), "iat", now.Add(-time.Minute).Unix()), "exp", now.Add(24*time.Hour-time.Minute+time.Second).Unix()), ErrLifetime},
+		{"ten years", with(p.Claims("alice@example.com", "a"), "exp", now.Add(10*365*24*time.Hour).Unix()), ErrLifetime},
+		{"old iat, far exp", with(with(p.Claims("alice@example.com", "a"), "iat", now.Add(-48*time.Hour).Unix()), "exp", now.Add(time.Hour).Unix()), ErrLifetime},
+		{"no iat", without(p.Claims("alice@example.com", "a"), "iat"), ErrMissingClaim},
+	}
+	for _, tt := range tests {
+		_, err := m.Verify(p.Token(tt.claims))
+		if (tt.want == nil && err != nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+			t.Errorf("%s: got %v, want %v", tt.desc, err, tt.want)
+		}
+	}
+}
+
+func without(c map[string]any, k string) map[string]any {
+	delete(c, k)
+	return c
+}
