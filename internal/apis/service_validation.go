@@ -37,6 +37,32 @@ func ValidateServiceName(name string) error {
 	if len(name) > MaxServiceNameLength || !serviceNameRE.MatchString(name) {
 		return fieldErr("metadata.name", "%q must use only lowercase alphanumeric characters and dashes, start with a letter, not end with a dash, and be at most %d characters", name, MaxServiceNameLength)
 	}
+	if strings.Contains(name, TagSeparator) {
+		return fieldErr("metadata.name", "%q must not contain %q: it separates a revision tag from its service in tag URLs", name, TagSeparator)
+	}
+	return nil
+}
+
+// TagSeparator joins a revision tag to its service's host (TAG---HOST). No
+// service name, tag or revision name may contain it, so no tag host is ever
+// another service's host or another tag's.
+const TagSeparator = "---"
+
+// MaxTagServiceLength is Cloud Run's bound on a tag and its service name
+// together: both share the tag URL's DNS label.
+const MaxTagServiceLength = 46
+
+// ValidateTag checks a traffic tag of service as Cloud Run does.
+func ValidateTag(path, service, tag string) error {
+	if !serviceNameRE.MatchString(tag) {
+		return fieldErr(path, "tag %q must use only lowercase alphanumeric characters and dashes, start with a letter and not end with a dash", tag)
+	}
+	if strings.Contains(tag, TagSeparator) {
+		return fieldErr(path, "tag %q must not contain %q: it separates a revision tag from its service in tag URLs", tag, TagSeparator)
+	}
+	if len(tag)+len(service) > MaxTagServiceLength {
+		return fieldErr(path, "traffic tag %q and service name %q together are too long: combined they cannot exceed %d characters", tag, service, MaxTagServiceLength)
+	}
 	return nil
 }
 
@@ -58,6 +84,9 @@ func (s *Service) Validate() error {
 	if n := tmpl.Metadata.Name; n != "" {
 		if !strings.HasPrefix(n, s.Metadata.Name+"-") || len(n) > 63 || !serviceNameRE.MatchString(n) {
 			return fieldErr("spec.template.metadata.name", "revision name %q must start with %q and be a DNS label", n, s.Metadata.Name+"-")
+		}
+		if strings.Contains(n, TagSeparator) {
+			return fieldErr("spec.template.metadata.name", "revision name %q must not contain %q: it separates a revision tag from its service in tag URLs", n, TagSeparator)
 		}
 	}
 	spec := tmpl.Spec
@@ -116,6 +145,11 @@ func (s *Service) validateTraffic() error {
 		latest := t.LatestRevision != nil && *t.LatestRevision
 		if latest == (t.RevisionName != "") {
 			return fieldErr(p, "exactly one of revisionName or latestRevision: true is required")
+		}
+		if t.Tag != "" {
+			if err := ValidateTag(p+".tag", s.Metadata.Name, t.Tag); err != nil {
+				return err
+			}
 		}
 		total += t.Percent
 	}

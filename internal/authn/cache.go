@@ -61,6 +61,9 @@ func (c *cache) get(token string, now time.Time) (*Identity, bool, error) {
 	if ok && !now.Before(e.deadline) {
 		delete(s.entries, token)
 		s.mu.Unlock()
+		if now.Before(e.id.Expiry) { // cached for less than its life: verify again
+			return nil, false, nil
+		}
 		return nil, true, fmt.Errorf("%w: at %s", ErrExpired, e.id.Expiry.UTC().Format(time.RFC3339))
 	}
 	s.mu.Unlock()

@@ -41,9 +41,14 @@ var ErrIssuerUnavailable = errors.New("authn: trusted issuer not available yet")
 // Defaults for ExternalConfig.
 const (
 	DefaultJWKSMinRefresh   = time.Minute
+	DefaultJWKSKeyMaxAge    = 5 * time.Minute
 	DefaultDiscoveryRetry   = 30 * time.Second
 	defaultExternalTimeout  = 10 * time.Second
 	maxExternalDocumentSize = 1 << 20
+	// MaxExternalTokenLifetime bounds exp - iat of an external issuer's
+	// token: Google's rule for federated tokens. A token without iat is
+	// refused, so every accepted one is bounded.
+	MaxExternalTokenLifetime = 24 * time.Hour
 )
 
 // ExternalIssuer is one trusted OIDC issuer.
@@ -71,6 +76,10 @@ type ExternalConfig struct {
 	// MinRefresh is the least time between two JWKS refetches of one issuer
 	// caused by an unknown kid; default 1 minute.
 	MinRefresh time.Duration
+	// KeyMaxAge is how long fetched keys, and tokens verified with them, are
+	// trusted before the JWKS is fetched again: a key that leaves the JWKS
+	// stops verifying within about twice this; default 5 minutes.
+	KeyMaxAge time.Duration
 	// DiscoveryRetry is the wait between failed discovery attempts; default 30s.
 	DiscoveryRetry time.Duration
 	// CacheEntries bounds the verified external token cache (0: default,
@@ -93,6 +102,7 @@ type external struct {
 	cfg      ExternalIssuer
 	client   *http.Client
 	min      time.Duration
+	maxAge   time.Duration
 	now      func() time.Time
 	verifier atomic.Pointer[oidc.IDTokenVerifier] // nil until discovered
 	keys     atomic.Pointer[remoteKeys]
@@ -116,6 +126,10 @@ func NewMulti(own *Verifier, cfg ExternalConfig) (*Multi, error) {
 	if minRefresh <= 0 {
 		minRefresh = DefaultJWKSMinRefresh
 	}
+	maxAge := cfg.KeyMaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultJWKSKeyMaxAge
+	}
 	for _, is := range cfg.Issuers {
 		if !strings.HasPrefix(is.Issuer, "https://") && !strings.HasPrefix(is.Issuer, "http://") {
 			return nil, fmt.Errorf("trusted issuer %q: must be an http(s) URL", is.Issuer)
@@ -129,7 +143,7 @@ func NewMulti(own *Verifier, cfg ExternalConfig) (*Multi, error) {
 		if is.GroupsClaim == "" {
 			is.GroupsClaim = "groups"
 		}
-		m.ext[is.Issuer] = &external{cfg: is, client: client, min: minRefresh, now: own.now}
+		m.ext[is.Issuer] = &external{cfg: is, client: client, min: minRefresh, maxAge: maxAge, now: own.now}
 	}
 	switch {
 	case cfg.CacheEntries == 0:
@@ -187,7 +201,7 @@ func (e *external) discover(ctx context.Context) error {
 	if err := p.Claims(&doc); err != nil || doc.JWKS == "" {
 		return fmt.Errorf("discovery document of %q has no jwks_uri", e.cfg.Issuer)
 	}
-	ks := &remoteKeys{url: doc.JWKS, client: e.client, min: e.min, now: e.now}
+	ks := &remoteKeys{url: doc.JWKS, client: e.client, min: e.min, maxAge: e.maxAge, now: e.now}
 	if err := ks.fetch(ctx); err != nil {
 		return err
 	}
@@ -234,7 +248,13 @@ func (m *Multi) Verify(token string) (*Identity, error) {
 		return nil, err
 	}
 	if m.cache != nil {
-		m.cache.put(token, id, id.Expiry, now)
+		// Cached at most KeyMaxAge: a token whose key left the JWKS is
+		// verified again, and refused, soon after (remoteKeys).
+		deadline := id.Expiry
+		if d := now.Add(e.maxAge); d.Before(deadline) {
+			deadline = d
+		}
+		m.cache.put(token, id, deadline, now)
 	}
 	return id, nil
 }
@@ -278,7 +298,13 @@ func (e *external) verify(token string, now time.Time) (*Identity, error) {
 	if t.Expiry.IsZero() {
 		return nil, fmt.Errorf("%w: exp", ErrMissingClaim)
 	}
-	if !t.IssuedAt.IsZero() && t.IssuedAt.After(now.Add(DefaultLeeway)) {
+	if t.IssuedAt.IsZero() {
+		return nil, fmt.Errorf("%w: iat", ErrMissingClaim)
+	}
+	if life := t.Expiry.Sub(t.IssuedAt); life > MaxExternalTokenLifetime {
+		return nil, fmt.Errorf("%w: exp - iat is %s, at most %s for an external issuer's token", ErrLifetime, life, MaxExternalTokenLifetime)
+	}
+	if t.IssuedAt.After(now.Add(DefaultLeeway)) {
 		return nil, fmt.Errorf("%w: issued in the future", ErrNotYetValid)
 	}
 	var c map[string]json.RawMessage
@@ -313,17 +339,26 @@ func (e *external) verify(token string, now time.Time) (*Identity, error) {
 	return id, nil
 }
 
-// remoteKeys is one external issuer's JWKS, keyed by kid, refetched on an
-// unknown kid at most once per min. It implements oidc.KeySet.
+// remoteKeys is one external issuer's JWKS, keyed by kid. An unknown kid
+// refetches it at most once per min; keys fetched more than maxAge ago are
+// revalidated (refetched, at most once per min) by the next verification, so a
+// key that leaves the JWKS stops verifying within maxAge (plus min while the
+// issuer is unreachable: keys are not dropped because a fetch failed). No
+// lock is held across a fetch: while one verification fetches, others use
+// the keys already known, and every issuer has its own remoteKeys. It
+// implements oidc.KeySet.
 type remoteKeys struct {
 	url    string
 	client *http.Client
 	min    time.Duration
+	maxAge time.Duration
 	now    func() time.Time
 
-	mu        sync.Mutex
-	keys      map[string]*rsa.PublicKey
-	lastFetch time.Time // of a refetch caused by an unknown kid
+	mu          sync.Mutex
+	keys        map[string]*rsa.PublicKey
+	fetchedAt   time.Time // of the last successful fetch
+	lastAttempt time.Time // of the last refetch started by a verification
+	fetching    bool
 }
 
 // VerifySignature implements oidc.KeySet.
@@ -352,53 +387,75 @@ func (k *remoteKeys) VerifySignature(ctx context.Context, raw string) ([]byte, e
 
 func (k *remoteKeys) key(ctx context.Context, kid string) (*rsa.PublicKey, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	if key, ok := k.keys[kid]; ok {
+	key, known := k.keys[kid]
+	now := k.now()
+	mayFetch := !k.fetching && (k.lastAttempt.IsZero() || now.Sub(k.lastAttempt) >= k.min)
+	stale := now.Sub(k.fetchedAt) >= k.maxAge
+	if known && (!stale || !mayFetch) {
+		k.mu.Unlock()
 		return key, nil
 	}
-	now := k.now()
-	if !k.lastFetch.IsZero() && now.Sub(k.lastFetch) < k.min {
+	if !known && !mayFetch {
+		k.mu.Unlock()
 		return nil, fmt.Errorf("%w: kid %q (JWKS refetch rate-limited)", ErrUnknownKey, kid)
 	}
-	k.lastFetch = now
-	if err := k.fetchLocked(ctx); err != nil {
+	k.fetching, k.lastAttempt = true, now
+	k.mu.Unlock()
+
+	keys, err := k.get(ctx) // no lock held: other verifications go on
+
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.fetching = false
+	if err != nil {
+		if known { // the issuer is unreachable, not the key revoked
+			return key, nil
+		}
 		return nil, fmt.Errorf("%w: kid %q: %v", ErrUnknownKey, kid, err)
 	}
+	k.keys, k.fetchedAt = keys, k.now()
 	if key, ok := k.keys[kid]; ok {
 		return key, nil
 	}
 	return nil, fmt.Errorf("%w: kid %q", ErrUnknownKey, kid)
 }
 
+// fetch fetches the JWKS now (discovery).
 func (k *remoteKeys) fetch(ctx context.Context) error {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.fetchLocked(ctx)
-}
-
-func (k *remoteKeys) fetchLocked(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	keys, err := k.get(ctx)
 	if err != nil {
 		return err
 	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys, k.fetchedAt = keys, k.now()
+	return nil
+}
+
+// get fetches and decodes the JWKS; it touches no state.
+func (k *remoteKeys) get(ctx context.Context) (map[string]*rsa.PublicKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetching JWKS: %w", err)
+		return nil, fmt.Errorf("fetching JWKS: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching JWKS %s: %s", k.url, resp.Status)
+		return nil, fmt.Errorf("fetching JWKS %s: %s", k.url, resp.Status)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxExternalDocumentSize+1))
 	if err != nil {
-		return fmt.Errorf("reading JWKS: %w", err)
+		return nil, fmt.Errorf("reading JWKS: %w", err)
 	}
 	if len(body) > maxExternalDocumentSize {
-		return fmt.Errorf("JWKS %s larger than %d bytes", k.url, maxExternalDocumentSize)
+		return nil, fmt.Errorf("JWKS %s larger than %d bytes", k.url, maxExternalDocumentSize)
 	}
 	var set jose.JSONWebKeySet
 	if err := json.Unmarshal(body, &set); err != nil {
-		return fmt.Errorf("decoding JWKS %s: %w", k.url, err)
+		return nil, fmt.Errorf("decoding JWKS %s: %w", k.url, err)
 	}
 	keys := map[string]*rsa.PublicKey{}
 	for _, jwk := range set.Keys {
@@ -409,6 +466,5 @@ func (k *remoteKeys) fetchLocked(ctx context.Context) error {
 		}
 		keys[jwk.KeyID] = pub
 	}
-	k.keys = keys
-	return nil
+	return keys, nil
 }

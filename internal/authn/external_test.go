@@ -220,3 +220,115 @@ func TestExternalOwnTokensAndPending(t *testing.T) {
 		}
 	}
 }
+
+func TestExternalTokenLifetime(t *testing.T) {
+	p, m, _ := newExternal(t, "")
+	now := time.Now()
+	tests := []struct {
+		desc   string
+		claims map[string]any
+		want   error
+	}{
+		{"one hour", p.Claims("alice@example.com", "a"), nil},
+		{"exactly 24 h", with(with(p.Claims("alice@example.com", "a"), "iat", now.Add(-time.Minute).Unix()), "exp", now.Add(24*time.Hour-time.Minute).Unix()), nil},
+		{"24 h and a second", with(with(p.Claims("alice@example.com", "a"), "iat", now.Add(-time.Minute).Unix()), "exp", now.Add(24*time.Hour-time.Minute+time.Second).Unix()), ErrLifetime},
+		{"ten years", with(p.Claims("alice@example.com", "a"), "exp", now.Add(10*365*24*time.Hour).Unix()), ErrLifetime},
+		{"old iat, far exp", with(with(p.Claims("alice@example.com", "a"), "iat", now.Add(-48*time.Hour).Unix()), "exp", now.Add(time.Hour).Unix()), ErrLifetime},
+		{"no iat", without(p.Claims("alice@example.com", "a"), "iat"), ErrMissingClaim},
+	}
+	for _, tt := range tests {
+		_, err := m.Verify(p.Token(tt.claims))
+		if (tt.want == nil && err != nil) || (tt.want != nil && !errors.Is(err, tt.want)) {
+			t.Errorf("%s: got %v, want %v", tt.desc, err, tt.want)
+		}
+	}
+}
+
+func without(c map[string]any, k string) map[string]any {
+	delete(c, k)
+	return c
+}
+
+// TestExternalKeyLeavingJWKSStopsVerifying: once the issuer takes a key out
+// of its JWKS, tokens it signed stop verifying after KeyMaxAge, cached or not.
+func TestExternalKeyLeavingJWKSStopsVerifying(t *testing.T) {
+	p, m, c := newExternal(t, "")
+	cached := p.Token(with(p.Claims("alice@example.com", "a"), "exp", time.Now().Add(2*time.Hour).Unix()))
+	if _, err := m.Verify(cached); err != nil {
+		t.Fatal(err)
+	}
+	p.AddKey("idp-2", true)
+	p.Unpublish(oidctest.DefaultKID)
+	fresh := p.Token(with(p.Claims("bob@example.com", "a"), "exp", time.Now().Add(2*time.Hour).Unix()))
+	// Within KeyMaxAge the known key is trusted without I/O.
+	if _, err := m.Verify(fresh); err != nil {
+		t.Fatalf("within KeyMaxAge: got %v, want the known key accepted", err)
+	}
+	c.add(DefaultJWKSKeyMaxAge + time.Second)
+	for _, tt := range []struct{ desc, tok string }{{"cached token", cached}, {"fresh token", fresh}, {"new token", p.Token(p.Claims("carol@example.com", "a"))}} {
+		if _, err := m.Verify(tt.tok); err == nil || !strings.Contains(err.Error(), ErrUnknownKey.Error()) {
+			t.Errorf("%s signed by a key no longer in the JWKS: got %v, want %v", tt.desc, err, ErrUnknownKey)
+		}
+	}
+	if _, err := m.Verify(p.Sign("idp-2", p.Claims("dave@example.com", "a"))); err != nil {
+		t.Errorf("token of the key still published: got %v, want accepted", err)
+	}
+}
+
+// TestExternalHungJWKSBlocksNoOne: while one issuer's JWKS fetch hangs, the
+// other issuer's tokens and the same issuer's known-key tokens still verify.
+func TestExternalHungJWKSBlocksNoOne(t *testing.T) {
+	a, b := oidctest.New(), oidctest.New()
+	t.Cleanup(a.Close)
+	t.Cleanup(b.Close)
+	c := newClock(time.Now())
+	m, err := NewMulti(newTestVerifier(newKeySet(), c.now), ExternalConfig{
+		Issuers:      []ExternalIssuer{{Issuer: a.URL}, {Issuer: b.URL}},
+		MinRefresh:   time.Minute,
+		CacheEntries: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Discover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	release := a.HoldJWKS()
+	t.Cleanup(release)
+	a.AddKey("a-2", true)
+	before := a.JWKSFetches.Load()
+	hung := make(chan error, 1)
+	go func() { // an unknown kid: a refetch that hangs
+		_, err := m.Verify(a.Sign("a-2", a.Claims("alice@example.com", "x")))
+		hung <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for a.JWKSFetches.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the unknown kid never caused a JWKS fetch")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, tt := range []struct {
+		desc string
+		tok  string
+	}{
+		{"other issuer", b.Token(b.Claims("bob@example.com", "x"))},
+		{"same issuer, known key", a.Token(a.Claims("carol@example.com", "x"))},
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := m.Verify(tt.tok); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s while a JWKS fetch hangs: got %v, want accepted", tt.desc, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: verification blocked behind the hung JWKS fetch", tt.desc)
+		}
+	}
+	release()
+	if err := <-hung; err != nil {
+		t.Errorf("the held refetch, once released: got %v, want a-2 found", err)
+	}
+}

@@ -35,13 +35,20 @@ type globals struct {
 
 // Execute runs the CLI and returns the process exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{stdout: stdout, stderr: stderr}
+	g := &globals{}
+	// Everything printed goes through termSafe (termsafe.go): no stored
+	// string reaches the terminal as a control sequence.
+	out := newTermSafe(stdout, func() bool { return g.format == "json" })
+	errOut := newTermSafe(stderr, nil)
+	defer out.Flush()
+	defer errOut.Flush()
+	g.stdout, g.stderr = out, errOut
 	root := newRoot(g)
 	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.SetOut(out)
+	root.SetErr(errOut)
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(stderr, "ERROR: "+oneLine(err))
+		fmt.Fprintln(errOut, "ERROR: "+oneLine(err))
 		return 1
 	}
 	return 0
@@ -141,7 +148,9 @@ func printYAML(w io.Writer, v any) error {
 	if err != nil {
 		return err
 	}
-	y, err := yaml.JSONToYAML(j)
+	// JSON leaves DEL and C1 controls raw, which the YAML reader refuses:
+	// escape them as JSON does C0 (same value, termsafe.go).
+	y, err := yaml.JSONToYAML(escapeControls(j, true))
 	if err != nil {
 		return err
 	}

@@ -324,6 +324,7 @@ func rewrite(pr *httputil.ProxyRequest) {
 	for _, h := range spoofable {
 		delete(pr.Out.Header, h) // keys are canonical: skip Del's re-canonicalizing
 	}
+	stripAliases(pr.Out.Header)
 	pr.SetXForwarded()
 	if pr.In.TLS == nil {
 		pr.Out.Header.Set("X-Forwarded-Proto", "http")

@@ -506,3 +506,37 @@ func TestGatewayStreamsUnsizedResponses(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayStripsHeaderAliases: an app that folds "_" and "." into "-"
+// (CGI, WSGI, nginx, PHP) must not read a client's alias as an identity or
+// forwarding header the gateway removed.
+func TestGatewayStripsHeaderAliases(t *testing.T) {
+	f := newGatewayFixture(t, true)
+	gw := f.newGateway()
+	gw.SetTable(gatewayFixtureTable(gatewayFixtureService("private", nil,
+		gatewayFixturePolicy("roles/run.invoker", "serviceAccount:"+gwFixSA))))
+	tok := f.mint(t, gwFixSA, gatewayFixtureURL("private"))
+	aliases := []string{
+		"X_Goog_Authenticated_User_Email", "X.Goog.Authenticated.User.Email",
+		"x_goog_authenticated_user_id", "X_Goog_Iap_Jwt_Assertion",
+		"x_serverless_authorization", "X.Serverless.Authorization",
+		"X_Forwarded_For", "X.Forwarded.Host", "X_Forwarded_Proto", "X_Forwarded_Port",
+		"X_Real_IP", "X_Usher_Principal", "X-Forwarded_For",
+	}
+	header := map[string]string{"X-Serverless-Authorization": "Bearer " + tok, "X_Custom": "kept"}
+	for _, a := range aliases {
+		header[a] = "evil@x.com"
+	}
+	if w := gatewayFixtureDo(gw, gatewayFixtureHost("private"), header); w.Code != http.StatusOK {
+		t.Fatalf("status = %d, want 200 (body %q)", w.Code, w.Body.String())
+	}
+	h := f.backendHeader()
+	for k, v := range h {
+		if strings.ContainsAny(k, "_.") && k != "X_custom" {
+			t.Errorf("backend got %s: %q, want no alias of a stripped header", k, v)
+		}
+	}
+	if got := h.Get("X_Custom"); got != "kept" {
+		t.Errorf("backend got X_Custom %q, want %q (an unrelated header is kept)", got, "kept")
+	}
+}

@@ -298,6 +298,28 @@ func TestHeadersToInstance(t *testing.T) {
 		}
 	})
 
+	t.Run("aliases of stripped headers never reach the instance", func(t *testing.T) {
+		// CGI, WSGI, nginx and others read "_" and "." as "-": these would
+		// be the identity and forwarding headers to such an app.
+		aliases := []string{
+			"X_Goog_Authenticated_User_Email", "X.Goog.Authenticated.User.Email",
+			"x_goog_authenticated_user_id", "X_Goog_Iap_Jwt_Assertion",
+			"x_serverless_authorization", "X_Forwarded_For", "X.Forwarded.Host",
+			"X_Forwarded_Port", "X_Real_IP", "X_Usher_Principal",
+		}
+		headers := []string{"X-Serverless-Authorization", bearer(tok)}
+		for _, a := range aliases {
+			headers = append(headers, a, "evil@x.com")
+		}
+		seen := seenHeaders(t, s.get(t, svcURL+"/headers", headers...))
+		for k, v := range seen.Headers {
+			if strings.ContainsAny(k, "_.") {
+				t.Errorf("instance saw %s: %q, want no alias of a stripped header", k, v)
+			}
+		}
+		expectHeader(t, seen, "X-Serverless-Authorization", bearer(stripped))
+	})
+
 	t.Run("Authorization used for IAM loses its signature", func(t *testing.T) {
 		seen := seenHeaders(t, s.get(t, svcURL+"/headers", "Authorization", bearer(tok)))
 		expectHeader(t, seen, "Authorization", bearer(stripped))

@@ -27,6 +27,7 @@ type Provider struct {
 	mu        sync.Mutex
 	keys      map[string]*rsa.PrivateKey
 	published map[string]bool
+	hold      chan struct{} // non-nil: JWKS requests wait until it is closed
 }
 
 // DefaultKID is the kid of the key a new Provider signs and publishes.
@@ -49,6 +50,16 @@ func New() *Provider {
 	})
 	mux.HandleFunc("/keys", func(w http.ResponseWriter, r *http.Request) {
 		p.JWKSFetches.Add(1)
+		p.mu.Lock()
+		hold := p.hold
+		p.mu.Unlock()
+		if hold != nil {
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		p.mu.Lock()
 		var set jose.JSONWebKeySet
 		for kid, k := range p.keys {
@@ -85,6 +96,31 @@ func (p *Provider) Publish(kid string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.published[kid] = true
+}
+
+// Unpublish takes a key out of the JWKS (the issuer retired or revoked it).
+func (p *Provider) Unpublish(kid string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.published[kid] = false
+}
+
+// HoldJWKS makes JWKS requests hang until the returned release is called
+// (an issuer that stopped answering). Calling release twice is harmless.
+func (p *Provider) HoldJWKS() (release func()) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	p.hold = ch
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.hold = nil
+			p.mu.Unlock()
+			close(ch)
+		})
+	}
 }
 
 // Claims are valid ID token claims for email, audience aud, issued now.
