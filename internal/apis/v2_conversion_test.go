@@ -29,7 +29,7 @@ func storedService(name string, mod func(s *Service)) *Service {
 	return s
 }
 
-// comparable returns what a v1 → v2 → v1 round trip must keep: the user's
+// roundTripView returns what a v1 → v2 → v1 round trip must keep: the user's
 // metadata and the spec (status and server-owned fields are the store's).
 func roundTripView(s *Service) any {
 	return struct {
