@@ -1,0 +1,195 @@
+package apis
+
+// Cloud Run Admin API v2 (run.googleapis.com/v2) resources.
+//
+// v2 is a view: Usher stores every service as the Knative v1 Service (service_types.go), so
+// the controller, the gateway and v1 clients see one object whatever API wrote
+// it. ServiceToV2 renders a stored service; ParseV2Service and ServiceFromV2
+// turn a v2 request into the v1 object to store.
+//
+// What a v2 request may carry (field paths relative to the Service):
+//
+//	field                                      v1 storage / handling
+//	name, description                          metadata.name, annotation run.googleapis.com/description
+//	labels, annotations                        metadata.labels/annotations (system prefixes refused)
+//	client, clientVersion                      annotations run.googleapis.com/client-name, client-version
+//	ingress                                    INGRESS_TRAFFIC_ALL or unset only (Usher has no private networks)
+//	launchStage                                annotation run.googleapis.com/launch-stage (GA: none)
+//	invokerIamDisabled                         annotation run.googleapis.com/invoker-iam-disabled
+//	customAudiences                            annotation run.googleapis.com/custom-audiences (JSON array)
+//	traffic[] {type, revision, percent, tag}   spec.traffic
+//	etag                                       compare-and-swap on update
+//	template.revision                          spec.template.metadata.name
+//	template.labels, template.annotations      spec.template.metadata.labels/annotations
+//	template.scaling.{min,max}InstanceCount    template annotations autoscaling.knative.dev/minScale, maxScale
+//	template.timeout ("300s", whole seconds)   timeoutSeconds
+//	template.serviceAccount                    serviceAccountName
+//	template.maxInstanceRequestConcurrency     containerConcurrency
+//	template.client, template.clientVersion    template annotations
+//	template.containers[] (exactly one):
+//	  name, image, command, args               the same
+//	  env[] {name, value}                      env (valueSource refused: no secrets)
+//	  resources.limits                         resources.limits
+//	  resources.cpuIdle                        true or unset only
+//	  resources.startupCpuBoost                false or unset only
+//	  ports[] {name, containerPort}            ports (at most one)
+//	  startupProbe                             a tcpSocket probe on the serving port only: Usher's
+//	                                           own start check; its timings are ignored
+//
+// Refused with INVALID_ARGUMENT naming the field when set to anything but
+// its empty value: binaryAuthorization, buildConfig, scaling (service-level:
+// minInstanceCount, maxInstanceCount, manualInstanceCount, scalingMode other
+// than AUTOMATIC), defaultUriDisabled, iapEnabled, sshEnabled,
+// multiRegionSettings, functionalType; template.vpcAccess, volumes,
+// encryptionKey*, executionEnvironment, nodeSelector, sessionAffinity,
+// healthCheckDisabled, gpuZonalRedundancyDisabled, serviceMesh, sandboxes,
+// workloadIdentityConfig, ambientNetworking, scaling.cpuUtilization,
+// scaling.concurrencyUtilization; containers[].volumeMounts, workingDir,
+// livenessProbe, readinessProbe, dependsOn, baseImageUri, buildConfig,
+// sourceCode, sandboxLauncher, env[].valueSource. A name v2 does not define
+// is refused too. Output-only fields (uid, generation, conditions, uri, …)
+// are ignored, since clients send back what they read.
+//
+// Requests are decoded as Google's front end does: field names in
+// lowerCamelCase or snake_case, enums by name or number, int64 as string or
+// number.
+
+// Type URLs of google.protobuf.Any payloads in v2 operations.
+const (
+	V2ServiceTypeURL = "type.googleapis.com/google.cloud.run.v2.Service"
+)
+
+// Annotations v2 fields are stored in (besides the v1 ones in service_types.go).
+const (
+	AnnotationDescription   = "run.googleapis.com/description"
+	AnnotationClientName    = "run.googleapis.com/client-name"
+	AnnotationClientVersion = "run.googleapis.com/client-version"
+	AnnotationLaunchStage   = "run.googleapis.com/launch-stage"
+)
+
+// v2 enum values Usher produces or checks.
+const (
+	V2IngressAll             = "INGRESS_TRAFFIC_ALL"
+	V2LaunchStageGA          = "GA"
+	V2TrafficLatest          = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+	V2TrafficRevision        = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+	V2ConditionPending       = "CONDITION_PENDING"
+	V2ConditionReconciling   = "CONDITION_RECONCILING"
+	V2ConditionFailed        = "CONDITION_FAILED"
+	V2ConditionSucceeded     = "CONDITION_SUCCEEDED"
+	v2TrafficUnspecified     = "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED"
+	v2LaunchStageUnspecified = "LAUNCH_STAGE_UNSPECIFIED"
+)
+
+// V2Service is google.cloud.run.v2.Service.
+type V2Service struct {
+	Name                  string                  `json:"name,omitempty"`
+	Description           string                  `json:"description,omitempty"`
+	UID                   string                  `json:"uid,omitempty"`
+	Generation            int64                   `json:"generation,omitempty,string"`
+	Labels                map[string]string       `json:"labels,omitempty"`
+	Annotations           map[string]string       `json:"annotations,omitempty"`
+	CreateTime            string                  `json:"createTime,omitempty"`
+	UpdateTime            string                  `json:"updateTime,omitempty"`
+	DeleteTime            string                  `json:"deleteTime,omitempty"`
+	Creator               string                  `json:"creator,omitempty"`
+	LastModifier          string                  `json:"lastModifier,omitempty"`
+	Client                string                  `json:"client,omitempty"`
+	ClientVersion         string                  `json:"clientVersion,omitempty"`
+	Ingress               string                  `json:"ingress,omitempty"`
+	LaunchStage           string                  `json:"launchStage,omitempty"`
+	Template              *V2RevisionTemplate     `json:"template,omitempty"`
+	Traffic               []V2TrafficTarget       `json:"traffic,omitempty"`
+	InvokerIAMDisabled    bool                    `json:"invokerIamDisabled,omitempty"`
+	CustomAudiences       []string                `json:"customAudiences,omitempty"`
+	ObservedGeneration    int64                   `json:"observedGeneration,omitempty,string"`
+	TerminalCondition     *V2Condition            `json:"terminalCondition,omitempty"`
+	Conditions            []V2Condition           `json:"conditions,omitempty"`
+	LatestReadyRevision   string                  `json:"latestReadyRevision,omitempty"`
+	LatestCreatedRevision string                  `json:"latestCreatedRevision,omitempty"`
+	TrafficStatuses       []V2TrafficTargetStatus `json:"trafficStatuses,omitempty"`
+	URI                   string                  `json:"uri,omitempty"`
+	URLs                  []string                `json:"urls,omitempty"`
+	Reconciling           bool                    `json:"reconciling,omitempty"`
+	Etag                  string                  `json:"etag,omitempty"`
+}
+
+// V2RevisionTemplate is google.cloud.run.v2.RevisionTemplate.
+type V2RevisionTemplate struct {
+	Revision                      string             `json:"revision,omitempty"`
+	Labels                        map[string]string  `json:"labels,omitempty"`
+	Annotations                   map[string]string  `json:"annotations,omitempty"`
+	Scaling                       *V2RevisionScaling `json:"scaling,omitempty"`
+	Timeout                       string             `json:"timeout,omitempty"`
+	ServiceAccount                string             `json:"serviceAccount,omitempty"`
+	Containers                    []V2Container      `json:"containers,omitempty"`
+	MaxInstanceRequestConcurrency int32              `json:"maxInstanceRequestConcurrency,omitempty"`
+	Client                        string             `json:"client,omitempty"`
+	ClientVersion                 string             `json:"clientVersion,omitempty"`
+}
+
+// V2RevisionScaling is google.cloud.run.v2.RevisionScaling.
+type V2RevisionScaling struct {
+	MinInstanceCount int32 `json:"minInstanceCount,omitempty"`
+	MaxInstanceCount int32 `json:"maxInstanceCount,omitempty"`
+}
+
+// V2Container is google.cloud.run.v2.Container.
+type V2Container struct {
+	Name      string                  `json:"name,omitempty"`
+	Image     string                  `json:"image,omitempty"`
+	Command   []string                `json:"command,omitempty"`
+	Args      []string                `json:"args,omitempty"`
+	Env       []V2EnvVar              `json:"env,omitempty"`
+	Resources *V2ResourceRequirements `json:"resources,omitempty"`
+	Ports     []V2ContainerPort       `json:"ports,omitempty"`
+}
+
+// V2EnvVar is google.cloud.run.v2.EnvVar with a literal value.
+type V2EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// V2ResourceRequirements is google.cloud.run.v2.ResourceRequirements.
+type V2ResourceRequirements struct {
+	Limits map[string]string `json:"limits,omitempty"`
+}
+
+// V2ContainerPort is google.cloud.run.v2.ContainerPort.
+type V2ContainerPort struct {
+	Name          string `json:"name,omitempty"`
+	ContainerPort int32  `json:"containerPort,omitempty"`
+}
+
+// V2TrafficTarget is google.cloud.run.v2.TrafficTarget.
+type V2TrafficTarget struct {
+	Type     string `json:"type,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Percent  int32  `json:"percent,omitempty"`
+	Tag      string `json:"tag,omitempty"`
+}
+
+// V2TrafficTargetStatus is google.cloud.run.v2.TrafficTargetStatus.
+type V2TrafficTargetStatus struct {
+	Type     string `json:"type,omitempty"`
+	Revision string `json:"revision,omitempty"`
+	Percent  int32  `json:"percent,omitempty"`
+	Tag      string `json:"tag,omitempty"`
+	URI      string `json:"uri,omitempty"`
+}
+
+// V2Condition is google.cloud.run.v2.Condition.
+type V2Condition struct {
+	Type               string `json:"type,omitempty"`
+	State              string `json:"state,omitempty"`
+	Message            string `json:"message,omitempty"`
+	LastTransitionTime string `json:"lastTransitionTime,omitempty"`
+	Severity           string `json:"severity,omitempty"`
+	Reason             string `json:"reason,omitempty"`
+}
+
+// V2ServiceName is projects/P/locations/L/services/S.
+func V2ServiceName(project, region, name string) string {
+	return ServiceResource(project, region, name)
+}
