@@ -64,8 +64,6 @@ type Config struct {
 	Sync   Syncer
 	// DefaultRegion is used when a request names none.
 	DefaultRegion string
-	// Regions are the regions Usher serves (default: Cloud Run's).
-	Regions []string
 	// ServiceURL renders a service's URL.
 	ServiceURL func(project, region, name string) string
 	// Logs holds instances' recent output (nil: none kept).
@@ -92,7 +90,7 @@ type Config struct {
 // Core runs admin operations.
 type Core struct {
 	cfg     Config
-	regions map[string]bool
+	regions apis.RegionSet
 }
 
 // New returns a core.
@@ -103,21 +101,14 @@ func New(cfg Config) *Core {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	if len(cfg.Regions) == 0 {
-		cfg.Regions = cloudRunRegions
-	}
-	c := &Core{cfg: cfg, regions: map[string]bool{}}
-	for _, r := range cfg.Regions {
-		c.regions[r] = true
-	}
-	if cfg.DefaultRegion != "" {
-		c.regions[cfg.DefaultRegion] = true
-	}
-	return c
+	return &Core{cfg: cfg, regions: apis.ServedRegions(cfg.DefaultRegion)}
 }
 
 // Roles is the predefined role catalogue.
 func (c *Core) Roles() *iam.Roles { return c.cfg.Roles }
+
+// Regions are the regions this server serves.
+func (c *Core) Regions() []string { return c.regions.List() }
 
 // DefaultRegion is the region used when a request names none.
 func (c *Core) DefaultRegion() string { return c.cfg.DefaultRegion }
@@ -392,17 +383,4 @@ func etagRevision(etag string, rev int64, stale func() error) (int64, error) {
 		return 0, stale()
 	}
 	return rev, nil
-}
-
-// cloudRunRegions are Cloud Run's regions, the ones Usher serves by default:
-// a request for any other is refused rather than quietly creating a region.
-var cloudRunRegions = []string{
-	"africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
-	"asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2", "australia-southeast1",
-	"australia-southeast2", "europe-central2", "europe-north1", "europe-north2", "europe-southwest1",
-	"europe-west1", "europe-west10", "europe-west12", "europe-west2", "europe-west3", "europe-west4",
-	"europe-west6", "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1",
-	"northamerica-northeast1", "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
-	"southamerica-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1",
-	"us-west2", "us-west3", "us-west4",
 }

@@ -48,7 +48,7 @@ func (c *Core) Region(region string, list bool) (string, error) {
 		return c.cfg.DefaultRegion, nil
 	case region == AllRegions && list:
 		return region, nil
-	case c.regions[region]:
+	case c.regions.Valid(region):
 		return region, nil
 	}
 	return "", InvalidArgument("Region '%s' is not a region Usher serves; use one of Cloud Run's regions, such as %s.", region, c.cfg.DefaultRegion)

@@ -57,26 +57,13 @@ func (a *API) batchEnable(w http.ResponseWriter, r *http.Request, c *caller) err
 		"response": map[string]any{"@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"}})
 }
 
-// regions are the locations listed to clients that ask (gcloud's region
-// prompt). Usher serves any region name; these are Cloud Run's common ones.
-var regions = []string{
-	"asia-east1", "asia-northeast1", "asia-southeast1", "australia-southeast1",
-	"europe-north1", "europe-west1", "europe-west2", "europe-west3", "europe-west4",
-	"me-west1", "northamerica-northeast1", "southamerica-east1",
-	"us-central1", "us-east1", "us-east4", "us-west1", "us-west2",
-}
-
 func (a *API) listLocations(w http.ResponseWriter, r *http.Request, c *caller) error {
 	p, err := a.cfg.Core.AuthorizeProject(r.Context(), c, r.PathValue("project"), iam.PermRunLocationsList)
 	if err != nil {
 		return err
 	}
-	list := regions
-	if !slices.Contains(list, a.cfg.Core.DefaultRegion()) {
-		list = append(slices.Clone(list), a.cfg.Core.DefaultRegion())
-	}
 	locs := []map[string]string{}
-	for _, l := range list {
+	for _, l := range a.cfg.Core.Regions() {
 		locs = append(locs, map[string]string{"name": "projects/" + p.ProjectID + "/locations/" + l, "locationId": l, "displayName": l})
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"locations": locs})

@@ -6,12 +6,16 @@ import (
 )
 
 // Regions are the Cloud Run regions Usher serves besides its configured
-// default region: the list gcloud's region prompt shows (locations.list).
+// default region, also what gcloud's region prompt shows (locations.list).
 var Regions = []string{
-	"asia-east1", "asia-northeast1", "asia-southeast1", "australia-southeast1",
-	"europe-north1", "europe-west1", "europe-west2", "europe-west3", "europe-west4",
-	"me-west1", "northamerica-northeast1", "southamerica-east1",
-	"us-central1", "us-east1", "us-east4", "us-west1", "us-west2",
+	"africa-south1", "asia-east1", "asia-east2", "asia-northeast1", "asia-northeast2", "asia-northeast3",
+	"asia-south1", "asia-south2", "asia-southeast1", "asia-southeast2", "australia-southeast1",
+	"australia-southeast2", "europe-central2", "europe-north1", "europe-north2", "europe-southwest1",
+	"europe-west1", "europe-west10", "europe-west12", "europe-west2", "europe-west3", "europe-west4",
+	"europe-west6", "europe-west8", "europe-west9", "me-central1", "me-central2", "me-west1",
+	"northamerica-northeast1", "northamerica-northeast2", "northamerica-south1", "southamerica-east1",
+	"southamerica-west1", "us-central1", "us-east1", "us-east4", "us-east5", "us-south1", "us-west1",
+	"us-west2", "us-west3", "us-west4",
 }
 
 // RegionSet is the set of regions one server serves: Regions plus its

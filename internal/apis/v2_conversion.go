@@ -40,7 +40,7 @@ func userKeys(m map[string]string) map[string]string {
 // serviceAnnotationsOfV2 are the service annotations v2 fields decide; on a
 // v2 write they come from the request alone, never from the old object.
 var serviceAnnotationsOfV2 = []string{
-	AnnotationInvokerIAMDisabled, AnnotationCustomAudiences, AnnotationDescription,
+	AnnotationInvokerIAMDisabled, AnnotationIAPEnabled, AnnotationCustomAudiences, AnnotationDescription,
 	AnnotationClientName, AnnotationClientVersion, AnnotationLaunchStage,
 	AnnotationIngress, AnnotationIngressStatus, AnnotationURLs,
 }
@@ -70,6 +70,7 @@ func ServiceToV2(s *Service, url string) *V2Service {
 		Ingress:            V2IngressAll,
 		LaunchStage:        V2LaunchStageGA,
 		InvokerIAMDisabled: s.InvokerIAMDisabled(),
+		IAPEnabled:         s.IAPEnabled(),
 		CustomAudiences:    s.CustomAudiences(),
 		ObservedGeneration: s.Status.ObservedGeneration,
 		Reconciling:        s.Status.ObservedGeneration != s.Metadata.Generation,
@@ -257,6 +258,9 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 	}
 	if v.InvokerIAMDisabled {
 		setAnn(&s.Metadata.Annotations, AnnotationInvokerIAMDisabled, "true")
+	}
+	if v.IAPEnabled {
+		setAnn(&s.Metadata.Annotations, AnnotationIAPEnabled, "true")
 	}
 	if len(v.CustomAudiences) > 0 {
 		b, err := json.Marshal(v.CustomAudiences)

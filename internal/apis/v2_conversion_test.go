@@ -181,6 +181,7 @@ func TestServiceToV2(t *testing.T) {
 		s.Metadata.Annotations = map[string]string{
 			AnnotationCreator:            "alice@example.com",
 			AnnotationInvokerIAMDisabled: "true",
+			AnnotationIAPEnabled:         "true",
 			AnnotationCustomAudiences:    `["aud"]`,
 			AnnotationLaunchStage:        "not-a-stage",
 		}
@@ -206,6 +207,7 @@ func TestServiceToV2(t *testing.T) {
 		{"annotations (system ones hidden)", v.Annotations, map[string]string(nil)},
 		{"creator", v.Creator, "alice@example.com"},
 		{"invokerIamDisabled", v.InvokerIAMDisabled, true},
+		{"iapEnabled", v.IAPEnabled, true},
 		{"customAudiences", v.CustomAudiences, []string{"aud"}},
 		{"launchStage (unknown stage shown as GA)", v.LaunchStage, V2LaunchStageGA},
 		{"ingress", v.Ingress, V2IngressAll},
@@ -498,7 +500,6 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"unknown enum number", `{"traffic":[{"type":9}]}`, "", "service.traffic[0].type: invalid value"},
 		{"service-level min instances", `{"scaling":{"minInstanceCount":1}}`, "", "service.scaling.minInstanceCount"},
 		{"manual scaling", `{"scaling":{"scalingMode":"MANUAL"}}`, "", "service.scaling.scalingMode: MANUAL is not supported"},
-		{"iap", `{"iapEnabled":true}`, "", "service.iapEnabled"},
 		{"secret env", `{"template":{"containers":[{"image":"i","env":[{"name":"S","valueSource":{"secretKeyRef":{"secret":"s"}}}]}]}}`, "", "service.template.containers[0].env[0].valueSource"},
 		{"liveness probe", `{"template":{"containers":[{"image":"i","livenessProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].livenessProbe"},
 		{"http startup probe", `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].startupProbe"},

@@ -16,6 +16,7 @@ package apis
 //	ingress                                    INGRESS_TRAFFIC_ALL or unset only (Usher has no private networks)
 //	launchStage                                annotation run.googleapis.com/launch-stage (GA: none)
 //	invokerIamDisabled                         annotation run.googleapis.com/invoker-iam-disabled
+//	iapEnabled                                 annotation run.googleapis.com/iap-enabled
 //	customAudiences                            annotation run.googleapis.com/custom-audiences (JSON array)
 //	traffic[] {type, revision, percent, tag}   spec.traffic
 //	etag                                       compare-and-swap on update
@@ -39,7 +40,7 @@ package apis
 // Refused with INVALID_ARGUMENT naming the field when set to anything but
 // its empty value: binaryAuthorization, buildConfig, scaling (service-level:
 // minInstanceCount, maxInstanceCount, manualInstanceCount, scalingMode other
-// than AUTOMATIC), defaultUriDisabled, iapEnabled, sshEnabled,
+// than AUTOMATIC), defaultUriDisabled, sshEnabled,
 // multiRegionSettings, functionalType; template.vpcAccess, volumes,
 // encryptionKey*, executionEnvironment, nodeSelector, sessionAffinity,
 // healthCheckDisabled, gpuZonalRedundancyDisabled, serviceMesh, sandboxes,
@@ -101,6 +102,7 @@ type V2Service struct {
 	Template              *V2RevisionTemplate     `json:"template,omitempty"`
 	Traffic               []V2TrafficTarget       `json:"traffic,omitempty"`
 	InvokerIAMDisabled    bool                    `json:"invokerIamDisabled,omitempty"`
+	IAPEnabled            bool                    `json:"iapEnabled,omitempty"`
 	CustomAudiences       []string                `json:"customAudiences,omitempty"`
 	ObservedGeneration    int64                   `json:"observedGeneration,omitempty,string"`
 	TerminalCondition     *V2Condition            `json:"terminalCondition,omitempty"`

@@ -154,6 +154,7 @@ var v2ServiceSchema = v2Schema{
 	"template":           v2Message(v2TemplateSchema),
 	"traffic":            v2Message(v2Schema{"type": {enum: enumTrafficType}, "revision": v2In, "percent": v2Num, "tag": v2In}),
 	"invokerIamDisabled": v2In,
+	"iapEnabled":         v2In,
 	"customAudiences":    v2In,
 	"etag":               v2In,
 	"scaling": v2Message(v2Schema{
@@ -165,7 +166,6 @@ var v2ServiceSchema = v2Schema{
 	"binaryAuthorization":    notImplemented(""),
 	"buildConfig":            notImplemented(""),
 	"defaultUriDisabled":     onlyBool(false, "is not supported by Usher; leave it unset"),
-	"iapEnabled":             onlyBool(false, "is not supported by Usher; leave it unset"),
 	"sshEnabled":             onlyBool(false, "is not supported by Usher; leave it unset"),
 	"multiRegionSettings":    notImplemented(""),
 	"functionalType":         onlyEnum(enumFunctionalType),
