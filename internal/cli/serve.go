@@ -48,5 +48,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&cfg.TrustedIssuers, "trusted-issuer", nil, "an external OIDC issuer URL whose identity tokens the gateway accepts (repeatable; groups from the \"groups\" claim)")
 	f.DurationVar(&cfg.MaxStaleness, "max-staleness", 5*time.Second, "with an etcd store: how long this node serves after it last confirmed its state is current; after that every service request gets 503 and /readyz fails until it catches up")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in logs (default: the hostname)")
+	f.IntVar(&cfg.MaxConns, "max-conns", 0, "open connections this node accepts in all; more get 503 (default: the file descriptor limit less 1024; -1: no cap)")
+	f.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", 0, "open connections one client address (IPv6: /64) may hold; more get 429 (default 1000; -1: no cap)")
+	f.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", 30*time.Second, "end a request whose body sends nothing for this long")
 	return cmd
 }

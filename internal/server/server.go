@@ -76,6 +76,12 @@ type Config struct {
 	MaxStaleness time.Duration
 	// NodeName names this node in logs (default: the hostname).
 	NodeName string
+	// MaxConns and MaxConnsPerClient cap open connections in total and per
+	// client address (0: the default, negative: no cap; limits.go).
+	MaxConns, MaxConnsPerClient int
+	// BodyIdleTimeout ends a request whose body stalls longer than this
+	// between two reads (0: 30s).
+	BodyIdleTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -103,6 +109,9 @@ func (c *Config) setDefaults() {
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
+	if c.BodyIdleTimeout <= 0 {
+		c.BodyIdleTimeout = defaultBodyIdleTimeout
+	}
 }
 
 // OwnerEmail is the principal the first start makes project owner.
@@ -126,11 +135,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer st.Close()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	tcpLn, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
+	defer tcpLn.Close()
+	ln := limitListener(tcpLn, cfg, true, log.With("component", "listener")) // limits.go
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = "http://localhost:" + port
@@ -234,9 +244,10 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           byHost(cfg.Domain, mets.countRequests(gw), mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), mux), cfg.BodyIdleTimeout),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
