@@ -79,6 +79,12 @@ type Config struct {
 	// MaxConns and MaxConnsPerClient cap open connections in total and per
 	// client address (0: the default, negative: no cap; limits.go).
 	MaxConns, MaxConnsPerClient int
+	// Reinitialize starts afresh on a data dir whose database is missing,
+	// empty or corrupt (moved aside) instead of refusing to start.
+	Reinitialize bool
+	// AdminTimeout bounds every admin API call (0: 30s); a store that does
+	// not answer in time makes the call fail with 503 UNAVAILABLE.
+	AdminTimeout time.Duration
 	// BodyIdleTimeout ends a request whose body stalls longer than this
 	// between two reads (0: 30s).
 	BodyIdleTimeout time.Duration
@@ -108,6 +114,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
+	}
+	if c.AdminTimeout <= 0 {
+		c.AdminTimeout = 30 * time.Second
 	}
 	if c.BodyIdleTimeout <= 0 {
 		c.BodyIdleTimeout = defaultBodyIdleTimeout
@@ -163,6 +172,11 @@ func Run(ctx context.Context, cfg Config) error {
 
 	if err := bootstrap(ctx, st, cfg); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if cfg.Store == "" {
+		if err := markInitialized(cfg.DataDir); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
 	}
 	if err := writeTokenFile(iss, tokenFilePath(cfg.DataDir)); err != nil {
 		return fmt.Errorf("writing the access token file: %w", err)
@@ -234,7 +248,8 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
-	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain)) // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
+	mux.Handle("GET "+BackupPath, backupHandler(st, verifier, log.With("component", "backup"))) // backup.go
+	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain))                             // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 	// Web console (issue 5): browser pages under /console/ on API hosts. It
 	// calls adminAPI in-process as the signed-in principal (console.go).
 	con, err := newConsole(cfg, st, roles, adminAPI, iss, denialLog{denials}, log.With("component", "console"))
@@ -244,7 +259,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), mux), cfg.BodyIdleTimeout),
+		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), adminDeadline(mux, cfg.AdminTimeout)), cfg.BodyIdleTimeout),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
