@@ -79,6 +79,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(newOrgPoliciesCmd(g))              // orgpolicies.go
 	root.AddCommand(newLoggingCmd(g))                  // logging.go
 	root.AddCommand(newBackupCmd(g), newRestoreCmd(g)) // backup.go
+	root.AddCommand(newVersionCmd(g))                  // version.go
 	return root
 }
 

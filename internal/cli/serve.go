@@ -49,6 +49,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.DurationVar(&cfg.MaxStaleness, "max-staleness", 5*time.Second, "with an etcd store: how long this node serves after it last confirmed its state is current; after that every service request gets 503 and /readyz fails until it catches up")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in logs (default: the hostname)")
 	f.BoolVar(&cfg.Reinitialize, "reinitialize", false, "start over on a data dir whose usher.db is missing, empty or corrupt (the file is moved aside; every service, policy and credential in it is lost)")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve /metrics on this address only (e.g. 127.0.0.1:9090) instead of on the API hosts")
 	f.DurationVar(&cfg.AdminTimeout, "admin-timeout", 30*time.Second, "deadline of every admin API call: a store that does not answer in time gets the caller 503 UNAVAILABLE")
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "open connections this node accepts in all; more get 503 (default: the file descriptor limit less 1024; -1: no cap)")
 	f.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", 0, "open connections one client address (IPv6: /64) may hold; more get 429 (default 1000; -1: no cap)")

@@ -82,6 +82,9 @@ type Config struct {
 	// Reinitialize starts afresh on a data dir whose database is missing,
 	// empty or corrupt (moved aside) instead of refusing to start.
 	Reinitialize bool
+	// MetricsAddr, if set, serves /metrics on its own listener (and not on
+	// API hosts), so it can be kept off the public address.
+	MetricsAddr string
 	// AdminTimeout bounds every admin API call (0: 30s); a store that does
 	// not answer in time makes the call fail with 503 UNAVAILABLE.
 	AdminTimeout time.Duration
@@ -244,7 +247,15 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.Handle("GET /readyz", readyz(mir)) // health.go
 	mets.watch(mir, cfg.NodeName)
-	mux.Handle("GET /metrics", mets.handler())
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", mets.handler())
+	} else {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, mets.handler(), log) // metrics.go
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
