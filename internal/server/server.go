@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -43,9 +44,15 @@ type Config struct {
 	Domain  string // service hosts live under it, default run.localhost
 	Project string // created on first start, default local-project
 	Region  string // default region, us-central1
-	// PublicURL is the server's own URL (the token issuer); default
-	// http://localhost:PORT.
+	// PublicURL is the server's own URL (the token issuer); it decides the
+	// scheme, host and port of every URL Usher renders (API, console,
+	// services). Default http://localhost:PORT, https:// under TLS.
 	PublicURL string
+	// TLSCert and TLSKey make Addr serve HTTPS (HTTP/2 by ALPN).
+	TLSCert, TLSKey string
+	// HTTPAddr, if set, serves plain HTTP there: ACME HTTP-01 challenges,
+	// and a redirect to HTTPS for everything else.
+	HTTPAddr string
 	// WriteUserConfig also writes ~/.config/usher/config.json when absent.
 	WriteUserConfig bool
 	// ScaleToZeroGrace is how long an idle instance lives (autoscaling).
@@ -147,16 +154,25 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer st.Close()
 
+	tlsConf, err := tlsFromFiles(cfg.TLSCert, cfg.TLSKey) // tls.go
+	if err != nil {
+		return err
+	}
+	if cfg.HTTPAddr != "" && tlsConf == nil {
+		return errors.New("--http-addr redirects to HTTPS: it needs --tls-cert and --tls-key")
+	}
 	tcpLn, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
 	}
 	defer tcpLn.Close()
-	ln := limitListener(tcpLn, cfg, true, log.With("component", "listener")) // limits.go
-	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://localhost:" + port
+	ln := limitListener(tcpLn, cfg, tlsConf == nil, log.With("component", "listener")) // limits.go
+	pub, err := resolvePublicURL(cfg.PublicURL, tlsConf != nil, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		return err
 	}
+	cfg.PublicURL = pub.String()
+	port := pub.Port // of the URLs Usher renders; "" for the scheme's default
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -187,7 +203,7 @@ func Run(ctx context.Context, cfg Config) error {
 	go keepTokenFresh(ctx, iss, tokenFilePath(cfg.DataDir), log)
 
 	serviceURL := func(project, region, name string) string {
-		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
+		return apis.ServiceURL(pub.Scheme, name, project, region, cfg.Domain, port)
 	}
 	serviceLogs := logs.New[logs.Entry](0)
 	md := metadata.New(metadata.Config{Minter: iss, Log: log.With("component", "metadata")})
@@ -222,7 +238,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Applied:      mets.applied,
 		Decode:       decodeObject,
 		OnChange: func(objects map[string]mirror.Object, rev int64) {
-			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, port)))
+			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, pub.Scheme, port)))
 			ctrl.Observe(objects)
 		},
 		Log: log.With("component", "mirror"),
@@ -277,7 +293,21 @@ func Run(ctx context.Context, cfg Config) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	if tlsConf != nil {
+		srv.TLSConfig = tlsConf
+		go func() { serveErr <- srv.ServeTLS(ln, "", "") }() // adds h2 to ALPN
+	} else {
+		go func() { serveErr <- srv.Serve(ln) }()
+	}
+	if cfg.HTTPAddr != "" {
+		httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("--http-addr: %w", err)
+		}
+		redirect := &http.Server{Handler: redirectToHTTPS(pub), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+		go redirect.Serve(limitListener(httpLn, cfg, true, log.With("component", "http-listener")))
+		defer redirect.Close()
+	}
 	// addr comes first on this line: tests and scripts read it.
 	cfg.Log.Info("usher serving", "addr", ln.Addr().String(), "url", cfg.PublicURL, "domain", cfg.Domain,
 		"data_dir", cfg.DataDir, "config", filepath.Join(cfg.DataDir, "config.json"), "node", cfg.NodeName)
@@ -446,8 +476,8 @@ func decodeObject(key string, value []byte) (any, bool, error) {
 	return v, true, nil
 }
 
-func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles, domain, port string) routing.State {
-	st := routing.State{ProjectPolicies: map[string]*iam.Policy{}, Roles: roles, Domain: domain, Scheme: "http", Port: port, Revision: rev}
+func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles, domain, scheme, port string) routing.State {
+	st := routing.State{ProjectPolicies: map[string]*iam.Policy{}, Roles: roles, Domain: domain, Scheme: scheme, Port: port, Revision: rev}
 	revisions := map[string]*apis.Revision{}
 	for key, obj := range objects {
 		switch v := obj.Value.(type) {
