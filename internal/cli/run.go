@@ -64,6 +64,8 @@ type deployFlags struct {
 	tag               string
 	cpu, memory       string
 	timeout           string
+	useHTTP2          bool
+	noUseHTTP2        bool
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -93,6 +95,8 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.StringSliceVar(&f.command, "command", nil, "entrypoint (comma-separated)")
 	fl.StringSliceVar(&f.args, "args", nil, "arguments (comma-separated)")
 	fl.IntVar(&f.concurrency, "concurrency", -1, "maximum concurrent requests per instance (default 80)")
+	fl.BoolVar(&f.useHTTP2, "use-http2", false, "speak HTTP/2 without TLS (h2c) to instances, as gRPC services need (port name h2c)")
+	fl.BoolVar(&f.noUseHTTP2, "no-use-http2", false, "speak HTTP/1.1 to instances (port name http1)")
 	fl.StringVar(&f.timeout, "timeout", "", "request timeout: seconds (300) or a duration (5m), at most 1h; the gateway answers 504 after it")
 	fl.IntVar(&f.minInstances, "min-instances", -1, "minimum instances")
 	fl.IntVar(&f.maxInstances, "max-instances", -1, "maximum instances")
@@ -260,6 +264,17 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 		if f.memory != "" {
 			ctr.Resources.Limits["memory"] = f.memory
 		}
+	}
+	if f.useHTTP2 || f.noUseHTTP2 {
+		name := "http1"
+		if f.useHTTP2 {
+			name = apis.PortNameH2C
+		}
+		port := int32(apis.DefaultContainerPort)
+		if len(ctr.Ports) > 0 && ctr.Ports[0].ContainerPort != 0 {
+			port = ctr.Ports[0].ContainerPort
+		}
+		ctr.Ports = []apis.ContainerPort{{Name: name, ContainerPort: port}}
 	}
 	if f.timeout != "" {
 		secs, err := parseTimeout(f.timeout)

@@ -96,7 +96,7 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    newInstanceTransport(),
+		Transport:    byProtocol{h1: newInstanceTransport(), h2c: newH2CTransport()},
 		ErrorHandler: g.proxyError,
 		// FlushInterval stays 0: ReverseProxy already flushes server-sent
 		// events and unsized (streamed) responses after every write, and a
@@ -142,6 +142,8 @@ type proxied struct {
 	// credentialHeader is the header whose token authorized the request
 	// (empty on public services); its signature is removed before forwarding.
 	credentialHeader string
+	// h2c: the revision asked for HTTP/2 without TLS (--use-http2).
+	h2c bool
 }
 
 type proxiedKey struct{}
@@ -200,6 +202,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer lease.Release()
 	p.addr = lease.Addr()
+	p.h2c = route.Revision.UsesHTTP2()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, proxiedKey{}, &p)))
 }
 

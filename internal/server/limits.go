@@ -64,12 +64,14 @@ func defaultMaxConns() int {
 	return 64
 }
 
-// bodyIdle ends the read of a request body that stalls for longer than d
-// between two reads: each read gets a fresh deadline. Requests without a body
-// pay nothing.
+// bodyIdle ends the read of an HTTP/1 request body that stalls for longer
+// than d between two reads: each read gets a fresh deadline. Requests without
+// a body pay nothing. HTTP/2 is left alone: a stalled stream holds no
+// connection (the HTTP/2 server bounds streams per connection), and gRPC
+// streams may rightly be quiet for long; timeoutSeconds bounds them.
 func bodyIdle(h http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Body != nil && r.Body != http.NoBody {
+		if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
 			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), d: d}
 		}
 		h.ServeHTTP(w, r)

@@ -293,6 +293,12 @@ func Run(ctx context.Context, cfg Config) error {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
+	// HTTP/2 over TLS by ALPN; without TLS, h2c with prior knowledge too, so
+	// gRPC clients reach --use-http2 services on a plain listener.
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(tlsConf != nil)
+	srv.Protocols.SetUnencryptedHTTP2(tlsConf == nil)
 	if tlsConf != nil {
 		srv.TLSConfig = tlsConf
 		go func() { serveErr <- srv.ServeTLS(ln, "", "") }() // adds h2 to ALPN
