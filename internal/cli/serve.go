@@ -37,6 +37,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL: the tokens' issuer, and the scheme, host and port of every URL Usher renders (default http://localhost:PORT, https:// with TLS)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; a wildcard *.REGION.DOMAIN or SANs for the API and service hosts)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "the private key of --tls-cert (PEM)")
+	f.StringVar(&cfg.ACMEEmail, "acme-email", "", "get certificates automatically with ACME (Let's Encrypt by default), for the API host and each service host on first use; this is the account's contact")
+	f.StringVar(&cfg.ACMECA, "acme-ca", "", "ACME directory URL (default Let's Encrypt's production directory)")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", "", "with HTTPS: also listen here for plain HTTP (ACME HTTP-01 challenges; everything else is redirected to HTTPS)")
 	f.StringVar(&cfg.Store, "store", "", "state store: empty for a bbolt file in --data-dir, or etcd://HOST:PORT[,HOST:PORT…][/PREFIX]")
 	f.StringVar(&cfg.EtcdCert, "etcd-cert", "", "TLS client certificate for etcd")

@@ -50,6 +50,9 @@ type Config struct {
 	PublicURL string
 	// TLSCert and TLSKey make Addr serve HTTPS (HTTP/2 by ALPN).
 	TLSCert, TLSKey string
+	// ACMEEmail turns on automatic certificates from ACMECA (default Let's
+	// Encrypt): on demand, for the API host and the hosts of services.
+	ACMEEmail, ACMECA string
 	// HTTPAddr, if set, serves plain HTTP there: ACME HTTP-01 challenges,
 	// and a redirect to HTTPS for everything else.
 	HTTPAddr string
@@ -158,8 +161,27 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if cfg.HTTPAddr != "" && tlsConf == nil {
-		return errors.New("--http-addr redirects to HTTPS: it needs --tls-cert and --tls-key")
+	if tlsConf != nil && cfg.ACMEEmail != "" {
+		return errors.New("--acme-email gets certificates automatically: leave out --tls-cert and --tls-key")
+	}
+	if cfg.HTTPAddr != "" && tlsConf == nil && cfg.ACMEEmail == "" {
+		return errors.New("--http-addr redirects to HTTPS: it needs --tls-cert and --tls-key, or --acme-email")
+	}
+	var certs *acme
+	var gwTable func() *routing.Table // set once the gateway exists
+	var apiHost string
+	if cfg.ACMEEmail != "" {
+		certs = newACME(cfg, func(host string) bool { // acme.go
+			if host == apiHost {
+				return true
+			}
+			if gwTable == nil {
+				return false
+			}
+			t := gwTable()
+			return t != nil && t.Lookup(host) != nil
+		})
+		tlsConf = certs.tlsConfig()
 	}
 	tcpLn, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -172,6 +194,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.PublicURL = pub.String()
+	apiHost = pub.Host
 	port := pub.Port // of the URLs Usher renders; "" for the scheme's default
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -230,6 +253,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Log:      log.With("component", "gateway"),
 		OnDenied: auditDenials(trail, recordDenial(denials)),
 	})
+	gwTable = gw.Table
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
 
@@ -310,7 +334,11 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("--http-addr: %w", err)
 		}
-		redirect := &http.Server{Handler: redirectToHTTPS(pub), ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+		var plain http.Handler = redirectToHTTPS(pub)
+		if certs != nil {
+			plain = certs.httpHandler(plain)
+		}
+		redirect := &http.Server{Handler: plain, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
 		go redirect.Serve(limitListener(httpLn, cfg, true, log.With("component", "http-listener")))
 		defer redirect.Close()
 	}
