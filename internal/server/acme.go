@@ -71,4 +71,6 @@ func (a *acme) tlsConfig() *tls.Config {
 
 // httpHandler answers HTTP-01 challenges on --http-addr and hands the rest
 // to next.
-func (a *acme) httpHandler(next http.Handler) http.Handler { return a.issuer.HTTPChallengeHandler(next) }
+func (a *acme) httpHandler(next http.Handler) http.Handler {
+	return a.issuer.HTTPChallengeHandler(next)
+}
