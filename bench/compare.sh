@@ -9,6 +9,9 @@
 #   BENCH_THREADS      wrk threads (default 2)
 #   BENCH_CONNECTIONS  wrk connections (default 64)
 #   KEEP_WORKDIR=1     keep the temporary directory (logs, configs) for inspection
+#   BENCH_TLS=0        skip the HTTPS comparison (default: run it too; both
+#                      nginx and usher serve TLS with one self-signed
+#                      certificate made here with openssl)
 #
 # Everything listens on and talks to 127.0.0.1 only.
 set -euo pipefail
@@ -73,7 +76,8 @@ trap 'FAILURE=${FAILURE:-"line $LINENO: $BASH_COMMAND (exit $?)"}' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-for tool in go nginx wrk curl; do
+TLS=${BENCH_TLS:-1}
+for tool in go nginx wrk curl $([[ $TLS == 1 ]] && echo openssl); do
 	command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install -y nginx-light wrk curl)"
 done
 
@@ -183,8 +187,31 @@ done
 
 NGINX=$WORK/nginx
 mkdir -p "$NGINX/tmp"
+# One self-signed certificate for nginx and usher alike (HTTPS runs).
+CERT=$WORK/cert.pem KEY=$WORK/key.pem
+NGINX_TLS_SERVER=
+if [[ $TLS == 1 ]]; then
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost \
+		-addext "subjectAltName=DNS:localhost,DNS:*.us-central1.run.localhost,IP:127.0.0.1" \
+		-keyout "$KEY" -out "$CERT" 2>/dev/null || die "openssl could not make a certificate"
+fi
 for attempt in 1 2 3 4 5; do
 	NGINX_PORT=$(free_port)
+	if [[ $TLS == 1 ]]; then
+		NGINX_TLS_PORT=$(free_port)
+		NGINX_TLS_SERVER="server {
+        listen 127.0.0.1:$NGINX_TLS_PORT ssl;
+        ssl_certificate $CERT;
+        ssl_certificate_key $KEY;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_cache shared:SSL:1m;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+	fi
 	cat >"$NGINX/nginx.conf" <<EOF
 worker_processes auto;
 pid $NGINX/nginx.pid;
@@ -209,6 +236,7 @@ http {
             proxy_set_header Connection "";
         }
     }
+    $NGINX_TLS_SERVER
 }
 EOF
 	nginx -t -q -e "$NGINX/error.log" -c "$NGINX/nginx.conf" -p "$NGINX" || die "nginx config test failed"
@@ -245,7 +273,7 @@ run_wrk() {
 	errs=$(grep 'Socket errors' "$out" | tr -s ' ' || true)
 	if [[ -n $errs ]]; then
 		read -r c r w t < <(sed 's/[^0-9]\+/ /g' <<<"$errs")
-		if [[ $name == gateway && $((c + r + w)) -gt 0 ]]; then
+		if [[ $name == gateway* && $((c + r + w)) -gt 0 ]]; then
 			die "$name: $errs"
 		fi
 		WARNINGS+=("WARNING: $name:$errs (requests/s is suspect)")
@@ -268,6 +296,51 @@ DIRECT_RPS=$RPS
 # The gateway must still be enforcing after the run.
 [[ $(status) == 401 ]] || die "gateway without a token no longer answers 401"
 
+# --- (e2) the same over HTTPS: usher restarted with the certificate ------------
+if [[ $TLS == 1 ]]; then
+	log "restarting usher serve with --tls-cert/--tls-key"
+	kill -TERM "$USHER_PID"
+	wait "$USHER_PID" 2>/dev/null || true
+	: >"$WORK/usher.log"
+	"$WORK/usher" serve --addr 127.0.0.1:0 --data-dir "$WORK/data" --tls-cert "$CERT" --tls-key "$KEY" >"$WORK/usher.log" 2>&1 &
+	USHER_PID=$!
+	PIDS+=("$USHER_PID")
+	USHER_ADDR=
+	for _ in $(seq 150); do
+		USHER_ADDR=$(sed -n 's/.*msg="usher serving" addr=\([0-9.]*:[0-9]*\).*/\1/p' "$WORK/usher.log" | head -n1)
+		[[ -n $USHER_ADDR ]] && break
+		kill -0 "$USHER_PID" 2>/dev/null || die "usher serve (TLS) exited"
+		sleep 0.1
+	done
+	[[ -n $USHER_ADDR ]] || die "usher serve (TLS) did not report its address"
+	USHER_PORT=${USHER_ADDR##*:}
+	export SSL_CERT_FILE=$CERT # the CLI trusts the self-signed certificate
+	healthy=
+	for _ in $(seq 150); do
+		curl -s -o /dev/null --max-time 1 --cacert "$CERT" "https://127.0.0.1:$USHER_PORT/healthz" && { healthy=1; break; }
+		kill -0 "$USHER_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	[[ -n $healthy ]] || die "usher serve (TLS) is not healthy"
+	SERVICE_URL=$(usher run services describe hello --format 'value(status.url)')
+	[[ $SERVICE_URL == https://*:"$USHER_PORT" ]] || die "unexpected HTTPS service URL $SERVICE_URL"
+	SERVICE_HOSTPORT=${SERVICE_URL#https://}
+	TOKEN=$(usher auth print-identity-token --impersonate-service-account "$SA" --audiences "$SERVICE_URL")
+	GATEWAY_TLS_URL="https://127.0.0.1:$USHER_PORT/"
+	tls_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 60 --cacert "$CERT" -H "Host: $SERVICE_HOSTPORT" "$@" "$GATEWAY_TLS_URL"; }
+	[[ $(tls_status -H "Authorization: Bearer $TOKEN") == 200 ]] || die "HTTPS gateway with the token does not answer 200"
+	[[ $(tls_status) == 401 ]] || die "HTTPS gateway without a token does not answer 401"
+	NGINX_TLS_URL="https://127.0.0.1:$NGINX_TLS_PORT/"
+	[[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$CERT" "$NGINX_TLS_URL") == 200 ]] || die "nginx over HTTPS does not answer 200"
+	log "wrk over HTTPS (HTTP/1.1, keep-alive) against nginx"
+	run_wrk nginx-tls "$NGINX_TLS_URL"
+	NGINX_TLS_RPS=$RPS
+	log "... against the usher gateway over HTTPS"
+	run_wrk gateway-tls "$GATEWAY_TLS_URL" -H "Host: $SERVICE_HOSTPORT" -H "Authorization: Bearer $TOKEN"
+	GATEWAY_TLS_RPS=$RPS
+	[[ $(tls_status) == 401 ]] || die "HTTPS gateway without a token no longer answers 401"
+fi
+
 # --- (f) summary ---------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo
@@ -279,4 +352,11 @@ printf '%-34s %12.0f\n' "hello directly (ceiling)" "$DIRECT_RPS"
 echo "ratio gateway/nginx: $(ratio "$GATEWAY_RPS" "$NGINX_RPS")"
 echo "ratio gateway/direct: $(ratio "$GATEWAY_RPS" "$DIRECT_RPS")"
 echo "ratio nginx/direct: $(ratio "$NGINX_RPS" "$DIRECT_RPS")"
+if [[ $TLS == 1 ]]; then
+	echo
+	echo "over HTTPS (same self-signed certificate, TLS 1.3, HTTP/1.1 keep-alive):"
+	printf '%-34s %12.0f\n' "nginx (https) -> hello" "$NGINX_TLS_RPS"
+	printf '%-34s %12.0f\n' "usher gateway (https, private)" "$GATEWAY_TLS_RPS"
+	echo "ratio gateway/nginx over HTTPS: $(ratio "$GATEWAY_TLS_RPS" "$NGINX_TLS_RPS")"
+fi
 for w in "${WARNINGS[@]}"; do echo "$w"; done

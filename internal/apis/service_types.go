@@ -182,3 +182,13 @@ type ServiceAccount struct {
 	OAuth2ClientID string `json:"oauth2ClientId,omitempty"`
 	Disabled       bool   `json:"disabled,omitempty"`
 }
+
+// PortNameH2C is the container port name that makes Cloud Run (and Usher)
+// speak HTTP/2 without TLS to the instance (gcloud run deploy --use-http2).
+const PortNameH2C = "h2c"
+
+// UsesHTTP2 reports whether instances of the revision want h2c.
+func (r *Revision) UsesHTTP2() bool {
+	c := r.Spec.Containers
+	return len(c) > 0 && len(c[0].Ports) > 0 && c[0].Ports[0].Name == PortNameH2C
+}

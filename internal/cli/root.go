@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
@@ -29,6 +30,8 @@ type globals struct {
 	// impersonate makes every call as this service account (gcloud's
 	// --impersonate-service-account).
 	impersonate string
+	// httpTimeout bounds each call to the server (gcloud's --http-timeout).
+	httpTimeout time.Duration
 	stdout      io.Writer
 	stderr      io.Writer
 }
@@ -77,10 +80,13 @@ func newRoot(g *globals) *cobra.Command {
 	pf.StringVar(&g.region, "region", "", "region (default: the configuration's)")
 	pf.StringVar(&g.format, "format", "", "output format: json, yaml, or value(FIELD.PATH)")
 	pf.StringVar(&g.impersonate, "impersonate-service-account", "", "make every call as this service account (needs Service Account Token Creator on it)")
+	pf.DurationVar(&g.httpTimeout, "http-timeout", 2*time.Minute, "give up on a call to the server after this long (0: never)")
 	pf.String("platform", "managed", "accepted for gcloud compatibility; Usher is the managed platform")
 	root.AddCommand(newServeCmd(g), newRunCmd(g), newIAMCmd(g), newProjectsCmd(g), newAuthCmd(g), newGcloudCmd(g), newConsoleCmd(g), newIAPCmd(g))
-	root.AddCommand(newOrgPoliciesCmd(g)) // orgpolicies.go
-	root.AddCommand(newLoggingCmd(g))     // logging.go
+	root.AddCommand(newOrgPoliciesCmd(g))              // orgpolicies.go
+	root.AddCommand(newLoggingCmd(g))                  // logging.go
+	root.AddCommand(newBackupCmd(g), newRestoreCmd(g)) // backup.go
+	root.AddCommand(newVersionCmd(g))                  // version.go
 	return root
 }
 
@@ -118,6 +124,7 @@ func (g *globals) client() (*client.Client, client.Config, error) {
 		return nil, cfg, errors.New("no project: pass --project or set one in the configuration")
 	}
 	c := client.New(cfg)
+	c.SetTimeout(g.httpTimeout)
 	c.Impersonate(g.impersonate)
 	return c, cfg, nil
 }

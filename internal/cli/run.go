@@ -64,6 +64,9 @@ type deployFlags struct {
 	noTraffic         bool
 	tag               string
 	cpu, memory       string
+	timeout           string
+	useHTTP2          bool
+	noUseHTTP2        bool
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -93,6 +96,9 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.StringSliceVar(&f.command, "command", nil, "entrypoint (comma-separated)")
 	fl.StringSliceVar(&f.args, "args", nil, "arguments (comma-separated)")
 	fl.IntVar(&f.concurrency, "concurrency", -1, "maximum concurrent requests per instance (default 80)")
+	fl.BoolVar(&f.useHTTP2, "use-http2", false, "speak HTTP/2 without TLS (h2c) to instances, as gRPC services need (port name h2c)")
+	fl.BoolVar(&f.noUseHTTP2, "no-use-http2", false, "speak HTTP/1.1 to instances (port name http1)")
+	fl.StringVar(&f.timeout, "timeout", "", "request timeout: seconds (300) or a duration (5m), at most 1h; the gateway answers 504 after it")
 	fl.IntVar(&f.minInstances, "min-instances", -1, "minimum instances")
 	fl.IntVar(&f.maxInstances, "max-instances", -1, "maximum instances")
 	fl.BoolVar(&f.invokerIAMCheck, "invoker-iam-check", false, "require IAM invoker permission (the default)")
@@ -277,6 +283,24 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 		if f.memory != "" {
 			ctr.Resources.Limits["memory"] = f.memory
 		}
+	}
+	if f.useHTTP2 || f.noUseHTTP2 {
+		name := "http1"
+		if f.useHTTP2 {
+			name = apis.PortNameH2C
+		}
+		port := int32(apis.DefaultContainerPort)
+		if len(ctr.Ports) > 0 && ctr.Ports[0].ContainerPort != 0 {
+			port = ctr.Ports[0].ContainerPort
+		}
+		ctr.Ports = []apis.ContainerPort{{Name: name, ContainerPort: port}}
+	}
+	if f.timeout != "" {
+		secs, err := parseTimeout(f.timeout)
+		if err != nil {
+			return err
+		}
+		tmpl.Spec.TimeoutSeconds = secs
 	}
 	if f.concurrency >= 0 {
 		cc := int64(f.concurrency)
@@ -574,4 +598,17 @@ func newSetPolicyCmd(g *globals, pathOf policyPathFunc) *cobra.Command {
 			return g.print(out, nil)
 		},
 	}
+}
+
+// parseTimeout reads gcloud's --timeout: whole seconds, or a duration such
+// as 5m or 1h.
+func parseTimeout(v string) (int64, error) {
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return n, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d%time.Second != 0 {
+		return 0, fmt.Errorf("--timeout %q: want whole seconds (300) or a duration (5m)", v)
+	}
+	return int64(d / time.Second), nil
 }

@@ -297,3 +297,41 @@ func (c *Client) call(ctx context.Context, tok, method, path string, in, out any
 	}
 	return nil
 }
+
+// BackupPath is where the server streams a snapshot of its embedded store
+// (usher backup; owner only).
+const BackupPath = "/usher/v1/backup"
+
+// SetTimeout bounds every call, the reading of its answer included
+// (default 2 minutes; 0: no bound).
+func (c *Client) SetTimeout(d time.Duration) { c.http.Timeout = d }
+
+// Download GETs path as the configured principal (never an impersonated
+// one) and copies the answer's body to w.
+func (c *Client) Download(ctx context.Context, path string, w io.Writer) (int64, error) {
+	tok, err := c.OwnAccessToken(ctx)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(c.cfg.Server, "/")+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("cannot reach the Usher server at %s (is `usher serve` running?): %w", c.cfg.Server, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var e struct {
+			Error *APIError `json:"error"`
+		}
+		if json.Unmarshal(b, &e) == nil && e.Error != nil {
+			return 0, e.Error
+		}
+		return 0, &APIError{Code: resp.StatusCode, Status: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(b))}
+	}
+	return io.Copy(w, resp.Body)
+}

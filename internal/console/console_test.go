@@ -128,8 +128,12 @@ func TestCookieName(t *testing.T) {
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/console/", nil)
 		r.Host = host
-		if got := cookieName(r); got != want {
+		if got := (&Console{}).cookieName(r); got != want {
 			t.Errorf("cookieName(%q) = %q, want %q", host, got, want)
+		}
+		secure := &Console{cfg: Config{SecureCookies: true}}
+		if got, path := secure.cookieName(r), secure.cookiePath(r); got != "__Host-"+want || path != "/" {
+			t.Errorf("under HTTPS: cookieName(%q), cookiePath = %q, %q, want %q, \"/\"", host, got, path, "__Host-"+want)
 		}
 	}
 }

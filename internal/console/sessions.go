@@ -240,7 +240,7 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if old, err := r.Cookie(cookieName(r)); err == nil && len(old.Value) <= maxSecretLen {
+	if old, err := r.Cookie(c.cookieName(r)); err == nil && len(old.Value) <= maxSecretLen {
 		id := hashSecret(old.Value)
 		c.cfg.Store.Delete(r.Context(), sessionsPrefix+id, store.AnyRevision)
 		c.forget(id)
@@ -252,9 +252,9 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name:     cookieName(r),
+		Name:     c.cookieName(r),
 		Value:    secret,
-		Path:     "/console",
+		Path:     c.cookiePath(r),
 		MaxAge:   int(SessionTTL / time.Second),
 		HttpOnly: true,
 		Secure:   c.secure(r),
@@ -278,7 +278,7 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request, s *session) er
 // loadSession returns the request's session, or nil when it has none that is
 // valid.
 func (c *Console) loadSession(r *http.Request) (*session, error) {
-	ck, err := r.Cookie(cookieName(r))
+	ck, err := r.Cookie(c.cookieName(r))
 	if err != nil || ck.Value == "" || len(ck.Value) > maxSecretLen {
 		return nil, nil
 	}
@@ -317,12 +317,27 @@ func (c *Console) checkCSRF(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 // cookieName names the session cookie after the port: cookies are scoped by
-// host, not port, and two servers on one machine must not share one.
-func cookieName(r *http.Request) string {
+// host, not port, and two servers on one machine must not share one. Under
+// HTTPS it carries the __Host- prefix: the browser then takes it only
+// Secure, from this exact host, for Path=/, so no sibling host under the
+// same domain (a service host) can set or shadow it.
+func (c *Console) cookieName(r *http.Request) string {
+	name := "usher_session"
 	if _, port, err := net.SplitHostPort(r.Host); err == nil && port != "" && isDigits(port) {
-		return "usher_session_" + port
+		name += "_" + port
 	}
-	return "usher_session"
+	if c.secure(r) {
+		return "__Host-" + name
+	}
+	return name
+}
+
+// cookiePath is /console, or / under HTTPS as the __Host- prefix requires.
+func (c *Console) cookiePath(r *http.Request) string {
+	if c.secure(r) {
+		return "/"
+	}
+	return "/console"
 }
 
 func isDigits(s string) bool {
@@ -337,13 +352,13 @@ func isDigits(s string) bool {
 func (c *Console) secure(r *http.Request) bool { return r.TLS != nil || c.cfg.SecureCookies }
 
 func (c *Console) clearCookie(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: cookieName(r), Value: "", Path: "/console", MaxAge: -1,
+	http.SetCookie(w, &http.Cookie{Name: c.cookieName(r), Value: "", Path: c.cookiePath(r), MaxAge: -1,
 		HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteStrictMode})
 }
 
 // clearCookieIfPresent clears a session cookie the server no longer knows.
 func (c *Console) clearCookieIfPresent(w http.ResponseWriter, r *http.Request) {
-	if _, err := r.Cookie(cookieName(r)); err == nil {
+	if _, err := r.Cookie(c.cookieName(r)); err == nil {
 		c.clearCookie(w, r)
 	}
 }

@@ -99,7 +99,7 @@ func New(cfg Config) *Gateway {
 	g := &Gateway{cfg: cfg}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    newInstanceTransport(),
+		Transport:    byProtocol{h1: newInstanceTransport(), h2c: newH2CTransport()},
 		ErrorHandler: g.proxyError,
 		// FlushInterval stays 0: ReverseProxy already flushes server-sent
 		// events and unsized (streamed) responses after every write, and a
@@ -147,6 +147,8 @@ type proxied struct {
 	// credentialHeader is the header whose token authorized the request
 	// (empty on public services); its signature is removed before forwarding.
 	credentialHeader string
+	// h2c: the revision asked for HTTP/2 without TLS (--use-http2).
+	h2c bool
 }
 
 type proxiedKey struct{}
@@ -154,27 +156,31 @@ type proxiedKey struct{}
 // ServeHTTP implements the request flow.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.Fresh != nil && !g.cfg.Fresh() {
+		refuse(w, r)
 		writeStale(w)
 		return
 	}
 	t := g.table.Load()
 	if t == nil {
+		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageUnavailable)
 		return
 	}
 	tgt := t.Lookup(r.Host)
 	if tgt == nil {
+		refuse(w, r)
 		writePage(w, http.StatusNotFound, pageNotFound)
 		return
 	}
 	p := proxied{}
 	if tgt.IAP != nil {
-		if !g.throughIAP(w, r, tgt, &p) { // iap.go
+		if !g.throughIAP(w, r, tgt, &p) { // iap.go; it refused (refuse was called)
 			return
 		}
 	} else if !tgt.Public && !g.conditionallyPublic(r, tgt) {
 		header, status, reason, principal := g.authorize(r, tgt)
 		if status != 0 {
+			refuse(w, r)
 			g.deny(w, r, tgt, status, reason, principal)
 			return
 		}
@@ -182,26 +188,59 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	route := tgt.Pick(pickPercent(tgt.TotalPercent))
 	if route == nil {
+		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
 		return
 	}
+	// The revision's timeoutSeconds bounds the whole request, the wait for a
+	// slot included: after it the client gets 504 (or, once the answer has
+	// begun, a cut connection) and the instance's slot is freed.
+	ctx := r.Context()
+	if s := route.Revision.Spec.TimeoutSeconds; s > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(s)*time.Second)
+		defer cancel()
+	}
 	// Waiting for a slot (a cold start, or a busy revision) is bounded by the
 	// pool's queue and by the client's patience (the request context).
-	lease, err := g.cfg.Instances.Acquire(r.Context(), route.Key, route.Revision)
+	lease, err := g.cfg.Instances.Acquire(ctx, route.Key, route.Revision)
 	if err != nil {
+		refuse(w, r)
 		g.noInstance(w, r, tgt, route, err)
 		return
 	}
 	defer lease.Release()
 	p.addr = lease.Addr()
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxiedKey{}, &p)))
+	p.h2c = route.Revision.UsesHTTP2()
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, proxiedKey{}, &p)))
 }
+
+// refuse prepares the answer to a request the gateway will not forward: an
+// unread request body is never read. Over HTTP/1 the server would otherwise
+// drain up to 256 KiB of it, before answering and again when the handler
+// returns, so a client stalling its body would hold the connection for as
+// long as it likes. "Connection: close" skips the first drain; a read
+// deadline already passed ends the second at once. Over HTTP/2 the stream is
+// reset and the connection lives on.
+func refuse(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 1 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
+	w.Header()["Connection"] = connectionClose
+	http.NewResponseController(w).SetReadDeadline(time.Unix(1, 0))
+}
+
+var connectionClose = []string{"close"}
 
 // noInstance answers a request no instance could take: 429 when the revision
 // is at its limits, 503 otherwise, both with Retry-After.
 func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, route *routing.Route, err error) {
 	if errors.Is(err, context.Canceled) {
 		w.WriteHeader(499) // the client left while queued
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) { // the revision's timeoutSeconds
+		writePage(w, http.StatusGatewayTimeout, pageGatewayTimeout)
 		return
 	}
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {

@@ -59,9 +59,11 @@ func (id *iapIdentity) set(out *http.Request) {
 }
 
 // throughIAP authenticates and authorizes a request to a target behind IAP;
-// it answers the request itself (and returns false) when it may not pass.
+// it answers the request itself (and returns false) when it may not pass,
+// without reading its body (refuse).
 func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routing.Target, p *proxied) bool {
 	if g.cfg.IAP == nil {
+		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageUnavailable)
 		return false
 	}
@@ -75,14 +77,17 @@ func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routin
 		if r.Header.Get(headerServerlessAuthz) == "" && r.Header.Get(headerAuthorization) == "" {
 			if r.Method == http.MethodGet || r.Method == http.MethodHead {
 				// A browser: sign in, then come back here.
+				refuse(w, r)
 				http.Redirect(w, r, g.cfg.IAP.SignInURL(requestURL(r)), http.StatusFound)
 				return false
 			}
+			refuse(w, r)
 			g.deny(w, r, tgt, http.StatusUnauthorized, "no credentials", principal)
 			return false
 		}
 		header, status, reason, pr := g.authenticate(r, tgt)
 		if status != 0 {
+			refuse(w, r)
 			g.deny(w, r, tgt, status, reason, pr)
 			return false
 		}
@@ -100,6 +105,7 @@ func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routin
 	assertion, err := g.cfg.IAP.Assertion(tgt.IAP.Audience, principal.Email, iapUserPrefix+principal.Email)
 	if err != nil {
 		g.cfg.Log.Error("iap: signing an assertion", "err", err)
+		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageUnavailable)
 		return false
 	}
@@ -111,6 +117,7 @@ func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routin
 // get access; the email is escaped (it came from a token Usher signed, but
 // a page never trusts what it prints).
 func (g *Gateway) denyIAP(w http.ResponseWriter, r *http.Request, tgt *routing.Target, principal iam.Principal, reason string, agent bool) {
+	refuse(w, r)
 	if g.cfg.OnDenied != nil {
 		g.cfg.OnDenied(Denial{Status: http.StatusForbidden, Host: r.Host, Target: tgt, Principal: principal, Reason: "iap: " + reason})
 	}

@@ -223,3 +223,30 @@ func (u *upgradedConn) Write(p []byte) (int, error) {
 	return u.Conn.Write(p)
 }
 func (u *upgradedConn) Close() error { return u.Conn.Close() }
+
+// byProtocol sends a request to its instance over HTTP/1.1 (instanceTransport)
+// or, for revisions deployed with --use-http2, over h2c: HTTP/2 with prior
+// knowledge, which gRPC needs (streams, trailers).
+type byProtocol struct {
+	h1  *instanceTransport
+	h2c *http.Transport
+}
+
+func (t byProtocol) RoundTrip(req *http.Request) (*http.Response, error) {
+	if p, ok := req.Context().Value(proxiedKey{}).(*proxied); ok && p.h2c {
+		return t.h2c.RoundTrip(req)
+	}
+	return t.h1.RoundTrip(req)
+}
+
+func newH2CTransport() *http.Transport {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Transport{
+		Protocols:           &protocols,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+}

@@ -1,11 +1,16 @@
 package server
 
 import (
+	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/usher-run/usher/internal/mirror"
@@ -16,7 +21,9 @@ type metrics struct {
 	reg         *prometheus.Registry
 	propagation prometheus.Histogram
 	requests    *prometheus.CounterVec
-	codes       [600]prometheus.Counter // pre-resolved label values: no lookup per request
+	// codes holds each status code's counter once it has been seen: no
+	// label lookup per request, and no series for codes never answered.
+	codes [600]atomic.Value // prometheus.Counter
 }
 
 func newMetrics(node string) *metrics {
@@ -33,10 +40,9 @@ func newMetrics(node string) *metrics {
 		Help:        "Requests to service hosts, by response status code.",
 		ConstLabels: labels,
 	}, []string{"code"})
-	for code := 100; code < len(m.codes); code++ {
-		m.codes[code] = m.requests.WithLabelValues(strconv.Itoa(code))
-	}
-	m.reg.MustRegister(m.propagation, m.requests)
+	m.reg.MustRegister(m.propagation, m.requests,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -87,9 +93,18 @@ func (m *metrics) countRequests(h http.Handler) http.Handler {
 			code = http.StatusOK
 		}
 		if code >= 100 && code < len(m.codes) {
-			m.codes[code].Inc()
+			m.code(code).Inc()
 		}
 	})
+}
+
+func (m *metrics) code(code int) prometheus.Counter {
+	if c := m.codes[code].Load(); c != nil {
+		return c.(prometheus.Counter)
+	}
+	c := m.requests.WithLabelValues(strconv.Itoa(code)) // the same counter if two race here
+	m.codes[code].Store(c)
+	return c
 }
 
 // statusWriter records the status; Unwrap keeps Flush and Hijack working
@@ -114,3 +129,17 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// serveMetrics serves /metrics alone on addr (--metrics-addr).
+func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+	go srv.Serve(ln)
+	log.Info("metrics serving", "metrics_addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
+}

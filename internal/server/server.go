@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -46,9 +47,18 @@ type Config struct {
 	Domain  string // service hosts live under it, default run.localhost
 	Project string // created on first start, default local-project
 	Region  string // default region, us-central1
-	// PublicURL is the server's own URL (the token issuer); default
-	// http://localhost:PORT.
+	// PublicURL is the server's own URL (the token issuer); it decides the
+	// scheme, host and port of every URL Usher renders (API, console,
+	// services). Default http://localhost:PORT, https:// under TLS.
 	PublicURL string
+	// TLSCert and TLSKey make Addr serve HTTPS (HTTP/2 by ALPN).
+	TLSCert, TLSKey string
+	// ACMEEmail turns on automatic certificates from ACMECA (default Let's
+	// Encrypt): on demand, for the API host and the hosts of services.
+	ACMEEmail, ACMECA string
+	// HTTPAddr, if set, serves plain HTTP there: ACME HTTP-01 challenges,
+	// and a redirect to HTTPS for everything else.
+	HTTPAddr string
 	// WriteUserConfig also writes ~/.config/usher/config.json when absent.
 	WriteUserConfig bool
 	// ScaleToZeroGrace is how long an idle instance lives (autoscaling).
@@ -86,6 +96,21 @@ type Config struct {
 	// DenialMaxRecords bounds how many refused invocations the audit trail
 	// keeps, apart from admin records (0: package audit's default).
 	DenialMaxRecords int
+	// MaxConns and MaxConnsPerClient cap open connections in total and per
+	// client address (0: the default, negative: no cap; limits.go).
+	MaxConns, MaxConnsPerClient int
+	// Reinitialize starts afresh on a data dir whose database is missing,
+	// empty or corrupt (moved aside) instead of refusing to start.
+	Reinitialize bool
+	// MetricsAddr, if set, serves /metrics on its own listener (and not on
+	// API hosts), so it can be kept off the public address.
+	MetricsAddr string
+	// AdminTimeout bounds every admin API call (0: 30s); a store that does
+	// not answer in time makes the call fail with 503 UNAVAILABLE.
+	AdminTimeout time.Duration
+	// BodyIdleTimeout ends a request whose body stalls longer than this
+	// between two reads (0: 30s).
+	BodyIdleTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -113,6 +138,12 @@ func (c *Config) setDefaults() {
 	if c.NodeName == "" {
 		c.NodeName, _ = os.Hostname()
 	}
+	if c.AdminTimeout <= 0 {
+		c.AdminTimeout = 30 * time.Second
+	}
+	if c.BodyIdleTimeout <= 0 {
+		c.BodyIdleTimeout = defaultBodyIdleTimeout
+	}
 }
 
 // OwnerEmail is the principal the first start makes project owner.
@@ -136,15 +167,45 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer st.Close()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	tlsConf, err := tlsFromFiles(cfg.TLSCert, cfg.TLSKey) // tls.go
 	if err != nil {
 		return err
 	}
-	defer ln.Close()
-	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://localhost:" + port
+	if tlsConf != nil && cfg.ACMEEmail != "" {
+		return errors.New("--acme-email gets certificates automatically: leave out --tls-cert and --tls-key")
 	}
+	if cfg.HTTPAddr != "" && tlsConf == nil && cfg.ACMEEmail == "" {
+		return errors.New("--http-addr redirects to HTTPS: it needs --tls-cert and --tls-key, or --acme-email")
+	}
+	var certs *acme
+	var gwTable func() *routing.Table // set once the gateway exists
+	var apiHost string
+	if cfg.ACMEEmail != "" {
+		certs = newACME(cfg, func(host string) bool { // acme.go
+			if host == apiHost {
+				return true
+			}
+			if gwTable == nil {
+				return false
+			}
+			t := gwTable()
+			return t != nil && t.Lookup(host) != nil
+		})
+		tlsConf = certs.tlsConfig()
+	}
+	tcpLn, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer tcpLn.Close()
+	ln := limitListener(tcpLn, cfg, tlsConf == nil, log.With("component", "listener")) // limits.go
+	pub, err := resolvePublicURL(cfg.PublicURL, tlsConf != nil, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+	if err != nil {
+		return err
+	}
+	cfg.PublicURL = pub.String()
+	apiHost = pub.Host
+	port := pub.Port // of the URLs Usher renders; "" for the scheme's default
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -171,13 +232,18 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Store == "" {
+		if err := markInitialized(cfg.DataDir); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+	}
 	if err := writeTokenFile(iss, tokenFilePath(cfg.DataDir)); err != nil {
 		return fmt.Errorf("writing the access token file: %w", err)
 	}
 	go keepTokenFresh(ctx, iss, tokenFilePath(cfg.DataDir), log)
 
 	serviceURL := func(project, region, name string) string {
-		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
+		return apis.ServiceURL(pub.Scheme, name, project, region, cfg.Domain, port)
 	}
 	serviceLogs := logs.New[logs.Entry](0)
 	md := metadata.New(metadata.Config{Minter: iss, AccountUsable: live.Usable, Log: log.With("component", "metadata")})
@@ -218,6 +284,7 @@ func Run(ctx context.Context, cfg Config) error {
 		OnDenied: auditDenials(trail, recordDenial(denials)),
 		IAP:      signIn,
 	})
+	gwTable = gw.Table
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
 
@@ -226,7 +293,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Applied:      mets.applied,
 		Decode:       decodeObject,
 		OnChange: func(objects map[string]mirror.Object, rev int64) {
-			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, port)))
+			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, pub.Scheme, port)))
 			ctrl.Observe(objects)
 		},
 		Log: log.With("component", "mirror"),
@@ -252,12 +319,21 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.Handle("GET /readyz", readyz(mir)) // health.go
 	mets.watch(mir, cfg.NodeName)
-	mux.Handle("GET /metrics", mets.handler())
+	if cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", mets.handler())
+	} else {
+		stopMetrics, err := serveMetrics(cfg.MetricsAddr, mets.handler(), log) // metrics.go
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
-	signIn.APIRoutes(mux)                                           // IAP sign-in pages and keys
-	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain)) // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
+	signIn.APIRoutes(mux)                                                                       // IAP sign-in pages and keys
+	mux.Handle("GET "+BackupPath, backupHandler(st, verifier, log.With("component", "backup"))) // backup.go
+	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain))                             // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 	// Web console (issue 5): browser pages under /console/ on API hosts. It
 	// calls adminAPI in-process as the signed-in principal (console.go).
 	con, err := newConsole(cfg, st, roles, core, adminAPI, denialLog{denials}, log.With("component", "console"))
@@ -267,13 +343,38 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           byHost(cfg.Domain, mets.countRequests(gw), signIn.ServiceHandler(), mux),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), signIn.ServiceHandler(), adminDeadline(mux, cfg.AdminTimeout)), cfg.BodyIdleTimeout),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	// HTTP/2 over TLS by ALPN; without TLS, h2c with prior knowledge too, so
+	// gRPC clients reach --use-http2 services on a plain listener.
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetHTTP2(tlsConf != nil)
+	srv.Protocols.SetUnencryptedHTTP2(tlsConf == nil)
+	if tlsConf != nil {
+		srv.TLSConfig = tlsConf
+		go func() { serveErr <- srv.ServeTLS(ln, "", "") }() // adds h2 to ALPN
+	} else {
+		go func() { serveErr <- srv.Serve(ln) }()
+	}
+	if cfg.HTTPAddr != "" {
+		httpLn, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("--http-addr: %w", err)
+		}
+		var plain http.Handler = redirectToHTTPS(pub)
+		if certs != nil {
+			plain = certs.httpHandler(plain)
+		}
+		redirect := &http.Server{Handler: plain, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes}
+		go redirect.Serve(limitListener(httpLn, cfg, true, log.With("component", "http-listener")))
+		defer redirect.Close()
+	}
 	// addr comes first on this line: tests and scripts read it.
 	cfg.Log.Info("usher serving", "addr", ln.Addr().String(), "url", cfg.PublicURL, "domain", cfg.Domain,
 		"data_dir", cfg.DataDir, "config", filepath.Join(cfg.DataDir, "config.json"), "node", cfg.NodeName)
@@ -451,8 +552,8 @@ func decodeObject(key string, value []byte) (any, bool, error) {
 	return v, true, nil
 }
 
-func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles, domain, port string) routing.State {
-	st := routing.State{ProjectPolicies: map[string]*iam.Policy{}, Roles: roles, Domain: domain, Scheme: "http", Port: port, Revision: rev}
+func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles, domain, scheme, port string) routing.State {
+	st := routing.State{ProjectPolicies: map[string]*iam.Policy{}, Roles: roles, Domain: domain, Scheme: scheme, Port: port, Revision: rev}
 	revisions := map[string]*apis.Revision{}
 	for key, obj := range objects {
 		switch v := obj.Value.(type) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	"github.com/usher-run/usher/internal/store"
@@ -19,7 +18,10 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 		if cfg.EtcdCert != "" || cfg.EtcdKey != "" || cfg.EtcdCA != "" {
 			return nil, errors.New("--etcd-cert, --etcd-key and --etcd-ca need --store etcd://…")
 		}
-		st, err := bolt.Open(filepath.Join(cfg.DataDir, "usher.db"))
+		if err := checkDataDir(cfg.DataDir, cfg.Reinitialize, cfg.Log); err != nil { // datadir.go
+			return nil, err
+		}
+		st, err := bolt.Open(dbPath(cfg.DataDir))
 		if err != nil {
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -44,9 +45,23 @@ func TestEtcdStore(t *testing.T) {
 
 	// A second server with a fresh data dir on the same etcd sees it all:
 	// the state is in etcd, not on the node.
-	s2 := startServerWith(t, "--store", storeURL)
+	s2 := startServerWith(t, "--store", storeURL, "--admin-timeout", "3s")
 	url2 := s2.describe(t, "on-etcd").Status.URL
 	if got := s2.get(t, url2); got.status != 200 || !strings.Contains(got.body, "Hello World!") {
 		t.Fatalf("after moving to a fresh node: %d %q, want the public service", got.status, got.body)
+	}
+
+	// etcd hangs (stopped, not gone): an admin write gets 503 UNAVAILABLE
+	// at --admin-timeout instead of hanging with it.
+	// (The token is taken first: signing in reads the store too.)
+	tok := strings.TrimSpace(s2.mustCLI(t, "auth", "print-access-token").stdout)
+	if err := cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Signal(syscall.SIGCONT)
+	r := s2.do(t, "POST", s2.serverURL(t)+"/v1/projects/"+project+"/serviceAccounts", strings.NewReader(`{"accountId":"while-etcd-hangs"}`),
+		"Authorization", "Bearer "+tok, "Content-Type", "application/json")
+	if r.status != 503 || !strings.Contains(r.body, "UNAVAILABLE") {
+		t.Errorf("admin write while etcd hangs: got %d %s, want 503 UNAVAILABLE", r.status, r.body)
 	}
 }

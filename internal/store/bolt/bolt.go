@@ -81,7 +81,11 @@ func Open(path string) (*Store, error) {
 	return open(path, defaultOptions())
 }
 
-func open(path string, opts options) (*Store, error) {
+func open(path string, opts options) (_ *Store, err error) {
+	// bbolt panics on some corrupt pages while opening; the file handle it
+	// held is lost with the panic, which is why callers check a file with
+	// Inspect first.
+	defer recoverCorrupt(path, &err)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.lockTimeout})
 	if errors.Is(err, bolt.ErrTimeout) {
 		return nil, fmt.Errorf("bolt: %s is in use by another usher process (lock not acquired within %s)", path, opts.lockTimeout)
@@ -173,7 +177,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 		return store.Entry{}, err
 	}
 	var e store.Entry
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		raw := tx.Bucket(kvBucket).Get([]byte(key))
 		if raw == nil {
 			return fmt.Errorf("bolt: get %q: %w", key, store.ErrNotFound)
@@ -195,7 +199,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, int64, 
 		entries []store.Entry
 		rev     int64
 	)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		rev = readRev(tx.Bucket(metaBucket))
 		c := tx.Bucket(kvBucket).Cursor()
 		p := []byte(prefix)
@@ -250,7 +254,7 @@ func (s *Store) write(ctx context.Context, op string, ev store.Event, expected i
 		return 0, err
 	}
 	rev := s.rev + 1
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err := s.update(func(tx *bolt.Tx) error {
 		kv := tx.Bucket(kvBucket)
 		raw := kv.Get([]byte(key))
 		if err := checkExpected(op, key, raw, ev.Type, expected); err != nil {

@@ -8,6 +8,8 @@ package usherproc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -100,6 +102,10 @@ type Options struct {
 	// LogTail is how much of the server log a failed test prints (default
 	// 16 KiB).
 	LogTail int
+	// CAFile, for a server started with --tls-cert/--tls-key, is the PEM
+	// certificate to trust: HTTP then speaks HTTPS (HTTP/2 when the server
+	// offers it), and commands Exec runs get SSL_CERT_FILE pointing at it.
+	CAFile string
 }
 
 // Server is one `usher serve` process and the directories it owns. Restarts
@@ -121,6 +127,7 @@ type Server struct {
 	t       testing.TB
 	dropEnv func(string) bool
 	logTail int
+	caFile  string
 
 	mu   sync.Mutex
 	addr string // 127.0.0.1:PORT of the current process
@@ -144,6 +151,7 @@ func Start(t testing.TB, o Options) *Server {
 		t:       t,
 		dropEnv: o.DropEnv,
 		logTail: o.LogTail,
+		caFile:  o.CAFile,
 	}
 	if s.logTail == 0 {
 		s.logTail = 16 << 10
@@ -152,16 +160,29 @@ func Start(t testing.TB, o Options) *Server {
 	if err := os.MkdirAll(s.Home, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	s.HTTP = &http.Client{
-		Timeout: 60 * time.Second,
-		Transport: &http.Transport{
-			Proxy: nil,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, s.Addr())
-			},
-			DisableKeepAlives: true,
+	tr := &http.Transport{
+		Proxy: nil,
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, s.Addr())
 		},
+		DisableKeepAlives: true,
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			t.Fatalf("%s: no PEM certificate", o.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: roots}
+		tr.ForceAttemptHTTP2 = true
+	}
+	s.HTTP = &http.Client{
+		Timeout:       60 * time.Second,
+		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	t.Cleanup(func() {
@@ -253,7 +274,11 @@ func (s *Server) launch(t testing.TB, addr string) {
 	s.mu.Unlock()
 
 	Poll(t, 20*time.Second, "GET /healthz 200", func() (bool, string) {
-		resp, err := s.HTTP.Get("http://" + bound + "/healthz")
+		scheme := "http://"
+		if s.caFile != "" {
+			scheme = "https://"
+		}
+		resp, err := s.HTTP.Get(scheme + "localhost/healthz") // dialled at bound
 		if err != nil {
 			return false, err.Error()
 		}
@@ -374,6 +399,9 @@ func (s *Server) Exec(timeout time.Duration, name string, env []string, args ...
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = s.Dir
 	cmd.Env = append(CleanEnv(s.dropEnv), env...)
+	if s.caFile != "" {
+		cmd.Env = append(cmd.Env, "SSL_CERT_FILE="+s.caFile)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
