@@ -34,7 +34,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
 	f.StringVar(&cfg.DataDir, "data-dir", "./usher-data", "where state, keys and the CLI configuration live")
 	f.StringVar(&cfg.Domain, "domain", "run.localhost", "service hosts are NAME-PROJECTNUMBER.REGION.DOMAIN")
-	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL, the tokens' issuer (default http://localhost:PORT)")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's (the cluster's, with --store etcd://) public URL: the tokens' issuer and the base of service URLs (default http://localhost:PORT; with etcd, the one stored by the first node)")
 	f.StringVar(&cfg.Store, "store", "", "state store: empty for a bbolt file in --data-dir, or etcd://HOST:PORT[,HOST:PORT…][/PREFIX]")
 	f.StringVar(&cfg.EtcdCert, "etcd-cert", "", "TLS client certificate for etcd")
 	f.StringVar(&cfg.EtcdKey, "etcd-key", "", "TLS client key for etcd")

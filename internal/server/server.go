@@ -132,8 +132,21 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ln.Close()
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
-	if cfg.PublicURL == "" {
+	given := cfg.PublicURL != ""
+	if !given {
 		cfg.PublicURL = "http://localhost:" + port
+	}
+	if cfg.Store != "" {
+		// Several nodes are one issuer: one public URL for all (publicurl.go).
+		if cfg.PublicURL, err = clusterPublicURL(ctx, st, cfg.PublicURL, given); err != nil {
+			return err
+		}
+	}
+	// Service URLs and audiences follow the public URL, never this node's
+	// listener, so a token for a service is good on every node.
+	urlScheme, urlPort, err := urlSchemePort(cfg.PublicURL)
+	if err != nil {
+		return err
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -144,6 +157,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("issuer: %w", err)
 	}
 	go iss.Watch(ctx)
+	go rotateOnSignal(ctx, iss, log) // publicurl.go
 	verifier := authn.New(authn.Config{Issuer: cfg.PublicURL, Keys: iss})
 	gwVerifier, err := gatewayVerifier(ctx, cfg, verifier, log.With("component", "authn")) // issuers.go
 	if err != nil {
@@ -160,7 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 	go keepTokenFresh(ctx, iss, tokenFilePath(cfg.DataDir), log)
 
 	serviceURL := func(project, region, name string) string {
-		return apis.ServiceURL("http", name, project, region, cfg.Domain, port)
+		return apis.ServiceURL(urlScheme, name, project, region, cfg.Domain, urlPort)
 	}
 	serviceLogs := logs.New[logs.Entry](0)
 	md := metadata.New(metadata.Config{Minter: iss, Log: log.With("component", "metadata")})
@@ -195,7 +209,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Applied:      mets.applied,
 		Decode:       decodeObject,
 		OnChange: func(objects map[string]mirror.Object, rev int64) {
-			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, port)))
+			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, urlScheme, urlPort)))
 			ctrl.Observe(objects)
 		},
 		Log: log.With("component", "mirror"),
@@ -409,8 +423,8 @@ func decodeObject(key string, value []byte) (any, bool, error) {
 	return v, true, nil
 }
 
-func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles, domain, port string) routing.State {
-	st := routing.State{ProjectPolicies: map[string]*iam.Policy{}, Roles: roles, Domain: domain, Scheme: "http", Port: port, Revision: rev}
+func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles, domain, scheme, port string) routing.State {
+	st := routing.State{ProjectPolicies: map[string]*iam.Policy{}, Roles: roles, Domain: domain, Scheme: scheme, Port: port, Revision: rev}
 	revisions := map[string]*apis.Revision{}
 	for key, obj := range objects {
 		switch v := obj.Value.(type) {

@@ -25,8 +25,9 @@ import (
 const region = "us-central1"
 
 var (
-	usherBin string
-	helloBin string
+	usherBin    string
+	helloBin    string
+	frontendBin string
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -43,8 +44,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	usherBin, helloBin = filepath.Join(dir, "usher"), filepath.Join(dir, "hello")
-	for _, b := range []struct{ out, pkg string }{{usherBin, "./cmd/usher"}, {helloBin, "./examples/hello"}} {
+	usherBin, helloBin, frontendBin = filepath.Join(dir, "usher"), filepath.Join(dir, "hello"), filepath.Join(dir, "frontend")
+	for _, b := range []struct{ out, pkg string }{{usherBin, "./cmd/usher"}, {helloBin, "./examples/hello"}, {frontendBin, "./test/e2e/testdata/frontend"}} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -184,18 +185,24 @@ func startNode(t *testing.T, name, storeURL string, extra ...string) *node {
 		n.addr = string(m[1])
 		return true, ""
 	})
-	n.http = &http.Client{
+	n.http = dialing(n.addr)
+	return n
+}
+
+// dialing is an HTTP client whose every connection goes to addr, whatever
+// host the URL names (service hosts do not resolve).
+func dialing(addr string) *http.Client {
+	return &http.Client{
 		Timeout: 20 * time.Second,
 		Transport: &http.Transport{
 			Proxy: nil,
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				var d net.Dialer
-				return d.DialContext(ctx, network, n.addr)
+				return d.DialContext(ctx, network, addr)
 			},
 			DisableKeepAlives: true,
 		},
 	}
-	return n
 }
 
 func (n *node) stop() {
@@ -228,14 +235,35 @@ func cleanEnv() []string {
 	return env
 }
 
-// cli runs the usher CLI with this node's config (credentials live in etcd,
-// so any node's config works against any node; this one targets n).
+// directConfig writes a copy of the node's config.json whose server is this
+// node's own listener (config.json names the cluster's public URL).
+func (n *node) directConfig() (string, error) {
+	b, err := os.ReadFile(filepath.Join(n.dataDir, "config.json"))
+	if err != nil {
+		return "", err
+	}
+	var conf map[string]any
+	if err := json.Unmarshal(b, &conf); err != nil {
+		return "", err
+	}
+	conf["server"] = "http://" + n.addr
+	b, _ = json.Marshal(conf)
+	path := filepath.Join(n.dir, "direct.json")
+	return path, os.WriteFile(path, b, 0o600)
+}
+
+// cli runs the usher CLI with this node's credential against this node
+// (credentials live in etcd, so any node's config works against any node).
 func (n *node) cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	conf, err := n.directConfig()
+	if err != nil {
+		return "", err
+	}
 	cmd := exec.CommandContext(ctx, usherBin, args...)
 	cmd.Dir = n.dir
-	cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"), "USHER_CONFIG="+filepath.Join(n.dataDir, "config.json"))
+	cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"), "USHER_CONFIG="+conf)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
