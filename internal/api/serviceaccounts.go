@@ -336,6 +336,10 @@ func (a *API) handleToken(w http.ResponseWriter, r *http.Request) {
 	if _, err := state.Get(r.Context(), a.cfg.Store, state.CredentialKey(HashCredential(secret)), &cred); err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			a.cfg.Log.Error("token: reading credential", "err", err)
+			if errors.Is(err, store.ErrUnavailable) { // retryable (issue 13)
+				oauthErr(http.StatusServiceUnavailable, "temporarily_unavailable", "the state store did not answer in time; retry")
+				return
+			}
 			oauthErr(http.StatusInternalServerError, "server_error", "internal error")
 			return
 		}

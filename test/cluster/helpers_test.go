@@ -93,7 +93,9 @@ func (e *etcd) start(t *testing.T) {
 	e.cmd = exec.Command(e.bin, "--name", "cluster", "--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", "http://"+e.client, "--advertise-client-urls", "http://"+e.client,
 		"--listen-peer-urls", "http://"+e.peer, "--initial-advertise-peer-urls", "http://"+e.peer,
-		"--initial-cluster", "cluster=http://"+e.peer)
+		"--initial-cluster", "cluster=http://"+e.peer,
+		// As the README recommends.
+		"--pre-vote", "--auto-compaction-mode=periodic", "--auto-compaction-retention=1h")
 	log, err := os.OpenFile(filepath.Join(e.dir, "etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
