@@ -22,8 +22,9 @@ const publicURLKey = "cluster/public-url"
 
 // clusterPublicURL makes every node of a cluster use one public URL, the
 // tokens' issuer and the base of service URLs and audiences. The first node
-// to start stores its own (given, or its default); a node given another one
-// refuses to start; a node given none adopts the stored one.
+// started with --public-url stores it; a node given another one refuses to
+// start; a node given none adopts the stored one (or, when none is stored,
+// keeps its own default, unshared).
 func clusterPublicURL(ctx context.Context, st store.Store, own string, given bool) (string, error) {
 	own = strings.TrimRight(own, "/")
 	for range 3 {
@@ -37,6 +38,12 @@ func clusterPublicURL(ctx context.Context, st store.Store, own string, given boo
 			}
 			return stored, nil
 		case errors.Is(err, store.ErrNotFound):
+			if !given {
+				// Nothing to share yet and nothing given: this node keeps its
+				// own default (a single node on etcd, or a node moved to a
+				// fresh port, must not pin the cluster to its listener).
+				return own, nil
+			}
 			if _, err := st.Put(ctx, publicURLKey, []byte(own), store.MustNotExist); err == nil {
 				return own, nil
 			} else if !errors.Is(err, store.ErrConflict) {

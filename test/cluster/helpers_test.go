@@ -133,6 +133,7 @@ type node struct {
 	t                           *testing.T
 	name, dir, dataDir, logPath string
 	addr                        string
+	args                        []string
 	cmd                         *exec.Cmd
 	done                        chan struct{}
 	http                        *http.Client
@@ -147,21 +148,7 @@ func startNode(t *testing.T, name, storeURL string, extra ...string) *node {
 	if err := os.MkdirAll(filepath.Join(dir, "home"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	log, err := os.Create(n.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	args := append([]string{"serve", "--store", storeURL, "--addr", "127.0.0.1:0", "--data-dir", n.dataDir, "--node-name", name}, extra...)
-	n.cmd = exec.Command(usherBin, args...)
-	n.cmd.Dir = dir
-	n.cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(dir, "home"))
-	n.cmd.Stdout, n.cmd.Stderr = log, log
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n.done = make(chan struct{})
-	go func() { n.cmd.Wait(); close(n.done) }()
+	n.args = append([]string{"serve", "--store", storeURL, "--addr", "127.0.0.1:0", "--data-dir", n.dataDir, "--node-name", name}, extra...)
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -172,15 +159,39 @@ func startNode(t *testing.T, name, storeURL string, extra ...string) *node {
 			t.Logf("node %s log:\n%s", name, b)
 		}
 	})
-	poll(t, 30*time.Second, "node "+name+" serving", func() (bool, string) {
+	n.launch(t)
+	return n
+}
+
+// launch starts the node's process (again, after stop: same data dir, same
+// flags) and waits for its "usher serving" line.
+func (n *node) launch(t *testing.T) {
+	t.Helper()
+	log, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	from, _ := log.Seek(0, io.SeekEnd)
+	n.cmd = exec.Command(usherBin, n.args...)
+	n.cmd.Dir = n.dir
+	n.cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"))
+	n.cmd.Stdout, n.cmd.Stderr = log, log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	n.done = done
+	go func(cmd *exec.Cmd) { cmd.Wait(); close(done) }(n.cmd)
+	poll(t, 30*time.Second, "node "+n.name+" serving", func() (bool, string) {
 		select {
-		case <-n.done:
+		case <-done:
 			b, _ := os.ReadFile(n.logPath)
-			t.Fatalf("node %s exited: %s", name, b)
+			t.Fatalf("node %s exited: %s", n.name, b)
 		default:
 		}
 		b, _ := os.ReadFile(n.logPath)
-		m := servingLine.FindSubmatch(b)
+		m := servingLine.FindSubmatch(b[min(int(from), len(b)):])
 		if m == nil {
 			return false, "not yet"
 		}
@@ -188,7 +199,6 @@ func startNode(t *testing.T, name, storeURL string, extra ...string) *node {
 		return true, ""
 	})
 	n.http = dialing(n.addr)
-	return n
 }
 
 // dialing is an HTTP client whose every connection goes to addr, whatever
