@@ -260,8 +260,17 @@ func (n *node) directConfig() (string, error) {
 	}
 	conf["server"] = "http://" + n.addr
 	b, _ = json.Marshal(conf)
-	path := filepath.Join(n.dir, "direct.json")
-	return path, os.WriteFile(path, b, 0o600)
+	// One file per call: concurrent CLI runs against one node must not see
+	// each other's half-written file.
+	f, err := os.CreateTemp(n.dir, "direct-*.json")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // cli runs the usher CLI with this node's credential against this node
@@ -273,6 +282,7 @@ func (n *node) cli(args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer os.Remove(conf)
 	cmd := exec.CommandContext(ctx, usherBin, args...)
 	cmd.Dir = n.dir
 	cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"), "USHER_CONFIG="+conf)
