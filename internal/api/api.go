@@ -25,6 +25,7 @@ import (
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/store"
 )
 
 // Audiences of the tokens Usher mints (package issuer reserves them).
@@ -185,6 +186,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		switch {
+		case errors.Is(err, store.ErrUnavailable):
+			e = &Error{Code: http.StatusServiceUnavailable, Status: "UNAVAILABLE", Message: "The state store did not answer in time; the write may or may not have been applied. Read and retry.", Err: err}
 		case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 			e = &Error{Code: http.StatusServiceUnavailable, Status: "UNAVAILABLE", Message: "The request was cancelled or timed out.", Err: err}
 		default:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/store"
 )
 
 func (a *API) listServiceAccounts(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -143,6 +144,9 @@ func (a *API) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.As(err, &ae):
 		oauthErr(http.StatusBadRequest, "invalid_request", ae.Message)
+		return
+	case errors.Is(err, store.ErrUnavailable): // retryable
+		oauthErr(http.StatusServiceUnavailable, "temporarily_unavailable", "the state store did not answer in time; retry")
 		return
 	case err != nil:
 		a.cfg.Log.Error("token: exchanging credential", "err", err)

@@ -34,7 +34,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.Addr, "addr", "127.0.0.1:8080", "listen address")
 	f.StringVar(&cfg.DataDir, "data-dir", "./usher-data", "where state, keys and the CLI configuration live")
 	f.StringVar(&cfg.Domain, "domain", "run.localhost", "service hosts are NAME-PROJECTNUMBER.REGION.DOMAIN")
-	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's URL: the tokens' issuer, and the scheme, host and port of every URL Usher renders (default http://localhost:PORT, https:// with TLS)")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "this server's (the cluster's, with --store etcd://) public URL: the tokens' issuer, and the scheme, host and port of every URL Usher renders (default http://localhost:PORT, https:// with TLS; with etcd, the one stored by the first node)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM; a wildcard *.REGION.DOMAIN or SANs for the API and service hosts)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "the private key of --tls-cert (PEM)")
 	f.StringVar(&cfg.ACMEEmail, "acme-email", "", "get certificates automatically with ACME (Let's Encrypt by default), for the API host and each service host on first use; this is the account's contact")

@@ -150,7 +150,28 @@ type tokenResponse struct {
 	Description string `json:"error_description"`
 }
 
+// exchange trades the credential for tokens, retrying (it only reads) while
+// the server answers 503: its store is briefly unavailable (a frozen or
+// re-electing etcd member).
 func (c *Client) exchange(ctx context.Context, audience string) (*tokenResponse, error) {
+	delay := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		tr, unavailable, err := c.exchangeOnce(ctx, audience)
+		if !unavailable || attempt >= 20 {
+			return tr, err
+		}
+		if !sleepCtx(ctx, &delay) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (c *Client) exchangeOnce(ctx context.Context, audience string) (tr *tokenResponse, unavailable bool, err error) {
+	tr, err = c.exchangeRaw(ctx, audience, &unavailable)
+	return tr, unavailable, err
+}
+
+func (c *Client) exchangeRaw(ctx context.Context, audience string, unavailable *bool) (*tokenResponse, error) {
 	if c.cfg.Server == "" || c.cfg.Credential == "" {
 		return nil, errors.New("no server or credential configured: run `usher serve` once, or pass --config")
 	}
@@ -173,6 +194,7 @@ func (c *Client) exchange(ctx context.Context, audience string) (*tokenResponse,
 		return nil, fmt.Errorf("token endpoint: %s", resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
+		*unavailable = resp.StatusCode == http.StatusServiceUnavailable
 		return nil, fmt.Errorf("signing in failed: %s: %s", tr.Error, tr.Description)
 	}
 	return &tr, nil

@@ -123,8 +123,14 @@ func (c *Client) ModifyIamPolicy(ctx context.Context, path string, modify func(*
 	delay := 20 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		p, err := c.GetIamPolicy(ctx, path)
-		if err != nil {
+		if err != nil && (!IsStatus(err, "UNAVAILABLE") || attempt >= 30) {
 			return nil, err
+		}
+		if err != nil {
+			if !sleepCtx(ctx, &delay) {
+				return nil, ctx.Err()
+			}
+			continue
 		}
 		changed, err := modify(p)
 		if err != nil || !changed {
@@ -134,15 +140,29 @@ func (c *Client) ModifyIamPolicy(ctx context.Context, path string, modify func(*
 			p.Version = iam.Version1
 		}
 		out, err := c.SetIamPolicy(ctx, path, p)
-		if err == nil || !IsStatus(err, "ABORTED") || attempt >= 30 {
+		// ABORTED: another writer got in between. UNAVAILABLE: the store
+		// did not answer and the write may or may not have landed; both are
+		// safe to retry from the read, which sees the write if it landed
+		// (modify then reports no change) and otherwise carries the etag
+		// that makes the retried write a compare-and-swap.
+		if err == nil || !(IsStatus(err, "ABORTED") || IsStatus(err, "UNAVAILABLE")) || attempt >= 30 {
 			return out, err
 		}
-		jitter := time.Duration(rand.Int64N(int64(delay)))
-		select {
-		case <-ctx.Done():
+		if !sleepCtx(ctx, &delay) {
 			return nil, ctx.Err()
-		case <-time.After(delay + jitter):
 		}
-		delay = min(delay*2, time.Second)
 	}
+}
+
+// sleepCtx waits *delay plus jitter and doubles *delay (at most 1s); false
+// if ctx ended first.
+func sleepCtx(ctx context.Context, delay *time.Duration) bool {
+	jitter := time.Duration(rand.Int64N(int64(*delay)))
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(*delay + jitter):
+	}
+	*delay = min(*delay*2, time.Second)
+	return true
 }

@@ -199,11 +199,24 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer tcpLn.Close()
 	ln := limitListener(tcpLn, cfg, tlsConf == nil, log.With("component", "listener")) // limits.go
-	pub, err := resolvePublicURL(cfg.PublicURL, tlsConf != nil, fmt.Sprint(ln.Addr().(*net.TCPAddr).Port))
+	given := cfg.PublicURL != ""
+	listenPort := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
+	pub, err := resolvePublicURL(cfg.PublicURL, tlsConf != nil, listenPort)
 	if err != nil {
 		return err
 	}
 	cfg.PublicURL = pub.String()
+	if cfg.Store != "" {
+		// Several nodes are one issuer: one public URL for all (publicurl.go).
+		// Service URLs and audiences follow it, never this node's listener,
+		// so a token for a service is good on every node.
+		if cfg.PublicURL, err = clusterPublicURL(ctx, st, cfg.PublicURL, given); err != nil {
+			return err
+		}
+		if pub, err = resolvePublicURL(cfg.PublicURL, tlsConf != nil, listenPort); err != nil {
+			return err
+		}
+	}
 	apiHost = pub.Host
 	port := pub.Port // of the URLs Usher renders; "" for the scheme's default
 
@@ -221,6 +234,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Which service accounts may still authenticate: every token check, at
 	// the gateway and the API, asks it (package accounts).
+	go rotateOnSignal(ctx, iss, log) // publicurl.go
 	live := accounts.New(st, log.With("component", "accounts"))
 	if _, err := live.Sync(ctx); err != nil {
 		return fmt.Errorf("loading service accounts: %w", err)

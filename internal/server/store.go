@@ -35,6 +35,7 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 		return nil, err
 	}
 	ec.CertFile, ec.KeyFile, ec.CAFile = cfg.EtcdCert, cfg.EtcdKey, cfg.EtcdCA
+	ec.Log = cfg.Log.With("node", cfg.NodeName) // the etcd client's logs are Usher's
 	st, err := etcd.Open(ctx, ec)
 	if err != nil {
 		return nil, err

@@ -23,6 +23,12 @@ var (
 	ErrCompacted = errors.New("store: revision compacted")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrUnavailable: the store did not answer in time (no quorum, a frozen
+	// or partitioned member, a leader election). For a write, the outcome is
+	// unknown: it may or may not have been committed. Callers answer 503 and
+	// clients retry idempotently (a compare-and-swap on the revision they
+	// read).
+	ErrUnavailable = errors.New("store: unavailable")
 )
 
 // Expected revisions for Put and Delete besides a key's actual revision.

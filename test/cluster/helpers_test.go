@@ -25,8 +25,9 @@ import (
 const region = "us-central1"
 
 var (
-	usherBin string
-	helloBin string
+	usherBin    string
+	helloBin    string
+	frontendBin string
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -43,8 +44,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	usherBin, helloBin = filepath.Join(dir, "usher"), filepath.Join(dir, "hello")
-	for _, b := range []struct{ out, pkg string }{{usherBin, "./cmd/usher"}, {helloBin, "./examples/hello"}} {
+	usherBin, helloBin, frontendBin = filepath.Join(dir, "usher"), filepath.Join(dir, "hello"), filepath.Join(dir, "frontend")
+	for _, b := range []struct{ out, pkg string }{{usherBin, "./cmd/usher"}, {helloBin, "./examples/hello"}, {frontendBin, "./test/e2e/testdata/frontend"}} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -92,7 +93,9 @@ func (e *etcd) start(t *testing.T) {
 	e.cmd = exec.Command(e.bin, "--name", "cluster", "--data-dir", filepath.Join(e.dir, "data"),
 		"--listen-client-urls", "http://"+e.client, "--advertise-client-urls", "http://"+e.client,
 		"--listen-peer-urls", "http://"+e.peer, "--initial-advertise-peer-urls", "http://"+e.peer,
-		"--initial-cluster", "cluster=http://"+e.peer)
+		"--initial-cluster", "cluster=http://"+e.peer,
+		// As the README recommends.
+		"--pre-vote", "--auto-compaction-mode=periodic", "--auto-compaction-retention=1h")
 	log, err := os.OpenFile(filepath.Join(e.dir, "etcd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +133,7 @@ type node struct {
 	t                           *testing.T
 	name, dir, dataDir, logPath string
 	addr                        string
+	args                        []string
 	cmd                         *exec.Cmd
 	done                        chan struct{}
 	http                        *http.Client
@@ -144,21 +148,7 @@ func startNode(t *testing.T, name, storeURL string, extra ...string) *node {
 	if err := os.MkdirAll(filepath.Join(dir, "home"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	log, err := os.Create(n.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	args := append([]string{"serve", "--store", storeURL, "--addr", "127.0.0.1:0", "--data-dir", n.dataDir, "--node-name", name}, extra...)
-	n.cmd = exec.Command(usherBin, args...)
-	n.cmd.Dir = dir
-	n.cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(dir, "home"))
-	n.cmd.Stdout, n.cmd.Stderr = log, log
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	n.done = make(chan struct{})
-	go func() { n.cmd.Wait(); close(n.done) }()
+	n.args = append([]string{"serve", "--store", storeURL, "--addr", "127.0.0.1:0", "--data-dir", n.dataDir, "--node-name", name}, extra...)
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -169,33 +159,62 @@ func startNode(t *testing.T, name, storeURL string, extra ...string) *node {
 			t.Logf("node %s log:\n%s", name, b)
 		}
 	})
-	poll(t, 30*time.Second, "node "+name+" serving", func() (bool, string) {
+	n.launch(t)
+	return n
+}
+
+// launch starts the node's process (again, after stop: same data dir, same
+// flags) and waits for its "usher serving" line.
+func (n *node) launch(t *testing.T) {
+	t.Helper()
+	log, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	from, _ := log.Seek(0, io.SeekEnd)
+	n.cmd = exec.Command(usherBin, n.args...)
+	n.cmd.Dir = n.dir
+	n.cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"))
+	n.cmd.Stdout, n.cmd.Stderr = log, log
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	n.done = done
+	go func(cmd *exec.Cmd) { cmd.Wait(); close(done) }(n.cmd)
+	poll(t, 30*time.Second, "node "+n.name+" serving", func() (bool, string) {
 		select {
-		case <-n.done:
+		case <-done:
 			b, _ := os.ReadFile(n.logPath)
-			t.Fatalf("node %s exited: %s", name, b)
+			t.Fatalf("node %s exited: %s", n.name, b)
 		default:
 		}
 		b, _ := os.ReadFile(n.logPath)
-		m := servingLine.FindSubmatch(b)
+		m := servingLine.FindSubmatch(b[min(int(from), len(b)):])
 		if m == nil {
 			return false, "not yet"
 		}
 		n.addr = string(m[1])
 		return true, ""
 	})
-	n.http = &http.Client{
+	n.http = dialing(n.addr)
+}
+
+// dialing is an HTTP client whose every connection goes to addr, whatever
+// host the URL names (service hosts do not resolve).
+func dialing(addr string) *http.Client {
+	return &http.Client{
 		Timeout: 20 * time.Second,
 		Transport: &http.Transport{
 			Proxy: nil,
 			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 				var d net.Dialer
-				return d.DialContext(ctx, network, n.addr)
+				return d.DialContext(ctx, network, addr)
 			},
 			DisableKeepAlives: true,
 		},
 	}
-	return n
 }
 
 func (n *node) stop() {
@@ -228,14 +247,45 @@ func cleanEnv() []string {
 	return env
 }
 
-// cli runs the usher CLI with this node's config (credentials live in etcd,
-// so any node's config works against any node; this one targets n).
+// directConfig writes a copy of the node's config.json whose server is this
+// node's own listener (config.json names the cluster's public URL).
+func (n *node) directConfig() (string, error) {
+	b, err := os.ReadFile(filepath.Join(n.dataDir, "config.json"))
+	if err != nil {
+		return "", err
+	}
+	var conf map[string]any
+	if err := json.Unmarshal(b, &conf); err != nil {
+		return "", err
+	}
+	conf["server"] = "http://" + n.addr
+	b, _ = json.Marshal(conf)
+	// One file per call: concurrent CLI runs against one node must not see
+	// each other's half-written file.
+	f, err := os.CreateTemp(n.dir, "direct-*.json")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if _, err := f.Write(b); err != nil {
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// cli runs the usher CLI with this node's credential against this node
+// (credentials live in etcd, so any node's config works against any node).
 func (n *node) cli(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	conf, err := n.directConfig()
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(conf)
 	cmd := exec.CommandContext(ctx, usherBin, args...)
 	cmd.Dir = n.dir
-	cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"), "USHER_CONFIG="+filepath.Join(n.dataDir, "config.json"))
+	cmd.Env = append(cleanEnv(), "HOME="+filepath.Join(n.dir, "home"), "USHER_CONFIG="+conf)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {

@@ -35,6 +35,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -59,6 +60,11 @@ const DefaultPrefix = "/usher/"
 // DefaultDialTimeout bounds Open's first round trip to the cluster.
 const DefaultDialTimeout = 5 * time.Second
 
+// DefaultRequestTimeout bounds each Get, List, Put and Delete: a frozen or
+// partitioned member, or a leader election, costs a caller at most this long
+// before it gets store.ErrUnavailable (and its retry goes to another member).
+const DefaultRequestTimeout = 2 * time.Second
+
 // defaultQueueSize is how many events a watcher may leave undelivered (as in
 // the bolt backend).
 const defaultQueueSize = 1024
@@ -81,6 +87,11 @@ type Config struct {
 	CAFile   string
 	// DialTimeout bounds Open's first round trip; default DefaultDialTimeout.
 	DialTimeout time.Duration
+	// RequestTimeout bounds each read and write; default
+	// DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// Log receives the etcd client's own logs (default: discarded).
+	Log *slog.Logger
 }
 
 type kvPair = mvccpb.KeyValue
@@ -90,6 +101,8 @@ type Store struct {
 	cli    *clientv3.Client
 	prefix string
 	desc   string // endpoints, for messages
+	// timeout bounds each read and write (Config.RequestTimeout).
+	timeout time.Duration
 	// queueSize is how many events a watcher may leave undelivered before
 	// it is ended with store.ErrCompacted.
 	queueSize int
@@ -127,14 +140,27 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		timeout = DefaultDialTimeout
 	}
 	desc := strings.Join(cfg.Endpoints, ",")
+	reqTimeout := cfg.RequestTimeout
+	if reqTimeout <= 0 {
+		reqTimeout = DefaultRequestTimeout
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,
 		DialTimeout: timeout,
 		TLS:         tlsConf,
-		// Notice a member that vanished without closing its connections
-		// (power loss, partition) and move to another one.
-		DialKeepAliveTime:    10 * time.Second,
-		DialKeepAliveTimeout: 5 * time.Second,
+		// Notice a member that vanished or froze without closing its
+		// connections (power loss, partition, SIGSTOP) and move to another
+		// one. etcd refuses pings more often than every 5s
+		// (--grpc-keepalive-min-time), so 5s is the floor; each request's
+		// own timeout (RequestTimeout) bounds what a caller waits meanwhile.
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: time.Second,
+		PermitWithoutStream:  true,
+		Logger:               zapToSlog(log), // logs.go
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd: connect to %s: %w", desc, err)
@@ -154,7 +180,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 
 	sctx, cancel := context.WithCancel(context.Background())
-	return &Store{cli: cli, prefix: prefix, desc: desc, queueSize: defaultQueueSize, ctx: sctx, cancel: cancel}, nil
+	return &Store{cli: cli, prefix: prefix, desc: desc, timeout: reqTimeout, queueSize: defaultQueueSize, ctx: sctx, cancel: cancel}, nil
 }
 
 // checkEndpoint accepts HOST:PORT or an http(s) URL with one.
@@ -288,7 +314,34 @@ func (s *Store) wrap(op, key string, err error) error {
 	if errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted {
 		return fmt.Errorf("etcd: %s %q: value too large for etcd (its --max-request-bytes defaults to 1.5 MiB; the client sends at most 2 MiB): %w", op, key, err)
 	}
+	if unavailable(err) {
+		return fmt.Errorf("etcd: %s %q: no answer from %s: %w (%w)", op, key, s.desc, store.ErrUnavailable, err)
+	}
 	return fmt.Errorf("etcd: %s %q: %w", op, key, err)
+}
+
+// unavailable reports whether err means etcd did not answer in time, so a
+// write's outcome is unknown.
+func unavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	for _, e := range []error{rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost,
+		rpctypes.ErrNoLeader, rpctypes.ErrLeaderChanged, rpctypes.ErrGRPCTimeout, rpctypes.ErrGRPCNoLeader, rpctypes.ErrGRPCLeaderChanged} {
+		if errors.Is(err, e) || err.Error() == e.Error() {
+			return true
+		}
+	}
+	return false
+}
+
+// opCtx bounds one read or write by the store's request timeout.
+func (s *Store) opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
 }
 
 // entry turns an etcd key-value into a store entry, stripping the prefix.
@@ -306,6 +359,8 @@ func (s *Store) Get(ctx context.Context, key string) (store.Entry, error) {
 	if err := s.check(ctx); err != nil {
 		return store.Entry{}, err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix+key)
 	if err != nil {
 		return store.Entry{}, s.wrap("get", key, err)
@@ -323,6 +378,8 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, int64, 
 	if err := s.check(ctx); err != nil {
 		return nil, 0, err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	resp, err := s.cli.Get(ctx, s.prefix+prefix, clientv3.WithPrefix(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
@@ -357,6 +414,8 @@ func (s *Store) Put(ctx context.Context, key string, value []byte, expected int6
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	k, v := s.prefix+key, string(value)
 	if expected == store.AnyRevision {
 		resp, err := s.cli.Put(ctx, k, v)
@@ -392,6 +451,8 @@ func (s *Store) Delete(ctx context.Context, key string, expected int64) (int64, 
 	if err := s.check(ctx); err != nil {
 		return 0, err
 	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
 	k := s.prefix + key
 	switch expected {
 	case store.AnyRevision:
