@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -55,16 +54,6 @@ func clusterPublicURL(ctx context.Context, st store.Store, own string, given boo
 		}
 	}
 	return "", errors.New("the cluster's public URL keeps changing")
-}
-
-// urlSchemePort splits a public URL into the scheme and port service URLs
-// carry ("" for the scheme's default port).
-func urlSchemePort(publicURL string) (scheme, port string, err error) {
-	u, err := url.Parse(publicURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", "", fmt.Errorf("--public-url %q: want http[s]://HOST[:PORT]", publicURL)
-	}
-	return u.Scheme, u.Port(), nil
 }
 
 // rotateOnSignal makes a new signing key current on SIGUSR1 (a suspected key
