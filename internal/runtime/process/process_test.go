@@ -22,6 +22,7 @@ import (
 const helperEnv = "USHER_PROCESS_TEST_HELPER"
 
 func TestMain(m *testing.M) {
+	SandboxInit() // sandboxed instances' init is this binary
 	if os.Getenv(helperEnv) == "1" {
 		helperMain()
 		return
