@@ -48,5 +48,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringArrayVar(&cfg.TrustedIssuers, "trusted-issuer", nil, "an external OIDC issuer URL whose identity tokens the gateway accepts (repeatable; groups from the \"groups\" claim)")
 	f.DurationVar(&cfg.MaxStaleness, "max-staleness", 5*time.Second, "with an etcd store: how long this node serves after it last confirmed its state is current; after that every service request gets 503 and /readyz fails until it catches up")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in logs (default: the hostname)")
+	f.BoolVar(&cfg.UnsandboxedProcesses, "unsandboxed-processes", false, "where file:// instances cannot be sandboxed (not root, no namespaces), run them anyway as Usher's user, with access to the host (every instance's log says so)")
+	f.StringVar(&cfg.InstanceUser, "instance-user", "65534:65534", "UID[:GID] sandboxed file:// instances run as (never root)")
 	return cmd
 }

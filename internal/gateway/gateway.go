@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -64,6 +65,10 @@ type Config struct {
 	// request, to private and public services alike, gets 503: a node that
 	// cannot confirm its access policies fails closed.
 	Fresh func() bool
+	// DialInstance, if set, connects to an instance's Lease.Addr instead of
+	// a plain TCP dial: sandboxed process instances listen only inside
+	// their own network namespace (process.Runtime.DialContext).
+	DialInstance func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -94,9 +99,11 @@ func New(cfg Config) *Gateway {
 		cfg.Now = time.Now
 	}
 	g := &Gateway{cfg: cfg}
+	tr := newInstanceTransport()
+	tr.dial = cfg.DialInstance
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    newInstanceTransport(),
+		Transport:    tr,
 		ErrorHandler: g.proxyError,
 		// FlushInterval stays 0: ReverseProxy already flushes server-sent
 		// events and unsized (streamed) responses after every write, and a

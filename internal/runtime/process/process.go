@@ -60,6 +60,10 @@ type Config struct {
 	// machine cannot (ErrNoSandbox), Start refuses every instance: the
 	// runtime never falls back to running them unisolated.
 	Sandbox *Sandbox
+
+	// WarnUnsandboxed makes every unsandboxed instance say in its logs
+	// that it is not isolated (the operator chose to run it so).
+	WarnUnsandboxed bool
 }
 
 // Runtime runs file:///ABS/PATH executables as instances.
@@ -320,6 +324,9 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 
 	if r.cfg.Sandbox != nil {
 		return r.launchSandboxed(spec, env, path, argv, id, port)
+	}
+	if r.cfg.WarnUnsandboxed && spec.Logs != nil {
+		fmt.Fprintf(spec.Logs, "usher: instance %s is NOT sandboxed (--unsandboxed-processes): it runs as Usher's user with access to the host\n", id)
 	}
 	if err := os.MkdirAll(r.cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work dir: %w", err)
