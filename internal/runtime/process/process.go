@@ -293,6 +293,7 @@ type instance struct {
 	relays   []net.Listener // inside ns
 	status   *os.File       // the init's report of the program's end
 	release  func()         // gives src back
+	lifeline *os.File       // the init exits when this closes
 
 	done    chan struct{}
 	err     error // set before done is closed
@@ -452,7 +453,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		})
 	}
 	serr := setup()
-	cfgW.Close()
+	in.lifeline = cfgW // closed when the instance is gone: see sandboxInit
 	logs := spec.Logs
 	if logs == nil {
 		logs = io.Discard
@@ -510,6 +511,9 @@ func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
 	}
 	if in.release != nil {
 		in.release()
+	}
+	if in.lifeline != nil {
+		in.lifeline.Close()
 	}
 
 	var ee *exec.ExitError

@@ -67,7 +67,13 @@ func sandboxInit() (int, error) {
 	if err := json.NewDecoder(cfgFile).Decode(&cfg); err != nil {
 		return 125, fmt.Errorf("config: %w", err)
 	}
-	cfgFile.Close()
+	// Usher holds the other end for the instance's life: when it ends,
+	// however Usher died, so does the sandbox. (Pdeathsig alone is not
+	// enough: changing credentials below clears it.)
+	go func() {
+		io.Copy(io.Discard, cfgFile)
+		os.Exit(137)
+	}()
 	if err := sandboxMounts(cfg.Hide); err != nil {
 		return 125, err
 	}
@@ -87,6 +93,7 @@ func sandboxInit() (int, error) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return 125, fmt.Errorf("no_new_privs: %w", err)
 	}
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
 	// Signals for the instance reach it from Usher through the process
 	// group; the init only outlives it.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)

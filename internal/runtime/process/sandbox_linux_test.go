@@ -1,10 +1,12 @@
 package process
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,6 +31,40 @@ func TestSandboxConformance(t *testing.T) {
 	app := buildTestApp(t)
 	rt := sandboxRuntime(t, Sandbox{ReachEnv: []string{"GCE_METADATA_HOST", "TESTAPP_BEACON"}})
 	runtimetest.Run(t, rt, func(t *testing.T, name string) string { return "file://" + app })
+}
+
+// TestSandboxDiesWithUsher: a SIGKILLed Usher takes its sandboxed instances
+// along, although their init changed credentials (which clears Pdeathsig).
+func TestSandboxDiesWithUsher(t *testing.T) {
+	sandboxRuntime(t, Sandbox{})
+	app := buildTestApp(t)
+	b := runtimetest.NewBeacon(t)
+	helper := exec.Command(os.Args[0], "-test.run=^$")
+	helper.Env = append(os.Environ(),
+		helperEnv+"=1",
+		"HELPER_SANDBOX=1",
+		"HELPER_IMAGE=file://"+app,
+		"HELPER_BEACON="+b.Env().Value,
+	)
+	helper.Stderr = os.Stderr
+	stdout, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer helper.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "started") {
+		t.Fatalf("helper: %q, %v", line, err)
+	}
+	b.WaitHellos(t, 1)
+	if err := helper.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	helper.Wait()
+	b.WaitGone(t)
 }
 
 // TestSandboxEscapes plays a hostile instance: everything it must not reach
