@@ -22,6 +22,9 @@ var (
 	echoBin  string
 	// frontendBin calls another service with a token from the metadata server.
 	frontendBin string
+	// proberBin is runtimetest's test app: it reads files, dials addresses
+	// and says who it runs as, for the sandbox's escape tests.
+	proberBin string
 )
 
 const (
@@ -43,12 +46,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend")
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend", "./internal/runtime/runtimetest/testapp")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	usherBin, helloBin, echoBin, frontendBin = bins[0], bins[1], bins[2], bins[3]
+	usherBin, helloBin, echoBin, frontendBin, proberBin = bins[0], bins[1], bins[2], bins[3], bins[4]
 	return m.Run()
 }
 

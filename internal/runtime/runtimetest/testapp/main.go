@@ -169,6 +169,9 @@ func main() {
 			return
 		}
 		req.Header.Set("Metadata-Flavor", "Google")
+		if h := r.URL.Query().Get("host"); h != "" {
+			req.Host = h
+		}
 		if tok := r.URL.Query().Get("bearer"); tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
