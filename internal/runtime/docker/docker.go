@@ -12,7 +12,9 @@
 // it either way. --command replaces the image's ENTRYPOINT and --args its CMD
 // (Cloud Run's semantics, which are Docker's). Resource limits
 // (InstanceSpec.CPU and Memory) become the container's NanoCPUs and Memory,
-// with no swap beyond the memory limit. Output is attached from the start and
+// with no swap beyond the memory limit; a revision without a memory limit
+// gets DefaultMemory (Cloud Run's default), and every container at most
+// DefaultPids processes and threads, so no instance can exhaust the host. Output is attached from the start and
 // passed on to InstanceSpec.Logs line by line. The instance is ready when its
 // port accepts TCP connections. Stop sends SIGTERM to the container's main
 // process, then SIGKILL after the grace period (through the engine's kill
@@ -503,9 +505,19 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 	return in, nil
 }
 
+// Limits every container gets.
+const (
+	DefaultMemory = "512Mi" // when the revision sets none, as on Cloud Run
+	DefaultPids   = 1024    // processes and threads
+)
+
 // resources turns the spec's limits into container resources.
 func resources(spec runtime.InstanceSpec) (container.Resources, error) {
-	var res container.Resources
+	pids := int64(DefaultPids)
+	res := container.Resources{PidsLimit: &pids}
+	if spec.Memory == "" {
+		spec.Memory = DefaultMemory
+	}
 	if spec.CPU != "" {
 		milli, err := runtime.ParseCPU(spec.CPU)
 		if err != nil {

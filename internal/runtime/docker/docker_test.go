@@ -263,6 +263,19 @@ func TestContainerEnvAndConfig(t *testing.T) {
 	}
 }
 
+func TestDefaultLimits(t *testing.T) {
+	res := mustResources(t, "", "")
+	if res.Memory != 512<<20 || res.MemorySwap != 512<<20 {
+		t.Errorf("no --memory: Memory %d MemorySwap %d, want %d (Cloud Run's default, no swap)", res.Memory, res.MemorySwap, 512<<20)
+	}
+	if res.PidsLimit == nil || *res.PidsLimit != DefaultPids {
+		t.Errorf("PidsLimit = %v, want %d", res.PidsLimit, DefaultPids)
+	}
+	if res.NanoCPUs != 0 {
+		t.Errorf("no --cpu: NanoCPUs %d, want 0 (no limit)", res.NanoCPUs)
+	}
+}
+
 func mustResources(t *testing.T, cpu, mem string) (res container.Resources) {
 	t.Helper()
 	res, err := resources(runtime.InstanceSpec{CPU: cpu, Memory: mem})
@@ -348,6 +361,12 @@ func TestLabelsAndLimits(t *testing.T) {
 	}
 	if hc.Memory != 64<<20 || hc.MemorySwap != 64<<20 {
 		t.Errorf("Memory = %d, MemorySwap = %d, want %d (--memory 64Mi, no swap)", hc.Memory, hc.MemorySwap, 64<<20)
+	}
+	if hc.PidsLimit == nil || *hc.PidsLimit != DefaultPids {
+		t.Errorf("PidsLimit = %v, want %d", hc.PidsLimit, DefaultPids)
+	}
+	if len(hc.PortBindings) != 0 && rt.direct {
+		t.Errorf("PortBindings = %v, want none (instances are dialed at their container IP)", hc.PortBindings)
 	}
 	if hc.AutoRemove {
 		t.Error("AutoRemove is on; Usher removes its containers itself")
