@@ -117,8 +117,8 @@ type Config struct {
 	Host string
 
 	// Network is the name of the Docker network instances join; default
-	// "bridge". "host" and "none" are refused: every instance listens on
-	// port 8080 of its own network namespace.
+	// DefaultNetwork, created when missing. "host" and "none" are refused:
+	// every instance listens on port 8080 of its own network namespace.
 	Network string
 
 	// Addressing says how Usher reaches instances; default AddrAuto.
@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, errors.New("docker: Config.Owner is required: it labels this Usher's containers")
 	}
 	if cfg.Network == "" {
-		cfg.Network = "bridge"
+		cfg.Network = DefaultNetwork
 	}
 	switch cfg.Network {
 	case "host", "none":
@@ -218,8 +218,23 @@ func (r *Runtime) connect(ctx context.Context) error {
 		return fmt.Errorf("docker: engine at %s runs %s containers; Usher runs Linux containers", host, info.Info.OSType)
 	}
 	nw, err := r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
+	if err != nil && r.network == DefaultNetwork && cerrdefs.IsNotFound(err) {
+		_, cerr := r.c.NetworkCreate(ctx, DefaultNetwork, client.NetworkCreateOptions{
+			Driver:  "bridge",
+			Options: map[string]string{iccOption: "false"},
+			Labels:  map[string]string{LabelManaged: "true"},
+		})
+		if cerr != nil && !cerrdefs.IsConflict(cerr) { // another Usher may have just made it
+			return fmt.Errorf("docker: engine at %s: creating network %q: %w", host, r.network, cerr)
+		}
+		nw, err = r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
+	}
 	if err != nil {
 		return fmt.Errorf("docker: engine at %s: network %q: %w", host, r.network, err)
+	}
+	if r.network == DefaultNetwork && nw.Network.Options[iccOption] != "false" {
+		// Fail closed: on it, one service's container reaches another's.
+		return fmt.Errorf("docker: engine at %s: network %q lets containers talk to each other (%s is not false); remove it and Usher recreates it", host, r.network, iccOption)
 	}
 	for _, ipam := range nw.Network.IPAM.Config {
 		if ipam.Gateway.Is4() {
@@ -252,6 +267,16 @@ func (r *Runtime) connect(ctx context.Context) error {
 	}
 	return nil
 }
+
+// DefaultNetwork is the bridge network instances join unless
+// Config.Network names another. Usher creates it with inter-container
+// communication disabled: a container reaches the host (Usher's gateway, its
+// metadata server) and, through NAT, the internet, but no other container,
+// so no service's instance bypasses another service's IAM.
+const DefaultNetwork = "usher-instances"
+
+// iccOption turns inter-container traffic on a bridge network on or off.
+const iccOption = "com.docker.network.bridge.enable_icc"
 
 // bridgeAddr is the IPv4 address, within the network's subnets, of the host
 // interface of a bridge network, or "" if there is none on this host.

@@ -330,6 +330,51 @@ func TestHelloFromScratch(t *testing.T) {
 	}
 }
 
+// TestContainersIsolated: on the default network a container reaches the
+// host (where Usher's gateway and metadata server listen) but not another
+// service's container, and its port is not published on the host.
+func TestContainersIsolated(t *testing.T) {
+	needEngine(t)
+	rt := newRuntime(t, Config{Addressing: AddrContainerIP})
+	spec := func(svc string) runtime.InstanceSpec {
+		return runtime.InstanceSpec{Image: images[runtimetest.App], Service: svc, Revision: svc + "-00001-abc"}
+	}
+	a, b := start(t, rt, spec("a")), start(t, rt, spec("b"))
+	host, err := net.Listen("tcp", net.JoinHostPort(rt.HostGateway(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	go func() {
+		for {
+			c, err := host.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		name, addr string
+		want       int
+	}{
+		{"OtherContainer", b.Addr(), http.StatusBadGateway},
+		{"Host", host.Addr().String(), http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + a.Addr() + "/dial?addr=" + tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("container a dialing %s: %d %s, want %d", tc.addr, resp.StatusCode, body, tc.want)
+			}
+		})
+	}
+}
+
 func TestLabelsAndLimits(t *testing.T) {
 	rt := newRuntime(t, Config{})
 	in := start(t, rt, runtime.InstanceSpec{
