@@ -14,7 +14,13 @@
 // working directory to an instance, or leave an instance's processes running
 // after Start failed or Stop returned.
 //
-// Caveats. This is not a sandbox: instances run as Usher's user with full
+// With Config.Sandbox (what `usher serve` uses when it runs as root on
+// Linux) every instance is isolated as Sandbox describes: its port exists
+// only in its own network namespace, Addr is then a key for DialContext,
+// and the host's files, other instances and the host's loopback are out of
+// reach. The rest of this comment is about unsandboxed instances.
+//
+// Caveats. Without a sandbox, instances run as Usher's user with full
 // access to the host. On Linux instances are started with Pdeathsig SIGKILL
 // (from a dedicated, never-exiting OS thread, since the signal is tied to the
 // thread that forked), so the main process of an instance dies with Usher even
