@@ -219,19 +219,34 @@ func openNetns(pid int) (*netns, error) {
 
 func (ns *netns) Close() error { return ns.f.Close() }
 
-// do runs f on a thread inside the namespace. The thread is never unlocked,
-// so it dies with the goroutine instead of going back to the Go scheduler in
-// the wrong namespace; the Go runtime starts new threads from a clean one.
-// Sockets f creates stay in the namespace after it returns.
+// do runs f on a thread inside the namespace; sockets f creates stay in
+// the namespace after it returns. The thread goes back to its own namespace
+// afterwards: it may be the main thread, whose namespace is what /proc/net
+// shows (the metadata server's peer lookups read it), and which the Go
+// runtime never ends. If it cannot go back, it stays locked and dies with
+// the goroutine instead of returning to the scheduler in the wrong
+// namespace (the Go runtime starts new threads from a clean one).
 func (ns *netns) do(f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		goruntime.LockOSThread()
-		if err := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("enter network namespace: %w", err)
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- fmt.Errorf("own network namespace: %w", err)
+			goruntime.UnlockOSThread()
 			return
 		}
-		errc <- f()
+		defer orig.Close()
+		if err := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			goruntime.UnlockOSThread()
+			return
+		}
+		err = f()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			goruntime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
