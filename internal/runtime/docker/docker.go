@@ -217,6 +217,30 @@ func (r *Runtime) connect(ctx context.Context) error {
 	if info.Info.OSType != "" && info.Info.OSType != "linux" {
 		return fmt.Errorf("docker: engine at %s runs %s containers; Usher runs Linux containers", host, info.Info.OSType)
 	}
+	// "host-gateway" in ExtraHosts appeared with API 1.41 (Docker 20.10).
+	r.hostAlias = versions.GreaterThanOrEqualTo(r.c.ClientVersion(), "1.41")
+
+	switch r.cfg.Addressing {
+	case AddrContainerIP:
+		r.direct = true
+	case AddrPublished:
+	case AddrAuto:
+		u, err := url.Parse(host)
+		local := err == nil && u.Scheme == "unix"
+		rootless := slices.ContainsFunc(info.Info.SecurityOptions, func(s string) bool {
+			return strings.Contains(s, "name=rootless")
+		})
+		r.direct = goruntime.GOOS == "linux" && local && !rootless
+	default:
+		return fmt.Errorf("docker: unknown Addressing %q", r.cfg.Addressing)
+	}
+	if r.network == DefaultNetwork && !r.direct {
+		// Published ports reach containers through the engine's proxy,
+		// which does not work reliably on a network without
+		// inter-container traffic: such engines (Docker Desktop,
+		// rootless) keep the default bridge.
+		r.network = "bridge"
+	}
 	nw, err := r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
 	if err != nil && r.network == DefaultNetwork && cerrdefs.IsNotFound(err) {
 		_, cerr := r.c.NetworkCreate(ctx, DefaultNetwork, client.NetworkCreateOptions{
@@ -242,23 +266,6 @@ func (r *Runtime) connect(ctx context.Context) error {
 			break
 		}
 	}
-	// "host-gateway" in ExtraHosts appeared with API 1.41 (Docker 20.10).
-	r.hostAlias = versions.GreaterThanOrEqualTo(r.c.ClientVersion(), "1.41")
-
-	switch r.cfg.Addressing {
-	case AddrContainerIP:
-		r.direct = true
-	case AddrPublished:
-	case AddrAuto:
-		u, err := url.Parse(host)
-		local := err == nil && u.Scheme == "unix"
-		rootless := slices.ContainsFunc(info.Info.SecurityOptions, func(s string) bool {
-			return strings.Contains(s, "name=rootless")
-		})
-		r.direct = goruntime.GOOS == "linux" && local && !rootless
-	default:
-		return fmt.Errorf("docker: unknown Addressing %q", r.cfg.Addressing)
-	}
 	if r.gateway == "" && r.direct {
 		// Engines may leave the gateway out of the network's IPAM config
 		// (the default bridge often does): with containers on this host,
@@ -272,7 +279,9 @@ func (r *Runtime) connect(ctx context.Context) error {
 // Config.Network names another. Usher creates it with inter-container
 // communication disabled: a container reaches the host (Usher's gateway, its
 // metadata server) and, through NAT, the internet, but no other container,
-// so no service's instance bypasses another service's IAM.
+// so no service's instance bypasses another service's IAM. It is used with
+// AddrContainerIP only; with AddrPublished instances join "bridge" (see
+// connect).
 const DefaultNetwork = "usher-instances"
 
 // iccOption turns inter-container traffic on a bridge network on or off.
