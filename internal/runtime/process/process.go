@@ -387,6 +387,7 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 
 // launchSandboxed starts an instance in a sandbox (see Sandbox).
 func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path string, argv []string, id string, port int) (*instance, error) {
+	imageExe, _ := imagePath(spec.Image)
 	sb := r.cfg.Sandbox
 	reach := append([]string{}, sb.Reach...)
 	for _, kv := range env {
@@ -455,7 +456,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 			return err
 		}
 		return json.NewEncoder(cfgW).Encode(initConfig{
-			Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide,
+			Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe,
 		})
 	}
 	serr := setup()

@@ -41,6 +41,7 @@ type initConfig struct {
 	Env      []string
 	UID, GID int
 	Hide     []string
+	Image    string // the image's path on the host, mapped in at the same path
 }
 
 // SandboxInit runs the sandbox's init when this process is one, and never
@@ -74,8 +75,20 @@ func sandboxInit() (int, error) {
 		io.Copy(io.Discard, cfgFile)
 		os.Exit(137)
 	}()
+	// Opened in this mount namespace before /tmp is covered: a bind
+	// mount's source must be a mount of the caller's namespace.
+	var imageFD *os.File
+	if cfg.Image != "" {
+		if fd, err := unix.Open(cfg.Image, unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
+			imageFD = os.NewFile(uintptr(fd), "image")
+		}
+	}
 	if err := sandboxMounts(cfg.Hide); err != nil {
 		return 125, err
+	}
+	if imageFD != nil {
+		mapImage(cfg.Image, imageFD)
+		imageFD.Close()
 	}
 	_ = unix.Sethostname([]byte("localhost"))
 	if cfg.UID == 0 {
@@ -158,6 +171,30 @@ func sandboxMounts(hide []string) error {
 		}
 	}
 	return nil
+}
+
+// mapImage makes the image's executable visible, read-only, at its host
+// path when the sandbox's /tmp hides it (arguments may name it). Under a
+// hidden directory it stays invisible: the program runs from fd 5 anyway.
+func mapImage(path string, src *os.File) {
+	if path == "" || !filepath.IsAbs(path) {
+		return
+	}
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	if os.MkdirAll(filepath.Dir(path), 0o755) != nil {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o555)
+	if err != nil {
+		return
+	}
+	f.Close()
+	if unix.Mount("/proc/self/fd/"+strconv.Itoa(int(src.Fd())), path, "", unix.MS_BIND, "") != nil {
+		return
+	}
+	_ = unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID, "")
 }
 
 // sandboxAvailable says why this machine cannot sandbox instances, or nil.

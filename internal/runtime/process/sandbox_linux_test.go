@@ -101,6 +101,16 @@ func TestSandboxEscapes(t *testing.T) {
 	}
 	a, b := start(), start()
 
+	t.Run("ImageAtItsPath", func(t *testing.T) {
+		// gcloud's --command=/usr/bin/env --args=…,IMAGE names the image
+		// by its host path, which is under the hidden /tmp.
+		in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: image, Command: []string{"/usr/bin/env"}, Args: []string{"X=1", app}})
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		in.Stop(context.Background())
+	})
+
 	t.Run("PortClosedOnHost", func(t *testing.T) {
 		_, port, _ := net.SplitHostPort(a.Addr())
 		for _, addr := range []string{a.Addr(), "127.0.0.1:" + port} {

@@ -32,6 +32,7 @@ type initConfig struct {
 	Env      []string
 	UID, GID int
 	Hide     []string
+	Image    string
 }
 
 type netns struct{}
