@@ -8,9 +8,12 @@ import (
 	"syscall"
 
 	"github.com/usher-run/usher/internal/cli"
+	"github.com/usher-run/usher/internal/runtime/process"
 )
 
 func main() {
+	// A sandboxed instance's init is this executable run again.
+	process.SandboxInit()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := cli.Execute(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

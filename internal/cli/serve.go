@@ -61,5 +61,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.IntVar(&cfg.MaxConns, "max-conns", 0, "open connections this node accepts in all; more get 503 (default: the file descriptor limit less 1024; -1: no cap)")
 	f.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", 0, "open connections one client address (IPv6: /64) may hold; more get 429 (default 1000; -1: no cap)")
 	f.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", 30*time.Second, "end a request whose body sends nothing for this long")
+	f.BoolVar(&cfg.UnsandboxedProcesses, "unsandboxed-processes", false, "where file:// instances cannot be sandboxed (not root, no namespaces), run them anyway as Usher's user, with access to the host (every instance's log says so)")
+	f.StringVar(&cfg.InstanceUser, "instance-user", "65534:65534", "UID[:GID] sandboxed file:// instances run as (never root)")
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -67,6 +68,10 @@ type Config struct {
 	// IAP signs people in for services behind the identity-aware proxy
 	// (iap.go); without it such services answer 503.
 	IAP IAP
+	// DialInstance, if set, connects to an instance's Lease.Addr instead of
+	// a plain TCP dial: sandboxed process instances listen only inside
+	// their own network namespace (process.Runtime.DialContext).
+	DialInstance func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -97,9 +102,15 @@ func New(cfg Config) *Gateway {
 		cfg.Now = time.Now
 	}
 	g := &Gateway{cfg: cfg}
+	tr := newInstanceTransport()
+	tr.dial = cfg.DialInstance
+	h2c := newH2CTransport()
+	if cfg.DialInstance != nil {
+		h2c.DialContext = cfg.DialInstance // sandboxed instances speak h2c too
+	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
-		Transport:    byProtocol{h1: newInstanceTransport(), h2c: newH2CTransport()},
+		Transport:    byProtocol{h1: tr, h2c: h2c},
 		ErrorHandler: g.proxyError,
 		// FlushInterval stays 0: ReverseProxy already flushes server-sent
 		// events and unsized (streamed) responses after every write, and a

@@ -27,7 +27,8 @@ import (
 // been processed).
 type instanceTransport struct {
 	dialer      net.Dialer
-	maxIdle     int // per address
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error) // if set, instead of dialer
+	maxIdle     int                                                               // per address
 	idleTimeout time.Duration
 
 	mu   sync.Mutex
@@ -135,7 +136,15 @@ func (t *instanceTransport) conn(ctx context.Context, addr string) (*instanceCon
 		c.Close()
 	}
 	t.mu.Unlock()
-	nc, err := t.dialer.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if t.dial != nil {
+		dctx, cancel := context.WithTimeout(ctx, t.dialer.Timeout)
+		nc, err = t.dial(dctx, "tcp", addr)
+		cancel()
+	} else {
+		nc, err = t.dialer.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, false, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/usher-run/usher/internal/runtime/process"
 	"io"
 	"net"
 	"net/http"
@@ -40,6 +41,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	process.SandboxInit() // sandboxed instances' init is this binary
 	if os.Getenv(helperEnv) == "1" {
 		instanceMain()
 		return

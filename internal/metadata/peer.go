@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 
 	"github.com/usher-run/usher/internal/runtime/process"
 )
@@ -69,6 +70,41 @@ func ProcessInstances(revision string, owner func(pgid int) (revision string, kn
 			if rev, known := owner(leader); known && rev != revision {
 				return fmt.Errorf("instance %d belongs to revision %q, not %q", leader, rev, revision)
 			}
+		}
+		return nil
+	}
+}
+
+// SandboxedProcessInstances returns an Identity.CheckPeer for the instances
+// of one revision run by a sandboxed process runtime (process.Sandbox). Such
+// an instance has its own network namespace: its connections to the
+// metadata host reach this listener through Usher's own relay, which dials
+// from a loopback address unique to the instance. A connection passes only
+// when the kernel says Usher itself holds its client end (process.PeerPIDs:
+// no other local process, which could pick the same source address) and
+// lookup (process.Runtime.InstanceAt) places that source address in a live
+// instance of revision. Nothing the instance says counts.
+func SandboxedProcessInstances(revision string, lookup func(ip netip.Addr) (revision string, known bool)) func(local, remote netip.AddrPort) error {
+	self := os.Getpid()
+	return func(local, remote netip.AddrPort) error {
+		if revision == "" || lookup == nil {
+			return errors.New("SandboxedProcessInstances: no revision or lookup")
+		}
+		pids, err := process.PeerPIDs(local, remote)
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			if pid != self {
+				return fmt.Errorf("the client socket is held by process %d, not by Usher's relay", pid)
+			}
+		}
+		got, known := lookup(remote.Addr().Unmap())
+		if !known {
+			return fmt.Errorf("%s is not the address of a sandboxed instance", remote.Addr())
+		}
+		if got != revision {
+			return fmt.Errorf("the instance at %s belongs to revision %q, not %q", remote.Addr(), got, revision)
 		}
 		return nil
 	}

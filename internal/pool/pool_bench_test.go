@@ -3,8 +3,12 @@ package pool
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"testing"
 	"time"
+
+	"github.com/usher-run/usher/internal/runtime/process"
 )
 
 // BenchmarkColdStart: from a request for a revision with no instance to its
@@ -21,6 +25,43 @@ func BenchmarkColdStart(b *testing.B) {
 		if err := call(ctx, p, rev, "/"); err != nil {
 			b.Fatal(err)
 		}
+		total += time.Since(begin)
+		p.Retire(ctx, func(string) bool { return false })
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/coldstart")
+}
+
+// BenchmarkColdStartSandboxed: as BenchmarkColdStart, with the instance in
+// the process sandbox (namespaces, its init, relays), reached through its
+// network namespace. Needs root.
+func BenchmarkColdStartSandboxed(b *testing.B) {
+	rt := process.New(process.Config{Sandbox: &process.Sandbox{}})
+	if ok, err := rt.Sandboxed(); !ok {
+		b.Skipf("no sandbox here: %v", err)
+	}
+	app := build(b, "./testdata/slowapp")
+	p := New(Config{Runtime: rt, StopGrace: time.Second})
+	defer p.Close(context.Background())
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext:       rt.DialContext,
+	}}
+	ctx := context.Background()
+	var total time.Duration
+	for i := 0; b.Loop(); i++ {
+		rev := revision(fmt.Sprintf("svc-%05d-abc", i), app)
+		begin := time.Now()
+		lease, err := p.Acquire(ctx, Key(rev), rev)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp, err := client.Get("http://" + lease.Addr() + "/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		lease.Release()
 		total += time.Since(begin)
 		p.Retire(ctx, func(string) bool { return false })
 	}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -115,6 +116,14 @@ type Instance interface {
 	// returns ctx.Err(). It is idempotent and safe for concurrent use;
 	// stopping an instance that already exited returns nil.
 	Stop(ctx context.Context) error
+}
+
+// InstanceDialer is implemented by instances that are not reached by
+// dialing Addr from the host, such as sandboxed process instances whose port
+// exists only in their own network namespace: Addr is then a unique key, and
+// DialInstance connects to the instance's port.
+type InstanceDialer interface {
+	DialInstance(ctx context.Context) (net.Conn, error)
 }
 
 var (

@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -111,6 +112,14 @@ type Config struct {
 	// BodyIdleTimeout ends a request whose body stalls longer than this
 	// between two reads (0: 30s).
 	BodyIdleTimeout time.Duration
+	// UnsandboxedProcesses runs file:// instances as plain processes of
+	// Usher's user where the sandbox (process.Sandbox) is not available;
+	// every instance then says so in its logs. Without it such a machine
+	// refuses to run file:// images.
+	UnsandboxedProcesses bool
+	// InstanceUser is the "UID[:GID]" sandboxed instances run as
+	// (default 65534:65534, nobody).
+	InstanceUser string
 }
 
 func (c *Config) setDefaults() {
@@ -262,7 +271,10 @@ func Run(ctx context.Context, cfg Config) error {
 	serviceLogs := logs.New[logs.Entry](0)
 	md := metadata.New(metadata.Config{Minter: iss, AccountUsable: live.Usable, Log: log.With("component", "metadata")})
 	defer md.Close()
-	runtimes := runtimesFor(ctx, cfg, log)
+	runtimes, err := runtimesFor(ctx, cfg, ln.Addr().String(), log)
+	if err != nil {
+		return err
+	}
 	if d, ok := runtimes.Docker.(*docker.Runtime); ok {
 		defer d.Close()
 	}
@@ -297,6 +309,13 @@ func Run(ctx context.Context, cfg Config) error {
 		Log:      log.With("component", "gateway"),
 		OnDenied: auditDenials(trail, recordDenial(denials)),
 		IAP:      signIn,
+		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if p, ok := runtimes.Process.(*process.Runtime); ok {
+				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
 	})
 	gwTable = gw.Table
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
@@ -416,8 +435,20 @@ func Run(ctx context.Context, cfg Config) error {
 // other image runs on the local Docker engine when one answers, and deploying
 // one fails with the engine's problem when none does. Containers a killed
 // Usher left behind are removed first.
-func runtimesFor(ctx context.Context, cfg Config, log *slog.Logger) runtime.ByImage {
-	rts := runtime.ByImage{Process: process.New(process.Config{})}
+func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.Logger) (runtime.ByImage, error) {
+	pcfg, err := processConfig(cfg, listenAddr)
+	if err != nil {
+		return runtime.ByImage{}, err
+	}
+	p := process.New(pcfg)
+	if ok, err := p.Sandboxed(); ok {
+		log.Info("file:// instances run sandboxed", "user", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID))
+	} else if err != nil {
+		log.Warn("file:// images cannot be deployed: instances cannot be sandboxed here; --unsandboxed-processes runs them as Usher's user, with access to the host", "err", err)
+	} else {
+		log.Warn("file:// instances are NOT sandboxed (--unsandboxed-processes): they run as Usher's user with access to the host, its files and every instance's port")
+	}
+	rts := runtime.ByImage{Process: p}
 	owner, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
 		owner = cfg.DataDir
@@ -426,7 +457,7 @@ func runtimesFor(ctx context.Context, cfg Config, log *slog.Logger) runtime.ByIm
 	if err != nil {
 		log.Info("no Docker engine: container images cannot be deployed (file:// images can)", "err", err)
 		rts.DockerErr = err
-		return rts
+		return rts, nil
 	}
 	if n, err := d.Cleanup(ctx); err != nil {
 		log.Warn("removing containers left by a previous run failed", "err", err)
@@ -439,7 +470,40 @@ func runtimesFor(ctx context.Context, cfg Config, log *slog.Logger) runtime.ByIm
 			"engine", d.EngineHost())
 	}
 	rts.Docker = d
-	return rts
+	return rts, nil
+}
+
+// processConfig configures the process runtime: sandboxed unless the
+// operator asked otherwise, with what an instance must not see hidden and
+// Usher's own listener (the gateway, the API) reachable inside.
+func processConfig(cfg Config, listenAddr string) (process.Config, error) {
+	if cfg.UnsandboxedProcesses {
+		return process.Config{WarnUnsandboxed: true}, nil
+	}
+	sb := &process.Sandbox{Reach: []string{listenAddr}}
+	if cfg.InstanceUser != "" {
+		u, g, hasG := strings.Cut(cfg.InstanceUser, ":")
+		uid, err := strconv.Atoi(u)
+		gid := uid
+		if err == nil && hasG {
+			gid, err = strconv.Atoi(g)
+		}
+		if err != nil || uid <= 0 || gid <= 0 {
+			return process.Config{}, fmt.Errorf("--instance-user %q: want UID[:GID], not root", cfg.InstanceUser)
+		}
+		sb.UID, sb.GID = uid, gid
+	}
+	sb.Hide = append(sb.Hide, cfg.DataDir, cfg.EtcdCert, cfg.EtcdKey, cfg.EtcdCA, cfg.OrgPolicyFile, cfg.TrustedIssuersFile)
+	if dir, err := os.UserConfigDir(); err == nil {
+		sb.Hide = append(sb.Hide, filepath.Join(dir, "usher"))
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		sb.Hide = append(sb.Hide, filepath.Join(home, ".config", "usher"))
+	}
+	if p := os.Getenv("USHER_CONFIG"); p != "" {
+		sb.Hide = append(sb.Hide, p)
+	}
+	return process.Config{Sandbox: sb}, nil
 }
 
 // runtimeIdentity gives each revision its metadata server: instances find it
@@ -462,6 +526,11 @@ func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) f
 		switch {
 		case runtime.IsFileImage(rev.Spec.Containers[0].Image):
 			check = metadata.ProcessInstances(rev.Metadata.Name, nil)
+			if p, ok := rts.Process.(*process.Runtime); ok {
+				if sandboxed, _ := p.Sandboxed(); sandboxed {
+					check = metadata.SandboxedProcessInstances(rev.Metadata.Name, p.InstanceAt)
+				}
+			}
 		case d != nil && d.DirectAddressing() && d.HostGateway() != "":
 			listen = d.HostGateway()
 			check = metadata.DockerInstances(rev.Metadata.Name, func(ip netip.Addr) (string, bool) {

@@ -24,6 +24,9 @@ var (
 	frontendBin string
 	// grpcBin serves grpc.health.v1 over h2c (--use-http2).
 	grpcBin string
+	// proberBin is runtimetest's test app: it reads files, dials addresses
+	// and says who it runs as, for the sandbox's escape tests.
+	proberBin string
 )
 
 const (
@@ -45,12 +48,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend", "./test/e2e/testdata/grpchealth")
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend", "./test/e2e/testdata/grpchealth", "./internal/runtime/runtimetest/testapp")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	usherBin, helloBin, echoBin, frontendBin, grpcBin = bins[0], bins[1], bins[2], bins[3], bins[4]
+	usherBin, helloBin, echoBin, frontendBin, grpcBin, proberBin = bins[0], bins[1], bins[2], bins[3], bins[4], bins[5]
 	return m.Run()
 }
 

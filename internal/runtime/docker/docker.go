@@ -12,7 +12,9 @@
 // it either way. --command replaces the image's ENTRYPOINT and --args its CMD
 // (Cloud Run's semantics, which are Docker's). Resource limits
 // (InstanceSpec.CPU and Memory) become the container's NanoCPUs and Memory,
-// with no swap beyond the memory limit. Output is attached from the start and
+// with no swap beyond the memory limit; a revision without a memory limit
+// gets DefaultMemory (Cloud Run's default), and every container at most
+// DefaultPids processes and threads, so no instance can exhaust the host. Output is attached from the start and
 // passed on to InstanceSpec.Logs line by line. The instance is ready when its
 // port accepts TCP connections. Stop sends SIGTERM to the container's main
 // process, then SIGKILL after the grace period (through the engine's kill
@@ -115,8 +117,8 @@ type Config struct {
 	Host string
 
 	// Network is the name of the Docker network instances join; default
-	// "bridge". "host" and "none" are refused: every instance listens on
-	// port 8080 of its own network namespace.
+	// DefaultNetwork, created when missing. "host" and "none" are refused:
+	// every instance listens on port 8080 of its own network namespace.
 	Network string
 
 	// Addressing says how Usher reaches instances; default AddrAuto.
@@ -163,7 +165,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 		return nil, errors.New("docker: Config.Owner is required: it labels this Usher's containers")
 	}
 	if cfg.Network == "" {
-		cfg.Network = "bridge"
+		cfg.Network = DefaultNetwork
 	}
 	switch cfg.Network {
 	case "host", "none":
@@ -215,16 +217,6 @@ func (r *Runtime) connect(ctx context.Context) error {
 	if info.Info.OSType != "" && info.Info.OSType != "linux" {
 		return fmt.Errorf("docker: engine at %s runs %s containers; Usher runs Linux containers", host, info.Info.OSType)
 	}
-	nw, err := r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
-	if err != nil {
-		return fmt.Errorf("docker: engine at %s: network %q: %w", host, r.network, err)
-	}
-	for _, ipam := range nw.Network.IPAM.Config {
-		if ipam.Gateway.Is4() {
-			r.gateway = ipam.Gateway.String()
-			break
-		}
-	}
 	// "host-gateway" in ExtraHosts appeared with API 1.41 (Docker 20.10).
 	r.hostAlias = versions.GreaterThanOrEqualTo(r.c.ClientVersion(), "1.41")
 
@@ -242,6 +234,38 @@ func (r *Runtime) connect(ctx context.Context) error {
 	default:
 		return fmt.Errorf("docker: unknown Addressing %q", r.cfg.Addressing)
 	}
+	if r.network == DefaultNetwork && !r.direct {
+		// Published ports reach containers through the engine's proxy,
+		// which does not work reliably on a network without
+		// inter-container traffic: such engines (Docker Desktop,
+		// rootless) keep the default bridge.
+		r.network = "bridge"
+	}
+	nw, err := r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
+	if err != nil && r.network == DefaultNetwork && cerrdefs.IsNotFound(err) {
+		_, cerr := r.c.NetworkCreate(ctx, DefaultNetwork, client.NetworkCreateOptions{
+			Driver:  "bridge",
+			Options: map[string]string{iccOption: "false"},
+			Labels:  map[string]string{LabelManaged: "true"},
+		})
+		if cerr != nil && !cerrdefs.IsConflict(cerr) { // another Usher may have just made it
+			return fmt.Errorf("docker: engine at %s: creating network %q: %w", host, r.network, cerr)
+		}
+		nw, err = r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("docker: engine at %s: network %q: %w", host, r.network, err)
+	}
+	if r.network == DefaultNetwork && nw.Network.Options[iccOption] != "false" {
+		// Fail closed: on it, one service's container reaches another's.
+		return fmt.Errorf("docker: engine at %s: network %q lets containers talk to each other (%s is not false); remove it and Usher recreates it", host, r.network, iccOption)
+	}
+	for _, ipam := range nw.Network.IPAM.Config {
+		if ipam.Gateway.Is4() {
+			r.gateway = ipam.Gateway.String()
+			break
+		}
+	}
 	if r.gateway == "" && r.direct {
 		// Engines may leave the gateway out of the network's IPAM config
 		// (the default bridge often does): with containers on this host,
@@ -250,6 +274,18 @@ func (r *Runtime) connect(ctx context.Context) error {
 	}
 	return nil
 }
+
+// DefaultNetwork is the bridge network instances join unless
+// Config.Network names another. Usher creates it with inter-container
+// communication disabled: a container reaches the host (Usher's gateway, its
+// metadata server) and, through NAT, the internet, but no other container,
+// so no service's instance bypasses another service's IAM. It is used with
+// AddrContainerIP only; with AddrPublished instances join "bridge" (see
+// connect).
+const DefaultNetwork = "usher-instances"
+
+// iccOption turns inter-container traffic on a bridge network on or off.
+const iccOption = "com.docker.network.bridge.enable_icc"
 
 // bridgeAddr is the IPv4 address, within the network's subnets, of the host
 // interface of a bridge network, or "" if there is none on this host.
@@ -503,9 +539,19 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 	return in, nil
 }
 
+// Limits every container gets.
+const (
+	DefaultMemory = "512Mi" // when the revision sets none, as on Cloud Run
+	DefaultPids   = 1024    // processes and threads
+)
+
 // resources turns the spec's limits into container resources.
 func resources(spec runtime.InstanceSpec) (container.Resources, error) {
-	var res container.Resources
+	pids := int64(DefaultPids)
+	res := container.Resources{PidsLimit: &pids}
+	if spec.Memory == "" {
+		spec.Memory = DefaultMemory
+	}
 	if spec.CPU != "" {
 		milli, err := runtime.ParseCPU(spec.CPU)
 		if err != nil {

@@ -263,6 +263,19 @@ func TestContainerEnvAndConfig(t *testing.T) {
 	}
 }
 
+func TestDefaultLimits(t *testing.T) {
+	res := mustResources(t, "", "")
+	if res.Memory != 512<<20 || res.MemorySwap != 512<<20 {
+		t.Errorf("no --memory: Memory %d MemorySwap %d, want %d (Cloud Run's default, no swap)", res.Memory, res.MemorySwap, 512<<20)
+	}
+	if res.PidsLimit == nil || *res.PidsLimit != DefaultPids {
+		t.Errorf("PidsLimit = %v, want %d", res.PidsLimit, DefaultPids)
+	}
+	if res.NanoCPUs != 0 {
+		t.Errorf("no --cpu: NanoCPUs %d, want 0 (no limit)", res.NanoCPUs)
+	}
+}
+
 func mustResources(t *testing.T, cpu, mem string) (res container.Resources) {
 	t.Helper()
 	res, err := resources(runtime.InstanceSpec{CPU: cpu, Memory: mem})
@@ -317,6 +330,51 @@ func TestHelloFromScratch(t *testing.T) {
 	}
 }
 
+// TestContainersIsolated: on the default network a container reaches the
+// host (where Usher's gateway and metadata server listen) but not another
+// service's container, and its port is not published on the host.
+func TestContainersIsolated(t *testing.T) {
+	needEngine(t)
+	rt := newRuntime(t, Config{Addressing: AddrContainerIP})
+	spec := func(svc string) runtime.InstanceSpec {
+		return runtime.InstanceSpec{Image: images[runtimetest.App], Service: svc, Revision: svc + "-00001-abc"}
+	}
+	a, b := start(t, rt, spec("a")), start(t, rt, spec("b"))
+	host, err := net.Listen("tcp", net.JoinHostPort(rt.HostGateway(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer host.Close()
+	go func() {
+		for {
+			c, err := host.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	for _, tc := range []struct {
+		name, addr string
+		want       int
+	}{
+		{"OtherContainer", b.Addr(), http.StatusBadGateway},
+		{"Host", host.Addr().String(), http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := (&http.Client{Timeout: 30 * time.Second}).Get("http://" + a.Addr() + "/dial?addr=" + tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("container a dialing %s: %d %s, want %d", tc.addr, resp.StatusCode, body, tc.want)
+			}
+		})
+	}
+}
+
 func TestLabelsAndLimits(t *testing.T) {
 	rt := newRuntime(t, Config{})
 	in := start(t, rt, runtime.InstanceSpec{
@@ -348,6 +406,12 @@ func TestLabelsAndLimits(t *testing.T) {
 	}
 	if hc.Memory != 64<<20 || hc.MemorySwap != 64<<20 {
 		t.Errorf("Memory = %d, MemorySwap = %d, want %d (--memory 64Mi, no swap)", hc.Memory, hc.MemorySwap, 64<<20)
+	}
+	if hc.PidsLimit == nil || *hc.PidsLimit != DefaultPids {
+		t.Errorf("PidsLimit = %v, want %d", hc.PidsLimit, DefaultPids)
+	}
+	if len(hc.PortBindings) != 0 && rt.direct {
+		t.Errorf("PortBindings = %v, want none (instances are dialed at their container IP)", hc.PortBindings)
 	}
 	if hc.AutoRemove {
 		t.Error("AutoRemove is on; Usher removes its containers itself")

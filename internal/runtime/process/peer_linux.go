@@ -32,6 +32,9 @@ import (
 // procRoot is /proc; a variable so tests could point it elsewhere.
 var procRoot = "/proc"
 
+// netTables is where the kernel's socket tables are read from.
+var netTables = "/proc/thread-self/net/"
+
 // maxAncestry bounds the parent walk of InstanceLeader.
 const maxAncestry = 256
 
@@ -75,7 +78,10 @@ func socketInode(src, dst netip.AddrPort) (uint64, error) {
 	}
 	var errs []error
 	for _, table := range []string{"tcp", "tcp6"} {
-		inode, found, err := scanTCPTable(procRoot+"/net/"+table, src, dst)
+		// The calling thread's tables: /proc/net shows the main thread's
+		// namespace, which the sandbox may enter for a moment
+		// (netns.do); a goroutine here never runs on such a thread.
+		inode, found, err := scanTCPTable(netTables+table, src, dst)
 		if err != nil {
 			errs = append(errs, err)
 			continue

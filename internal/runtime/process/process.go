@@ -14,7 +14,13 @@
 // working directory to an instance, or leave an instance's processes running
 // after Start failed or Stop returned.
 //
-// Caveats. This is not a sandbox: instances run as Usher's user with full
+// With Config.Sandbox (what `usher serve` uses when it runs as root on
+// Linux) every instance is isolated as Sandbox describes: its port exists
+// only in its own network namespace, Addr is then a key for DialContext,
+// and the host's files, other instances and the host's loopback are out of
+// reach. The rest of this comment is about unsandboxed instances.
+//
+// Caveats. Without a sandbox, instances run as Usher's user with full
 // access to the host. On Linux instances are started with Pdeathsig SIGKILL
 // (from a dedicated, never-exiting OS thread, since the signal is tied to the
 // thread that forked), so the main process of an instance dies with Usher even
@@ -31,13 +37,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,14 +61,29 @@ type Config struct {
 	// WorkDir is the root for per-instance working directories;
 	// default os.TempDir().
 	WorkDir string
+
+	// Sandbox, if set, isolates every instance (see Sandbox). Where the
+	// machine cannot (ErrNoSandbox), Start refuses every instance: the
+	// runtime never falls back to running them unisolated.
+	Sandbox *Sandbox
+
+	// WarnUnsandboxed makes every unsandboxed instance say in its logs
+	// that it is not isolated (the operator chose to run it so).
+	WarnUnsandboxed bool
 }
 
 // Runtime runs file:///ABS/PATH executables as instances.
 type Runtime struct {
 	cfg Config
 
+	sbErr error // why cfg.Sandbox cannot be had
+
 	mu    sync.Mutex
 	ports map[int]bool // ports of live instances
+	// Sandboxed instances by the loopback source address their relayed
+	// connections come from (also the host part of their Addr).
+	bySrc   map[netip.Addr]*instance
+	nextSrc netip.Addr
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -69,7 +93,74 @@ func New(cfg Config) *Runtime {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = os.TempDir()
 	}
-	return &Runtime{cfg: cfg, ports: map[int]bool{}}
+	r := &Runtime{cfg: cfg, ports: map[int]bool{}, bySrc: map[netip.Addr]*instance{}, nextSrc: sourceNet.Addr()}
+	if sb := cfg.Sandbox; sb != nil {
+		c := *sb
+		if c.UID == 0 && c.GID == 0 {
+			c.UID, c.GID = 65534, 65534
+		}
+		if len(c.ReachEnv) == 0 {
+			c.ReachEnv = []string{"GCE_METADATA_HOST"}
+		}
+		c.Hide = absPaths(c.Hide)
+		r.cfg.Sandbox = &c
+		r.sbErr = sandboxAvailable()
+		if r.sbErr == nil && c.UID == 0 {
+			r.sbErr = fmt.Errorf("%w: instances may not run as root (uid 0)", ErrNoSandbox)
+		}
+	}
+	return r
+}
+
+// Sandboxed reports whether instances are isolated; err says why they cannot
+// be when a sandbox was asked for (then Start refuses every instance).
+func (r *Runtime) Sandboxed() (bool, error) {
+	return r.cfg.Sandbox != nil && r.sbErr == nil, r.sbErr
+}
+
+// InstanceAt tells which revision the live sandboxed instance whose relayed
+// connections come from ip belongs to (K_REVISION of its spec).
+func (r *Runtime) InstanceAt(ip netip.Addr) (revision string, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in, ok := r.bySrc[ip.Unmap()]
+	if !ok {
+		return "", false
+	}
+	return in.revision, true
+}
+
+// DialContext connects to an instance's Addr: inside its network namespace
+// for a sandboxed instance, directly otherwise. An address in the sandbox
+// range that names no live instance is refused, never dialed on the host.
+func (r *Runtime) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && sourceNet.Contains(ap.Addr().Unmap()) {
+		r.mu.Lock()
+		in := r.bySrc[ap.Addr().Unmap()]
+		r.mu.Unlock()
+		if in == nil || in.addr != addr {
+			return nil, fmt.Errorf("dial %s: no such sandboxed instance", addr)
+		}
+		return in.dial(ctx)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
+}
+
+// allocSrc reserves a source address for a sandboxed instance.
+func (r *Runtime) allocSrcLocked(in *instance) (netip.Addr, error) {
+	for range 1 << 16 {
+		a := r.nextSrc.Next()
+		if !sourceNet.Contains(a) || a.As4()[3] == 255 {
+			a = sourceNet.Addr().Next()
+		}
+		r.nextSrc = a
+		if _, used := r.bySrc[a]; !used {
+			r.bySrc[a] = in
+			return a, nil
+		}
+	}
+	return netip.Addr{}, errors.New("no free sandbox address")
 }
 
 const (
@@ -86,6 +177,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 	}
 	if err := runtime.ValidateEnv(spec.Env); err != nil {
 		return nil, err
+	}
+	if r.cfg.Sandbox != nil && r.sbErr != nil {
+		return nil, fmt.Errorf("refusing to run %s unisolated: %w", spec.Image, r.sbErr)
 	}
 	exe, err := imagePath(spec.Image)
 	if err != nil {
@@ -197,6 +291,16 @@ type instance struct {
 	cmd   *exec.Cmd
 	dir   string
 
+	// Sandboxed instances only.
+	revision string
+	port     int
+	src      netip.Addr     // relayed connections' source; Addr's host
+	ns       *netns         // its network namespace
+	relays   []net.Listener // inside ns
+	status   *os.File       // the init's report of the program's end
+	release  func()         // gives src back
+	lifeline *os.File       // the init exits when this closes
+
 	done    chan struct{}
 	err     error // set before done is closed
 	stopped atomic.Bool
@@ -225,6 +329,12 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 		argv = append(append([]string{}, spec.Command...), spec.Args...)
 	}
 
+	if r.cfg.Sandbox != nil {
+		return r.launchSandboxed(spec, env, path, argv, id, port)
+	}
+	if r.cfg.WarnUnsandboxed && spec.Logs != nil {
+		fmt.Fprintf(spec.Logs, "usher: instance %s is NOT sandboxed (--unsandboxed-processes): it runs as Usher's user with access to the host\n", id)
+	}
 	if err := os.MkdirAll(r.cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work dir: %w", err)
 	}
@@ -275,6 +385,113 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 	return in, nil
 }
 
+// launchSandboxed starts an instance in a sandbox (see Sandbox).
+func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path string, argv []string, id string, port int) (*instance, error) {
+	imageExe, _ := imagePath(spec.Image)
+	sb := r.cfg.Sandbox
+	reach := append([]string{}, sb.Reach...)
+	for _, kv := range env {
+		name, val, _ := strings.Cut(kv, "=")
+		if slices.Contains(sb.ReachEnv, name) && val != "" {
+			reach = append(reach, val)
+		}
+	}
+	for _, a := range reach {
+		if _, p, err := net.SplitHostPort(a); err != nil || p == strconv.Itoa(port) {
+			return nil, fmt.Errorf("instance %s: cannot relay %q (port %d is the instance's)", id, a, port)
+		}
+	}
+	program, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", id, err)
+	}
+	defer program.Close()
+	in := &instance{id: id, grace: spec.StopGrace, done: make(chan struct{}), revision: spec.Revision, port: port}
+	r.mu.Lock()
+	src, err := r.allocSrcLocked(in)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	in.src = src
+	in.addr = net.JoinHostPort(src.String(), strconv.Itoa(port))
+	in.release = func() {
+		r.mu.Lock()
+		delete(r.bySrc, src)
+		r.mu.Unlock()
+	}
+	fail := func(err error) (*instance, error) {
+		in.release()
+		return nil, fmt.Errorf("instance %s: %w", id, err)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fail(fmt.Errorf("output pipe: %w", err))
+	}
+	cmd := &exec.Cmd{Stdout: pw, Stderr: pw}
+	cfgW, statusR, err := sandboxCmd(cmd, program)
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		return fail(err)
+	}
+	err = startCmd(cmd)
+	pw.Close()
+	closeAfterStart(cmd)
+	if err != nil {
+		pr.Close()
+		cfgW.Close()
+		statusR.Close()
+		return fail(fmt.Errorf("start sandbox: %w", err))
+	}
+	in.cmd = cmd
+	in.status = statusR
+	setup := func() error {
+		ns, err := openNetns(cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		in.ns = ns
+		if in.relays, err = ns.relay(reach, src); err != nil {
+			return err
+		}
+		return json.NewEncoder(cfgW).Encode(initConfig{
+			Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe,
+		})
+	}
+	serr := setup()
+	in.lifeline = cfgW // closed when the instance is gone: see sandboxInit
+	logs := spec.Logs
+	if logs == nil {
+		logs = io.Discard
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		in.copyLines(pr, logs)
+	}()
+	go in.wait(pr, copied)
+	if serr != nil {
+		in.kill()
+		return nil, fmt.Errorf("instance %s: sandbox: %w", id, serr)
+	}
+	return in, nil
+}
+
+var _ runtime.InstanceDialer = (*instance)(nil)
+
+// DialInstance implements runtime.InstanceDialer.
+func (in *instance) DialInstance(ctx context.Context) (net.Conn, error) { return in.dial(ctx) }
+
+// dial connects to the instance's port.
+func (in *instance) dial(ctx context.Context) (net.Conn, error) {
+	if in.ns != nil {
+		return in.ns.dial(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(in.port)))
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", in.addr)
+}
+
 // wait reaps the process, kills what is left of its group, drains the output
 // and then closes done.
 func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
@@ -290,12 +507,30 @@ func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
 	t.Stop()
 	pr.Close()
 	<-copied
-	os.RemoveAll(in.dir)
+	if in.dir != "" {
+		os.RemoveAll(in.dir)
+	}
+	for _, ln := range in.relays {
+		ln.Close()
+	}
+	if in.ns != nil {
+		in.ns.Close()
+	}
+	if in.release != nil {
+		in.release()
+	}
+	if in.lifeline != nil {
+		in.lifeline.Close()
+	}
 
 	var ee *exec.ExitError
 	switch {
 	case errors.As(werr, &ee) || werr == nil:
 		x := exitError(in.cmd.ProcessState)
+		if in.status != nil {
+			x = sandboxExitError(in.status, in.cmd.ProcessState)
+			in.status.Close()
+		}
 		x.Stopped = in.stopped.Load()
 		in.err = fmt.Errorf("instance %s exited: %w", in.id, x)
 	default:
@@ -339,10 +574,9 @@ func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
 	defer deadline.Stop()
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
-	var d net.Dialer
 	for {
 		dctx, cancel := context.WithTimeout(ctx, probeInterval)
-		c, err := d.DialContext(dctx, "tcp", in.addr)
+		c, err := in.dial(dctx)
 		cancel()
 		if err == nil {
 			c.Close()

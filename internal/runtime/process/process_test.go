@@ -22,6 +22,7 @@ import (
 const helperEnv = "USHER_PROCESS_TEST_HELPER"
 
 func TestMain(m *testing.M) {
+	SandboxInit() // sandboxed instances' init is this binary
 	if os.Getenv(helperEnv) == "1" {
 		helperMain()
 		return
@@ -32,7 +33,11 @@ func TestMain(m *testing.M) {
 // helperMain plays a Usher that starts one instance and is then SIGKILLed by
 // TestDiesWithUsher.
 func helperMain() {
-	rt := New(Config{WorkDir: os.Getenv("HELPER_WORKDIR")})
+	cfg := Config{WorkDir: os.Getenv("HELPER_WORKDIR")}
+	if os.Getenv("HELPER_SANDBOX") == "1" {
+		cfg.Sandbox = &Sandbox{ReachEnv: []string{"TESTAPP_BEACON"}}
+	}
+	rt := New(cfg)
 	in, err := rt.Start(context.Background(), runtime.InstanceSpec{
 		Image: os.Getenv("HELPER_IMAGE"),
 		Env:   []runtime.EnvVar{{Name: "TESTAPP_BEACON", Value: os.Getenv("HELPER_BEACON")}},

@@ -466,6 +466,35 @@ var client = &http.Client{
 	Transport: &http.Transport{DisableKeepAlives: true},
 }
 
+// clientFor returns the client that reaches in: through its runtime.InstanceDialer when it has one.
+func clientFor(in runtime.Instance) *http.Client {
+	d, ok := in.(runtime.InstanceDialer)
+	if !ok {
+		return client
+	}
+	return &http.Client{
+		Timeout: waitTimeout,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialInstance(ctx)
+			},
+		},
+	}
+}
+
+// Get sends GET path to the instance (through its runtime.InstanceDialer
+// when it has one) and returns the status code and body.
+func Get(in runtime.Instance, path string) (int, string, error) {
+	resp, err := clientFor(in).Get("http://" + in.Addr() + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
 func getEnv(t *testing.T, in runtime.Instance) EnvInfo {
 	t.Helper()
 	var info EnvInfo
@@ -477,7 +506,7 @@ func getEnv(t *testing.T, in runtime.Instance) EnvInfo {
 
 func get(t *testing.T, in runtime.Instance, path string) string {
 	t.Helper()
-	resp, err := client.Get("http://" + in.Addr() + path)
+	resp, err := clientFor(in).Get("http://" + in.Addr() + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -494,7 +523,7 @@ func get(t *testing.T, in runtime.Instance, path string) string {
 
 // getIgnoringErrors is for requests that make the app exit.
 func getIgnoringErrors(in runtime.Instance, path string) {
-	resp, err := client.Get("http://" + in.Addr() + path)
+	resp, err := clientFor(in).Get("http://" + in.Addr() + path)
 	if err == nil {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

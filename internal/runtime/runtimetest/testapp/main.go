@@ -143,8 +143,56 @@ func main() {
 		fmt.Fprintln(out, r.URL.Query().Get("msg"))
 		fmt.Fprintln(w, "logged")
 	})
+	// What an attacker would try (sandbox tests): read a file, connect to
+	// an address, GET a URL (with the metadata header), say who it runs as.
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		b, err := os.ReadFile(r.URL.Query().Get("path"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		w.Write(b)
+	})
+	mux.HandleFunc("/dial", func(w http.ResponseWriter, r *http.Request) {
+		c, err := net.DialTimeout("tcp", r.URL.Query().Get("addr"), 5*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		c.Close()
+		fmt.Fprintln(w, "connected")
+	})
+	mux.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
+		req, err := http.NewRequest("GET", r.URL.Query().Get("url"), nil)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		req.Header.Set("Metadata-Flavor", "Google")
+		if h := r.URL.Query().Get("host"); h != "" {
+			req.Host = h
+		}
+		if tok := r.URL.Query().Get("bearer"); tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("/id", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%d %d\n", os.Getuid(), os.Getgid())
+	})
 	mux.HandleFunc("/spawn", func(w http.ResponseWriter, r *http.Request) {
 		exe, err := os.Executable()
+		if _, serr := os.Stat("/proc/self/exe"); serr == nil {
+			// Its path may not exist where it runs (a sandbox).
+			exe, err = "/proc/self/exe", nil
+		}
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

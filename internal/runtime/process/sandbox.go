@@ -1,0 +1,51 @@
+package process
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// Sandbox isolates every instance of the runtime (Linux, as root; see
+// sandbox_linux.go for how):
+//
+//   - its own network, mount, PID, IPC and UTS namespaces. The network
+//     namespace has only a loopback interface: $PORT exists only there, and
+//     Usher reaches it by dialing from inside (Runtime.DialContext), so
+//     nothing listens on the host for an instance. Inside, Usher's own
+//     code listens on each address of Reach and of the ReachEnv variables
+//     (the same host:port as outside) and relays each connection to that
+//     address on the host, from a loopback source address unique to the
+//     instance (Runtime.InstanceAt tells whose it is). No other address,
+//     host service or instance is reachable, and there is no egress;
+//   - the host's root file system read-only, with the paths of Hide covered
+//     (an empty read-only tmpfs over directories, /dev/null over files), a
+//     fresh /proc, and private in-memory /tmp (its working directory) and
+//     /dev/shm;
+//   - the user UID:GID with no supplementary groups and no_new_privs, so
+//     set-uid programs cannot give it root back;
+//   - a small init process (Usher's own executable) as PID 1 of its PID
+//     namespace: it starts the instance's program, and when that exits
+//     every process left in the namespace is killed by the kernel.
+type Sandbox struct {
+	// UID and GID the instance runs as; both 0 means 65534 (nobody).
+	// Root (0) is refused.
+	UID, GID int
+	// Hide lists host paths the instance must not see: Usher's data
+	// directory, its configuration, keys, etcd client certificates.
+	// Relative paths are taken from Usher's working directory.
+	Hide []string
+	// Reach lists host:port addresses the instance may connect to at the
+	// same address as on the host: Usher's own listener (the gateway).
+	Reach []string
+	// ReachEnv names instance environment variables whose values
+	// (host:port) are relayed the same way; empty means GCE_METADATA_HOST.
+	ReachEnv []string
+}
+
+// ErrNoSandbox is returned by New when a sandbox is asked for and this
+// machine cannot provide it (not Linux, not root, namespaces forbidden).
+var ErrNoSandbox = errors.New("process sandbox unavailable")
+
+// sourceNet is where instances' relayed connections come from on the host:
+// 127.77.0.0/16, one address per live instance.
+var sourceNet = netip.MustParsePrefix("127.77.0.0/16")

@@ -1,0 +1,432 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	goruntime "runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/usher-run/usher/internal/runtime"
+)
+
+// How the sandbox is built. Usher starts its own executable
+// (/proc/self/exe) as the instance's init, with argv[0] initName, in new
+// mount, PID, IPC, UTS and network namespaces (clone flags: nothing runs
+// before they exist). While the init waits for its configuration on fd 3,
+// Usher enters the new network namespace from a goroutine locked to a
+// thread that dies with it, brings lo up and opens the relay listeners
+// there; then it writes the configuration. The init makes the mounts,
+// drops to the instance's user, starts the program (passed as an open file
+// on fd 5, since its path may be hidden in the sandbox) and reports its
+// wait status on fd 4 when it ends.
+
+const initName = "usher-sandbox-init"
+
+// initConfig is what Usher tells the init on fd 3.
+type initConfig struct {
+	Args     []string
+	Env      []string
+	UID, GID int
+	Hide     []string
+	Image    string // the image's path on the host, mapped in at the same path
+}
+
+// SandboxInit runs the sandbox's init when this process is one, and never
+// returns then; otherwise it returns at once. Programs that use a sandboxed
+// Runtime call it first thing in main (and tests in TestMain), since the
+// init is a re-execution of the program itself.
+func SandboxInit() {
+	if len(os.Args) == 0 || os.Args[0] != initName {
+		return
+	}
+	code, err := sandboxInit()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "usher sandbox: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+func sandboxInit() (int, error) {
+	for fd := 3; fd <= 5; fd++ {
+		syscall.CloseOnExec(fd) // none of them reaches the program
+	}
+	cfgFile, statusFile, exe := os.NewFile(3, "config"), os.NewFile(4, "status"), os.NewFile(5, "exe")
+	var cfg initConfig
+	if err := json.NewDecoder(cfgFile).Decode(&cfg); err != nil {
+		return 125, fmt.Errorf("config: %w", err)
+	}
+	// Usher holds the other end for the instance's life: when it ends,
+	// however Usher died, so does the sandbox. (Pdeathsig alone is not
+	// enough: changing credentials below clears it.)
+	go func() {
+		io.Copy(io.Discard, cfgFile)
+		os.Exit(137)
+	}()
+	// Opened in this mount namespace before /tmp is covered: a bind
+	// mount's source must be a mount of the caller's namespace.
+	var imageFD *os.File
+	if cfg.Image != "" {
+		if fd, err := unix.Open(cfg.Image, unix.O_PATH|unix.O_CLOEXEC, 0); err == nil {
+			imageFD = os.NewFile(uintptr(fd), "image")
+		}
+	}
+	if err := sandboxMounts(cfg.Hide); err != nil {
+		return 125, err
+	}
+	if imageFD != nil {
+		mapImage(cfg.Image, imageFD)
+		imageFD.Close()
+	}
+	_ = unix.Sethostname([]byte("localhost"))
+	if cfg.UID == 0 {
+		return 125, errors.New("refusing to run an instance as root")
+	}
+	if err := syscall.Setgroups(nil); err != nil {
+		return 125, fmt.Errorf("setgroups: %w", err)
+	}
+	if err := syscall.Setgid(cfg.GID); err != nil {
+		return 125, fmt.Errorf("setgid: %w", err)
+	}
+	if err := syscall.Setuid(cfg.UID); err != nil {
+		return 125, fmt.Errorf("setuid: %w", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return 125, fmt.Errorf("no_new_privs: %w", err)
+	}
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0, 0, 0)
+	// Signals for the instance reach it from Usher through the process
+	// group; the init only outlives it.
+	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGPIPE)
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/fd/3", // the program, as the child sees it
+		Args:       cfg.Args,
+		Env:        cfg.Env,
+		Dir:        "/tmp",
+		Stdout:     os.Stdout,
+		Stderr:     os.Stderr,
+		ExtraFiles: []*os.File{exe},
+	}
+	if err := cmd.Start(); err != nil {
+		return 126, fmt.Errorf("start %s: %w", cfg.Args[0], err)
+	}
+	exe.Close()
+	_ = cmd.Wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	fmt.Fprintf(statusFile, "%d", uint32(ws))
+	statusFile.Close()
+	// Returning kills whatever the program left in the PID namespace.
+	return cmd.ProcessState.ExitCode() & 0xff, nil
+}
+
+// sandboxMounts turns the copy of the host's mounts the init got into the
+// instance's file system. Every failure is fatal: an instance never starts
+// with less isolation than documented.
+func sandboxMounts(hide []string) error {
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make mounts private: %w", err)
+	}
+	if err := unix.MountSetattr(-1, "/", unix.AT_RECURSIVE, &unix.MountAttr{
+		Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID,
+	}); err != nil {
+		return fmt.Errorf("read-only root: %w", err)
+	}
+	if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return fmt.Errorf("mount /proc: %w", err)
+	}
+	for _, dir := range []string{"/tmp", "/dev/shm"} {
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+			return fmt.Errorf("mount %s: %w", dir, err)
+		}
+	}
+	for _, p := range hide {
+		fi, err := os.Stat(p)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			continue // not there, or under a directory already covered
+		case err != nil:
+			return fmt.Errorf("hide %s: %w", p, err)
+		case fi.IsDir():
+			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0,size=4k")
+		default:
+			err = unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+// mapImage makes the image's executable visible, read-only, at its host
+// path when the sandbox's /tmp hides it (arguments may name it). Under a
+// hidden directory it stays invisible: the program runs from fd 5 anyway.
+func mapImage(path string, src *os.File) {
+	if path == "" || !filepath.IsAbs(path) {
+		return
+	}
+	if _, err := os.Stat(path); err == nil {
+		return
+	}
+	if os.MkdirAll(filepath.Dir(path), 0o755) != nil {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o555)
+	if err != nil {
+		return
+	}
+	f.Close()
+	if unix.Mount("/proc/self/fd/"+strconv.Itoa(int(src.Fd())), path, "", unix.MS_BIND, "") != nil {
+		return
+	}
+	_ = unix.Mount("", path, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID, "")
+}
+
+// sandboxAvailable says why this machine cannot sandbox instances, or nil.
+func sandboxAvailable() error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%w: Usher is not running as root", ErrNoSandbox)
+	}
+	for _, ns := range []string{"net", "mnt", "pid", "ipc", "uts"} {
+		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
+			return fmt.Errorf("%w: no %s namespaces: %v", ErrNoSandbox, ns, err)
+		}
+	}
+	return nil
+}
+
+// sandboxCmd prepares the init of a sandboxed instance running program
+// (already opened) with argv and env.
+func sandboxCmd(cmd *exec.Cmd, program *os.File) (cfgW, statusR *os.File, err error) {
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	statusR, statusW, err := os.Pipe()
+	if err != nil {
+		cfgR.Close()
+		cfgW.Close()
+		return nil, nil, err
+	}
+	cmd.Path = "/proc/self/exe"
+	cmd.Args = []string{initName}
+	cmd.Env = []string{}
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{cfgR, statusW, program}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid:    true,
+		Pdeathsig:  syscall.SIGKILL,
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET,
+	}
+	return cfgW, statusR, nil
+}
+
+// closeAfterStart closes the parent's copies of the init's ends.
+func closeAfterStart(cmd *exec.Cmd) {
+	for _, f := range cmd.ExtraFiles {
+		f.Close()
+	}
+}
+
+// netns is an instance's network namespace, held open by Usher.
+type netns struct{ f *os.File }
+
+func openNetns(pid int) (*netns, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/ns/net")
+	if err != nil {
+		return nil, fmt.Errorf("network namespace: %w", err)
+	}
+	return &netns{f: f}, nil
+}
+
+func (ns *netns) Close() error { return ns.f.Close() }
+
+// do runs f on a thread inside the namespace; sockets f creates stay in
+// the namespace after it returns. The thread goes back to its own namespace
+// afterwards: it may be the main thread, whose namespace is what /proc/net
+// shows (the metadata server's peer lookups read it), and which the Go
+// runtime never ends. If it cannot go back, it stays locked and dies with
+// the goroutine instead of returning to the scheduler in the wrong
+// namespace (the Go runtime starts new threads from a clean one).
+func (ns *netns) do(f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- fmt.Errorf("own network namespace: %w", err)
+			goruntime.UnlockOSThread()
+			return
+		}
+		defer orig.Close()
+		if err := unix.Setns(int(ns.f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			goruntime.UnlockOSThread()
+			return
+		}
+		err = f()
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			goruntime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// loUp brings the loopback interface of the current thread's namespace up.
+func loUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo up: %w", err)
+	}
+	return nil
+}
+
+// dial connects to addr from inside the namespace.
+func (ns *netns) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := ns.do(func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return c, err
+}
+
+// relay listens inside ns on each address of reach and forwards every
+// connection to the same address on the host, from src when the address is
+// IPv4 loopback. It returns the listeners (closed by the caller).
+func (ns *netns) relay(reach []string, src netip.Addr) ([]net.Listener, error) {
+	var lns []net.Listener
+	err := ns.do(func() error {
+		if err := loUp(); err != nil {
+			return err
+		}
+		for _, a := range reach {
+			ln, err := net.Listen("tcp", a)
+			if err != nil {
+				return fmt.Errorf("relay %s: %w", a, err)
+			}
+			lns = append(lns, ln)
+		}
+		return nil
+	})
+	if err != nil {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, err
+	}
+	for i, ln := range lns {
+		go serveRelay(ln, hostTarget(reach[i]), src)
+	}
+	return lns, nil
+}
+
+// hostTarget is where a relayed address is dialed on the host: an
+// unspecified host (":8080", "0.0.0.0:8080") means the host's loopback.
+func hostTarget(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+func serveRelay(ln net.Listener, target string, src netip.Addr) {
+	d := net.Dialer{}
+	if ap, err := netip.ParseAddrPort(target); err == nil && ap.Addr().Unmap().Is4() && ap.Addr().IsLoopback() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		go func() {
+			defer c.Close()
+			up, err := d.Dial("tcp", target)
+			if err != nil {
+				return
+			}
+			defer up.Close()
+			done := make(chan struct{})
+			go func() {
+				io.Copy(up, c)
+				if tc, ok := up.(*net.TCPConn); ok {
+					tc.CloseWrite()
+				}
+				close(done)
+			}()
+			io.Copy(c, up)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			<-done
+		}()
+	}
+}
+
+// sandboxExitError says how the program of a sandboxed instance ended:
+// as the init reported it, else (the init was killed, or failed before
+// starting it) as the init ended.
+func sandboxExitError(status *os.File, ps *os.ProcessState) *runtime.ExitError {
+	b, _ := io.ReadAll(io.LimitReader(status, 32))
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil {
+		return exitError(ps)
+	}
+	ws := syscall.WaitStatus(n)
+	if ws.Signaled() {
+		return &runtime.ExitError{Code: -1, Signal: ws.Signal().String()}
+	}
+	return &runtime.ExitError{Code: ws.ExitStatus()}
+}
+
+// absPaths makes hide paths absolute and clean.
+func absPaths(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		if a, err := filepath.Abs(p); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}

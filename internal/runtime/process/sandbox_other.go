@@ -1,0 +1,56 @@
+//go:build !linux
+
+package process
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	goruntime "runtime"
+
+	"github.com/usher-run/usher/internal/runtime"
+)
+
+// SandboxInit does nothing: there is no sandbox on this system.
+func SandboxInit() {}
+
+func sandboxAvailable() error {
+	return fmt.Errorf("%w: no namespaces on %s", ErrNoSandbox, goruntime.GOOS)
+}
+
+func sandboxCmd(cmd *exec.Cmd, program *os.File) (cfgW, statusR *os.File, err error) {
+	return nil, nil, sandboxAvailable()
+}
+
+func closeAfterStart(cmd *exec.Cmd) {}
+
+type initConfig struct {
+	Args     []string
+	Env      []string
+	UID, GID int
+	Hide     []string
+	Image    string
+}
+
+type netns struct{}
+
+func openNetns(pid int) (*netns, error) { return nil, sandboxAvailable() }
+
+func (ns *netns) Close() error { return nil }
+
+func (ns *netns) dial(ctx context.Context, addr string) (net.Conn, error) {
+	return nil, sandboxAvailable()
+}
+
+func (ns *netns) relay(reach []string, src netip.Addr) ([]net.Listener, error) {
+	return nil, sandboxAvailable()
+}
+
+func sandboxExitError(status *os.File, ps *os.ProcessState) *runtime.ExitError {
+	return exitError(ps)
+}
+
+func absPaths(paths []string) []string { return paths }
