@@ -244,20 +244,29 @@ const maxBody = 1 << 20
 // decodeBody reads a JSON request body strictly enough to catch mistakes while
 // tolerating fields clients send that Usher ignores (e.g. status).
 func decodeBody(r *http.Request, v any) error {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil {
-		return invalidArgument("reading request body: %v", err)
-	}
-	if len(b) > maxBody {
-		return invalidArgument("request body exceeds %d bytes", maxBody)
-	}
-	if len(strings.TrimSpace(string(b))) == 0 {
-		return nil
+	b, err := readBody(r)
+	if err != nil || b == nil {
+		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return invalidArgument("Invalid JSON payload received. %v", err)
 	}
 	return nil
+}
+
+// readBody reads a bounded request body; nil when it is empty.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, invalidArgument("reading request body: %v", err)
+	}
+	if len(b) > maxBody {
+		return nil, invalidArgument("request body exceeds %d bytes", maxBody)
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return nil, nil
+	}
+	return b, nil
 }
 
 // regionFromHost returns REGION from a regional API host "REGION-localhost"
