@@ -68,6 +68,9 @@ func (s *Service) Validate() error {
 	if strings.TrimSpace(c.Image) == "" {
 		return fieldErr("spec.template.spec.containers[0].image", "is required")
 	}
+	if strings.HasPrefix(c.Image, "/") {
+		return fieldErr("spec.template.spec.containers[0].image", "%q is a path, not an image: to run a host executable write file://%s", c.Image, c.Image)
+	}
 	for i, e := range c.Env {
 		p := fmt.Sprintf("spec.template.spec.containers[0].env[%d].name", i)
 		if !envNameRE.MatchString(e.Name) {

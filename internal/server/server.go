@@ -241,6 +241,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
 	mux.Handle("/", adminAPI)
+	mux.Handle("GET /{$}", rootPage(adminAPI))                      // rootpage.go: browsers are pointed at the console
 	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain)) // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
 	// Web console (issue 5): browser pages under /console/ on API hosts. It
 	// calls adminAPI in-process as the signed-in principal (console.go).
@@ -261,6 +262,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// addr comes first on this line: tests and scripts read it.
 	cfg.Log.Info("usher serving", "addr", ln.Addr().String(), "url", cfg.PublicURL, "domain", cfg.Domain,
 		"data_dir", cfg.DataDir, "config", filepath.Join(cfg.DataDir, "config.json"), "node", cfg.NodeName)
+	cfg.Log.Info("web console at "+cfg.PublicURL+"/console/", "console", cfg.PublicURL+"/console/")
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
