@@ -107,8 +107,11 @@ func (a *API) routes() {
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountMethod))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.deleteServiceAccount))
 
-	// Service Usage: gcloud may ask whether run.googleapis.com is enabled.
+	// Service Usage (platform.go): gcloud asks whether run.googleapis.com is
+	// enabled; quickstarts enable it.
+	m.Handle("GET /v1/projects/{project}/services", a.authed(a.listServiceUsage))
 	m.Handle("GET /v1/projects/{project}/services/{api}", a.authed(a.getServiceUsage))
+	m.Handle("POST /v1/projects/{project}/services/{api}", a.authed(a.serviceUsageMethod))
 	m.Handle("POST /v1/projects/{project}/{method}", a.authed(a.batchEnable))
 	m.Handle("GET /v1/projects/{project}/locations", a.authed(a.listLocations))
 

@@ -33,6 +33,8 @@ const (
 	PermSAImplicitDelegation   = "iam.serviceAccounts.implicitDelegation"
 	PermServiceUsageGet        = "serviceusage.services.get"
 	PermServiceUsageList       = "serviceusage.services.list"
+	PermServiceUsageEnable     = "serviceusage.services.enable"
+	PermServiceUsageDisable    = "serviceusage.services.disable"
 	PermRunLocationsList       = "run.locations.list"
 	PermRunOperationsGet       = "run.operations.get"
 	PermRunConfigurationsGet   = "run.configurations.get"
@@ -152,7 +154,7 @@ func Predefined() *Roles {
 	return NewRoles(
 		&Role{Name: "roles/owner", Title: "Owner", Description: "Full access to all resources.", all: true},
 		&Role{Name: "roles/editor", Title: "Editor", Description: "Edit access to all resources; cannot change IAM policies.",
-			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs, PermLogEntriesList})},
+			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs, PermLogEntriesList, PermServiceUsageEnable, PermServiceUsageDisable})},
 		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
 			Permissions: cat(runRead, projectRead, saRead, rolesRead, []string{PermProjectsGetIamPolicy, PermLogEntriesList})},
 		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
