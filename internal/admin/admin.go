@@ -82,8 +82,12 @@ type Config struct {
 	// exists and is enabled (package accounts); a caller that is a deleted
 	// or disabled account holds nothing.
 	AccountEnabled func(email string) bool
-	Now            func() time.Time
-	Log            *slog.Logger
+	// TokenURL is this server's OAuth token endpoint (PUBLIC_URL/token):
+	// service-account key files name it, and a key's JWT must be addressed
+	// to it. Empty: key files cannot be exchanged.
+	TokenURL string
+	Now      func() time.Time
+	Log      *slog.Logger
 }
 
 // Core runs admin operations.

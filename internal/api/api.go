@@ -106,6 +106,9 @@ func (a *API) routes() {
 	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountGetOrPolicy))
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountMethod))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.deleteServiceAccount))
+	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.listServiceAccountKeys)) // keys.go
+	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.createServiceAccountKey))
+	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}/keys/{key}", a.authed(a.deleteServiceAccountKey))
 
 	// Service Usage (platform.go): gcloud asks whether run.googleapis.com is
 	// enabled; quickstarts enable it.

@@ -49,6 +49,9 @@ const (
 	PermSADisable              = "iam.serviceAccounts.disable"
 	PermSAEnable               = "iam.serviceAccounts.enable"
 	PermSAUndelete             = "iam.serviceAccounts.undelete"
+	PermSAKeysCreate           = "iam.serviceAccountKeys.create"
+	PermSAKeysList             = "iam.serviceAccountKeys.list"
+	PermSAKeysDelete           = "iam.serviceAccountKeys.delete"
 	// PermHostExecutablesRun is Usher's own: deploying a file:// image runs
 	// an executable of Usher's host (roles/run.admin and roles/owner).
 	PermHostExecutablesRun = "usher.hostExecutables.run"
@@ -173,6 +176,8 @@ func Predefined() *Roles {
 			Permissions: cat(saRead, []string{PermSAActAs})},
 		&Role{Name: "roles/iam.serviceAccountAdmin", Title: "Service Account Admin", Description: "Create and manage service accounts.",
 			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy, PermSADisable, PermSAEnable, PermSAUndelete})},
+		&Role{Name: "roles/iam.serviceAccountKeyAdmin", Title: "Service Account Key Admin", Description: "Create and manage (and rotate) service account keys.",
+			Permissions: cat(saRead, []string{PermSAKeysCreate, PermSAKeysList, PermSAKeysDelete})},
 		&Role{Name: "roles/iam.roleAdmin", Title: "Role Administrator", Description: "Access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermRolesCreate, PermRolesUpdate, PermRolesDelete, PermRolesUndelete, PermProjectsGet, PermProjectsGetIamPolicy})},
 		&Role{Name: "roles/iam.roleViewer", Title: "Role Viewer", Description: "Read access to all custom roles in the project.",

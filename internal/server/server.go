@@ -229,7 +229,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: st, Roles: roles, Minter: iss, Sync: mir,
 		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs,
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
-		AccountEnabled: live.Enabled, Log: log.With("component", "admin"),
+		AccountEnabled: live.Enabled, TokenURL: strings.TrimRight(cfg.PublicURL, "/") + "/token",
+		Log: log.With("component", "admin"),
 	})
 	adminAPI := api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 
