@@ -83,8 +83,12 @@ type Config struct {
 	// AccountUsable, if set, reports whether a service account of Usher's
 	// still exists with that unique ID and is enabled.
 	AccountUsable func(email, uid string) bool
-	Now           func() time.Time
-	Log           *slog.Logger
+	// TokenURL is this server's OAuth token endpoint (PUBLIC_URL/token):
+	// service-account key files name it, and a key's JWT must be addressed
+	// to it. Empty: key files cannot be exchanged.
+	TokenURL string
+	Now      func() time.Time
+	Log      *slog.Logger
 }
 
 // Core runs admin operations.

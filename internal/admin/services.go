@@ -310,6 +310,9 @@ func (c *Core) prepareService(s *apis.Service, old *apis.Service, project, regio
 	if s.Metadata.Annotations == nil {
 		s.Metadata.Annotations = map[string]string{}
 	}
+	for _, k := range apis.ServerOwnedAnnotations { // validated above; decorate writes them on read
+		delete(s.Metadata.Annotations, k)
+	}
 	s.Metadata.Annotations[apis.AnnotationLastModifier] = caller.Principal.Email
 	if old == nil {
 		s.Metadata.UID = newUID()

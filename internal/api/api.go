@@ -107,9 +107,15 @@ func (a *API) routes() {
 	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountGetOrPolicy))
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountMethod))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.deleteServiceAccount))
+	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.listServiceAccountKeys)) // keys.go
+	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.createServiceAccountKey))
+	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}/keys/{key}", a.authed(a.deleteServiceAccountKey))
 
-	// Service Usage: gcloud may ask whether run.googleapis.com is enabled.
+	// Service Usage (platform.go): gcloud asks whether run.googleapis.com is
+	// enabled; quickstarts enable it.
+	m.Handle("GET /v1/projects/{project}/services", a.authed(a.listServiceUsage))
 	m.Handle("GET /v1/projects/{project}/services/{api}", a.authed(a.getServiceUsage))
+	m.Handle("POST /v1/projects/{project}/services/{api}", a.authed(a.serviceUsageMethod))
 	m.Handle("POST /v1/projects/{project}/{method}", a.authed(a.batchEnable))
 	m.Handle("GET /v1/projects/{project}/locations", a.authed(a.listLocations))
 
@@ -252,20 +258,29 @@ const maxBody = 1 << 20
 // decodeBody reads a JSON request body strictly enough to catch mistakes while
 // tolerating fields clients send that Usher ignores (e.g. status).
 func decodeBody(r *http.Request, v any) error {
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
-	if err != nil {
-		return invalidArgument("reading request body: %v", err)
-	}
-	if len(b) > maxBody {
-		return invalidArgument("request body exceeds %d bytes", maxBody)
-	}
-	if len(strings.TrimSpace(string(b))) == 0 {
-		return nil
+	b, err := readBody(r)
+	if err != nil || b == nil {
+		return err
 	}
 	if err := json.Unmarshal(b, v); err != nil {
 		return invalidArgument("Invalid JSON payload received. %v", err)
 	}
 	return nil
+}
+
+// readBody reads a bounded request body; nil when it is empty.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, invalidArgument("reading request body: %v", err)
+	}
+	if len(b) > maxBody {
+		return nil, invalidArgument("request body exceeds %d bytes", maxBody)
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return nil, nil
+	}
+	return b, nil
 }
 
 // regionFromHost returns REGION from a regional API host "REGION-localhost"

@@ -441,6 +441,37 @@ func TestServiceUsage(t *testing.T) {
 	if r := h.call(tok, "POST", "/v1/projects/"+project+"/services:batchEnable", map[string]any{"serviceIds": []string{"compute.googleapis.com"}}); r.status != 400 {
 		t.Errorf("batchEnable compute = %d %s, want 400", r.status, r.raw)
 	}
+	ops := []struct {
+		method, path, want string
+		status             int
+	}{
+		{"POST", "services/run.googleapis.com:enable", `"done": true`, 200},
+		{"POST", "services/compute.googleapis.com:enable", "FAILED_PRECONDITION", 400},
+		{"POST", "services/run.googleapis.com:disable", "cannot be disabled", 400},
+		{"POST", "services/compute.googleapis.com:disable", `"state": "DISABLED"`, 200},
+		{"POST", "services/run.googleapis.com:explode", "NOT_FOUND", 404},
+		{"GET", "services", `"title": "Cloud Run Admin API"`, 200},
+		{"GET", "services?filter=state:ENABLED", "run.googleapis.com", 200},
+		{"GET", "services?filter=state:DISABLED", `"services": []`, 200},
+		{"GET", "services?filter=name:x", "INVALID_ARGUMENT", 400},
+	}
+	for _, op := range ops {
+		if r := h.call(tok, op.method, "/v1/projects/"+project+"/"+op.path, nil); r.status != op.status || !strings.Contains(r.raw, op.want) {
+			t.Errorf("%s %s = %d %s, want %d with %q", op.method, op.path, r.status, r.raw, op.status, op.want)
+		}
+	}
+	// Enabling needs serviceusage.services.enable: a viewer may list, not enable.
+	viewer := "viewer@example.com"
+	if r := h.call(tok, "POST", client.ProjectPath(project)+":setIamPolicy", map[string]any{"policy": map[string]any{
+		"bindings": []map[string]any{{"role": "roles/owner", "members": []string{"user:" + owner}}, {"role": "roles/viewer", "members": []string{"user:" + viewer}}}}}); r.status != 200 {
+		t.Fatalf("set project policy: %d %s", r.status, r.raw)
+	}
+	if r := h.call(h.token(viewer), "GET", "/v1/projects/"+project+"/services", nil); r.status != 200 {
+		t.Errorf("viewer lists services = %d %s, want 200", r.status, r.raw)
+	}
+	if r := h.call(h.token(viewer), "POST", "/v1/projects/"+project+"/services/run.googleapis.com:enable", nil); r.status != 403 {
+		t.Errorf("viewer enables run = %d %s, want 403", r.status, r.raw)
+	}
 	if r := h.call(tok, "GET", "/v1/projects/"+project+"/locations", nil); r.status != 200 || !strings.Contains(r.raw, `"locationId": "us-central1"`) {
 		t.Errorf("locations = %d %s", r.status, r.raw)
 	}

@@ -2,41 +2,62 @@ package api
 
 import (
 	"net/http"
-	"slices"
+	"strings"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/iam"
 )
 
-// enabledAPIs are the Google APIs Usher serves; Service Usage reports them
-// enabled in every project so clients never try to enable them.
-var enabledAPIs = []string{
-	"cloudresourcemanager.googleapis.com",
-	"iam.googleapis.com",
-	"iamcredentials.googleapis.com",
-	"run.googleapis.com",
-	"serviceusage.googleapis.com",
-}
+// Service Usage v1: what gcloud services enable|disable|list and the
+// quickstarts' first step call (admin/serviceusage.go decides).
 
 func (a *API) getServiceUsage(w http.ResponseWriter, r *http.Request, c *caller) error {
-	p, err := a.cfg.Core.AuthorizeProject(r.Context(), c, r.PathValue("project"), iam.PermServiceUsageGet)
+	svc, err := a.cfg.Core.GetAPIService(r.Context(), c, r.PathValue("project"), r.PathValue("api"))
 	if err != nil {
 		return err
 	}
-	name := r.PathValue("api")
-	state := "DISABLED"
-	if slices.Contains(enabledAPIs, name) {
-		state = "ENABLED"
-	}
-	return writeJSON(w, http.StatusOK, map[string]any{
-		"name":   "projects/" + p.ProjectNumber + "/services/" + name,
-		"parent": "projects/" + p.ProjectNumber,
-		"config": map[string]string{"name": name},
-		"state":  state,
-	})
+	return writeJSON(w, http.StatusOK, svc)
 }
 
-// batchEnable answers services:batchEnable: what Usher serves is always on,
-// and it cannot turn on anything else.
+func (a *API) listServiceUsage(w http.ResponseWriter, r *http.Request, c *caller) error {
+	filter := strings.TrimSpace(r.URL.Query().Get("filter"))
+	st, ok := strings.CutPrefix(filter, "state:")
+	if filter != "" && !ok {
+		return invalidArgument("filter %q: Usher supports state:ENABLED and state:DISABLED", filter)
+	}
+	list, err := a.cfg.Core.ListAPIServices(r.Context(), c, r.PathValue("project"), strings.TrimSpace(st))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"services": list})
+}
+
+// serviceUsageMethod answers POST services/NAME:enable and :disable.
+func (a *API) serviceUsageMethod(w http.ResponseWriter, r *http.Request, c *caller) error {
+	name, method := splitMethod(r.PathValue("api"))
+	project := r.PathValue("project")
+	var svc admin.APIService
+	var kind string
+	switch method {
+	case "enable":
+		list, err := a.cfg.Core.EnableAPIServices(r.Context(), c, project, []string{name})
+		if err != nil {
+			return err
+		}
+		svc, kind = list[0], "EnableServiceResponse"
+	case "disable":
+		var err error
+		if svc, err = a.cfg.Core.DisableAPIService(r.Context(), c, project, name); err != nil {
+			return err
+		}
+		kind = "DisableServiceResponse"
+	default:
+		return notFound("no API method at %s %s", r.Method, r.URL.Path)
+	}
+	return writeJSON(w, http.StatusOK, doneServiceUsageOp(kind, map[string]any{"service": svc}))
+}
+
+// batchEnable answers services:batchEnable.
 func (a *API) batchEnable(w http.ResponseWriter, r *http.Request, c *caller) error {
 	id, method := splitMethod(r.PathValue("method"))
 	if id != "services" || method != "batchEnable" {
@@ -48,13 +69,18 @@ func (a *API) batchEnable(w http.ResponseWriter, r *http.Request, c *caller) err
 	if err := decodeBody(r, &req); err != nil {
 		return err
 	}
-	for _, s := range req.ServiceIDs {
-		if !slices.Contains(enabledAPIs, s) {
-			return newError(http.StatusBadRequest, "FAILED_PRECONDITION", "Usher does not serve %s; it serves %v", s, enabledAPIs)
-		}
+	list, err := a.cfg.Core.EnableAPIServices(r.Context(), c, r.PathValue("project"), req.ServiceIDs)
+	if err != nil {
+		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"name": "operations/noop.DONE_OPERATION", "done": true,
-		"response": map[string]any{"@type": "type.googleapis.com/google.api.serviceusage.v1.BatchEnableServicesResponse"}})
+	return writeJSON(w, http.StatusOK, doneServiceUsageOp("BatchEnableServicesResponse", map[string]any{"services": list}))
+}
+
+// doneServiceUsageOp is a finished long-running operation: Usher's changes
+// to Service Usage take effect at once.
+func doneServiceUsageOp(kind string, response map[string]any) map[string]any {
+	response["@type"] = "type.googleapis.com/google.api.serviceusage.v1." + kind
+	return map[string]any{"name": "operations/noop.DONE_OPERATION", "done": true, "response": response}
 }
 
 func (a *API) listLocations(w http.ResponseWriter, r *http.Request, c *caller) error {

@@ -127,8 +127,13 @@ func (a *API) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthErr(http.StatusBadRequest, "invalid_request", "the body must be a form")
 		return
 	}
-	if gt := r.PostForm.Get("grant_type"); gt != "refresh_token" {
-		oauthErr(http.StatusBadRequest, "unsupported_grant_type", "grant_type must be refresh_token")
+	switch gt := r.PostForm.Get("grant_type"); gt {
+	case "refresh_token":
+	case jwtBearerGrant:
+		a.exchangeAssertion(w, r)
+		return
+	default:
+		oauthErr(http.StatusBadRequest, "unsupported_grant_type", "grant_type must be refresh_token or "+jwtBearerGrant)
 		return
 	}
 	secret := r.PostForm.Get("refresh_token")
@@ -157,6 +162,39 @@ func (a *API) handleToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": tokens.Access, "token_type": "Bearer", "expires_in": int(time.Until(tokens.Expiry).Round(time.Second) / time.Second), "id_token": tokens.Identity,
 	})
+}
+
+// jwtBearerGrant is RFC 7523's grant: a JWT signed with a service-account
+// key (Google's key files).
+const jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+// exchangeAssertion answers the JWT-bearer grant: an access token, or an
+// identity token when the JWT carries target_audience (as Google's token
+// endpoint does for key files).
+func (a *API) exchangeAssertion(w http.ResponseWriter, r *http.Request) {
+	tokens, err := a.cfg.Core.ExchangeAssertion(r.Context(), r.PostForm.Get("assertion"))
+	switch {
+	case errors.Is(err, admin.ErrBadAssertion):
+		a.cfg.Log.Info("token: refused a JWT-bearer assertion", "err", err)
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant", "error_description": "Invalid JWT: the key, its account or the token's claims are not valid."})
+		return
+	case err != nil:
+		var ae *admin.Error
+		if errors.As(err, &ae) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": ae.Message})
+			return
+		}
+		a.cfg.Log.Error("token: exchanging an assertion", "err", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error", "error_description": "internal error"})
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	expires := int(time.Until(tokens.Expiry).Round(time.Second) / time.Second)
+	if tokens.Identity != "" {
+		writeJSON(w, http.StatusOK, map[string]any{"id_token": tokens.Identity, "token_type": "Bearer", "expires_in": expires})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"access_token": tokens.Access, "token_type": "Bearer", "expires_in": expires})
 }
 
 // HashCredential is how credentials are keyed in the store.

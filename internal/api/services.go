@@ -74,10 +74,27 @@ func (a *API) getService(w http.ResponseWriter, r *http.Request, c *caller) erro
 	return writeJSON(w, http.StatusOK, s)
 }
 
+// decodeService reads a v1 Service, refusing the fields Usher does not
+// implement rather than dropping them (apis.ParseService).
+func decodeService(r *http.Request) (*apis.Service, error) {
+	b, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return &apis.Service{}, nil
+	}
+	s, err := apis.ParseService(b)
+	if err != nil {
+		return nil, invalidField(err)
+	}
+	return s, nil
+}
+
 func (a *API) createService(w http.ResponseWriter, r *http.Request, c *caller) error {
 	project, region := pathScope(r)
-	var s apis.Service
-	if err := decodeBody(r, &s); err != nil {
+	s, err := decodeService(r)
+	if err != nil {
 		return err
 	}
 	if err := apis.ValidateServiceName(s.Metadata.Name); err != nil {
@@ -85,7 +102,7 @@ func (a *API) createService(w http.ResponseWriter, r *http.Request, c *caller) e
 	}
 	res, err := a.cfg.Core.WriteService(r.Context(), c, admin.ServiceWrite{
 		Project: project, Region: region, Name: s.Metadata.Name, Mode: admin.Create,
-		Build: func(*apis.Service, int64) (*apis.Service, error) { return &s, nil },
+		Build: func(*apis.Service, int64) (*apis.Service, error) { return s, nil },
 	})
 	if err != nil {
 		return err
@@ -96,8 +113,8 @@ func (a *API) createService(w http.ResponseWriter, r *http.Request, c *caller) e
 func (a *API) replaceService(w http.ResponseWriter, r *http.Request, c *caller) error {
 	project, region := pathScope(r)
 	name := r.PathValue("name")
-	var s apis.Service
-	if err := decodeBody(r, &s); err != nil {
+	s, err := decodeService(r)
+	if err != nil {
 		return err
 	}
 	if s.Metadata.Name != "" && s.Metadata.Name != name {
@@ -105,7 +122,7 @@ func (a *API) replaceService(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	res, err := a.cfg.Core.WriteService(r.Context(), c, admin.ServiceWrite{
 		Project: project, Region: region, Name: name, Mode: admin.Replace, ResourceVersion: s.Metadata.ResourceVersion,
-		Build: func(*apis.Service, int64) (*apis.Service, error) { return &s, nil },
+		Build: func(*apis.Service, int64) (*apis.Service, error) { return s, nil },
 	})
 	if err != nil {
 		return err

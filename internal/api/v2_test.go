@@ -419,7 +419,7 @@ func TestV2V1Interop(t *testing.T) {
 	// v1 → v2, with annotations gcloud writes that v2 cannot express.
 	v1svc := apis.Service{Metadata: apis.ObjectMeta{Name: "from-v1", Annotations: map[string]string{AnnotationClientName: "gcloud"}},
 		Spec: apis.ServiceSpec{Template: apis.RevisionTemplate{
-			Metadata: apis.ObjectMeta{Annotations: map[string]string{apis.AnnotationMaxScale: "5", "run.googleapis.com/execution-environment": "gen2"}},
+			Metadata: apis.ObjectMeta{Annotations: map[string]string{apis.AnnotationMaxScale: "5", apis.AnnotationCPUThrottling: "true"}},
 			Spec:     apis.RevisionSpec{Containers: []apis.Container{{Image: "file:///bin/true"}}}}}}
 	if r := h.call(tok, "POST", client.ServicesPath(project, region), v1svc); r.status != 200 {
 		t.Fatalf("v1 create: %d %s", r.status, r.raw)
@@ -448,7 +448,7 @@ func TestV2V1Interop(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.raw), &back); err != nil {
 		t.Fatal(err)
 	}
-	if back.Spec.Template.Metadata.Annotations["run.googleapis.com/execution-environment"] != "gen2" || back.Metadata.Annotations[AnnotationClientName] != "gcloud" {
+	if back.Spec.Template.Metadata.Annotations[apis.AnnotationCPUThrottling] != "true" || back.Metadata.Annotations[AnnotationClientName] != "gcloud" {
 		t.Errorf("v1 annotations after a v2 update: %v / %v", back.Metadata.Annotations, back.Spec.Template.Metadata.Annotations)
 	}
 

@@ -84,6 +84,26 @@ type Container struct {
 	Env       []EnvVar        `json:"env,omitempty"`
 	Ports     []ContainerPort `json:"ports,omitempty"`
 	Resources *Resources      `json:"resources,omitempty"`
+	// StartupProbe may only say what Usher checks anyway: that the
+	// container accepts TCP connections on its port (service_fields.go).
+	StartupProbe *Probe `json:"startupProbe,omitempty"`
+}
+
+// Probe is a startup probe: a TCP connection to the serving port. Its
+// timings are kept so a describe shows them back, but Usher's own start
+// check decides when an instance is ready.
+type Probe struct {
+	TCPSocket           *TCPSocketAction `json:"tcpSocket,omitempty"`
+	InitialDelaySeconds int32            `json:"initialDelaySeconds,omitempty"`
+	TimeoutSeconds      int32            `json:"timeoutSeconds,omitempty"`
+	PeriodSeconds       int32            `json:"periodSeconds,omitempty"`
+	FailureThreshold    int32            `json:"failureThreshold,omitempty"`
+	SuccessThreshold    int32            `json:"successThreshold,omitempty"`
+}
+
+// TCPSocketAction is a probe's TCP check.
+type TCPSocketAction struct {
+	Port int32 `json:"port,omitempty"`
 }
 
 // EnvVar is a literal environment variable.

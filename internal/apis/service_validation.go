@@ -97,6 +97,9 @@ func (s *Service) Validate() error {
 	if strings.TrimSpace(c.Image) == "" {
 		return fieldErr("spec.template.spec.containers[0].image", "is required")
 	}
+	if strings.HasPrefix(c.Image, "/") {
+		return fieldErr("spec.template.spec.containers[0].image", "%q is a path, not an image: to run a host executable write file://%s", c.Image, c.Image)
+	}
 	for i, e := range c.Env {
 		p := fmt.Sprintf("spec.template.spec.containers[0].env[%d].name", i)
 		if !envNameRE.MatchString(e.Name) {
@@ -108,6 +111,15 @@ func (s *Service) Validate() error {
 	}
 	if len(c.Ports) > 1 {
 		return fieldErr("spec.template.spec.containers[0].ports", "at most one port may be set")
+	}
+	if p := c.StartupProbe; p != nil && p.TCPSocket != nil && p.TCPSocket.Port != 0 {
+		port := int32(DefaultContainerPort)
+		if len(c.Ports) == 1 && c.Ports[0].ContainerPort != 0 {
+			port = c.Ports[0].ContainerPort
+		}
+		if p.TCPSocket.Port != port {
+			return fieldErr("spec.template.spec.containers[0].startupProbe.tcpSocket.port", "%d is not the serving port %d: Usher's start check connects to the serving port only", p.TCPSocket.Port, port)
+		}
 	}
 	if cc := spec.ContainerConcurrency; cc != nil && (*cc < 0 || *cc > MaxContainerConcurrency) {
 		return fieldErr("spec.template.spec.containerConcurrency", "%d must be between 0 and %d", *cc, MaxContainerConcurrency)
@@ -160,6 +172,13 @@ func (s *Service) validateTraffic() error {
 }
 
 func validateAnnotations(path string, ann map[string]string) error {
+	rules := serviceAnnotations
+	if strings.HasPrefix(path, "spec.template.") {
+		rules = templateAnnotations
+	}
+	if err := checkSystemAnnotations(path, ann, rules); err != nil { // service_fields.go
+		return err
+	}
 	if v, ok := ann[AnnotationInvokerIAMDisabled]; ok {
 		if _, err := strconv.ParseBool(strings.ToLower(v)); err != nil {
 			return fieldErr(path, "%s must be \"true\" or \"false\", got %q", AnnotationInvokerIAMDisabled, v)

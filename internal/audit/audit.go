@@ -63,16 +63,18 @@ import (
 
 // Kinds of record: NOUN.VERB.
 const (
-	KindServiceCreate          = "service.create"
-	KindServiceReplace         = "service.replace"
-	KindServiceDelete          = "service.delete"
-	KindRevisionDelete         = "revision.delete"
-	KindSetIamPolicy           = "iam.setPolicy"
-	KindServiceAccountCreate   = "serviceAccount.create"
-	KindServiceAccountDelete   = "serviceAccount.delete"
-	KindServiceAccountUndelete = "serviceAccount.undelete"
-	KindServiceAccountDisable  = "serviceAccount.disable"
-	KindServiceAccountEnable   = "serviceAccount.enable"
+	KindServiceCreate           = "service.create"
+	KindServiceReplace          = "service.replace"
+	KindServiceDelete           = "service.delete"
+	KindRevisionDelete          = "revision.delete"
+	KindSetIamPolicy            = "iam.setPolicy"
+	KindServiceAccountCreate    = "serviceAccount.create"
+	KindServiceAccountDelete    = "serviceAccount.delete"
+	KindServiceAccountUndelete  = "serviceAccount.undelete"
+	KindServiceAccountDisable   = "serviceAccount.disable"
+	KindServiceAccountEnable    = "serviceAccount.enable"
+	KindServiceAccountKeyCreate = "serviceAccountKey.create"
+	KindServiceAccountKeyDelete = "serviceAccountKey.delete"
 	// KindConsoleImpersonate is a console sign-in as another principal.
 	KindConsoleImpersonate = "console.impersonate"
 	KindOrgPolicySet       = "orgPolicy.set"

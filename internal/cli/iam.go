@@ -95,6 +95,9 @@ func newSADeleteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := g.confirm(fmt.Sprintf("Service account [%s] will be deleted.", args[0])); err != nil {
+				return err
+			}
 			if err := c.Do(cmd.Context(), http.MethodDelete, client.ServiceAccountPath(cfg.Project, args[0]), nil, nil); err != nil {
 				return err
 			}
@@ -102,7 +105,6 @@ func newSADeleteCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolP("quiet", "q", false, "no prompts (usher never prompts)")
 	return cmd
 }
 

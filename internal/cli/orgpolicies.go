@@ -309,6 +309,9 @@ func newOrgDeleteCmd(g *globals) *cobra.Command {
 			if etag != "" {
 				path += "?etag=" + url.QueryEscape(etag)
 			}
+			if err := g.confirm(fmt.Sprintf("The project's policy for [%s] will be deleted.", id)); err != nil {
+				return err
+			}
 			if err := c.Do(cmd.Context(), http.MethodDelete, path, nil, nil); err != nil {
 				return err
 			}

@@ -226,10 +226,12 @@ func newRoleDeleteCmd(g *globals) *cobra.Command {
 		Short: "Delete a custom role (it can be undeleted; its bindings grant nothing meanwhile)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.confirm(fmt.Sprintf("Role [%s] will be deleted.", args[0])); err != nil {
+				return err
+			}
 			return roleStateChange(cmd, g, args[0], http.MethodDelete, "", "deleted")
 		},
 	}
-	cmd.Flags().BoolP("quiet", "q", false, "no prompts (usher never prompts)")
 	return cmd
 }
 

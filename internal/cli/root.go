@@ -32,13 +32,15 @@ type globals struct {
 	impersonate string
 	// httpTimeout bounds each call to the server (gcloud's --http-timeout).
 	httpTimeout time.Duration
+	quiet       bool
+	stdin       io.Reader
 	stdout      io.Writer
 	stderr      io.Writer
 }
 
 // Execute runs the CLI and returns the process exit code.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	g := &globals{}
+	g := &globals{stdin: os.Stdin}
 	// Everything printed goes through termSafe (termsafe.go): no stored
 	// string reaches the terminal as a control sequence.
 	out := newTermSafe(stdout, func() bool { return g.format == "json" })
@@ -47,6 +49,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer errOut.Flush()
 	g.stdout, g.stderr = out, errOut
 	root := newRoot(g)
+	likeGcloud(root) // suggest.go: unknown commands and flags fail with a suggestion
 	root.SetArgs(args)
 	root.SetOut(out)
 	root.SetErr(errOut)
@@ -73,12 +76,20 @@ func newRoot(g *globals) *cobra.Command {
 		Short:         "Usher: a self-hosted Cloud Run with Cloud Run's invocation IAM",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			if g.format == "" {
+				return nil
+			}
+			_, err := parseFormat(g.format) // refused before anything is done
+			return err
+		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.config, "config", "", "CLI configuration file (default $USHER_CONFIG, else ~/.config/usher/config.json)")
 	pf.StringVar(&g.project, "project", "", "project ID (default: the configuration's)")
 	pf.StringVar(&g.region, "region", "", "region (default: the configuration's)")
-	pf.StringVar(&g.format, "format", "", "output format: json, yaml, or value(FIELD.PATH)")
+	pf.StringVar(&g.format, "format", "", "output format: json, yaml, value(KEY,...), table(KEY[:label=NAME],...) or csv(KEY,...); KEY is a path like spec.template.spec.containers[0].image")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "answer every prompt with its default and skip confirmations (deletes need it without a terminal)")
 	pf.StringVar(&g.impersonate, "impersonate-service-account", "", "make every call as this service account (needs Service Account Token Creator on it)")
 	pf.DurationVar(&g.httpTimeout, "http-timeout", 2*time.Minute, "give up on a call to the server after this long (0: never)")
 	pf.String("platform", "managed", "accepted for gcloud compatibility; Usher is the managed platform")
@@ -129,25 +140,20 @@ func (g *globals) client() (*client.Client, client.Config, error) {
 	return c, cfg, nil
 }
 
-// print writes v in the requested format, or calls human when no format was
-// asked for.
+// print writes v in the requested --format, or calls human when no format
+// was asked for (YAML when there is no human form).
 func (g *globals) print(v any, human func(w io.Writer) error) error {
-	switch f := g.format; {
-	case f == "json":
-		b, err := json.MarshalIndent(v, "", "  ")
-		if err != nil {
-			return err
+	if g.format == "" {
+		if human == nil {
+			return printYAML(g.stdout, v)
 		}
-		_, err = fmt.Fprintln(g.stdout, string(b))
-		return err
-	case f == "yaml" || (f == "" && human == nil):
-		return printYAML(g.stdout, v)
-	case strings.HasPrefix(f, "value(") && strings.HasSuffix(f, ")"):
-		return printValue(g.stdout, v, strings.TrimSuffix(strings.TrimPrefix(f, "value("), ")"))
-	case f == "":
 		return human(g.stdout)
 	}
-	return fmt.Errorf("unknown --format %q: use json, yaml or value(FIELD)", g.format)
+	f, err := parseFormat(g.format) // format.go
+	if err != nil {
+		return err
+	}
+	return f.render(g.stdout, v)
 }
 
 func printYAML(w io.Writer, v any) error {
@@ -165,62 +171,19 @@ func printYAML(w io.Writer, v any) error {
 	return err
 }
 
-// printValue prints the fields at dotted paths (comma-separated), tab
-// separated, one line per item when v is a list — gcloud's value() format.
-func printValue(w io.Writer, v any, paths string) error {
-	j, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	var doc any
-	if err := json.Unmarshal(j, &doc); err != nil {
-		return err
-	}
-	items, ok := doc.([]any)
-	if !ok {
-		items = []any{doc}
-	}
-	for _, item := range items {
-		var cols []string
-		for _, p := range strings.Split(paths, ",") {
-			cols = append(cols, lookupPath(item, strings.TrimSpace(p)))
-		}
-		fmt.Fprintln(w, strings.Join(cols, "\t"))
-	}
-	return nil
-}
-
-func lookupPath(doc any, path string) string {
-	cur := doc
-	for _, part := range strings.Split(path, ".") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return ""
-		}
-		cur = m[part]
-	}
-	switch v := cur.(type) {
-	case nil:
-		return ""
-	case string:
-		return v
-	case []any:
-		var out []string
-		for _, e := range v {
-			b, _ := json.Marshal(e)
-			out = append(out, strings.Trim(string(b), `"`))
-		}
-		return strings.Join(out, ";")
-	default:
-		b, _ := json.Marshal(v)
-		return string(b)
-	}
-}
-
 // table prints rows under a header, aligned.
 func table(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// tableRows prints rows aligned, without a header.
+func tableRows(w io.Writer, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -115,6 +117,9 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 
 func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create bool) error {
 	ctx := cmd.Context()
+	if strings.HasPrefix(f.image, "/") {
+		return fmt.Errorf("--image=%s is a path, not an image: to run a host executable pass --image=file://%s", f.image, f.image)
+	}
 	c, cfg, err := g.client()
 	if err != nil {
 		return err
@@ -416,6 +421,9 @@ func newServicesDeleteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := g.confirm(fmt.Sprintf("Service [%s] will be deleted.", args[0])); err != nil {
+				return err
+			}
 			if err := c.DeleteService(cmd.Context(), cfg.Project, cfg.Region, args[0]); err != nil {
 				return err
 			}
@@ -423,7 +431,6 @@ func newServicesDeleteCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolP("quiet", "q", false, "no prompts (usher never prompts)")
 	return cmd
 }
 
@@ -442,18 +449,31 @@ func newRevisionsListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// Newest first, as gcloud lists them.
+			slices.SortStableFunc(items, func(a, b apis.Revision) int {
+				if c := cmp.Compare(b.Metadata.CreationTimestamp, a.Metadata.CreationTimestamp); c != 0 {
+					return c
+				}
+				return cmp.Compare(b.Metadata.Name, a.Metadata.Name)
+			})
 			return g.print(items, func(w io.Writer) error {
 				var rows [][]string
 				for _, r := range items {
+					active := ""
+					for _, cond := range r.Status.Conditions {
+						if cond.Type == apis.ConditionActive && cond.Status == apis.StatusTrue {
+							active = "yes"
+						}
+					}
 					ready := "X"
 					for _, cond := range r.Status.Conditions {
 						if cond.Type == apis.ConditionReady && cond.Status == apis.StatusTrue {
 							ready = "✔"
 						}
 					}
-					rows = append(rows, []string{ready, r.Metadata.Name, r.Metadata.Labels[apis.LabelService], r.Metadata.CreationTimestamp})
+					rows = append(rows, []string{ready, r.Metadata.Name, active, r.Metadata.Labels[apis.LabelService], r.Metadata.CreationTimestamp})
 				}
-				return table(w, []string{"", "REVISION", "SERVICE", "DEPLOYED"}, rows)
+				return table(w, []string{"", "REVISION", "ACTIVE", "SERVICE", "DEPLOYED"}, rows)
 			})
 		},
 	}
@@ -472,14 +492,17 @@ func newPolicyBindingCmd(g *globals, use string, add bool, pathOf policyPathFunc
 		Short: "Add or remove an IAM policy binding",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, cfg, err := g.client()
-			if err != nil {
-				return err
-			}
 			if member == "" || role == "" {
 				return fmt.Errorf("--member and --role are required")
 			}
 			if _, err := iam.ParseMember(member); err != nil {
+				return err
+			}
+			if err := checkRole(role); err != nil { // suggest.go
+				return err
+			}
+			c, cfg, err := g.client()
+			if err != nil {
 				return err
 			}
 			cond, allConditions, err := parseCondition(condition)

@@ -284,6 +284,9 @@ func newRevisionsDeleteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := g.confirm(fmt.Sprintf("Revision [%s] will be deleted.", args[0])); err != nil {
+				return err
+			}
 			if err := c.Do(cmd.Context(), http.MethodDelete, client.RevisionsPath(cfg.Project, cfg.Region)+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
 				return err
 			}
@@ -291,6 +294,5 @@ func newRevisionsDeleteCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().BoolP("quiet", "q", false, "no prompts (usher never prompts)")
 	return cmd
 }

@@ -49,6 +49,11 @@ func ParseMember(s string) (Member, error) {
 	if !ok && validateEmail(s) == nil {
 		return Member{}, fmt.Errorf("invalid member %q: did you mean \"user:%s\" or \"serviceAccount:%s\"? %s", s, s, s, memberFormHelp)
 	}
+	if !ok {
+		if near := closest(s, 3, "allUsers", "allAuthenticatedUsers"); near != "" {
+			return Member{}, fmt.Errorf("invalid member %q: did you mean %q? %s", s, near, memberFormHelp)
+		}
+	}
 	if !ok || value == "" {
 		return Member{}, fmt.Errorf("invalid member %q: %s", s, memberFormHelp)
 	}
@@ -78,6 +83,9 @@ func ParseMember(s string) (Member, error) {
 			return Member{}, fmt.Errorf("invalid member %q: %w", s, err)
 		}
 		return Member{Kind: KindDeleted, Value: value}, nil
+	}
+	if near := closest(kind, 3, "user", "serviceAccount", "group", "domain"); near != "" {
+		return Member{}, fmt.Errorf("invalid member %q: unknown member type %q: did you mean %q? %s", s, kind, near+":"+value, memberFormHelp)
 	}
 	return Member{}, fmt.Errorf("invalid member %q: unknown member type %q; %s", s, kind, memberFormHelp)
 }

@@ -33,6 +33,8 @@ const (
 	PermSAImplicitDelegation   = "iam.serviceAccounts.implicitDelegation"
 	PermServiceUsageGet        = "serviceusage.services.get"
 	PermServiceUsageList       = "serviceusage.services.list"
+	PermServiceUsageEnable     = "serviceusage.services.enable"
+	PermServiceUsageDisable    = "serviceusage.services.disable"
 	PermRunLocationsList       = "run.locations.list"
 	PermRunOperationsGet       = "run.operations.get"
 	PermRunConfigurationsGet   = "run.configurations.get"
@@ -47,6 +49,9 @@ const (
 	PermSADisable              = "iam.serviceAccounts.disable"
 	PermSAEnable               = "iam.serviceAccounts.enable"
 	PermSAUndelete             = "iam.serviceAccounts.undelete"
+	PermSAKeysCreate           = "iam.serviceAccountKeys.create"
+	PermSAKeysList             = "iam.serviceAccountKeys.list"
+	PermSAKeysDelete           = "iam.serviceAccountKeys.delete"
 	// PermHostExecutablesRun is Usher's own: deploying a file:// image runs
 	// an executable of Usher's host (roles/run.admin and roles/owner).
 	PermHostExecutablesRun = "usher.hostExecutables.run"
@@ -155,7 +160,7 @@ func Predefined() *Roles {
 	return NewRoles(
 		&Role{Name: "roles/owner", Title: "Owner", Description: "Full access to all resources.", all: true},
 		&Role{Name: "roles/editor", Title: "Editor", Description: "Edit access to all resources; cannot change IAM policies.",
-			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs, PermLogEntriesList})},
+			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs, PermLogEntriesList, PermServiceUsageEnable, PermServiceUsageDisable})},
 		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
 			Permissions: cat(runRead, projectRead, saRead, rolesRead, []string{PermProjectsGetIamPolicy, PermLogEntriesList})},
 		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
@@ -174,6 +179,8 @@ func Predefined() *Roles {
 			Permissions: cat(saRead, []string{PermSAActAs})},
 		&Role{Name: "roles/iam.serviceAccountAdmin", Title: "Service Account Admin", Description: "Create and manage service accounts.",
 			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy, PermSADisable, PermSAEnable, PermSAUndelete})},
+		&Role{Name: "roles/iam.serviceAccountKeyAdmin", Title: "Service Account Key Admin", Description: "Create and manage (and rotate) service account keys.",
+			Permissions: cat(saRead, []string{PermSAKeysCreate, PermSAKeysList, PermSAKeysDelete})},
 		&Role{Name: "roles/iam.roleAdmin", Title: "Role Administrator", Description: "Access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermRolesCreate, PermRolesUpdate, PermRolesDelete, PermRolesUndelete, PermProjectsGet, PermProjectsGetIamPolicy})},
 		&Role{Name: "roles/iap.httpsResourceAccessor", Title: "IAP-secured Web App User", Description: "Access HTTPS resources which use Identity-Aware Proxy.",

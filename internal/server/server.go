@@ -344,7 +344,8 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: st, Roles: roles, Minter: iss, Sync: mir,
 		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs,
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
-		AccountEnabled: live.Enabled, AccountUsable: live.Usable, Log: log.With("component", "admin"),
+		AccountEnabled: live.Enabled, AccountUsable: live.Usable, TokenURL: strings.TrimRight(cfg.PublicURL, "/") + "/token",
+		Log: log.With("component", "admin"),
 	})
 	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 
@@ -367,6 +368,7 @@ func Run(ctx context.Context, cfg Config) error {
 	signIn.APIRoutes(mux)                                                                       // IAP sign-in pages and keys
 	mux.Handle("GET "+BackupPath, backupHandler(st, verifier, log.With("component", "backup"))) // backup.go
 	mux.Handle(gateway.ForwardAuthPath, gw.ForwardAuth(cfg.Domain))                             // nginx auth_request, Traefik forwardAuth, Envoy ext_authz
+	mux.Handle("GET /{$}", rootPage(adminAPI))                                                  // rootpage.go: browsers are pointed at the console
 	// Web console (issue 5): browser pages under /console/ on API hosts. It
 	// calls adminAPI in-process as the signed-in principal (console.go).
 	con, err := newConsole(cfg, st, roles, core, adminAPI, denialLog{denials}, log.With("component", "console"))
@@ -411,6 +413,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// addr comes first on this line: tests and scripts read it.
 	cfg.Log.Info("usher serving", "addr", ln.Addr().String(), "url", cfg.PublicURL, "domain", cfg.Domain,
 		"data_dir", cfg.DataDir, "config", filepath.Join(cfg.DataDir, "config.json"), "node", cfg.NodeName)
+	cfg.Log.Info("web console at "+cfg.PublicURL+"/console/", "console", cfg.PublicURL+"/console/")
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}

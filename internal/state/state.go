@@ -26,6 +26,8 @@ const (
 	// DeletedServiceAccountsPrefix holds deleted accounts' tombstones
 	// (PROJECT/UNIQUEID) for undelete.
 	DeletedServiceAccountsPrefix = "deletedserviceaccounts/"
+	// ServiceAccountKeysPrefix holds service-account keys' public halves.
+	ServiceAccountKeysPrefix = "serviceaccountkeys/"
 )
 
 func ProjectKey(p string) string               { return ProjectsPrefix + p }
@@ -34,6 +36,12 @@ func RevisionKey(p, region, name string) string {
 	return RevisionsPrefix + p + "/" + region + "/" + name
 }
 func ServiceAccountKey(p, email string) string { return ServiceAccountsPrefix + p + "/" + email }
+
+// ServiceAccountKeyKey is one key of an account; keys of an account share
+// the prefix ServiceAccountKeyKey(p, email, "").
+func ServiceAccountKeyKey(p, email, keyID string) string {
+	return ServiceAccountKeysPrefix + p + "/" + email + "/" + keyID
+}
 func DeletedServiceAccountKey(p, uid string) string {
 	return DeletedServiceAccountsPrefix + p + "/" + uid
 }

@@ -222,7 +222,7 @@ func TestServiceAccountLifecycle(t *testing.T) {
 		expectHello(t, s.get(t, url, "Authorization", bearer(tok)))
 	})
 	mustStep(t, "delete revokes at once and rewrites members", func(t *testing.T) {
-		s.mustCLI(t, "iam", "service-accounts", "delete", sa)
+		s.mustCLI(t, "iam", "service-accounts", "delete", sa, "--quiet")
 		if r := s.get(t, url, "Authorization", bearer(tok)); r.status != 401 {
 			t.Errorf("identity token of a deleted account: got %d, want 401", r.status)
 		}
@@ -245,7 +245,7 @@ func TestServiceAccountLifecycle(t *testing.T) {
 		if r := s.get(t, url, "Authorization", bearer(s.idToken(t, sa, url))); r.status != 403 {
 			t.Errorf("the new account's own token: got %d, want 403 (no grant)", r.status)
 		}
-		s.mustCLI(t, "iam", "service-accounts", "delete", sa)
+		s.mustCLI(t, "iam", "service-accounts", "delete", sa, "--quiet")
 	})
 	mustStep(t, "undelete restores the account and its grants", func(t *testing.T) {
 		s.mustCLI(t, "iam", "service-accounts", "undelete", before.UniqueID)

@@ -48,7 +48,7 @@ func TestDockerImage(t *testing.T) {
 	if n := containers(t, c, "boxed"); n != 1 {
 		t.Errorf("containers for the service = %d, want 1", n)
 	}
-	s.mustCLI(t, "run", "services", "delete", "boxed", "--region="+region)
+	s.mustCLI(t, "run", "services", "delete", "boxed", "--region="+region, "--quiet")
 	poll(t, 30*time.Second, "the service's container to be removed", func() (bool, string) {
 		n := containers(t, c, "boxed")
 		return n == 0, ""

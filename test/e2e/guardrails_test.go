@@ -106,8 +106,8 @@ func TestGuardrails(t *testing.T) {
 	})
 
 	mustStep(t, "deleting the org policies lifts them", func(t *testing.T) {
-		s.mustCLI(t, "org-policies", "delete", "iam.allowedPolicyMemberDomains")
-		s.mustCLI(t, "org-policies", "delete", "constraints/run.managed.requireInvokerIam")
+		s.mustCLI(t, "org-policies", "delete", "iam.allowedPolicyMemberDomains", "--quiet")
+		s.mustCLI(t, "org-policies", "delete", "constraints/run.managed.requireInvokerIam", "--quiet")
 		s.mustCLI(t, "run", "services", "add-iam-policy-binding", name, "--region="+region,
 			"--member=allUsers", "--role="+invokerRole)
 		expectHello(t, s.get(t, svcURL))

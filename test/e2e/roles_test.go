@@ -77,7 +77,7 @@ func TestCustomRolesAndConditions(t *testing.T) {
 	})
 
 	mustStep(t, "delete and undelete", func(t *testing.T) {
-		s.mustCLI(t, "iam", "roles", "delete", "invokeOnly", "--project", project)
+		s.mustCLI(t, "iam", "roles", "delete", "invokeOnly", "--project", project, "--quiet")
 		if r := auth(); r.status != 403 {
 			t.Errorf("after delete: got %d, want 403", r.status)
 		}

@@ -45,7 +45,7 @@ func TestTrafficSplitAndTags(t *testing.T) {
 		}
 	}
 
-	r := s.cli(t, "run", "revisions", "delete", first, "--region="+region)
+	r := s.cli(t, "run", "revisions", "delete", first, "--region="+region, "--quiet")
 	if r.code == 0 || !strings.Contains(r.stderr, "FAILED_PRECONDITION") {
 		t.Errorf("deleting a revision that serves traffic: %s, want FAILED_PRECONDITION", r)
 	}
@@ -55,7 +55,7 @@ func TestTrafficSplitAndTags(t *testing.T) {
 			t.Fatalf("after --to-latest: %q, want the latest revision", got.body)
 		}
 	}
-	s.mustCLI(t, "run", "revisions", "delete", first, "--region="+region)
+	s.mustCLI(t, "run", "revisions", "delete", first, "--region="+region, "--quiet")
 	if r := s.cli(t, "run", "revisions", "describe", first, "--region="+region); r.code == 0 {
 		t.Errorf("deleted revision still described: %s", r)
 	}
