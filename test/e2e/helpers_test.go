@@ -22,6 +22,8 @@ var (
 	echoBin  string
 	// frontendBin calls another service with a token from the metadata server.
 	frontendBin string
+	// jobtaskBin is a Cloud Run job task (jobs_test.go).
+	jobtaskBin string
 )
 
 const (
@@ -43,12 +45,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend")
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend", "./test/e2e/testdata/jobtask")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	usherBin, helloBin, echoBin, frontendBin = bins[0], bins[1], bins[2], bins[3]
+	usherBin, helloBin, echoBin, frontendBin, jobtaskBin = bins[0], bins[1], bins[2], bins[3], bins[4]
 	return m.Run()
 }
 
