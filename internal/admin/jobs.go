@@ -355,10 +355,18 @@ func (c *Core) executionsOf(ctx context.Context, project, region, job string) ([
 		out = append(out, r)
 		revs = append(revs, e.Revision)
 	}
-	sort.SliceStable(out, func(a, b int) bool {
-		return out[a].Execution.Metadata.CreationTimestamp < out[b].Execution.Metadata.CreationTimestamp
+	idx := make([]int, len(out))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.SliceStable(idx, func(a, b int) bool {
+		return out[idx[a]].Execution.Metadata.CreationTimestamp < out[idx[b]].Execution.Metadata.CreationTimestamp
 	})
-	return out, revs, nil
+	sorted, sortedRevs := make([]state.ExecutionRecord, len(out)), make([]int64, len(out))
+	for i, j := range idx {
+		sorted[i], sortedRevs[i] = out[j], revs[j]
+	}
+	return sorted, sortedRevs, nil
 }
 
 // RunJob starts an execution of a job: run.jobs.run, and
@@ -384,7 +392,7 @@ func (c *Core) RunJob(ctx context.Context, caller *Caller, project, region, name
 	if err != nil {
 		return nil, err
 	}
-	now := c.cfg.Now().UTC().Format(time.RFC3339)
+	now := c.cfg.Now().UTC().Format(time.RFC3339Nano)
 	exName := name + "-" + randomSuffix()
 	spec := j.Spec.Template.Spec
 	spec.Template.Spec.Containers = append([]apis.Container(nil), spec.Template.Spec.Containers...)

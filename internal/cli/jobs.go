@@ -347,8 +347,8 @@ func execute(ctx context.Context, g *globals, c *client.Client, cfg client.Confi
 	if err := c.Do(ctx, http.MethodPost, jobPath(cfg, name)+":run", &apis.RunJobRequest{Overrides: o}, &ex); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.stderr, "Execution [%s] has successfully started running.\n", ex.Metadata.Name)
 	if !wait {
+		fmt.Fprintf(g.stderr, "Execution [%s] has successfully started running.\n", ex.Metadata.Name)
 		if g.format != "" {
 			return g.print(ex, nil)
 		}
@@ -371,7 +371,7 @@ func execute(ctx context.Context, g *globals, c *client.Client, cfg client.Confi
 			}
 			st := ex.Status
 			if cond.Status != apis.StatusTrue {
-				return fmt.Errorf("execution [%s] failed (%s): %s; %d succeeded, %d failed, %d cancelled", ex.Metadata.Name, cond.Reason, cond.Message, st.SucceededCount, st.FailedCount, st.CancelledCount)
+				return fmt.Errorf("execution [%s] failed: %s (%s: %d succeeded, %d failed, %d cancelled)", ex.Metadata.Name, cond.Message, cond.Reason, st.SucceededCount, st.FailedCount, st.CancelledCount)
 			}
 			fmt.Fprintf(g.stderr, "Execution [%s] has successfully completed: %d / %d tasks succeeded.\n", ex.Metadata.Name, st.SucceededCount, ex.Spec.TaskCount)
 			return nil

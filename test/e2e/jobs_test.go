@@ -151,12 +151,24 @@ func TestJobTasksRetriesAndLogs(t *testing.T) {
 		}
 	})
 
+	t.Run("delete takes the job's executions", func(t *testing.T) {
+		s.mustCLI(t, "run", "jobs", "delete", "batch", "--region="+region)
+		if r := s.mustCLI(t, "run", "jobs", "executions", "list", "--region="+region, "--format=json"); strings.TrimSpace(r.stdout) != "[]" {
+			t.Errorf("executions after the job's delete: got %s, want none", r.stdout)
+		}
+		line := cliFails(t, s.cli(t, "run", "jobs", "executions", "describe", name, "--region="+region))
+		if !strings.Contains(line, "NOT_FOUND") {
+			t.Errorf("describe a deleted job's execution: got %q, want NOT_FOUND", line)
+		}
+	})
+
 	t.Run("invalid jobs are refused with the field", func(t *testing.T) {
 		for _, tc := range []struct {
 			args []string
 			want string
 		}{
-			{[]string{"--tasks=0"}, "taskCount"},
+			{[]string{"--tasks=10001"}, "taskCount"},
+			{[]string{"--parallelism=-2"}, "parallelism"},
 			{[]string{"--max-retries=11"}, "maxRetries"},
 			{[]string{"--update-env-vars=CLOUD_RUN_TASK_INDEX=3"}, "CLOUD_RUN_TASK_INDEX"},
 		} {
