@@ -33,7 +33,9 @@ func TestJobValidate(t *testing.T) {
 		{"reserved env", func(j *Job) {
 			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "CLOUD_RUN_TASK_ATTEMPT", Value: "9"}}
 		}, "CLOUD_RUN_TASK_ATTEMPT"},
-		{"PORT", func(j *Job) { j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "PORT", Value: "1"}} }, "PORT"},
+		{"PORT", func(j *Job) {
+			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "PORT", Value: "1"}}
+		}, "PORT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j := validJob()
