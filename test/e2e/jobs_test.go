@@ -246,6 +246,17 @@ func TestJobRunPermission(t *testing.T) {
 		}
 	})
 
+	t.Run("a deleted and re-created account inherits no grant on the job", func(t *testing.T) {
+		s.mustCLI(t, "iam", "service-accounts", "delete", runner)
+		s.mustCLI(t, "iam", "service-accounts", "create", "job-runner")
+		if line := cliFails(t, s.cli(t, "run", "jobs", "execute", "nightly", "--region="+region, as)); !strings.Contains(line, "run.jobs.run") {
+			t.Errorf("execute as the re-created account: got %q, want PERMISSION_DENIED naming run.jobs.run", line)
+		}
+		if r := s.mustCLI(t, "run", "jobs", "get-iam-policy", "nightly", "--region="+region); !strings.Contains(r.stdout, "deleted:serviceAccount:"+runner) {
+			t.Errorf("job policy after the account's delete: got %s, want the member rewritten to deleted:serviceAccount:…", r.stdout)
+		}
+	})
+
 	t.Run("a developer must be allowed what the job does", func(t *testing.T) {
 		_, dev := s.developer(t, "job-dev")
 		stranger := s.createSA(t, "stranger")
