@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"os"
@@ -10,6 +13,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/usher-run/usher/internal/runtime/docker/dockertest"
 )
 
 // Cloud Run jobs (issue 16) through Usher's CLI: tasks, retries,
@@ -364,4 +371,42 @@ func TestJobCrashFailsExecution(t *testing.T) {
 	os.RemoveAll(pidDir)
 	s.mustCLI(t, "run", "jobs", "update", "crashy", "--region="+region, "--update-env-vars=SLEEP=0s,PID_DIR=")
 	s.mustCLI(t, "run", "jobs", "execute", "crashy", "--wait", "--region="+region)
+}
+
+// TestDockerJob: the same job as TestJobTasksRetriesAndLogs from a FROM
+// scratch image on the local Docker engine.
+func TestDockerJob(t *testing.T) {
+	ctx := context.Background()
+	c, err := client.New(client.FromEnv)
+	if err == nil {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("USHER_TEST_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("USHER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
+		}
+		t.Skipf("*** no Docker engine: jobs on the Docker runtime are NOT TESTED end to end (%v) ***", err)
+	}
+	defer c.Close()
+	var b [4]byte
+	rand.Read(b[:])
+	ref := "usher-e2e/jobtask:" + hex.EncodeToString(b[:])
+	if err := dockertest.BuildScratchImage(ctx, c, "github.com/usher-run/usher/test/e2e/testdata/jobtask", ref); err != nil {
+		t.Fatal(err)
+	}
+	defer c.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+
+	s := startServer(t)
+	s.mustCLI(t, "run", "jobs", "create", "boxed", "--image="+ref, "--region="+region,
+		"--tasks=10", "--parallelism=3", "--max-retries=1", "--update-env-vars=FAIL_ONCE_TASK=7")
+	name := strings.TrimSpace(s.mustCLI(t, "run", "jobs", "execute", "boxed", "--wait", "--region="+region).stdout)
+	ex := s.describeExecution(t, name)
+	if ex.Status.SucceededCount != 10 || ex.Status.RetriedCount != 1 {
+		t.Errorf("container execution: got succeeded %d, retried %d, want 10 and 1", ex.Status.SucceededCount, ex.Status.RetriedCount)
+	}
+	if logs := s.mustCLI(t, "run", "jobs", "logs", "read", "boxed", "--region="+region, "--limit=1000").stdout; !strings.Contains(logs, "task 7/10 attempt 1") {
+		t.Errorf("container task logs: want task 7's second attempt, got:\n%s", logs)
+	}
 }
