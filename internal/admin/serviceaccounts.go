@@ -335,7 +335,7 @@ func (c *Core) UndeleteServiceAccount(ctx context.Context, caller *Caller, proje
 // returns the last revision written (0: none).
 func (c *Core) rewriteMembers(ctx context.Context, from, to string) (int64, error) {
 	var last int64
-	for _, prefix := range []string{state.ProjectPoliciesPrefix, state.ServicePoliciesPrefix, state.ServiceAccountPoliciesPrefix} {
+	for _, prefix := range []string{state.ProjectPoliciesPrefix, state.ServicePoliciesPrefix, state.ServiceAccountPoliciesPrefix, state.JobPoliciesPrefix} {
 		entries, _, err := c.cfg.Store.List(ctx, prefix)
 		if err != nil {
 			return last, err

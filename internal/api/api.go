@@ -130,6 +130,7 @@ func (a *API) routes() {
 	// Audit log and policy troubleshooter (audit.go, troubleshoot.go).
 	a.routesAudit()
 	a.routesOrgPolicies() // Org Policy API v2: guardrails (orgpolicies.go)
+	a.routesJobs()        // Cloud Run jobs, executions, tasks (jobs.go)
 
 	m.Handle("/", a.authed(func(w http.ResponseWriter, r *http.Request, _ *caller) error {
 		return notFound("no API method at %s %s", r.Method, r.URL.Path)
@@ -231,7 +232,7 @@ func errorDomain(path string) string {
 	switch {
 	case strings.Contains(path, "/serviceAccounts"):
 		return "iam.googleapis.com"
-	case strings.HasPrefix(path, "/apis/serving.knative.dev/"), strings.Contains(path, "/locations/"):
+	case strings.HasPrefix(path, "/apis/serving.knative.dev/"), strings.HasPrefix(path, "/apis/run.googleapis.com/"), strings.Contains(path, "/locations/"):
 		return "run.googleapis.com"
 	case strings.Contains(path, "/services/") && !strings.Contains(path, "/locations/"):
 		return "serviceusage.googleapis.com"

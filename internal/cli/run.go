@@ -37,6 +37,7 @@ func newRunCmd(g *globals) *cobra.Command {
 	revisions := &cobra.Command{Use: "revisions", Short: "Manage revisions"}
 	revisions.AddCommand(newRevisionsListCmd(g), newRevisionsDescribeCmd(g), newRevisionsDeleteCmd(g))
 	run.AddCommand(newDeployCmd(g, "deploy", true), services, revisions)
+	run.AddCommand(newJobsCmd(g)) // jobs.go
 	return run
 }
 

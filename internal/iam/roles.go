@@ -42,6 +42,20 @@ const (
 	PermRunRoutesGet           = "run.routes.get"
 	PermRunRoutesList          = "run.routes.list"
 	PermRunJobsRun             = "run.jobs.run"
+	PermJobsCreate             = "run.jobs.create"
+	PermJobsGet                = "run.jobs.get"
+	PermJobsList               = "run.jobs.list"
+	PermJobsUpdate             = "run.jobs.update"
+	PermJobsDelete             = "run.jobs.delete"
+	PermJobsRunWithOverrides   = "run.jobs.runWithOverrides"
+	PermJobsGetIamPolicy       = "run.jobs.getIamPolicy"
+	PermJobsSetIamPolicy       = "run.jobs.setIamPolicy"
+	PermExecutionsGet          = "run.executions.get"
+	PermExecutionsList         = "run.executions.list"
+	PermExecutionsCancel       = "run.executions.cancel"
+	PermExecutionsDelete       = "run.executions.delete"
+	PermTasksGet               = "run.tasks.get"
+	PermTasksList              = "run.tasks.list"
 	PermRunInstancesInvoke     = "run.instances.invoke"
 	PermRunServicesListEffTags = "run.services.listEffectiveTags"
 	PermLogEntriesList         = "logging.logEntries.list"
@@ -140,9 +154,13 @@ func Predefined() *Roles {
 		PermRunConfigurationsGet, PermRunConfigurationsList, PermRunRoutesGet,
 		PermRunRoutesList, PermRunLocationsList, PermRunOperationsGet,
 		PermServicesGetIamPolicy, PermRunServicesListEffTags,
+		PermJobsGet, PermJobsList, PermJobsGetIamPolicy, PermExecutionsGet, PermExecutionsList,
+		PermTasksGet, PermTasksList,
 	}
 	runWrite := []string{
 		PermServicesCreate, PermServicesUpdate, PermServicesDelete, PermRevisionsDelete,
+		PermJobsCreate, PermJobsUpdate, PermJobsDelete, PermJobsRunWithOverrides,
+		PermExecutionsCancel, PermExecutionsDelete,
 	}
 	projectRead := []string{PermProjectsGet, PermServiceUsageGet, PermServiceUsageList}
 	saRead := []string{PermSAGet, PermSAList}
@@ -164,13 +182,17 @@ func Predefined() *Roles {
 		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
 			Permissions: cat(runRead, projectRead, saRead, rolesRead, []string{PermProjectsGetIamPolicy, PermLogEntriesList})},
 		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
-			Permissions: cat(runRead, runWrite, invoke, []string{PermServicesSetIamPolicy, PermProjectsGet, PermServiceUsageGet, PermServiceUsageList, PermHostExecutablesRun})},
+			Permissions: cat(runRead, runWrite, invoke, []string{PermServicesSetIamPolicy, PermJobsSetIamPolicy, PermProjectsGet, PermServiceUsageGet, PermServiceUsageList, PermHostExecutablesRun})},
 		&Role{Name: "roles/run.developer", Title: "Cloud Run Developer", Description: "Read and write access to all Cloud Run resources, without IAM policy changes.",
 			Permissions: cat(runRead, runWrite, invoke, []string{PermProjectsGet, PermServiceUsageGet, PermServiceUsageList})},
 		&Role{Name: "roles/run.viewer", Title: "Cloud Run Viewer", Description: "Can view the state of all Cloud Run resources, including IAM policies.",
 			Permissions: cat(runRead, []string{PermProjectsGet, PermLogEntriesList})},
 		&Role{Name: "roles/run.invoker", Title: "Cloud Run Invoker", Description: "Invoke Cloud Run services and execute jobs.",
 			Permissions: cat(invoke)},
+		&Role{Name: "roles/run.jobsExecutor", Title: "Cloud Run Jobs Executor", Description: "Execute Cloud Run jobs and cancel their executions.",
+			Permissions: cat([]string{PermJobsGet, PermRunJobsRun, PermExecutionsGet, PermExecutionsList, PermExecutionsCancel, PermTasksGet, PermTasksList})},
+		&Role{Name: "roles/run.jobsExecutorWithOverrides", Title: "Cloud Run Jobs Executor With Overrides", Description: "Execute Cloud Run jobs with overrides and cancel their executions.",
+			Permissions: cat([]string{PermJobsGet, PermRunJobsRun, PermJobsRunWithOverrides, PermExecutionsGet, PermExecutionsList, PermExecutionsCancel, PermTasksGet, PermTasksList})},
 		&Role{Name: "roles/run.servicesInvoker", Title: "Cloud Run Service Invoker", Description: "Invoke Cloud Run services.",
 			Permissions: []string{PermRoutesInvoke}},
 		&Role{Name: "roles/iam.serviceAccountTokenCreator", Title: "Service Account Token Creator", Description: "Impersonate service accounts (create OAuth2 access tokens, ID tokens).",

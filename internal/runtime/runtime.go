@@ -66,6 +66,11 @@ type InstanceSpec struct {
 	// process runtime cannot enforce them and ignores them.
 	CPU, Memory string
 
+	// RunToCompletion marks a task of a job rather than an instance of a
+	// service: Start returns once the process (or container) is launched,
+	// without waiting for it to listen on PORT; the caller waits on Done.
+	RunToCompletion bool
+
 	// Logs receives the instance's stdout and stderr, one whole line
 	// (ending in "\n") per Write call, from a single goroutine. It may be nil
 	// (discard). A slow writer slows the instance down.
@@ -90,7 +95,7 @@ type EnvVar struct{ Name, Value string }
 // Runtime starts instances.
 type Runtime interface {
 	// Start launches an instance and returns once it accepts TCP connections
-	// on its PORT (the startup probe), or an error if it exits first, or the
+	// on its PORT (the startup probe; at once for spec.RunToCompletion), or an error if it exits first, or the
 	// timeout/ctx ends (then it is killed, and gone when Start returns).
 	//
 	// Start validates spec.Env with ValidateEnv. A startup failure wraps an

@@ -29,6 +29,7 @@ import (
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/iap"
 	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/jobs"
 	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/metadata"
 	"github.com/usher-run/usher/internal/mirror"
@@ -318,6 +319,16 @@ func Run(ctx context.Context, cfg Config) error {
 		},
 	})
 	gwTable = gw.Table
+	// Jobs (issue 16): executions run on this node's runtimes with the
+	// same metadata servers and logs as services' instances.
+	runner := jobs.New(jobs.Config{
+		Store: st, Runtime: runtimes, Identity: runtimeIdentity(st, md, runtimes), Logs: serviceLogs,
+		Node: cfg.NodeName, Log: log.With("component", "jobs"),
+	})
+	if err := runner.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { cancel(); runner.Wait() }()
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
 

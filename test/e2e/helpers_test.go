@@ -27,6 +27,8 @@ var (
 	// proberBin is runtimetest's test app: it reads files, dials addresses
 	// and says who it runs as, for the sandbox's escape tests.
 	proberBin string
+	// jobtaskBin is a Cloud Run job task (jobs_test.go).
+	jobtaskBin string
 )
 
 const (
@@ -48,12 +50,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend", "./test/e2e/testdata/grpchealth", "./internal/runtime/runtimetest/testapp")
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend", "./test/e2e/testdata/grpchealth", "./internal/runtime/runtimetest/testapp", "./test/e2e/testdata/jobtask")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	usherBin, helloBin, echoBin, frontendBin, grpcBin, proberBin = bins[0], bins[1], bins[2], bins[3], bins[4], bins[5]
+	usherBin, helloBin, echoBin, frontendBin, grpcBin, proberBin, jobtaskBin = bins[0], bins[1], bins[2], bins[3], bins[4], bins[5], bins[6]
 	return m.Run()
 }
 

@@ -26,6 +26,8 @@ var (
 	gcloudBin string // "" when gcloud is not on PATH: every test skips
 	usherBin  string
 	helloBin  string
+	// jobtaskBin is a Cloud Run job task (jobs_test.go).
+	jobtaskBin string
 )
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
@@ -43,12 +45,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello")
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/jobtask")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "gcloud tests:", err)
 		return 1
 	}
-	usherBin, helloBin = bins[0], bins[1]
+	usherBin, helloBin, jobtaskBin = bins[0], bins[1], bins[2]
 	return m.Run()
 }
 

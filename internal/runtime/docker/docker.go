@@ -533,6 +533,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 	if err != nil {
 		return nil, err
 	}
+	if spec.RunToCompletion {
+		return in, nil
+	}
 	if err := in.probe(ctx, spec.StartupTimeout); err != nil {
 		return nil, err
 	}

@@ -202,6 +202,9 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 		<-in.done
 		r.releasePort(port)
 	}()
+	if spec.RunToCompletion {
+		return in, nil
+	}
 	if err := in.probe(ctx, spec.StartupTimeout); err != nil {
 		return nil, err
 	}
