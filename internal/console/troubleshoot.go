@@ -59,6 +59,9 @@ func (c *Console) troubleshoot(w http.ResponseWriter, r *http.Request, s *sessio
 		return &pageError{Code: http.StatusBadRequest, Title: "Whose access?", Message: "Name a principal: …/troubleshoot?principal=user:EMAIL."}
 	}
 	v := troubleshootView{Head: ls.Head, Principal: principal, Permission: iam.PermRoutesInvoke}
+	if r.URL.Query().Get("permission") == iam.PermIAPAccess { // the IAP 403 page links here
+		v.Permission = iam.PermIAPAccess
+	}
 	out, err := ls.b.troubleshoot(apis.AccessTuple{
 		Principal: principal, Permission: v.Permission,
 		FullResourceName: client.ServiceFullResourceName(ref.Project, ref.Region, ref.Name),

@@ -28,6 +28,9 @@ type IAP interface {
 	Assertion(audience, email, subject string) (string, error)
 	// SignInURL is where a browser signs in to reach returnTo.
 	SignInURL(returnTo string) string
+	// TroubleshootURL is the console page explaining why principal may not
+	// pass the proxy of a service.
+	TroubleshootURL(project, region, service, principal string) string
 }
 
 // IAPCookie holds a browser's IAP session on one service host.
@@ -130,7 +133,8 @@ func (g *Gateway) denyIAP(w http.ResponseWriter, r *http.Request, tgt *routing.T
 	writePage(w, http.StatusForbidden, page(403, "Forbidden",
 		"You are signed in as <b>"+who+"</b>, who may not access this service through IAP. Ask its owner for roles/iap.httpsResourceAccessor "+
 			"(usher iap web add-iam-policy-binding --resource-type=cloud-run --service="+html.EscapeString(tgt.Service)+" --region="+html.EscapeString(tgt.Region)+
-			" --member="+who+" --role=roles/iap.httpsResourceAccessor), or <a href=\"/_gcp_iap/clear_login_cookie\">sign out</a> and sign in as someone else."))
+			" --member="+who+" --role=roles/iap.httpsResourceAccessor), or <a href=\"/_gcp_iap/clear_login_cookie\">sign out</a> and sign in as someone else. "+
+			"<a href=\""+html.EscapeString(g.cfg.IAP.TroubleshootURL(tgt.Project, tgt.Region, tgt.Service, principal.Member()))+"\">Why?</a>"))
 }
 
 // hostOnly is a Host header without its port, lower-case.

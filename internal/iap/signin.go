@@ -90,6 +90,13 @@ func (s *SignIn) SignInURL(returnTo string) string {
 	return s.cfg.PublicURL + "/_iap/signin?return=" + url.QueryEscape(returnTo)
 }
 
+// TroubleshootURL is the console's explanation of why principal may not
+// pass the proxy of a service (for those who may read its policy).
+func (s *SignIn) TroubleshootURL(project, region, service, principal string) string {
+	return s.cfg.PublicURL + "/console/projects/" + url.PathEscape(project) + "/locations/" + url.PathEscape(region) +
+		"/services/" + url.PathEscape(service) + "/troubleshoot?permission=" + url.QueryEscape(iam.PermIAPAccess) + "&principal=" + url.QueryEscape(principal)
+}
+
 // APIRoutes registers the API host's routes.
 func (s *SignIn) APIRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /_iap/signin-codes", s.createCode)
