@@ -118,7 +118,7 @@ var roundTripCases = []struct {
 			"run.googleapis.com/operation-id": "op-1",
 		}
 		s.Spec.Template.Metadata.Annotations = map[string]string{
-			"run.googleapis.com/execution-environment": "gen2",
+			AnnotationStartupCPUBoost: "true",
 		}
 	}},
 }

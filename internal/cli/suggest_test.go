@@ -17,7 +17,7 @@ func TestMistakesFailWithSuggestions(t *testing.T) {
 		{[]string{"run", "deplyo"}, `did you mean "deploy"`},
 		{[]string{"run", "servcies", "list"}, `did you mean "services"`},
 		{[]string{"run", "services", "lsit"}, `did you mean "list"`},
-		{[]string{"run", "jobs", "list"}, `unknown command "jobs" for "usher run"`},
+		{[]string{"run", "jbos", "list"}, `unknown command "jbos" for "usher run"`},
 		{[]string{"sevre"}, "serve"},
 		{[]string{"run", "services", "list", "--regoin=x"}, "did you mean --region?"},
 		{[]string{"run", "deploy", "x", "--imgae=y"}, "did you mean --image?"},

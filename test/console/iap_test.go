@@ -63,7 +63,7 @@ func TestIAPBrowserSignInWithProvider(t *testing.T) {
 
 	signIn(b, opUser)
 	var loc string
-	b.run("back at the service", chromedp.Location(&loc))
+	b.run("back at the service", chromedp.WaitVisible(`//body[contains(., 'Hello World!')]`, chromedp.BySearch), chromedp.Location(&loc))
 	if text := b.text(); !strings.Contains(text, "Hello World!") || !strings.HasPrefix(loc, svcURL) {
 		t.Fatalf("after signing in: at %s, page %q; want the app's page", loc, text)
 	}
@@ -83,6 +83,7 @@ func TestIAPBrowserSignInWithProvider(t *testing.T) {
 
 	other := newBrowser(t)
 	signIn(other, opOtherUser)
+	other.run("the 403 page", chromedp.WaitVisible(`//body[contains(., '403')]`, chromedp.BySearch))
 	if text := other.text(); !strings.Contains(text, "403") || !strings.Contains(text, "test-user2@zitadel.ch") || !strings.Contains(text, "roles/iap.httpsResourceAccessor") {
 		t.Errorf("a person without the role: got %q, want the 403 page naming them and the role", text)
 	}

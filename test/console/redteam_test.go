@@ -30,7 +30,7 @@ func TestRedTeamSessionOutlivesRecreatedAccount(t *testing.T) {
 		t.Fatalf("service page as the robot: got %d, want 200", got.status)
 	}
 
-	s.mustCLI(t, "iam", "service-accounts", "delete", robot)
+	s.mustCLI(t, "iam", "service-accounts", "delete", robot, "--quiet")
 	if got := s.do(t, http.MethodGet, page, nil, "Cookie", cookie); got.status == http.StatusOK {
 		t.Errorf("service page with a deleted account's session: got %d, want a refusal", got.status)
 	}

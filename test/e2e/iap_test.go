@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"context"
+
 	"encoding/json"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/coreos/go-oidc/v3/oidc"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -111,6 +115,13 @@ func TestIAPBrowserSignIn(t *testing.T) {
 		wantAud := "/projects/" + projectNumber(t, svcURL) + "/locations/" + region + "/services/dash"
 		if err := claims.Validate(jwt.Expected{Issuer: "https://cloud.google.com/iap", AnyAudience: jwt.Audience{wantAud}}); err != nil || claims.Email != "owner@usher.localhost" {
 			t.Errorf("assertion claims %+v: %v (want aud %s)", claims, err, wantAud)
+		}
+		// And as the README shows, with go-oidc.
+		ctx := oidc.ClientContext(context.Background(), s.http)
+		v := oidc.NewVerifier("https://cloud.google.com/iap", oidc.NewRemoteKeySet(ctx, s.serverURL(t)+"/iap/verify/public_key-jwk"),
+			&oidc.Config{ClientID: wantAud, SupportedSigningAlgs: []string{"ES256"}})
+		if _, err := v.Verify(ctx, asserts[0]); err != nil {
+			t.Errorf("verifying the assertion with go-oidc as the README shows: %v", err)
 		}
 	})
 

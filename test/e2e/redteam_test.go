@@ -24,7 +24,7 @@ func TestRedTeamMixedCaseMemberSurvivesDelete(t *testing.T) {
 	// The grant works (IAM matches emails case-insensitively).
 	s.mustCLI(t, "run", "services", "list", "--region="+region, "--impersonate-service-account="+sa)
 
-	s.mustCLI(t, "iam", "service-accounts", "delete", sa)
+	s.mustCLI(t, "iam", "service-accounts", "delete", sa, "--quiet")
 	for _, m := range s.projectPolicy(t).members("roles/run.admin") {
 		if strings.EqualFold(m, "serviceAccount:"+sa) {
 			t.Errorf("project policy after deleting %s still holds %q (want it rewritten to deleted:…)", sa, m)
