@@ -90,7 +90,7 @@ var v1Container = map[string]v1Field{
 		"valueFrom": v1Refused(notByUsher + " (no secrets): set a literal value"),
 	}),
 	"ports": v1Message(map[string]v1Field{
-		"name":          {check: oneOf("http1")},
+		"name":          {check: oneOf("http1", PortNameH2C)},
 		"containerPort": v1In,
 		"protocol":      {check: oneOf("TCP")},
 	}),

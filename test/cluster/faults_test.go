@@ -40,7 +40,7 @@ func TestFrozenEtcdWrite(t *testing.T) {
 
 	unavailable := func() int {
 		b, _ := os.ReadFile(a.logPath)
-		return strings.Count(string(b), "store: unavailable")
+		return strings.Count(string(b), "status=UNAVAILABLE")
 	}
 	before := unavailable()
 	done := make(chan error, 1)

@@ -68,7 +68,7 @@ func TestCLILikeGcloud(t *testing.T) {
 			want string
 		}{
 			{[]string{"run", "deplyo"}, `did you mean "deploy"`},
-			{[]string{"run", "jobs", "list"}, `unknown command "jobs"`},
+			{[]string{"run", "jbos", "list"}, `unknown command "jbos"`},
 			{[]string{"run", "services", "list", "--regoin=x"}, "--region"},
 			{[]string{"run", "deploy", "x", "--image=" + helloBin}, "file://" + helloBin},
 		} {

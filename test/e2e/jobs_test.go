@@ -254,7 +254,7 @@ func TestJobRunPermission(t *testing.T) {
 	})
 
 	t.Run("a deleted and re-created account inherits no grant on the job", func(t *testing.T) {
-		s.mustCLI(t, "iam", "service-accounts", "delete", runner)
+		s.mustCLI(t, "iam", "service-accounts", "delete", runner, "--quiet")
 		s.mustCLI(t, "iam", "service-accounts", "create", "job-runner")
 		if line := cliFails(t, s.cli(t, "run", "jobs", "execute", "nightly", "--region="+region, as)); !strings.Contains(line, "run.jobs.run") {
 			t.Errorf("execute as the re-created account: got %q, want PERMISSION_DENIED naming run.jobs.run", line)
@@ -316,7 +316,9 @@ func waitGone(t *testing.T, pids []int) {
 }
 
 func TestJobCancelStopsTasks(t *testing.T) {
-	s := startServer(t)
+	// The test watches the tasks' host PIDs: run them unsandboxed (the
+	// sandbox gives tasks their own PID namespace and a private /tmp).
+	s := startServerWith(t, "--unsandboxed-processes")
 	pidDir := t.TempDir()
 	s.mustCLI(t, "run", "jobs", "create", "long", "--image=file://"+jobtaskBin, "--region="+region,
 		"--tasks=3", "--parallelism=2", "--update-env-vars=SLEEP=10m,PID_DIR="+pidDir)
@@ -346,7 +348,9 @@ func TestJobCancelStopsTasks(t *testing.T) {
 }
 
 func TestJobCrashFailsExecution(t *testing.T) {
-	s := startServer(t)
+	// The test watches the tasks' host PIDs: run them unsandboxed (the
+	// sandbox gives tasks their own PID namespace and a private /tmp).
+	s := startServerWith(t, "--unsandboxed-processes")
 	pidDir := t.TempDir()
 	s.mustCLI(t, "run", "jobs", "create", "crashy", "--image=file://"+jobtaskBin, "--region="+region,
 		"--tasks=1", "--update-env-vars=SLEEP=10m,PID_DIR="+pidDir)
