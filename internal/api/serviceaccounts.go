@@ -151,6 +151,7 @@ func (a *API) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthErr(http.StatusBadRequest, "invalid_request", ae.Message)
 		return
 	case errors.Is(err, store.ErrUnavailable): // retryable
+		a.cfg.Log.Warn("token: the store did not answer", "status", "UNAVAILABLE", "err", err)
 		oauthErr(http.StatusServiceUnavailable, "temporarily_unavailable", "the state store did not answer in time; retry")
 		return
 	case err != nil:

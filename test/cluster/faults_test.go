@@ -40,7 +40,7 @@ func TestFrozenEtcdWrite(t *testing.T) {
 
 	unavailable := func() int {
 		b, _ := os.ReadFile(a.logPath)
-		return strings.Count(string(b), "status=UNAVAILABLE")
+		return strings.Count(string(b), "status=UNAVAILABLE") + strings.Count(string(b), "store: unavailable")
 	}
 	before := unavailable()
 	done := make(chan error, 1)
