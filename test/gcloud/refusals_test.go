@@ -30,7 +30,6 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		{"in-memory volume", []string{"--add-volume=name=v,type=in-memory,size-limit=10Mi", "--add-volume-mount=volume=v,mount-path=/v"}, "containers[0].volumeMounts"},
 		{"liveness probe", []string{"--liveness-probe=httpGet.path=/healthz"}, "livenessProbe"},
 		{"http startup probe", []string{"--startup-probe=httpGet.path=/ready"}, "startupProbe.httpGet"},
-		{"http2", []string{"--use-http2"}, "ports[0].name"},
 		{"cpu always allocated", []string{"--no-cpu-throttling"}, "run.googleapis.com/cpu-throttling"},
 		{"execution environment", []string{"--execution-environment=gen1"}, "run.googleapis.com/execution-environment"},
 		{"session affinity", []string{"--session-affinity"}, "run.googleapis.com/sessionAffinity"},
@@ -55,6 +54,23 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 	if after := e.describe("plain"); after.Status.LatestCreatedRevisionName != before.Status.LatestCreatedRevisionName {
 		t.Errorf("after refused updates: latest revision %s, want %s unchanged", after.Status.LatestCreatedRevisionName, before.Status.LatestCreatedRevisionName)
 	}
+
+	// HTTP/2 end to end is implemented (the e2e gRPC test drives the data
+	// path): gcloud's flag sets and clears the h2c port name.
+	t.Run("http2 accepted", func(t *testing.T) {
+		portName := func() string {
+			return strings.TrimSpace(e.mustGcloud("run", "services", "describe", "plain", "--region="+region,
+				"--format=value(spec.template.spec.containers[0].ports[0].name)").stdout)
+		}
+		e.mustGcloud("run", "services", "update", "plain", "--region="+region, "--quiet", "--use-http2")
+		if got := portName(); got != "h2c" {
+			t.Errorf("after --use-http2: port name %q, want h2c", got)
+		}
+		e.mustGcloud("run", "services", "update", "plain", "--region="+region, "--quiet", "--no-use-http2")
+		if got := portName(); got == "h2c" {
+			t.Errorf("after --no-use-http2: port name %q, want not h2c", got)
+		}
+	})
 
 	t.Run("beta no-default-url", func(t *testing.T) {
 		r := e.gcloud("beta", "run", "services", "update", "plain", "--region="+region, "--no-default-url", "--quiet")
