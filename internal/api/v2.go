@@ -53,6 +53,7 @@ func (a *API) routesV2() {
 	m.Handle("GET "+loc+"/operations/{op}", a.authed(a.getOperationV2))
 	m.Handle("POST "+loc+"/operations/{op}", a.authed(a.waitOperationV2)) // ":wait"
 	m.Handle("DELETE "+loc+"/operations/{op}", a.authed(a.deleteOperationV2))
+	a.routesV2Jobs()
 }
 
 // google.rpc.Code values carried in operation errors.
@@ -404,9 +405,12 @@ const (
 // its service, and says nothing the service does not.
 type opRef struct {
 	Kind       string `json:"k"`
-	Service    string `json:"s"`
+	Service    string `json:"s,omitempty"`
 	Generation int64  `json:"g,omitempty"`
 	UID        string `json:"u,omitempty"`
+	// Job and Execution name what a job's operation is about (v2_jobs.go).
+	Job       string `json:"j,omitempty"`
+	Execution string `json:"e,omitempty"`
 }
 
 func (o opRef) name(project, region string) string {
@@ -424,6 +428,12 @@ func parseOpID(id string) (opRef, error) {
 		switch o.Kind {
 		case opCreate, opUpdate, opDelete, opValidate:
 			err = apis.ValidateServiceName(o.Service)
+		case opJobCreate, opJobUpdate, opJobDelete:
+			err = apis.ValidateJobName(o.Job)
+		case opJobRun, opExecutionCancel, opExecutionDelete:
+			if err = apis.ValidateJobName(o.Job); err == nil {
+				err = apis.ValidateExecutionName(o.Execution)
+			}
 		default:
 			err = errors.New("unknown kind")
 		}
@@ -484,6 +494,13 @@ func (a *API) operationState(ctx context.Context, c *caller, project, region str
 
 // writeOperation answers a write with its operation, as it stands now.
 func (a *API) writeOperation(w http.ResponseWriter, r *http.Request, c *caller, project, region string, ref opRef) error {
+	if isJobOp(ref.Kind) {
+		op, err := a.jobOperationState(r.Context(), c, project, region, ref)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, op)
+	}
 	op, _, err := a.operationState(r.Context(), c, project, region, ref)
 	if err != nil {
 		return err
@@ -496,6 +513,10 @@ func (a *API) operationTarget(r *http.Request, c *caller, id string) (project, r
 	project, region = pathScope(r)
 	if ref, err = parseOpID(id); err != nil {
 		return "", "", ref, err
+	}
+	if isJobOp(ref.Kind) {
+		project, region, err = a.authorizeJobOperation(r.Context(), c, project, region, ref)
+		return project, region, ref, err
 	}
 	project, region, err = a.cfg.Core.AuthorizeService(r.Context(), c, iam.PermServicesGet, project, region, ref.Service)
 	if err != nil {
@@ -549,6 +570,13 @@ func (a *API) waitOperationV2(w http.ResponseWriter, r *http.Request, c *caller)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
+	if isJobOp(ref.Kind) {
+		op, err := a.waitJobOperation(ctx, c, project, region, ref)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, op)
+	}
 	for {
 		op, rev, err := a.operationState(r.Context(), c, project, region, ref)
 		if err != nil {
