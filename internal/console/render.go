@@ -123,6 +123,8 @@ type view struct {
 	CSRF    string
 	Project string
 	Flash   string
+	// Section is the side navigation's current entry: "" (Services) or "jobs".
+	Section string
 	Data    any
 }
 

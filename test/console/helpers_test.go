@@ -24,6 +24,8 @@ import (
 var (
 	usherBin string
 	helloBin string
+	// jobtaskBin is a Cloud Run job task (jobs_test.go).
+	jobtaskBin string
 )
 
 const (
@@ -42,12 +44,12 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello")
+	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/jobtask")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "console tests:", err)
 		return 1
 	}
-	usherBin, helloBin = bins[0], bins[1]
+	usherBin, helloBin, jobtaskBin = bins[0], bins[1], bins[2]
 	return m.Run()
 }
 
