@@ -158,7 +158,7 @@ func (c *Console) routes() http.Handler {
 	m.Handle("GET "+servicePath+"/logs", c.signedIn(c.logs))
 	m.Handle("POST "+servicePath+"/iap", c.signedIn(c.iapToggle))            // iap.go
 	m.Handle("GET "+servicePath+"/troubleshoot", c.signedIn(c.troubleshoot)) // troubleshoot.go: why a denial
-	c.routesJobs(m) // jobs.go
+	c.routesJobs(m)                                                          // jobs.go
 	m.Handle("/console/", c.signedIn(func(w http.ResponseWriter, r *http.Request, s *session) error {
 		return notFound("There is no console page at %s.", r.URL.Path)
 	}))
