@@ -28,6 +28,7 @@ import (
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/audit"
+	"github.com/usher-run/usher/internal/build"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/state"
@@ -76,6 +77,8 @@ type Config struct {
 	// deploy may run as file:// images; any other file:// image needs
 	// PermHostExecutablesRun.
 	ProcessImageDirs []string
+	// Builder builds sources for `deploy --source` (nil: refused).
+	Builder *build.Builder
 	// AccountEnabled, if set, reports whether a service account of Usher's
 	// exists and is enabled (package accounts); a caller that is a deleted
 	// or disabled account holds nothing.

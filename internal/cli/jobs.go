@@ -40,7 +40,7 @@ func newJobsCmd(g *globals) *cobra.Command {
 	logsCmd := &cobra.Command{Use: "logs", Short: "Read what a job's tasks printed"}
 	logsCmd.AddCommand(newJobLogsReadCmd(g))
 	jobs.AddCommand(
-		newJobWriteCmd(g, true), newJobWriteCmd(g, false), newJobDescribeCmd(g), newJobsListCmd(g), newJobDeleteCmd(g), newJobExecuteCmd(g),
+		newJobWriteCmd(g, "create"), newJobWriteCmd(g, "update"), newJobWriteCmd(g, "deploy"), newJobDescribeCmd(g), newJobsListCmd(g), newJobDeleteCmd(g), newJobExecuteCmd(g),
 		newPolicyBindingCmd(g, "add-iam-policy-binding", true, jobPolicyPath),
 		newPolicyBindingCmd(g, "remove-iam-policy-binding", false, jobPolicyPath),
 		newGetPolicyCmd(g, jobPolicyPath),
@@ -59,6 +59,7 @@ type jobFlags struct {
 	tasks, parallelism, maxRetries     int
 	executeNow, wait                   bool
 	cpu, memory                        string
+	source                             string
 }
 
 // parseTaskTimeout reads --task-timeout as gcloud does: seconds, or a
@@ -74,11 +75,16 @@ func parseTaskTimeout(s string) (int64, error) {
 	return int64(d / time.Second), nil
 }
 
-func newJobWriteCmd(g *globals, create bool) *cobra.Command {
+// newJobWriteCmd is jobs create, update, or deploy (create or update,
+// from an image or from --source).
+func newJobWriteCmd(g *globals, mode string) *cobra.Command {
 	var f jobFlags
 	use, short := "update", "Change a job's configuration"
-	if create {
+	switch mode {
+	case "create":
 		use, short = "create", "Create a job"
+	case "deploy":
+		use, short = "deploy", "Create or update a job, from an image or from source (--source)"
 	}
 	cmd := &cobra.Command{
 		Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
@@ -88,20 +94,34 @@ func newJobWriteCmd(g *globals, create bool) *cobra.Command {
 				return err
 			}
 			ctx, name := cmd.Context(), args[0]
+			create := mode == "create"
 			var j apis.Job
-			if create {
-				if f.image == "" {
-					return fmt.Errorf("--image is required to create job [%s]", name)
-				}
-				j = apis.Job{Metadata: apis.ObjectMeta{Name: name}}
-				j.Spec.Template.Spec.Template.Spec.Containers = []apis.Container{{}}
-			} else {
-				if err := c.Do(ctx, http.MethodGet, jobPath(cfg, name), nil, &j); err != nil {
+			if mode != "create" {
+				err := c.Do(ctx, http.MethodGet, jobPath(cfg, name), nil, &j)
+				switch {
+				case mode == "deploy" && client.IsStatus(err, "NOT_FOUND"):
+					create = true
+				case err != nil:
 					return err
 				}
 				j.Status = apis.JobStatus{}
 			}
-			if err := applyJobFlags(cmd, &j, &f); err != nil {
+			if f.source != "" {
+				if f.image != "" {
+					return fmt.Errorf("--source and --image are mutually exclusive")
+				}
+				if f.image, err = buildFromSource(ctx, g, c, cfg.Project, cfg.Region, "jobs/"+name, f.source); err != nil {
+					return err
+				}
+			}
+			if create {
+				if f.image == "" {
+					return fmt.Errorf("--image or --source is required to create job [%s]", name)
+				}
+				j = apis.Job{Metadata: apis.ObjectMeta{Name: name}}
+				j.Spec.Template.Spec.Template.Spec.Containers = []apis.Container{{}}
+			}
+	if err := applyJobFlags(cmd, &j, &f); err != nil {
 				return err
 			}
 			var out apis.Job
@@ -130,6 +150,7 @@ func newJobWriteCmd(g *globals, create bool) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.image, "image", "", "file:///ABS/PATH of an executable (process runtime) or a container image")
+	fl.StringVar(&f.source, "source", "", "build this directory and use the result: a Dockerfile (Docker engine) or a Go main package (process runtime)")
 	fl.StringVar(&f.serviceAccount, "service-account", "", "service account the tasks run as")
 	fl.StringToStringVar(&f.setEnv, "set-env-vars", nil, "replace all environment variables: KEY=VALUE,...")
 	fl.StringToStringVar(&f.updateEnv, "update-env-vars", nil, "add or change environment variables: KEY=VALUE,...")

@@ -70,6 +70,7 @@ type deployFlags struct {
 	timeout           string
 	useHTTP2          bool
 	noUseHTTP2        bool
+	source            string
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -87,6 +88,7 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.image, "image", "", "file:///ABS/PATH of an executable (process runtime) or a container image")
+	fl.StringVar(&f.source, "source", "", "build this directory and deploy the result: a Dockerfile (Docker engine) or a Go main package (process runtime)")
 	if create {
 		fl.BoolVar(&f.allowUnauth, "allow-unauthenticated", false, "grant roles/run.invoker to allUsers: anyone on the network may call the service")
 		fl.BoolVar(&f.noAllowUnauth, "no-allow-unauthenticated", false, "remove an allUsers invoker grant: require authentication")
@@ -133,6 +135,14 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 	}
 	if f.iap && f.noIAP {
 		return fmt.Errorf("--iap and --no-iap are mutually exclusive")
+	}
+	if f.source != "" {
+		if f.image != "" {
+			return fmt.Errorf("--source and --image are mutually exclusive")
+		}
+		if f.image, err = buildFromSource(ctx, g, c, cfg.Project, cfg.Region, "services/"+name, f.source); err != nil {
+			return err
+		}
 	}
 	existing, err := c.GetService(ctx, cfg.Project, cfg.Region, name)
 	exists := err == nil

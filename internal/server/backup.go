@@ -76,7 +76,8 @@ func writeAPIError(w http.ResponseWriter, code int, status, msg string) {
 // the API).
 func adminDeadline(h http.Handler, d time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == BackupPath || strings.HasSuffix(r.URL.Path, ":wait") {
+		// Backups, operations' :wait and source builds bound themselves.
+		if r.URL.Path == BackupPath || strings.HasSuffix(r.URL.Path, ":wait") || strings.HasSuffix(r.URL.Path, "/sourceBuilds") {
 			h.ServeHTTP(w, r)
 			return
 		}

@@ -356,7 +356,7 @@ func Run(ctx context.Context, cfg Config) error {
 		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs,
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
 		AccountEnabled: live.Enabled, AccountUsable: live.Usable, TokenURL: strings.TrimRight(cfg.PublicURL, "/") + "/token",
-		Log: log.With("component", "admin"),
+		Log: log.With("component", "admin"), Builder: newBuilder(cfg.DataDir), // builds.go
 	})
 	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 

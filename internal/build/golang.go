@@ -1,0 +1,89 @@
+package build
+
+import (
+	"context"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// goLanguage builds a Go main package (the directory's own .go files, with
+// or without a go.mod) into one static executable for the process runtime:
+// CGO_ENABLED=0 (no C toolchain runs), GOTOOLCHAIN=local (no other
+// toolchain is downloaded), -trimpath. Modules are fetched as the server's
+// Go environment says (GOPROXY, GOFLAGS).
+var goLanguage = Language{Name: "Go", Host: true, detect: isGoMain, build: buildGo}
+
+// isGoMain reports whether dir's own .go files (tests aside) are package main.
+func isGoMain(dir string) bool {
+	files := goFiles(dir)
+	if len(files) == 0 {
+		return false
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		af, err := parser.ParseFile(fset, filepath.Join(dir, f), nil, parser.PackageClauseOnly)
+		if err != nil || af.Name.Name != "main" {
+			return false
+		}
+	}
+	return true
+}
+
+func goFiles(dir string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.Type().IsRegular() && strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go") {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func buildGo(ctx context.Context, b *Builder, s *Source, t Target, out io.Writer) (string, error) {
+	goBin := b.cfg.GoBin
+	if goBin == "" {
+		goBin = "go"
+	}
+	goPath, err := exec.LookPath(goBin)
+	if err != nil {
+		return "", fmt.Errorf("no Go toolchain on Usher's host (%s): install Go, or add a Dockerfile to build with the Docker engine", goBin)
+	}
+	outDir := filepath.Join(b.cfg.Dir, t.Project, t.Region, t.Kind, t.Name, s.id)
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return "", err
+	}
+	exe := filepath.Join(outDir, t.Name)
+	args := []string{"build", "-trimpath", "-o", exe}
+	if _, err := os.Stat(filepath.Join(s.dir, "go.mod")); err == nil {
+		args = append(args, ".")
+	} else {
+		args = append(args, goFiles(s.dir)...)
+	}
+	fmt.Fprintf(out, "Building a Go main package: %s %s\n", goBin, strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, goPath, args...)
+	cmd.Dir = s.dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		os.RemoveAll(outDir)
+		return "", fmt.Errorf("go build failed: %v", err)
+	}
+	if err := os.Chmod(exe, 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(out, "Built %s\n", exe)
+	return "file://" + exe, nil
+}
