@@ -32,8 +32,8 @@ const maxBuildTime = 10 * time.Minute
 
 // BuildEvent is one line of a source build's answer.
 type BuildEvent struct {
-	Log   string          `json:"log,omitempty"`
-	Image string          `json:"image,omitempty"`
+	Log   string      `json:"log,omitempty"`
+	Image string      `json:"image,omitempty"`
 	Error *BuildError `json:"error,omitempty"`
 }
 

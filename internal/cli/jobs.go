@@ -121,7 +121,7 @@ func newJobWriteCmd(g *globals, mode string) *cobra.Command {
 				j = apis.Job{Metadata: apis.ObjectMeta{Name: name}}
 				j.Spec.Template.Spec.Template.Spec.Containers = []apis.Container{{}}
 			}
-	if err := applyJobFlags(cmd, &j, &f); err != nil {
+			if err := applyJobFlags(cmd, &j, &f); err != nil {
 				return err
 			}
 			var out apis.Job
