@@ -25,6 +25,19 @@ import (
 // {"image":"…"} or {"error":{"code","message","status"}}.
 func (a *API) routesBuilds() {
 	a.mux.Handle("POST /v1/projects/{ns}/locations/{region}/sourceBuilds", a.authed(a.buildSource))
+	// `gcloud run deploy --source` first looks for its Artifact Registry
+	// repository (cloud-run-source-deploy), then uploads to Cloud Storage
+	// and runs Cloud Build: services Usher does not have. With gcloud's
+	// artifactregistry endpoint pointed at Usher, that first call fails
+	// fast with a message naming what does work.
+	a.mux.Handle("/v1/projects/{ns}/locations/{region}/repositories", a.authed(a.gcloudSourceDeploy))
+	a.mux.Handle("/v1/projects/{ns}/locations/{region}/repositories/{rest...}", a.authed(a.gcloudSourceDeploy))
+}
+
+func (a *API) gcloudSourceDeploy(w http.ResponseWriter, r *http.Request, c *caller) error {
+	return admin.FailedPrecondition("Usher has no Artifact Registry or Cloud Build, so `gcloud run deploy --source` cannot build here. " +
+		"Build and deploy with Usher's CLI instead: `usher run deploy NAME --source DIR` (jobs: `usher run jobs deploy NAME --source DIR`); " +
+		"it builds a Dockerfile with the Docker engine or a Go main package with the Go toolchain on the Usher server.")
 }
 
 // maxBuildTime bounds a build, as Cloud Build's default timeout does.
