@@ -19,7 +19,10 @@ import (
 )
 
 // gcloudAPIs are the API endpoint overrides gcloud needs to reach Usher.
-var gcloudAPIs = []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials", "iap"}
+// artifactregistry is there so that `gcloud run deploy --source` reaches
+// Usher, which refuses it with a message naming `usher run deploy
+// --source`, instead of failing to tunnel to Google (a gcloud crash).
+var gcloudAPIs = []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials", "iap", "artifactregistry"}
 
 var configNameRE = regexp.MustCompile(`^[a-z][-a-z0-9]*$`)
 
