@@ -85,6 +85,11 @@ func (c *Core) buildTargetLevels(ctx context.Context, b SourceBuild) ([]iam.Leve
 // builds it with the tools' output going to out, and returns the image.
 // started is called once the build is allowed to run, before any output.
 func (c *Core) BuildSource(ctx context.Context, caller *Caller, b SourceBuild, src io.Reader, started func(language string), out io.Writer) (string, error) {
+	release, ok := c.cfg.Builder.TryAcquire()
+	if !ok {
+		return "", Errorf(429, "RESOURCE_EXHAUSTED", "Too many builds are running on this server; retry in a minute.")
+	}
+	defer release()
 	s, err := c.cfg.Builder.Open(src)
 	if errors.Is(err, build.ErrInvalidSource) {
 		return "", InvalidArgument("%s", strings.TrimPrefix(err.Error(), build.ErrInvalidSource.Error()+": "))

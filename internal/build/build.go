@@ -39,6 +39,9 @@ const (
 	DefaultMaxArchiveBytes  = 64 << 20  // compressed, as uploaded
 	DefaultMaxExpandedBytes = 512 << 20 // the files it holds, in total
 	DefaultMaxFiles         = 20000
+	// DefaultMaxConcurrent builds run at once per server; more are refused
+	// (a build takes CPU and disk the server's instances need).
+	DefaultMaxConcurrent = 2
 )
 
 // Config says where builds keep their output and which tools they use.
@@ -52,12 +55,13 @@ type Config struct {
 	Docker func(ctx context.Context) (ImageBuilder, error)
 
 	MaxArchiveBytes, MaxExpandedBytes int64
-	MaxFiles                          int
+	MaxFiles, MaxConcurrent           int
 }
 
 // Builder builds sources.
 type Builder struct {
-	cfg Config
+	cfg   Config
+	slots chan struct{}
 }
 
 // New returns a Builder for cfg.
@@ -71,7 +75,21 @@ func New(cfg Config) *Builder {
 	if cfg.MaxFiles <= 0 {
 		cfg.MaxFiles = DefaultMaxFiles
 	}
-	return &Builder{cfg: cfg}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = DefaultMaxConcurrent
+	}
+	return &Builder{cfg: cfg, slots: make(chan struct{}, cfg.MaxConcurrent)}
+}
+
+// TryAcquire takes one of the concurrent build slots, if one is free;
+// release gives it back. Take it before Open: receiving a source uses disk.
+func (b *Builder) TryAcquire() (release func(), ok bool) {
+	select {
+	case b.slots <- struct{}{}:
+		return func() { <-b.slots }, true
+	default:
+		return nil, false
+	}
 }
 
 // Target is what a build is for: a service or a job.

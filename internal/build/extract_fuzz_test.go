@@ -91,3 +91,31 @@ func FuzzExtract(f *testing.F) {
 		})
 	})
 }
+
+func TestOpenBounds(t *testing.T) {
+	b := New(Config{Dir: t.TempDir(), MaxArchiveBytes: 100, MaxConcurrent: 1})
+	big := bytes.Repeat([]byte{0}, 101)
+	if _, err := b.Open(bytes.NewReader(big)); !errors.Is(err, ErrInvalidSource) || !strings.Contains(err.Error(), "exceeds 100 bytes") {
+		t.Errorf("an upload over the limit: got %v, want ErrInvalidSource saying it exceeds 100 bytes", err)
+	}
+	release, ok := b.TryAcquire()
+	if !ok {
+		t.Fatal("the first build slot: not free")
+	}
+	if _, ok := b.TryAcquire(); ok {
+		t.Errorf("a second build with MaxConcurrent 1: got a slot, want none")
+	}
+	release()
+	if r, ok := b.TryAcquire(); !ok {
+		t.Errorf("after release: no slot")
+	} else {
+		r()
+	}
+	src := tarGz(t, tar.Header{Name: "README", Typeflag: tar.TypeReg, Size: 1, Mode: 0o644})
+	if _, err := b.Open(bytes.NewReader(src)); !errors.Is(err, ErrInvalidSource) || !strings.Contains(err.Error(), "neither a Dockerfile nor a Go main package") {
+		t.Errorf("a source of no known language: got %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(b.cfg.Dir, "src")); len(entries) != 0 {
+		t.Errorf("refused sources left %d directories behind", len(entries))
+	}
+}
