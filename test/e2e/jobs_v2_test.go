@@ -170,6 +170,31 @@ func TestV2JobsGoogleClient(t *testing.T) {
 		t.Errorf("GetTask %s: got %v, %v, want task 7", tasks[7].GetName(), got.GetIndex(), err)
 	}
 
+	if got, err := owner.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: ex.GetName()}); err != nil || got.GetSucceededCount() != 10 {
+		t.Errorf("GetExecution: got %d succeeded, %v, want 10", got.GetSucceededCount(), err)
+	}
+
+	t.Run("update with the current etag, then a stale one", func(t *testing.T) {
+		current, err := owner.jobs.GetJob(ctx, &runpb.GetJobRequest{Name: jobName})
+		if err != nil {
+			t.Fatalf("GetJob: %v", err)
+		}
+		stale := current.GetEtag()
+		current.Template.Parallelism = 5
+		op, err := owner.jobs.UpdateJob(ctx, &runpb.UpdateJobRequest{Job: current})
+		if err == nil {
+			current, err = op.Wait(ctx)
+		}
+		if err != nil || current.GetTemplate().GetParallelism() != 5 || current.GetEtag() == stale {
+			t.Fatalf("UpdateJob with the current etag: got parallelism %d, etag %q (was %q), %v", current.GetTemplate().GetParallelism(), current.GetEtag(), stale, err)
+		}
+		current.Etag = stale
+		_, err = owner.jobs.UpdateJob(ctx, &runpb.UpdateJobRequest{Job: current})
+		if code, _ := clientError(err); code != 409 {
+			t.Errorf("UpdateJob with a stale etag: got %v, want 409 ABORTED", err)
+		}
+	})
+
 	t.Run("cancel stops a running execution", func(t *testing.T) {
 		op, err := owner.jobs.CreateJob(ctx, &runpb.CreateJobRequest{Parent: parent, JobId: "v2long", Job: v2JobSpec(2, 2, map[string]string{"SLEEP": "10m"})})
 		if err == nil {
@@ -282,6 +307,16 @@ func TestV2JobsGoogleClient(t *testing.T) {
 		}
 	})
 
+	exDel, err := owner.execs.DeleteExecution(ctx, &runpb.DeleteExecutionRequest{Name: ex.GetName()})
+	if err == nil {
+		_, err = exDel.Wait(ctx)
+	}
+	if err != nil {
+		t.Errorf("DeleteExecution of a finished execution: %v", err)
+	}
+	if _, err := owner.execs.GetExecution(ctx, &runpb.GetExecutionRequest{Name: ex.GetName()}); func() int { c, _ := clientError(err); return c }() != 404 {
+		t.Errorf("GetExecution after its delete: got %v, want 404", err)
+	}
 	delOp, err := owner.jobs.DeleteJob(ctx, &runpb.DeleteJobRequest{Name: parent + "/jobs/v2long"})
 	if err == nil {
 		_, err = delOp.Wait(ctx)
