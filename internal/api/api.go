@@ -131,6 +131,7 @@ func (a *API) routes() {
 	a.routesAudit()
 	a.routesOrgPolicies() // Org Policy API v2: guardrails (orgpolicies.go)
 	a.routesJobs()        // Cloud Run jobs, executions, tasks (jobs.go)
+	a.routesBuilds()      // deploying from source (builds.go)
 
 	m.Handle("/", a.authed(func(w http.ResponseWriter, r *http.Request, _ *caller) error {
 		return notFound("no API method at %s %s", r.Method, r.URL.Path)

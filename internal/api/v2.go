@@ -53,8 +53,7 @@ func (a *API) routesV2() {
 	m.Handle("GET "+loc+"/operations/{op}", a.authed(a.getOperationV2))
 	m.Handle("POST "+loc+"/operations/{op}", a.authed(a.waitOperationV2)) // ":wait"
 	m.Handle("DELETE "+loc+"/operations/{op}", a.authed(a.deleteOperationV2))
-	a.routesV2Jobs()
-	a.routesBuilds()
+	a.routesV2Jobs() // v2_jobs.go
 }
 
 // google.rpc.Code values carried in operation errors.

@@ -22,6 +22,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -311,15 +312,7 @@ func (a *API) listExecutionsV2(w http.ResponseWriter, r *http.Request, c *caller
 }
 
 // pageKey orders positions as strings do.
-func pageKey(i int) string {
-	const digits = 10
-	b := []byte("0000000000")
-	for p := digits - 1; p >= 0 && i > 0; p-- {
-		b[p] = byte('0' + i%10)
-		i /= 10
-	}
-	return string(b)
-}
+func pageKey(i int) string { return fmt.Sprintf("%010d", i) }
 
 func (a *API) getExecutionV2(w http.ResponseWriter, r *http.Request, c *caller) error {
 	if _, method := splitMethod(r.PathValue("execution")); method != "" {
