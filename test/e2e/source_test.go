@@ -212,6 +212,25 @@ func TestDeployFromDockerfile(t *testing.T) {
 		t.Errorf("the built image %s is not in the engine: %v", image, err)
 	}
 
+	// A job from a Dockerfile runs its tasks in containers of the built image.
+	jobSrc := t.TempDir()
+	build = exec.Command("go", "build", "-trimpath", "-o", filepath.Join(jobSrc, "app"), "github.com/usher-run/usher/test/e2e/testdata/jobtask")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building a static jobtask: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(jobSrc, "Dockerfile"), []byte("FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n"), 0o644)
+	s.mustCLI(t, "run", "jobs", "deploy", "boxedjob", "--source", jobSrc, "--tasks=3", "--region="+region)
+	jobImage := strings.TrimSpace(s.mustCLI(t, "run", "jobs", "describe", "boxedjob", "--region="+region, "--format", "value(spec.template.spec.template.spec.containers[0].image)").stdout)
+	defer c.ImageRemove(ctx, jobImage, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	if !strings.HasPrefix(jobImage, "usher.local/"+project+"/job-boxedjob:") {
+		t.Errorf("job image: got %q, want usher.local/%s/job-boxedjob:BUILD", jobImage, project)
+	}
+	name := strings.TrimSpace(s.mustCLI(t, "run", "jobs", "execute", "boxedjob", "--wait", "--region="+region).stdout)
+	if ex := s.describeExecution(t, name); ex.Status.SucceededCount != 3 {
+		t.Errorf("execution of the job built from a Dockerfile: got %d succeeded, want 3", ex.Status.SucceededCount)
+	}
+
 	// A Dockerfile build needs only the deploy permission: its RUN steps
 	// run in the engine's build containers, not on the host.
 	_, dev := s.developer(t, "docker-dev")
