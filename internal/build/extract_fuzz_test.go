@@ -119,3 +119,24 @@ func TestOpenBounds(t *testing.T) {
 		t.Errorf("refused sources left %d directories behind", len(entries))
 	}
 }
+
+func TestCheckReplaces(t *testing.T) {
+	for _, tc := range []struct {
+		gomod string
+		ok    bool
+	}{
+		{"module m\n", true},
+		{"module m\nreplace a => ./vendor/a\n", true},
+		{"module m\nreplace a v1.0.0 => b v1.2.0\n", true},
+		{"module m\nreplace a => /etc\n", false},
+		{"module m\nreplace (\n\ta => ../other\n)\n", false},
+		{"module m\nreplace a => ./x/../../y\n", false},
+		{"module m\nreplace a => \"/abs\"\n", false},
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte(tc.gomod), 0o644)
+		if err := checkReplaces(dir); (err == nil) != tc.ok {
+			t.Errorf("%q: got %v, want ok %v", tc.gomod, err, tc.ok)
+		}
+	}
+}

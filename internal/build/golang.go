@@ -16,8 +16,10 @@ import (
 // goLanguage builds a Go main package (the directory's own .go files, with
 // or without a go.mod) into one static executable for the process runtime:
 // CGO_ENABLED=0 (no C toolchain runs), GOTOOLCHAIN=local (no other
-// toolchain is downloaded), -trimpath. Modules are fetched as the server's
-// Go environment says (GOPROXY, GOFLAGS).
+// toolchain is downloaded), GOWORK=off and no replace directive naming a
+// directory outside the source (the build runs as Usher's user, and could
+// otherwise compile, or go:embed, files of the host), -trimpath. Modules
+// are fetched as the server's Go environment says (GOPROXY).
 var goLanguage = Language{Name: "Go", Host: true, detect: isGoMain, build: buildGo}
 
 // isGoMain reports whether dir's own .go files (tests aside) are package main.
@@ -65,6 +67,10 @@ func buildGo(ctx context.Context, b *Builder, s *Source, t Target, out io.Writer
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return "", err
 	}
+	if err := checkReplaces(s.dir); err != nil {
+		os.RemoveAll(outDir)
+		return "", err
+	}
 	exe := filepath.Join(outDir, t.Name)
 	args := []string{"build", "-trimpath", "-o", exe}
 	if _, err := os.Stat(filepath.Join(s.dir, "go.mod")); err == nil {
@@ -75,7 +81,7 @@ func buildGo(ctx context.Context, b *Builder, s *Source, t Target, out io.Writer
 	fmt.Fprintf(out, "Building a Go main package: %s %s\n", goBin, strings.Join(args, " "))
 	cmd := exec.CommandContext(ctx, goPath, args...)
 	cmd.Dir = s.dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOWORK=off", "GOFLAGS=-mod=mod")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		os.RemoveAll(outDir)
@@ -86,4 +92,28 @@ func buildGo(ctx context.Context, b *Builder, s *Source, t Target, out io.Writer
 	}
 	fmt.Fprintf(out, "Built %s\n", exe)
 	return "file://" + exe, nil
+}
+
+// checkReplaces refuses a go.mod whose replace directives point at a
+// directory outside the source tree (absolute, or climbing out with "..").
+func checkReplaces(dir string) error {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return nil // no go.mod: the package's own files only
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		_, target, ok := strings.Cut(line, "=>")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(target)
+		if len(fields) == 0 {
+			continue
+		}
+		p := strings.Trim(fields[0], "\"`")
+		if filepath.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.HasPrefix(p, "~") {
+			return fmt.Errorf("go.mod line %d replaces a module with %s, a directory outside the uploaded source: only paths inside it (./…) or module versions are built", i+1, p)
+		}
+	}
+	return nil
 }
