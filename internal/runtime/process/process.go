@@ -76,7 +76,8 @@ type Config struct {
 type Runtime struct {
 	cfg Config
 
-	sbErr error // why cfg.Sandbox cannot be had
+	sbErr  error   // why cfg.Sandbox cannot be had
+	egress *egress // with Sandbox.Egress; released by Close
 
 	mu    sync.Mutex
 	ports map[int]bool // ports of live instances
@@ -108,8 +109,29 @@ func New(cfg Config) *Runtime {
 		if r.sbErr == nil && c.UID == 0 {
 			r.sbErr = fmt.Errorf("%w: instances may not run as root (uid 0)", ErrNoSandbox)
 		}
+		if r.sbErr == nil && c.Egress {
+			e, err := acquireEgress()
+			if err != nil {
+				r.sbErr = fmt.Errorf("%w: instance egress: %v (--instance-egress=none runs instances without it)", ErrNoSandbox, err)
+			}
+			r.egress = e
+		}
 	}
 	return r
+}
+
+// Close releases what the runtime set up on the host for all its instances
+// (the egress rules, when no other runtime of this process uses them). It
+// does not stop instances.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	e := r.egress
+	r.egress = nil
+	r.mu.Unlock()
+	if e != nil {
+		e.release()
+	}
+	return nil
 }
 
 // Sandboxed reports whether instances are isolated; err says why they cannot
@@ -303,6 +325,7 @@ type instance struct {
 	status   *os.File       // the init's report of the program's end
 	release  func()         // gives src back
 	lifeline *os.File       // the init exits when this closes
+	link     *egressLink    // its veth pair, with egress
 
 	done    chan struct{}
 	err     error // set before done is closed
@@ -458,6 +481,11 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		if in.relays, err = ns.relay(reach, src); err != nil {
 			return err
 		}
+		if r.egress != nil {
+			if in.link, err = r.egress.attach(ns, id); err != nil {
+				return err
+			}
+		}
 		return json.NewEncoder(cfgW).Encode(initConfig{
 			Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe,
 		})
@@ -515,6 +543,9 @@ func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
 	}
 	for _, ln := range in.relays {
 		ln.Close()
+	}
+	if in.link != nil {
+		in.link.remove()
 	}
 	if in.ns != nil {
 		in.ns.Close()

@@ -16,7 +16,10 @@ import (
 //     (the same host:port as outside) and relays each connection to that
 //     address on the host, from a loopback source address unique to the
 //     instance (Runtime.InstanceAt tells whose it is). No other address,
-//     host service or instance is reachable, and there is no egress;
+//     host service or instance is reachable that way. With Egress, an eth0
+//     routed through the host with NAT reaches other hosts, like a
+//     container (egress_linux.go says what stays out of reach); without,
+//     there is no egress at all;
 //   - the host's root file system read-only, with the paths of Hide covered
 //     (an empty read-only tmpfs over directories, /dev/null over files), a
 //     fresh /proc, and private in-memory /tmp (its working directory) and
@@ -40,6 +43,9 @@ type Sandbox struct {
 	// ReachEnv names instance environment variables whose values
 	// (host:port) are relayed the same way; empty means GCE_METADATA_HOST.
 	ReachEnv []string
+	// Egress gives instances a way to other hosts (Cloud Run instances may
+	// call the internet): a veth pair with NAT (Usher as root).
+	Egress bool
 }
 
 // ErrNoSandbox is returned by New when a sandbox is asked for and this

@@ -8,6 +8,7 @@
 //	/env                  JSON: env (map), environ, args, executable, cwd, pid
 //	/exit?code=N          exits with status N
 //	/log?msg=M&stream=S   prints M on stdout, or stderr if S is "stderr"
+//	/addrs                its IPv4 addresses but loopback, one a line
 //	/spawn                starts a child copy of itself (TESTAPP_CHILD=1)
 //	                      that ignores SIGTERM, and returns its pid
 //
@@ -183,6 +184,14 @@ func main() {
 		defer resp.Body.Close()
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("/addrs", func(w http.ResponseWriter, r *http.Request) {
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+				fmt.Fprintln(w, ipn.IP)
+			}
+		}
 	})
 	mux.HandleFunc("/id", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%d %d\n", os.Getuid(), os.Getgid())
