@@ -44,7 +44,7 @@ import (
 const (
 	// vethHostPrefix starts the host end's name: "usv" and the instance id
 	// (12 hex digits) fill IFNAMSIZ.
-	vethHostPrefix = "usv"
+	vethHostPrefix    = "usv"
 	egressTablePrefix = "usher-egress-"
 	egressLockPath    = "/run/usher-egress.lock"
 )
