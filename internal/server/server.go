@@ -121,6 +121,10 @@ type Config struct {
 	// InstanceUser is the "UID[:GID]" sandboxed instances run as
 	// (default 65534:65534, nobody).
 	InstanceUser string
+	// InstanceEgress is whether sandboxed instances reach other hosts:
+	// "all" (the default, "" too; "nat" is the same) or "none" (loopback
+	// relays only).
+	InstanceEgress string
 }
 
 func (c *Config) setDefaults() {
@@ -278,6 +282,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if d, ok := runtimes.Docker.(*docker.Runtime); ok {
 		defer d.Close()
+	}
+	if p, ok := runtimes.Process.(*process.Runtime); ok {
+		defer p.Close() // after the instances: removes the egress rules
 	}
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
@@ -456,7 +463,11 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 	}
 	p := process.New(pcfg)
 	if ok, err := p.Sandboxed(); ok {
-		log.Info("file:// instances run sandboxed", "user", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID))
+		egress := "none"
+		if pcfg.Sandbox.Egress {
+			egress = "all (veth pair with NAT)"
+		}
+		log.Info("file:// instances run sandboxed", "user", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID), "egress", egress)
 	} else if err != nil {
 		log.Warn("file:// images cannot be deployed: instances cannot be sandboxed here; --unsandboxed-processes runs them as Usher's user, with access to the host", "err", err)
 	} else {
@@ -495,6 +506,13 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 		return process.Config{WarnUnsandboxed: true}, nil
 	}
 	sb := &process.Sandbox{Reach: []string{listenAddr}}
+	switch cfg.InstanceEgress {
+	case "", "all", "nat":
+		sb.Egress = true
+	case "none":
+	default:
+		return process.Config{}, fmt.Errorf("--instance-egress %q: want all or none", cfg.InstanceEgress)
+	}
 	if cfg.InstanceUser != "" {
 		u, g, hasG := strings.Cut(cfg.InstanceUser, ":")
 		uid, err := strconv.Atoi(u)
