@@ -78,6 +78,10 @@ type Runtime struct {
 
 	sbErr  error   // why cfg.Sandbox cannot be had
 	egress *egress // with Sandbox.Egress; released by Close
+	// Where instances' cgroups go; nil (and cgErr says why) when the
+	// machine has none for Usher: then no limits are enforced.
+	cgroups *cgroupSet
+	cgErr   error
 
 	mu    sync.Mutex
 	ports map[int]bool // ports of live instances
@@ -100,6 +104,9 @@ func New(cfg Config) *Runtime {
 		if c.UID == 0 && c.GID == 0 {
 			c.UID, c.GID = 65534, 65534
 		}
+		if c.Pids <= 0 {
+			c.Pids = DefaultPids
+		}
 		if len(c.ReachEnv) == 0 {
 			c.ReachEnv = []string{"GCE_METADATA_HOST"}
 		}
@@ -108,6 +115,9 @@ func New(cfg Config) *Runtime {
 		r.sbErr = sandboxAvailable()
 		if r.sbErr == nil && c.UID == 0 {
 			r.sbErr = fmt.Errorf("%w: instances may not run as root (uid 0)", ErrNoSandbox)
+		}
+		if r.sbErr == nil {
+			r.cgroups, r.cgErr = findCgroups()
 		}
 		if r.sbErr == nil && c.Egress {
 			e, err := acquireEgress()
@@ -118,6 +128,15 @@ func New(cfg Config) *Runtime {
 		}
 	}
 	return r
+}
+
+// Limits says why sandboxed instances get no resource limits (no cgroups
+// for Usher here), or nil when they do.
+func (r *Runtime) Limits() error {
+	if r.cfg.Sandbox == nil || r.sbErr != nil {
+		return errors.New("instances are not sandboxed")
+	}
+	return r.cgErr
 }
 
 // Close releases what the runtime set up on the host for all its instances
@@ -319,13 +338,14 @@ type instance struct {
 	// Sandboxed instances only.
 	revision string
 	port     int
-	src      netip.Addr     // relayed connections' source; Addr's host
-	ns       *netns         // its network namespace
-	relays   []net.Listener // inside ns
-	status   *os.File       // the init's report of the program's end
-	release  func()         // gives src back
-	lifeline *os.File       // the init exits when this closes
-	link     *egressLink    // its veth pair, with egress
+	src      netip.Addr      // relayed connections' source; Addr's host
+	ns       *netns          // its network namespace
+	relays   []net.Listener  // inside ns
+	status   *os.File        // the init's report of the program's end
+	release  func()          // gives src back
+	lifeline *os.File        // the init exits when this closes
+	link     *egressLink     // its veth pair, with egress
+	cgroup   *instanceCgroup // its limits, where cgroups can be had
 
 	done    chan struct{}
 	err     error // set before done is closed
@@ -427,6 +447,10 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 			return nil, fmt.Errorf("instance %s: cannot relay %q (port %d is the instance's)", id, a, port)
 		}
 	}
+	lim, err := sandboxLimits(spec, sb.Pids)
+	if err != nil {
+		return nil, err
+	}
 	program, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", id, err)
@@ -473,6 +497,15 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 	in.cmd = cmd
 	in.status = statusR
 	setup := func() error {
+		if r.cgroups != nil {
+			// Before the init starts the program: all it runs is counted.
+			if in.cgroup, err = r.cgroups.create(id, lim); err != nil {
+				return err
+			}
+			if err := in.cgroup.add(cmd.Process.Pid); err != nil {
+				return err
+			}
+		}
 		ns, err := openNetns(cmd.Process.Pid)
 		if err != nil {
 			return err
@@ -507,6 +540,29 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		return nil, fmt.Errorf("instance %s: sandbox: %w", id, serr)
 	}
 	return in, nil
+}
+
+// sandboxLimits are the cgroup limits of an instance of spec.
+func sandboxLimits(spec runtime.InstanceSpec, pids int64) (limits, error) {
+	lim := limits{pids: pids}
+	mem := spec.Memory
+	if mem == "" {
+		mem = DefaultMemory
+	}
+	b, err := runtime.ParseMemory(mem)
+	if err != nil {
+		return lim, err
+	}
+	if b < minMemory {
+		return lim, fmt.Errorf("memory limit %q: a sandboxed instance needs at least 6Mi", spec.Memory)
+	}
+	lim.memory = b
+	if spec.CPU != "" {
+		if lim.milliCPUs, err = runtime.ParseCPU(spec.CPU); err != nil {
+			return lim, err
+		}
+	}
+	return lim, nil
 }
 
 var _ runtime.InstanceDialer = (*instance)(nil)
@@ -549,6 +605,9 @@ func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
 	}
 	if in.ns != nil {
 		in.ns.Close()
+	}
+	if in.cgroup != nil {
+		in.cgroup.remove()
 	}
 	if in.release != nil {
 		in.release()

@@ -24,6 +24,9 @@ import (
 //     (an empty read-only tmpfs over directories, /dev/null over files), a
 //     fresh /proc, and private in-memory /tmp (its working directory) and
 //     /dev/shm;
+//   - a cgroup of its own where the machine has them (cgroup_linux.go),
+//     with the revision's memory (DefaultMemory when it sets none, and no
+//     swap) and CPU limits, and at most Pids processes and threads;
 //   - the user UID:GID with no supplementary groups and no_new_privs, so
 //     set-uid programs cannot give it root back;
 //   - a small init process (Usher's own executable) as PID 1 of its PID
@@ -46,7 +49,18 @@ type Sandbox struct {
 	// Egress gives instances a way to other hosts (Cloud Run instances may
 	// call the internet): a veth pair with NAT (Usher as root).
 	Egress bool
+	// Pids caps the processes and threads of one instance (its init
+	// included) where cgroups can be had; 0 means DefaultPids.
+	Pids int64
 }
+
+// Limits of sandboxed instances where cgroups can be had, the same as the
+// Docker runtime's.
+const (
+	DefaultMemory = "512Mi" // when the revision sets none, as on Cloud Run
+	DefaultPids   = 1024    // processes and threads
+	minMemory     = 6 << 20 // less and the init itself cannot start
+)
 
 // ErrNoSandbox is returned by New when a sandbox is asked for and this
 // machine cannot provide it (not Linux, not root, namespaces forbidden).

@@ -66,3 +66,19 @@ type egressLink struct{}
 func (e *egress) attach(ns *netns, id string) (*egressLink, error) { return nil, sandboxAvailable() }
 
 func (l *egressLink) remove() {}
+
+type cgroupSet struct{}
+
+type limits struct{ memory, milliCPUs, pids int64 }
+
+type instanceCgroup struct{}
+
+func findCgroups() (*cgroupSet, error) { return nil, sandboxAvailable() }
+
+func (s *cgroupSet) create(id string, lim limits) (*instanceCgroup, error) {
+	return nil, sandboxAvailable()
+}
+
+func (g *instanceCgroup) add(pid int) error { return sandboxAvailable() }
+
+func (g *instanceCgroup) remove() {}

@@ -1,0 +1,152 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/usher-run/usher/internal/runtime"
+	"github.com/usher-run/usher/internal/runtime/runtimetest"
+)
+
+// limitedRuntime is a sandboxed runtime whose instances get cgroup limits,
+// or skips, loudly, where this machine gives Usher no cgroups.
+func limitedRuntime(t *testing.T, sb Sandbox) *Runtime {
+	t.Helper()
+	rt := sandboxRuntime(t, sb)
+	t.Cleanup(func() { rt.Close() })
+	if err := rt.Limits(); err != nil {
+		t.Skipf("LIMITS NOT TESTED: this machine gives Usher no cgroups for instances: %v", err)
+	}
+	return rt
+}
+
+// cgroupFile reads one of the instance's cgroup files, in whichever
+// hierarchy has it.
+func cgroupFile(t *testing.T, in runtime.Instance, name string) string {
+	t.Helper()
+	for _, dir := range in.(*instance).cgroup.dirs {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
+}
+
+func TestSandboxLimits(t *testing.T) {
+	app := buildTestApp(t)
+	rt := limitedRuntime(t, Sandbox{Pids: 64})
+	v2 := rt.cgroups.v2 != ""
+
+	t.Run("Files", func(t *testing.T) {
+		in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: "file://" + app, Memory: "64Mi", CPU: "500m"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Stop(context.Background())
+		want := map[string]string{"pids.max": "64"}
+		if v2 {
+			want["memory.max"] = "67108864"
+			want["cpu.max"] = "50000 100000"
+			if _, err := os.Stat(filepath.Join(in.(*instance).cgroup.dirs[0], "memory.swap.max")); err == nil {
+				want["memory.swap.max"] = "0"
+			}
+		} else {
+			want["memory.limit_in_bytes"] = "67108864"
+			want["cpu.cfs_quota_us"] = "50000"
+			want["cpu.cfs_period_us"] = "100000"
+			if _, ok := rt.cgroups.v1["memory"]; ok {
+				if _, err := os.Stat(filepath.Join(rt.cgroups.v1["memory"], "memory.memsw.limit_in_bytes")); err == nil {
+					want["memory.memsw.limit_in_bytes"] = "67108864"
+				}
+			}
+		}
+		for name, w := range want {
+			if got := cgroupFile(t, in, name); got != w {
+				t.Errorf("%s: got %q, want %q", name, got, w)
+			}
+		}
+	})
+
+	t.Run("DefaultMemory", func(t *testing.T) {
+		in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: "file://" + app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Stop(context.Background())
+		name := "memory.limit_in_bytes"
+		if v2 {
+			name = "memory.max"
+		}
+		if got := cgroupFile(t, in, name); got != "536870912" {
+			t.Errorf("%s without --memory: got %q, want 512Mi", name, got)
+		}
+	})
+
+	t.Run("OutOfMemoryKilled", func(t *testing.T) {
+		in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: "file://" + app, Memory: "64Mi"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Stop(context.Background())
+		code, body, err := runtimetest.Get(in, "/alloc?mb=256")
+		if err == nil {
+			t.Errorf("allocating 256Mi under a 64Mi limit: %d %q, want the instance killed", code, body)
+		}
+		select {
+		case <-in.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatal("instance over its memory limit still running")
+		}
+		var x *runtime.ExitError
+		if !errors.As(in.Err(), &x) || x.Signal != "killed" {
+			t.Errorf("exit: %v, want killed by SIGKILL (the OOM killer)", in.Err())
+		}
+		if !v2 {
+			if oc := cgroupFile(t, in, "memory.oom_control"); oc != "" && strings.Contains(oc, "oom_kill 0") {
+				t.Errorf("memory.oom_control says no OOM kill: %q", oc)
+			}
+		}
+	})
+
+	t.Run("ForkBombStopped", func(t *testing.T) {
+		logs := runtimetest.NewLogBuffer(t)
+		// 200 processes that would each live for a minute.
+		in, err := rt.Start(context.Background(), runtime.InstanceSpec{
+			Image:           "file://" + app,
+			Command:         []string{"/bin/sh", "-c", `i=0; while [ $i -lt 200 ]; do sleep 60 & i=$((i+1)); done; echo "started $i"`},
+			RunToCompletion: true,
+			Logs:            logs,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Stop(context.Background())
+		select {
+		case <-in.Done():
+		case <-time.After(30 * time.Second):
+			t.Fatal("fork bomb still running")
+		}
+		out := logs.String()
+		if strings.Contains(out, "started 200") || !strings.Contains(strings.ToLower(out), "fork") {
+			t.Errorf("200 processes under pids.max=64: output %q, want the shell unable to fork", out)
+		}
+	})
+
+	t.Run("InvalidLimitsRefused", func(t *testing.T) {
+		for _, spec := range []runtime.InstanceSpec{
+			{Image: "file://" + app, Memory: "lots"},
+			{Image: "file://" + app, Memory: "1Mi"},
+			{Image: "file://" + app, CPU: "-1"},
+		} {
+			if in, err := rt.Start(context.Background(), spec); err == nil {
+				in.Stop(context.Background())
+				t.Errorf("Start with memory %q cpu %q: started, want refused", spec.Memory, spec.CPU)
+			}
+		}
+	})
+}
