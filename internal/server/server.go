@@ -468,6 +468,9 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 			egress = "all (veth pair with NAT)"
 		}
 		log.Info("file:// instances run sandboxed", "user", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID), "egress", egress)
+		if err := p.Limits(); err != nil {
+			log.Warn("sandboxed file:// instances get no cpu, memory or pids limits: this machine gives Usher no cgroups", "err", err)
+		}
 	} else if err != nil {
 		log.Warn("file:// images cannot be deployed: instances cannot be sandboxed here; --unsandboxed-processes runs them as Usher's user, with access to the host", "err", err)
 	} else {
