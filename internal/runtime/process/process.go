@@ -78,6 +78,10 @@ type Runtime struct {
 
 	sbErr  error   // why cfg.Sandbox cannot be had
 	egress *egress // with Sandbox.Egress; released by Close
+	// userNS: Usher is not root, instances get a user namespace, and
+	// egress (Sandbox.Egress) is pasta's, found at this path.
+	userNS bool
+	pasta  string
 	// Where instances' cgroups go; nil (and cgErr says why) when the
 	// machine has none for Usher: then no limits are enforced.
 	cgroups *cgroupSet
@@ -119,7 +123,14 @@ func New(cfg Config) *Runtime {
 		if r.sbErr == nil {
 			r.cgroups, r.cgErr = findCgroups()
 		}
-		if r.sbErr == nil && c.Egress {
+		r.userNS = r.sbErr == nil && os.Geteuid() != 0
+		if r.userNS && c.Egress {
+			var err error
+			if r.pasta, err = exec.LookPath("pasta"); err != nil {
+				r.sbErr = fmt.Errorf("%w: instance egress without root needs pasta (Debian package passt): %v (--instance-egress=none runs instances without egress)", ErrNoSandbox, err)
+			}
+		}
+		if r.sbErr == nil && c.Egress && !r.userNS {
 			e, err := acquireEgress()
 			if err != nil {
 				r.sbErr = fmt.Errorf("%w: instance egress: %v (--instance-egress=none runs instances without it)", ErrNoSandbox, err)
@@ -346,6 +357,8 @@ type instance struct {
 	lifeline *os.File        // the init exits when this closes
 	link     *egressLink     // its veth pair, with egress
 	cgroup   *instanceCgroup // its limits, where cgroups can be had
+	ctl      *initControl    // its init's control socket, in a user namespace
+	pasta    *exec.Cmd       // its egress, in a user namespace
 
 	done    chan struct{}
 	err     error // set before done is closed
@@ -479,7 +492,11 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		return fail(fmt.Errorf("output pipe: %w", err))
 	}
 	cmd := &exec.Cmd{Stdout: pw, Stderr: pw}
-	cfgW, statusR, err := sandboxCmd(cmd, program)
+	var uns *userNS
+	if r.userNS {
+		uns = &userNS{UID: sb.UID, GID: sb.GID}
+	}
+	cfgW, statusR, ctl, err := sandboxCmd(cmd, program, uns)
 	if err != nil {
 		pr.Close()
 		pw.Close()
@@ -492,10 +509,17 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		pr.Close()
 		cfgW.Close()
 		statusR.Close()
+		if ctl != nil {
+			ctl.Close()
+		}
 		return fail(fmt.Errorf("start sandbox: %w", err))
 	}
 	in.cmd = cmd
 	in.status = statusR
+	if ctl != nil {
+		in.ctl = &initControl{c: ctl}
+	}
+	config := initConfig{Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe}
 	setup := func() error {
 		if r.cgroups != nil {
 			// Before the init starts the program: all it runs is counted.
@@ -505,6 +529,26 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 			if err := in.cgroup.add(cmd.Process.Pid); err != nil {
 				return err
 			}
+		}
+		if in.ctl != nil {
+			// A user namespace: the init makes the sockets (see
+			// initConfig), pasta the egress.
+			if sb.Egress {
+				if in.pasta, err = startPasta(r.pasta, cmd.Process.Pid); err != nil {
+					return err
+				}
+			}
+			config.UserNS, config.Relay, config.Port, config.WaitRoute = true, reach, port, sb.Egress
+			if err := json.NewEncoder(cfgW).Encode(config); err != nil {
+				return err
+			}
+			if in.relays, err = in.ctl.relays(len(reach)); err != nil {
+				return err
+			}
+			for i, ln := range in.relays {
+				go serveRelay(ln, hostTarget(reach[i]), src)
+			}
+			return nil
 		}
 		ns, err := openNetns(cmd.Process.Pid)
 		if err != nil {
@@ -519,9 +563,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 				return err
 			}
 		}
-		return json.NewEncoder(cfgW).Encode(initConfig{
-			Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe,
-		})
+		return json.NewEncoder(cfgW).Encode(config)
 	}
 	serr := setup()
 	in.lifeline = cfgW // closed when the instance is gone: see sandboxInit
@@ -572,6 +614,9 @@ func (in *instance) DialInstance(ctx context.Context) (net.Conn, error) { return
 
 // dial connects to the instance's port.
 func (in *instance) dial(ctx context.Context) (net.Conn, error) {
+	if in.ctl != nil {
+		return in.ctl.dial(ctx)
+	}
 	if in.ns != nil {
 		return in.ns.dial(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(in.port)))
 	}
@@ -602,6 +647,13 @@ func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
 	}
 	if in.link != nil {
 		in.link.remove()
+	}
+	if in.ctl != nil {
+		in.ctl.Close()
+	}
+	if in.pasta != nil {
+		in.pasta.Process.Kill()
+		in.pasta.Wait()
 	}
 	if in.ns != nil {
 		in.ns.Close()

@@ -21,9 +21,21 @@ func sandboxAvailable() error {
 	return fmt.Errorf("%w: no namespaces on %s", ErrNoSandbox, goruntime.GOOS)
 }
 
-func sandboxCmd(cmd *exec.Cmd, program *os.File) (cfgW, statusR *os.File, err error) {
-	return nil, nil, sandboxAvailable()
+type userNS struct{ UID, GID int }
+
+func sandboxCmd(cmd *exec.Cmd, program *os.File, uns *userNS) (cfgW, statusR *os.File, ctl *net.UnixConn, err error) {
+	return nil, nil, nil, sandboxAvailable()
 }
+
+type initControl struct{ c *net.UnixConn }
+
+func (ic *initControl) relays(n int) ([]net.Listener, error) { return nil, sandboxAvailable() }
+
+func (ic *initControl) dial(ctx context.Context) (net.Conn, error) { return nil, sandboxAvailable() }
+
+func (ic *initControl) Close() error { return nil }
+
+func startPasta(pasta string, pid int) (*exec.Cmd, error) { return nil, sandboxAvailable() }
 
 func closeAfterStart(cmd *exec.Cmd) {}
 
@@ -33,6 +45,11 @@ type initConfig struct {
 	UID, GID int
 	Hide     []string
 	Image    string
+
+	UserNS    bool
+	Relay     []string
+	Port      int
+	WaitRoute bool
 }
 
 type netns struct{}
@@ -82,3 +99,7 @@ func (s *cgroupSet) create(id string, lim limits) (*instanceCgroup, error) {
 func (g *instanceCgroup) add(pid int) error { return sandboxAvailable() }
 
 func (g *instanceCgroup) remove() {}
+
+func serveRelay(ln net.Listener, target string, src netip.Addr) {}
+
+func hostTarget(addr string) string { return addr }
