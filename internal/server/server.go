@@ -463,11 +463,17 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 	}
 	p := process.New(pcfg)
 	if ok, err := p.Sandboxed(); ok {
-		egress := "none"
-		if pcfg.Sandbox.Egress {
+		egress, user := "none", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID)
+		switch {
+		case pcfg.Sandbox.Egress && os.Geteuid() == 0:
 			egress = "all (veth pair with NAT)"
+		case pcfg.Sandbox.Egress:
+			egress = "all (pasta)"
 		}
-		log.Info("file:// instances run sandboxed", "user", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID), "egress", egress)
+		if os.Geteuid() != 0 {
+			user += fmt.Sprintf(" in a user namespace (uid %d on the host)", os.Geteuid())
+		}
+		log.Info("file:// instances run sandboxed", "user", user, "egress", egress)
 		if err := p.Limits(); err != nil {
 			log.Warn("sandboxed file:// instances get no cpu, memory or pids limits: this machine gives Usher no cgroups", "err", err)
 		}
@@ -537,6 +543,14 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 	}
 	if p := os.Getenv("USHER_CONFIG"); p != "" {
 		sb.Hide = append(sb.Hide, p)
+	}
+	if os.Geteuid() != 0 {
+		// Not root: the instance is Usher's own user on the host (in a
+		// user namespace), so whatever that user may read is in reach;
+		// its home (SSH keys, cloud credentials) is hidden whole.
+		if home, err := os.UserHomeDir(); err == nil && home != "/" {
+			sb.Hide = append(sb.Hide, home)
+		}
 	}
 	return process.Config{Sandbox: sb}, nil
 }
