@@ -91,6 +91,7 @@ func testSandboxEscapes(t *testing.T, egress string) {
 	}
 	probes := []probe{
 		{"NotRoot", "/id", 200, "65534 65534"},
+		{"NoCapabilities", "/read?path=/proc/self/status", 200, "CapEff:\t0000000000000000"},
 		{"DataDirConfig", "/read?path=" + filepath.Join(s.dataDir, "config.json"), 403, ""},
 		{"DataDirStore", "/read?path=" + filepath.Join(s.dataDir, "usher.db"), 403, ""},
 		{"UserConfig", "/read?path=" + filepath.Join(home, ".config", "usher", "config.json"), 403, ""},
