@@ -464,10 +464,13 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 	p := process.New(pcfg)
 	if ok, err := p.Sandboxed(); ok {
 		egress, user := "none", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID)
+		hasEgress, egressErr := p.Egress()
 		switch {
-		case pcfg.Sandbox.Egress && os.Geteuid() == 0:
+		case egressErr != nil:
+			log.Warn("sandboxed file:// instances have NO egress (--instance-egress=all asked for it)", "err", egressErr)
+		case hasEgress && os.Geteuid() == 0:
 			egress = "all (veth pair with NAT)"
-		case pcfg.Sandbox.Egress:
+		case hasEgress:
 			egress = "all (pasta)"
 		}
 		if os.Geteuid() != 0 {

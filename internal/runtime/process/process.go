@@ -14,8 +14,8 @@
 // working directory to an instance, or leave an instance's processes running
 // after Start failed or Stop returned.
 //
-// With Config.Sandbox (what `usher serve` uses when it runs as root on
-// Linux) every instance is isolated as Sandbox describes: its port exists
+// With Config.Sandbox (what `usher serve` uses on Linux: as root, or in a
+// user namespace otherwise) every instance is isolated as Sandbox describes: its port exists
 // only in its own network namespace, Addr is then a key for DialContext,
 // and the host's files, other instances and the host's loopback are out of
 // reach. The rest of this comment is about unsandboxed instances.
@@ -80,8 +80,9 @@ type Runtime struct {
 	egress *egress // with Sandbox.Egress; released by Close
 	// userNS: Usher is not root, instances get a user namespace, and
 	// egress (Sandbox.Egress) is pasta's, found at this path.
-	userNS bool
-	pasta  string
+	userNS    bool
+	pasta     string
+	egressErr error // why instances have no egress although asked for
 	// Where instances' cgroups go; nil (and cgErr says why) when the
 	// machine has none for Usher: then no limits are enforced.
 	cgroups *cgroupSet
@@ -125,9 +126,12 @@ func New(cfg Config) *Runtime {
 		}
 		r.userNS = r.sbErr == nil && os.Geteuid() != 0
 		if r.userNS && c.Egress {
+			// Less egress is less reach, not less isolation: without
+			// pasta, instances run with none, and Egress says why.
 			var err error
 			if r.pasta, err = exec.LookPath("pasta"); err != nil {
-				r.sbErr = fmt.Errorf("%w: instance egress without root needs pasta (Debian package passt): %v (--instance-egress=none runs instances without egress)", ErrNoSandbox, err)
+				c.Egress = false
+				r.egressErr = fmt.Errorf("instance egress without root needs pasta (Debian package passt): %w", err)
 			}
 		}
 		if r.sbErr == nil && c.Egress && !r.userNS {
@@ -148,6 +152,15 @@ func (r *Runtime) Limits() error {
 		return errors.New("instances are not sandboxed")
 	}
 	return r.cgErr
+}
+
+// Egress reports whether sandboxed instances reach other hosts, and why
+// not when Sandbox.Egress asked for it.
+func (r *Runtime) Egress() (bool, error) {
+	if r.cfg.Sandbox == nil || r.sbErr != nil {
+		return false, r.sbErr
+	}
+	return r.cfg.Sandbox.Egress, r.egressErr
 }
 
 // Close releases what the runtime set up on the host for all its instances

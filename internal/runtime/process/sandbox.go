@@ -5,8 +5,11 @@ import (
 	"net/netip"
 )
 
-// Sandbox isolates every instance of the runtime (Linux, as root; see
-// sandbox_linux.go for how):
+// Sandbox isolates every instance of the runtime (Linux; see
+// sandbox_linux.go for how). When Usher is not root, the namespaces are
+// made inside a user namespace that maps UID:GID to Usher's own ids (and
+// nothing else), the init hands Usher the sockets it needs inside, egress
+// is pasta's, and there are no cgroup limits:
 //
 //   - its own network, mount, PID, IPC and UTS namespaces. The network
 //     namespace has only a loopback interface: $PORT exists only there, and
@@ -63,7 +66,8 @@ const (
 )
 
 // ErrNoSandbox is returned by New when a sandbox is asked for and this
-// machine cannot provide it (not Linux, not root, namespaces forbidden).
+// machine cannot provide it (not Linux, namespaces or, without root, user
+// namespaces forbidden, egress asked for without its means).
 var ErrNoSandbox = errors.New("process sandbox unavailable")
 
 // sourceNet is where instances' relayed connections come from on the host:

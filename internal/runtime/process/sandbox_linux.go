@@ -189,6 +189,7 @@ func initNetwork(cfg initConfig) (*net.UnixConn, error) {
 			return nil, fmt.Errorf("relay %s: %w", a, err)
 		}
 		ln.Close()
+		defer lf.Close() // Usher has its own copy once sent
 		fds = append(fds, int(lf.Fd()))
 	}
 	if _, _, err := ctl.WriteMsgUnix([]byte("ok"), unix.UnixRights(fds...), nil); err != nil {
