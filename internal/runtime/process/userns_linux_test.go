@@ -101,8 +101,13 @@ func TestSandboxUnprivileged(t *testing.T) {
 	gw := httptestServer(t, "gateway says hi")
 	other := httptestServer(t, "private")
 
-	for _, egress := range []string{"none", "all"} {
+	// "all-without-pasta": egress asked for, pasta not installed.
+	for _, egress := range []string{"none", "all", "all-without-pasta"} {
 		t.Run("Egress="+egress, func(t *testing.T) {
+			path := os.Getenv("PATH")
+			if egress == "all-without-pasta" {
+				path = "/nonexistent"
+			}
 			if egress == "all" {
 				if _, err := exec.LookPath("pasta"); err != nil {
 					t.Fatalf("egress without root needs pasta (Debian package passt): %v", err)
@@ -111,11 +116,11 @@ func TestSandboxUnprivileged(t *testing.T) {
 			helper := exec.Command(self, "-test.run=^$")
 			helper.Env = []string{
 				unprivHelperEnv + "=1",
-				"PATH=" + os.Getenv("PATH"),
+				"PATH=" + path,
 				"HELPER_IMAGE=file://" + appCopy,
 				"HELPER_HIDE=" + secrets,
 				"HELPER_GATEWAY=" + gw,
-				"HELPER_EGRESS=" + map[bool]string{true: "1", false: "0"}[egress == "all"],
+				"HELPER_EGRESS=" + map[bool]string{true: "1", false: "0"}[egress != "none"],
 			}
 			helper.Dir = dir
 			helper.Stderr = os.Stderr
@@ -184,13 +189,21 @@ func TestSandboxUnprivileged(t *testing.T) {
 				{"HostLoopbackService", "/dial?addr=" + other, 502, ""},
 				{"Gateway", "/fetch?url=http://" + gw + "/", 200, "gateway says hi"},
 			}
-			if egress == "none" {
+			switch egress {
+			case "none":
 				probes = append(probes, struct {
 					name, path string
 					wantCode   int
 					want       string
 				}{"NoEgress", "/dial?addr=10.255.255.1:80", 502, ""})
-			} else {
+			case "all-without-pasta":
+				remote := remotehost.Start(t)
+				probes = append(probes, struct {
+					name, path string
+					wantCode   int
+					want       string
+				}{"NoEgress", "/dial?addr=" + remote.Addr, 502, ""})
+			default:
 				remote := remotehost.Start(t)
 				// pasta makes the instance's connections as the host's.
 				probes = append(probes, struct {
