@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/google/nftables/xt"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -38,7 +39,8 @@ import (
 //
 // Where Docker has set the forward policy to drop, accept rules for the
 // instances' veths go first in its DOCKER-USER chain (the chain Docker
-// leaves to its users), tagged with a comment naming this process. Tables
+// leaves to its users), in iptables' own encoding, tagged with a comment
+// naming this process. Tables
 // and tagged rules of Usher processes that are gone are removed at start.
 
 const (
@@ -218,16 +220,40 @@ func installEgressRules() error {
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("nftables: install table %s: %w", egressTag(), err)
 	}
-	// Docker's forward policy drops what its own rules do not accept.
+	// Docker's forward policy drops what its own rules do not accept. The
+	// chain is iptables-nft's: the rules are encoded as iptables would
+	// (`-i usv+ -m comment --comment usher-egress-PID -j ACCEPT`), or
+	// iptables, and so Docker, could no longer read it. What comes back to
+	// an instance needs no conntrack match here: this table's forward
+	// chain lets only replies through.
 	if ch := dockerUserChain(c); ch != nil {
-		tag := userdata.AppendString(nil, userdata.TypeComment, egressTag())
-		c.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: tag, Exprs: rule(expr.VerdictAccept, toInstance, replies())})
-		c.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, UserData: tag, Exprs: rule(expr.VerdictAccept, fromInstance)})
+		for _, match := range [][]expr.Any{fromInstance, toInstance} {
+			comment := xt.Comment(egressTag())
+			exprs := append(append([]expr.Any{}, match...), &expr.Match{Name: "comment", Rev: 0, Info: &comment},
+				&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
+			c.InsertRule(&nftables.Rule{Table: ch.Table, Chain: ch, Exprs: exprs})
+		}
 		if err := c.Flush(); err != nil {
 			return fmt.Errorf("nftables: accept instances in %s: %w", ch.Name, err)
 		}
 	}
 	return nil
+}
+
+// ruleTag is the usher-egress-PID comment of a rule, as iptables or nft
+// writes it, or "".
+func ruleTag(r *nftables.Rule) string {
+	if s, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok {
+		return s
+	}
+	for _, e := range r.Exprs {
+		if m, ok := e.(*expr.Match); ok && m.Name == "comment" {
+			if c, ok := m.Info.(*xt.Comment); ok {
+				return string(*c)
+			}
+		}
+	}
+	return ""
 }
 
 // dockerUserChain finds Docker's DOCKER-USER chain (iptables-nft), if any.
@@ -261,8 +287,7 @@ func removeEgressRules(gone func(pid int) bool) {
 	if ch := dockerUserChain(c); ch != nil {
 		if rules, err := c.GetRules(ch.Table, ch); err == nil {
 			for _, r := range rules {
-				comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-				if pid, ok := pidOfTag(comment); ok && gone(pid) {
+				if pid, ok := pidOfTag(ruleTag(r)); ok && gone(pid) {
 					c.DelRule(r)
 				}
 			}
