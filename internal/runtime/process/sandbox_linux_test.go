@@ -166,6 +166,15 @@ func TestSandboxEscapes(t *testing.T) {
 				// Through the host with NAT: the remote machine sees the
 				// host's address, not the instance's.
 				probes = append(probes, probe{"EgressWithNAT", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()})
+				// A cloud's metadata server (here the remote host, should
+				// the rule fail) hands out the machine's credentials.
+				metadataIP := remote.Alias(t, netip.MustParseAddr("169.254.169.254"))
+				if c, err := net.DialTimeout("tcp", metadataIP, 5*time.Second); err != nil {
+					t.Fatalf("the host cannot reach the stand-in at %s either: %v", metadataIP, err)
+				} else {
+					c.Close()
+				}
+				probes = append(probes, probe{"CloudMetadataServer", "/dial?addr=" + metadataIP, 502, ""})
 				for i, ip := range instanceAddrs(t, b) {
 					probes = append(probes, probe{fmt.Sprintf("OtherInstanceVeth%d", i), "/dial?addr=" + net.JoinHostPort(ip, bport), 502, ""})
 				}

@@ -29,6 +29,41 @@ type Host struct {
 	// Local is the host's own address on the link: the source of what the
 	// host forwards there with NAT.
 	Local netip.Addr
+
+	ns     netns.NsHandle
+	link   string
+	remote netip.Addr
+}
+
+// Alias makes the host answer at ip too (same port), routed from the host
+// through the link, for the test's life: a test can stand in for an
+// address that must never be reached (a cloud's metadata server at
+// 169.254.169.254) without any packet leaving the machine if it is.
+func (h *Host) Alias(t testing.TB, ip netip.Addr) string {
+	t.Helper()
+	nh, err := netlink.NewHandleAt(h.ns)
+	if err != nil {
+		t.Fatalf("remotehost: netlink inside: %v", err)
+	}
+	defer nh.Close()
+	eth, err := nh.LinkByName("eth0")
+	if err == nil {
+		err = nh.AddrAdd(eth, &netlink.Addr{IPNet: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}})
+	}
+	if err != nil {
+		t.Fatalf("remotehost: alias %s: %v", ip, err)
+	}
+	hostEnd, err := netlink.LinkByName(h.link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := &netlink.Route{LinkIndex: hostEnd.Attrs().Index, Dst: &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}, Gw: h.remote.AsSlice()}
+	if err := netlink.RouteAdd(route); err != nil {
+		t.Fatalf("remotehost: route to %s: %v", ip, err)
+	}
+	t.Cleanup(func() { netlink.RouteDel(route) })
+	_, port, _ := net.SplitHostPort(h.Addr)
+	return net.JoinHostPort(ip.String(), port)
 }
 
 // linkNet is where the links are numbered, a random /30 each.
@@ -111,8 +146,11 @@ func Start(t testing.TB) *Host {
 		}
 	}
 	return &Host{
-		Addr:  netip.AddrPortFrom(remote, uint16(ln.Addr().(*net.TCPAddr).Port)).String(),
-		Local: local,
+		Addr:   netip.AddrPortFrom(remote, uint16(ln.Addr().(*net.TCPAddr).Port)).String(),
+		Local:  local,
+		ns:     ns,
+		link:   name,
+		remote: remote,
 	}
 }
 
