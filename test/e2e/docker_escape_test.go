@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -73,6 +74,30 @@ func TestDockerEscapes(t *testing.T) {
 			wantCode   int
 			want       string
 		}{"OtherContainer/" + ip, "/dial?addr=" + net.JoinHostPort(ip, "8080"), 502, ""})
+	}
+	// Across runtimes: a sandboxed process instance (egress on) and a
+	// container cannot reach each other either.
+	proc := s.deploy(t, "prober-proc", proberBin, "--allow-unauthenticated")
+	var procEnv struct{ Env map[string]string }
+	json.Unmarshal([]byte(s.get(t, proc+"/env").body), &procEnv)
+	type crossProbe struct{ name, from, path string }
+	var cross []crossProbe
+	for _, ip := range strings.Fields(s.get(t, proc+"/addrs").body) {
+		cross = append(cross, crossProbe{"ContainerToProcess/" + ip, a, "/dial?addr=" + net.JoinHostPort(ip, procEnv.Env["PORT"])})
+	}
+	for _, ip := range strings.Fields(s.get(t, b+"/addrs").body) {
+		cross = append(cross, crossProbe{"ProcessToContainer/" + ip, proc, "/dial?addr=" + net.JoinHostPort(ip, "8080")})
+	}
+	if len(cross) < 2 {
+		t.Fatalf("addresses of the process instance and the container: %v", cross)
+	}
+	for _, tc := range cross {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := s.get(t, tc.from+tc.path); got.status != 502 {
+				t.Errorf("GET %s: %d %q, want 502", tc.path, got.status, got.body)
+			}
+		})
 	}
 	for _, tc := range probes {
 		t.Run(tc.name, func(t *testing.T) {
