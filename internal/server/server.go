@@ -490,7 +490,7 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 	if err != nil {
 		owner = cfg.DataDir
 	}
-	d, err := docker.New(ctx, docker.Config{Owner: owner, NoPull: cfg.NoPull})
+	d, err := docker.New(ctx, docker.Config{Owner: owner, NoPull: cfg.NoPull, NoEgress: cfg.InstanceEgress == "none"})
 	if err != nil {
 		log.Info("no Docker engine: container images cannot be deployed (file:// images can)", "err", err)
 		rts.DockerErr = err

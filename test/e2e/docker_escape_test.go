@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,8 +32,14 @@ func TestDockerEscapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+	for _, egress := range []string{"none", "all"} {
+		t.Run("Egress="+egress, func(t *testing.T) { testDockerEscapes(t, c, ref, egress) })
+	}
+}
 
-	s := startServer(t)
+func testDockerEscapes(t *testing.T, c *client.Client, ref, egress string) {
+	ctx := context.Background()
+	s := startServerWith(t, "--instance-egress="+egress)
 	deployContainer := func(name string) string {
 		t.Helper()
 		s.mustCLI(t, "run", "deploy", name, "--image="+ref, "--region="+region, "--allow-unauthenticated")
@@ -66,7 +73,29 @@ func TestDockerEscapes(t *testing.T) {
 		{"DataDirStore", "/read?path=" + filepath.Join(s.dataDir, "usher.db"), 403, ""},
 		{"UserConfig", "/read?path=" + filepath.Join(s.home, ".config", "usher", "config.json"), 403, ""},
 		{"HostLoopbackService", "/dial?addr=" + hostSvc.Addr().String(), 502, ""},
-		{"Egress", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()},
+	}
+	if egress == "all" {
+		probes = append(probes, struct {
+			name, path string
+			wantCode   int
+			want       string
+		}{"Egress", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()})
+	} else {
+		probes = append(probes, struct {
+			name, path string
+			wantCode   int
+			want       string
+		}{"NoEgress", "/dial?addr=" + remote.Addr, 502, ""})
+	}
+	var aEnv struct{ Env map[string]string }
+	json.Unmarshal([]byte(s.get(t, a+"/env").body), &aEnv)
+	if md := aEnv.Env["GCE_METADATA_HOST"]; md != "" {
+		// The host, where the metadata server listens, stays reachable.
+		probes = append(probes, struct {
+			name, path string
+			wantCode   int
+			want       string
+		}{"MetadataServer", "/fetch?url=" + url.QueryEscape("http://"+md+"/computeMetadata/v1/instance/service-accounts/default/email"), 200, "-compute@developer.gserviceaccount.com"})
 	}
 	for _, ip := range strings.Fields(s.get(t, b+"/addrs").body) {
 		probes = append(probes, struct {
@@ -75,29 +104,8 @@ func TestDockerEscapes(t *testing.T) {
 			want       string
 		}{"OtherContainer/" + ip, "/dial?addr=" + net.JoinHostPort(ip, "8080"), 502, ""})
 	}
-	// Across runtimes: a sandboxed process instance (egress on) and a
-	// container cannot reach each other either.
-	proc := s.deploy(t, "prober-proc", proberBin, "--allow-unauthenticated")
-	var procEnv struct{ Env map[string]string }
-	json.Unmarshal([]byte(s.get(t, proc+"/env").body), &procEnv)
-	type crossProbe struct{ name, from, path string }
-	var cross []crossProbe
-	for _, ip := range strings.Fields(s.get(t, proc+"/addrs").body) {
-		cross = append(cross, crossProbe{"ContainerToProcess/" + ip, a, "/dial?addr=" + net.JoinHostPort(ip, procEnv.Env["PORT"])})
-	}
-	for _, ip := range strings.Fields(s.get(t, b+"/addrs").body) {
-		cross = append(cross, crossProbe{"ProcessToContainer/" + ip, proc, "/dial?addr=" + net.JoinHostPort(ip, "8080")})
-	}
-	if len(cross) < 2 {
-		t.Fatalf("addresses of the process instance and the container: %v", cross)
-	}
-	for _, tc := range cross {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			if got := s.get(t, tc.from+tc.path); got.status != 502 {
-				t.Errorf("GET %s: %d %q, want 502", tc.path, got.status, got.body)
-			}
-		})
+	if egress == "all" {
+		testCrossRuntime(t, s, a, b)
 	}
 	for _, tc := range probes {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,4 +134,31 @@ func TestDockerEscapes(t *testing.T) {
 			t.Errorf("container's effective capabilities %x include CAP_SYS_ADMIN or CAP_NET_RAW", capEff)
 		}
 	})
+}
+
+// testCrossRuntime: a sandboxed process instance (egress on) and a
+// container (a, b) cannot reach each other either.
+func testCrossRuntime(t *testing.T, s *server, a, b string) {
+	proc := s.deploy(t, "prober-proc", proberBin, "--allow-unauthenticated")
+	var procEnv struct{ Env map[string]string }
+	json.Unmarshal([]byte(s.get(t, proc+"/env").body), &procEnv)
+	type crossProbe struct{ name, from, path string }
+	var cross []crossProbe
+	for _, ip := range strings.Fields(s.get(t, proc+"/addrs").body) {
+		cross = append(cross, crossProbe{"ContainerToProcess/" + ip, a, "/dial?addr=" + net.JoinHostPort(ip, procEnv.Env["PORT"])})
+	}
+	for _, ip := range strings.Fields(s.get(t, b+"/addrs").body) {
+		cross = append(cross, crossProbe{"ProcessToContainer/" + ip, proc, "/dial?addr=" + net.JoinHostPort(ip, "8080")})
+	}
+	if len(cross) < 2 {
+		t.Fatalf("addresses of the process instance and the container: %v", cross)
+	}
+	for _, tc := range cross {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if got := s.get(t, tc.from+tc.path); got.status != 502 {
+				t.Errorf("GET %s: %d %q, want 502", tc.path, got.status, got.body)
+			}
+		})
+	}
 }
