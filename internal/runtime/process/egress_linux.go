@@ -40,8 +40,9 @@ import (
 // Where Docker has set the forward policy to drop, accept rules for the
 // instances' veths go first in its DOCKER-USER chain (the chain Docker
 // leaves to its users), in iptables' own encoding, tagged with a comment
-// naming this process. Tables
-// and tagged rules of Usher processes that are gone are removed at start.
+// naming this process. Tables and tagged rules of Usher processes that are
+// gone are removed at start (by pid: a Usher in another PID namespace
+// sharing this network namespace would look gone).
 
 const (
 	// vethHostPrefix starts the host end's name: "usv" and the instance id
