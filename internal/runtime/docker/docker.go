@@ -242,14 +242,14 @@ func (r *Runtime) connect(ctx context.Context) error {
 	default:
 		return fmt.Errorf("docker: unknown Addressing %q", r.cfg.Addressing)
 	}
-	managed := r.network == DefaultNetwork || r.network == NoEgressNetwork
-	if managed && !r.direct {
+	if (r.network == DefaultNetwork || r.network == NoEgressNetwork) && !r.direct {
 		// Published ports reach containers through the engine's proxy,
 		// which does not work reliably on a network without
 		// inter-container traffic: such engines (Docker Desktop,
 		// rootless) keep the default bridge.
 		r.network = "bridge"
 	}
+	managed := r.network == DefaultNetwork || r.network == NoEgressNetwork
 	nw, err := r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
 	if err != nil && managed && cerrdefs.IsNotFound(err) {
 		_, cerr := r.c.NetworkCreate(ctx, r.network, client.NetworkCreateOptions{
