@@ -229,7 +229,9 @@ func (r *Runtime) allocSrcLocked(in *instance) (netip.Addr, error) {
 }
 
 const (
-	probeInterval = 50 * time.Millisecond
+	probeInterval     = 50 * time.Millisecond
+	fastProbeInterval = 5 * time.Millisecond // for the first fastProbes
+	fastProbes        = 40
 	lineMax       = 64 << 10 // longer lines are split
 	drainTimeout  = 2 * time.Second
 )
@@ -730,9 +732,11 @@ func (in *instance) lastOutput() string { return in.tail.String() }
 func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(probeInterval)
+	// Most programs listen within tens of milliseconds: probing often at
+	// first keeps the cold start close to the program's own startup.
+	tick := time.NewTimer(fastProbeInterval)
 	defer tick.Stop()
-	for {
+	for probes := 1; ; probes++ {
 		dctx, cancel := context.WithTimeout(ctx, probeInterval)
 		c, err := in.dial(dctx)
 		cancel()
@@ -756,6 +760,11 @@ func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
 			in.kill()
 			return fmt.Errorf("instance %s: startup aborted: %w%s", in.id, ctx.Err(), in.lastOutput())
 		case <-tick.C:
+			if probes < fastProbes {
+				tick.Reset(fastProbeInterval)
+			} else {
+				tick.Reset(probeInterval)
+			}
 		}
 	}
 }
