@@ -150,3 +150,46 @@ func TestSandboxLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestCgroupV2Files: what a cgroup v2 instance cgroup is given, written to a
+// stand-in directory (this test machine may have only v1 hierarchies, where
+// TestSandboxLimits tests the kernel's side; on a v2 machine it tests v2's).
+func TestCgroupV2Files(t *testing.T) {
+	own := t.TempDir()
+	if err := os.WriteFile(filepath.Join(own, "cgroup.controllers"), []byte("cpuset cpu io memory pids\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base, err := v2Base(own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(own, "cgroup.subtree_control")); string(b) != "+memory +pids +cpu" {
+		t.Errorf("subtree_control: got %q, want +memory +pids +cpu", b)
+	}
+	set := &cgroupSet{v2: base}
+	g, err := set.create("abc", limits{memory: 64 << 20, milliCPUs: 1500, pids: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"memory.max":      "67108864",
+		"memory.swap.max": "0",
+		"cpu.max":         "150000 100000",
+		"pids.max":        "100",
+	} {
+		b, err := os.ReadFile(filepath.Join(g.dirs[0], name))
+		if err != nil || string(b) != want {
+			t.Errorf("%s: got %q (%v), want %q", name, b, err, want)
+		}
+	}
+	if filepath.Base(g.dirs[0]) != "usher-abc" || filepath.Dir(g.dirs[0]) != own {
+		t.Errorf("instance cgroup at %s, want %s/usher-abc", g.dirs[0], own)
+	}
+
+	// Without the memory or pids controller there is nothing to enforce.
+	bare := t.TempDir()
+	os.WriteFile(filepath.Join(bare, "cgroup.controllers"), []byte("cpu io\n"), 0o644)
+	if _, err := v2Base(bare); !errors.Is(err, errNoControllers) {
+		t.Errorf("v2Base without memory and pids: %v, want errNoControllers", err)
+	}
+}
