@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -126,8 +127,12 @@ func ownCgroups() (map[string]string, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseOwnCgroups(f)
+}
+
+func parseOwnCgroups(r io.Reader) (map[string]string, error) {
 	own := map[string]string{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), ":", 3)
 		if len(parts) != 3 {
@@ -154,8 +159,12 @@ func cgroupMounts() (map[string]cgroupMount, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseCgroupMounts(f)
+}
+
+func parseCgroupMounts(r io.Reader) (map[string]cgroupMount, error) {
 	mounts := map[string]cgroupMount{}
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		if !ok {

@@ -193,3 +193,30 @@ func TestCgroupV2Files(t *testing.T) {
 		t.Errorf("v2Base without memory and pids: %v, want errNoControllers", err)
 	}
 }
+
+// TestCgroupDiscovery: where Usher's own cgroups are, on a v2 machine (as
+// systemd sets one up) and a hybrid v1 one (this test machine's kind).
+func TestCgroupDiscovery(t *testing.T) {
+	v2own, _ := parseOwnCgroups(strings.NewReader("0::/system.slice/usher.service\n"))
+	v2mounts, _ := parseCgroupMounts(strings.NewReader(
+		"30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n"))
+	if v2own[""] != "/system.slice/usher.service" || v2mounts["cgroup2"].point != "/sys/fs/cgroup" {
+		t.Errorf("v2: own %v, mounts %v", v2own, v2mounts)
+	}
+	v1own, _ := parseOwnCgroups(strings.NewReader("8:pids:/\n4:memory:/process_api/fb05\n1:cpu,cpuacct:/\n0::/\n"))
+	v1mounts, _ := parseCgroupMounts(strings.NewReader(
+		"40 30 0:35 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n" +
+			"41 30 0:36 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n" +
+			"42 30 0:37 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n" +
+			"43 30 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"))
+	for ctrl, want := range map[string]string{"memory": "/process_api/fb05", "pids": "/", "cpu": "/", "cpuacct": "/", "": "/"} {
+		if v1own[ctrl] != want {
+			t.Errorf("own %s cgroup: got %q, want %q", ctrl, v1own[ctrl], want)
+		}
+	}
+	for ctrl, want := range map[string]string{"memory": "/sys/fs/cgroup/memory", "cpu": "/sys/fs/cgroup/cpu,cpuacct", "pids": "/sys/fs/cgroup/pids", "cgroup2": "/sys/fs/cgroup/unified"} {
+		if v1mounts[ctrl].point != want {
+			t.Errorf("%s mounted at %q, want %q", ctrl, v1mounts[ctrl].point, want)
+		}
+	}
+}

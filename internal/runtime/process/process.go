@@ -232,8 +232,8 @@ const (
 	probeInterval     = 50 * time.Millisecond
 	fastProbeInterval = 5 * time.Millisecond // for the first fastProbes
 	fastProbes        = 40
-	lineMax       = 64 << 10 // longer lines are split
-	drainTimeout  = 2 * time.Second
+	lineMax           = 64 << 10 // longer lines are split
+	drainTimeout      = 2 * time.Second
 )
 
 // Start implements runtime.Runtime.
