@@ -69,12 +69,26 @@ func TestSandboxUnprivileged(t *testing.T) {
 		}
 		return "/fetch?" + q.Encode()
 	}
-	remote := remotehost.Start(t)
-	for _, tc := range []struct {
+	// A service of the host on all its addresses: pasta would connect to
+	// it, but the host's addresses are the namespace's own.
+	hostWide, err := net.Listen("tcp4", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostWide.Close()
+	_, widePort, _ := net.SplitHostPort(hostWide.Addr().String())
+	type probe struct {
 		name, path string
 		wantCode   int
 		want       string // contained in the body
-	}{
+	}
+	var hostProbes []probe
+	// (Those it had when the instance started: see relayLocalAddrs.)
+	for _, ip := range hostIPv4s(t) {
+		hostProbes = append(hostProbes, probe{"Host/" + ip, "/dial?addr=" + net.JoinHostPort(ip, widePort), 502, ""})
+	}
+	remote := remotehost.Start(t)
+	for _, tc := range append(hostProbes, []probe{
 		{"NotRoot", "/id", 200, "65534 65534"},
 		{"NoCapabilities", "/read?path=/proc/self/status", 200, "CapEff:\t0000000000000000"},
 		{"DataDirConfig", "/read?path=" + filepath.Join(s.dataDir, "config.json"), 403, ""},
@@ -85,7 +99,7 @@ func TestSandboxUnprivileged(t *testing.T) {
 		{"GatewayChecksIAM", viaGateway(private, ""), 401, ""},
 		{"GatewayWithMetadataToken", viaGateway(private, token), 200, "Hello"},
 		{"Egress", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()},
-	} {
+	}...) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := s.get(t, a+tc.path)
 			if got.status != tc.wantCode || !strings.Contains(got.body, tc.want) || strings.Contains(got.body, "connected") {

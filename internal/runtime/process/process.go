@@ -553,7 +553,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 					return err
 				}
 			}
-			config.UserNS, config.Relay, config.Port, config.WaitRoute = true, reach, port, sb.Egress
+			config.UserNS, config.Relay, config.Local, config.Port, config.WaitRoute = true, reach, relayLocalAddrs(reach), port, sb.Egress
 			if err := json.NewEncoder(cfgW).Encode(config); err != nil {
 				return err
 			}
@@ -570,7 +570,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 			return err
 		}
 		in.ns = ns
-		if in.relays, err = ns.relay(reach, src); err != nil {
+		if in.relays, err = ns.relay(reach, relayLocalAddrs(reach), src); err != nil {
 			return err
 		}
 		if r.egress != nil {

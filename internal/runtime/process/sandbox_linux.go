@@ -13,12 +13,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/usher-run/usher/internal/runtime"
@@ -52,6 +54,7 @@ type initConfig struct {
 	// Usher sends, a connection to 127.0.0.1:Port.
 	UserNS    bool
 	Relay     []string
+	Local     []netip.Addr // see relayLocalAddrs
 	Port      int
 	WaitRoute bool // egress by pasta: wait for its default route
 	Probe     bool // only say that the namespaces can be made
@@ -176,6 +179,9 @@ func initNetwork(cfg initConfig) (*net.UnixConn, error) {
 	}
 	ctl := c.(*net.UnixConn)
 	if err := loUp(); err != nil {
+		return nil, err
+	}
+	if err := addLocal(cfg.Local); err != nil {
 		return nil, err
 	}
 	var fds []int
@@ -606,10 +612,13 @@ func (ns *netns) dial(ctx context.Context, addr string) (net.Conn, error) {
 // relay listens inside ns on each address of reach and forwards every
 // connection to the same address on the host, from src when the address is
 // IPv4 loopback. It returns the listeners (closed by the caller).
-func (ns *netns) relay(reach []string, src netip.Addr) ([]net.Listener, error) {
+func (ns *netns) relay(reach []string, local []netip.Addr, src netip.Addr) ([]net.Listener, error) {
 	var lns []net.Listener
 	err := ns.do(func() error {
 		if err := loUp(); err != nil {
+			return err
+		}
+		if err := addLocal(local); err != nil {
 			return err
 		}
 		for _, a := range reach {
@@ -631,6 +640,56 @@ func (ns *netns) relay(reach []string, src netip.Addr) ([]net.Listener, error) {
 		go serveRelay(ln, hostTarget(reach[i]), src)
 	}
 	return lns, nil
+}
+
+// relayLocalAddrs are the addresses an instance's namespace takes from the
+// host (on lo): the host's own IPv4 addresses, and those reach names. So a
+// relay can listen on a specified address; the instance reaches Usher at
+// the host's address (where a service URL's host name leads) through the
+// relay; and every other port of the host's addresses is refused inside,
+// even where egress (pasta's) would otherwise connect to it. Loopback needs
+// none, nor egressNet (the instance's own link). Addresses the host gains
+// later are not covered.
+func relayLocalAddrs(reach []string) []netip.Addr {
+	var out []netip.Addr
+	add := func(a netip.Addr) {
+		a = a.Unmap()
+		if a.Is4() && !a.IsLoopback() && !a.IsUnspecified() && !egressNet.Contains(a) && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for _, r := range reach {
+		if ap, err := netip.ParseAddrPort(r); err == nil {
+			add(ap.Addr())
+		}
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				add(ip)
+			}
+		}
+	}
+	return out
+}
+
+// addLocal gives the current thread's network namespace the addresses
+// (on lo, /32 each).
+func addLocal(addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	for _, a := range addrs {
+		if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(a, a.BitLen()))}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("lo: address %s: %w", a, err)
+		}
+	}
+	return nil
 }
 
 // hostTarget is where a relayed address is dialed on the host: an

@@ -48,6 +48,7 @@ type initConfig struct {
 
 	UserNS    bool
 	Relay     []string
+	Local     []netip.Addr
 	Port      int
 	WaitRoute bool
 }
@@ -62,7 +63,7 @@ func (ns *netns) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return nil, sandboxAvailable()
 }
 
-func (ns *netns) relay(reach []string, src netip.Addr) ([]net.Listener, error) {
+func (ns *netns) relay(reach []string, local []netip.Addr, src netip.Addr) ([]net.Listener, error) {
 	return nil, sandboxAvailable()
 }
 
@@ -103,3 +104,5 @@ func (g *instanceCgroup) remove() {}
 func serveRelay(ln net.Listener, target string, src netip.Addr) {}
 
 func hostTarget(addr string) string { return addr }
+
+func relayLocalAddrs(reach []string) []netip.Addr { return nil }
