@@ -33,9 +33,21 @@ func BenchmarkColdStart(b *testing.B) {
 
 // BenchmarkColdStartSandboxed: as BenchmarkColdStart, with the instance in
 // the process sandbox (namespaces, its init, relays), reached through its
-// network namespace. Needs root.
+// network namespace; without egress and with it (a veth pair with NAT, and
+// cgroup limits where the machine has them). Needs root.
 func BenchmarkColdStartSandboxed(b *testing.B) {
-	rt := process.New(process.Config{Sandbox: &process.Sandbox{}})
+	for _, egress := range []bool{false, true} {
+		name := "Egress=none"
+		if egress {
+			name = "Egress=all"
+		}
+		b.Run(name, func(b *testing.B) { benchColdStartSandboxed(b, egress) })
+	}
+}
+
+func benchColdStartSandboxed(b *testing.B, egress bool) {
+	rt := process.New(process.Config{Sandbox: &process.Sandbox{Egress: egress}})
+	defer rt.Close()
 	if ok, err := rt.Sandboxed(); !ok {
 		b.Skipf("no sandbox here: %v", err)
 	}

@@ -61,9 +61,10 @@ type InstanceSpec struct {
 	// CPU and Memory are the revision's resource limits, in the notation of
 	// Cloud Run's resources.limits (Kubernetes quantities): CPU like "1",
 	// "2", "0.5" or "500m" (see ParseCPU), Memory like "512Mi", "1Gi" or
-	// "256M" (see ParseMemory). Empty means no limit. Runtimes that can
-	// enforce limits (Docker) must reject invalid values in Start; the
-	// process runtime cannot enforce them and ignores them.
+	// "256M" (see ParseMemory). Empty means the runtime's default. Runtimes
+	// that enforce limits (Docker, the process sandbox where the machine
+	// has cgroups) must reject invalid values in Start; unsandboxed
+	// processes cannot be limited and ignore them.
 	CPU, Memory string
 
 	// RunToCompletion marks a task of a job rather than an instance of a

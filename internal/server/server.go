@@ -121,6 +121,10 @@ type Config struct {
 	// InstanceUser is the "UID[:GID]" sandboxed instances run as
 	// (default 65534:65534, nobody).
 	InstanceUser string
+	// InstanceEgress is whether sandboxed instances reach other hosts:
+	// "all" (the default, "" too; "nat" is the same) or "none" (loopback
+	// relays only).
+	InstanceEgress string
 }
 
 func (c *Config) setDefaults() {
@@ -278,6 +282,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if d, ok := runtimes.Docker.(*docker.Runtime); ok {
 		defer d.Close()
+	}
+	if p, ok := runtimes.Process.(*process.Runtime); ok {
+		defer p.Close() // after the instances: removes the egress rules
 	}
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
@@ -456,7 +463,23 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 	}
 	p := process.New(pcfg)
 	if ok, err := p.Sandboxed(); ok {
-		log.Info("file:// instances run sandboxed", "user", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID))
+		egress, user := "none", fmt.Sprintf("%d:%d", pcfg.Sandbox.UID, pcfg.Sandbox.GID)
+		hasEgress, egressErr := p.Egress()
+		switch {
+		case egressErr != nil:
+			log.Warn("sandboxed file:// instances have NO egress (--instance-egress=all asked for it)", "err", egressErr)
+		case hasEgress && os.Geteuid() == 0:
+			egress = "all (veth pair with NAT)"
+		case hasEgress:
+			egress = "all (pasta)"
+		}
+		if os.Geteuid() != 0 {
+			user += fmt.Sprintf(" in a user namespace (uid %d on the host)", os.Geteuid())
+		}
+		log.Info("file:// instances run sandboxed", "user", user, "egress", egress)
+		if err := p.Limits(); err != nil {
+			log.Warn("sandboxed file:// instances get no cpu, memory or pids limits: this machine gives Usher no cgroups", "err", err)
+		}
 	} else if err != nil {
 		log.Warn("file:// images cannot be deployed: instances cannot be sandboxed here; --unsandboxed-processes runs them as Usher's user, with access to the host", "err", err)
 	} else {
@@ -467,7 +490,7 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 	if err != nil {
 		owner = cfg.DataDir
 	}
-	d, err := docker.New(ctx, docker.Config{Owner: owner, NoPull: cfg.NoPull})
+	d, err := docker.New(ctx, docker.Config{Owner: owner, NoPull: cfg.NoPull, NoEgress: cfg.InstanceEgress == "none"})
 	if err != nil {
 		log.Info("no Docker engine: container images cannot be deployed (file:// images can)", "err", err)
 		rts.DockerErr = err
@@ -495,6 +518,13 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 		return process.Config{WarnUnsandboxed: true}, nil
 	}
 	sb := &process.Sandbox{Reach: []string{listenAddr}}
+	switch cfg.InstanceEgress {
+	case "", "all", "nat":
+		sb.Egress = true
+	case "none":
+	default:
+		return process.Config{}, fmt.Errorf("--instance-egress %q: want all or none", cfg.InstanceEgress)
+	}
 	if cfg.InstanceUser != "" {
 		u, g, hasG := strings.Cut(cfg.InstanceUser, ":")
 		uid, err := strconv.Atoi(u)
@@ -516,6 +546,14 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 	}
 	if p := os.Getenv("USHER_CONFIG"); p != "" {
 		sb.Hide = append(sb.Hide, p)
+	}
+	if os.Geteuid() != 0 {
+		// Not root: the instance is Usher's own user on the host (in a
+		// user namespace), so whatever that user may read is in reach;
+		// its home (SSH keys, cloud credentials) is hidden whole.
+		if home, err := os.UserHomeDir(); err == nil && home != "/" {
+			sb.Hide = append(sb.Hide, home)
+		}
 	}
 	return process.Config{Sandbox: sb}, nil
 }

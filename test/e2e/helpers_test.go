@@ -50,6 +50,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755) // a server run as nobody runs them too
 	bins, err := usherproc.Build(dir, "./cmd/usher", "./examples/hello", "./test/e2e/testdata/echo", "./test/e2e/testdata/frontend", "./test/e2e/testdata/grpchealth", "./internal/runtime/runtimetest/testapp", "./test/e2e/testdata/jobtask")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)

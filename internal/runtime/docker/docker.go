@@ -134,6 +134,11 @@ type Config struct {
 	// NoPull runs only images the engine already has: a missing image fails
 	// at once instead of reaching for a registry.
 	NoPull bool
+
+	// NoEgress, with the default network, puts instances on
+	// NoEgressNetwork instead: they reach the host (Usher's gateway and
+	// metadata server) but no other host.
+	NoEgress bool
 }
 
 // Runtime runs container images as instances on a Docker engine.
@@ -166,6 +171,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if cfg.Network == "" {
 		cfg.Network = DefaultNetwork
+		if cfg.NoEgress {
+			cfg.Network = NoEgressNetwork
+		}
 	}
 	switch cfg.Network {
 	case "host", "none":
@@ -234,19 +242,21 @@ func (r *Runtime) connect(ctx context.Context) error {
 	default:
 		return fmt.Errorf("docker: unknown Addressing %q", r.cfg.Addressing)
 	}
-	if r.network == DefaultNetwork && !r.direct {
+	if (r.network == DefaultNetwork || r.network == NoEgressNetwork) && !r.direct {
 		// Published ports reach containers through the engine's proxy,
 		// which does not work reliably on a network without
 		// inter-container traffic: such engines (Docker Desktop,
 		// rootless) keep the default bridge.
 		r.network = "bridge"
 	}
+	managed := r.network == DefaultNetwork || r.network == NoEgressNetwork
 	nw, err := r.c.NetworkInspect(ctx, r.network, client.NetworkInspectOptions{})
-	if err != nil && r.network == DefaultNetwork && cerrdefs.IsNotFound(err) {
-		_, cerr := r.c.NetworkCreate(ctx, DefaultNetwork, client.NetworkCreateOptions{
-			Driver:  "bridge",
-			Options: map[string]string{iccOption: "false"},
-			Labels:  map[string]string{LabelManaged: "true"},
+	if err != nil && managed && cerrdefs.IsNotFound(err) {
+		_, cerr := r.c.NetworkCreate(ctx, r.network, client.NetworkCreateOptions{
+			Driver:   "bridge",
+			Internal: r.network == NoEgressNetwork,
+			Options:  map[string]string{iccOption: "false"},
+			Labels:   map[string]string{LabelManaged: "true"},
 		})
 		if cerr != nil && !cerrdefs.IsConflict(cerr) { // another Usher may have just made it
 			return fmt.Errorf("docker: engine at %s: creating network %q: %w", host, r.network, cerr)
@@ -256,9 +266,12 @@ func (r *Runtime) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("docker: engine at %s: network %q: %w", host, r.network, err)
 	}
-	if r.network == DefaultNetwork && nw.Network.Options[iccOption] != "false" {
+	if managed && nw.Network.Options[iccOption] != "false" {
 		// Fail closed: on it, one service's container reaches another's.
 		return fmt.Errorf("docker: engine at %s: network %q lets containers talk to each other (%s is not false); remove it and Usher recreates it", host, r.network, iccOption)
+	}
+	if r.network == NoEgressNetwork && !nw.Network.Internal {
+		return fmt.Errorf("docker: engine at %s: network %q is not internal (its containers reach other hosts); remove it and Usher recreates it", host, r.network)
 	}
 	for _, ipam := range nw.Network.IPAM.Config {
 		if ipam.Gateway.Is4() {
@@ -283,6 +296,12 @@ func (r *Runtime) connect(ctx context.Context) error {
 // AddrContainerIP only; with AddrPublished instances join "bridge" (see
 // connect).
 const DefaultNetwork = "usher-instances"
+
+// NoEgressNetwork is DefaultNetwork for Config.NoEgress (`usher serve
+// --instance-egress=none`): also internal, so the engine routes nothing from
+// it to other hosts; the host itself, at the network's gateway, stays
+// reachable.
+const NoEgressNetwork = "usher-instances-noegress"
 
 // iccOption turns inter-container traffic on a bridge network on or off.
 const iccOption = "com.docker.network.bridge.enable_icc"

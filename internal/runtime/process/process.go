@@ -14,8 +14,8 @@
 // working directory to an instance, or leave an instance's processes running
 // after Start failed or Stop returned.
 //
-// With Config.Sandbox (what `usher serve` uses when it runs as root on
-// Linux) every instance is isolated as Sandbox describes: its port exists
+// With Config.Sandbox (what `usher serve` uses on Linux: as root, or in a
+// user namespace otherwise) every instance is isolated as Sandbox describes: its port exists
 // only in its own network namespace, Addr is then a key for DialContext,
 // and the host's files, other instances and the host's loopback are out of
 // reach. The rest of this comment is about unsandboxed instances.
@@ -76,7 +76,17 @@ type Config struct {
 type Runtime struct {
 	cfg Config
 
-	sbErr error // why cfg.Sandbox cannot be had
+	sbErr  error   // why cfg.Sandbox cannot be had
+	egress *egress // with Sandbox.Egress; released by Close
+	// userNS: Usher is not root, instances get a user namespace, and
+	// egress (Sandbox.Egress) is pasta's, found at this path.
+	userNS    bool
+	pasta     string
+	egressErr error // why instances have no egress although asked for
+	// Where instances' cgroups go; nil (and cgErr says why) when the
+	// machine has none for Usher: then no limits are enforced.
+	cgroups *cgroupSet
+	cgErr   error
 
 	mu    sync.Mutex
 	ports map[int]bool // ports of live instances
@@ -99,6 +109,9 @@ func New(cfg Config) *Runtime {
 		if c.UID == 0 && c.GID == 0 {
 			c.UID, c.GID = 65534, 65534
 		}
+		if c.Pids <= 0 {
+			c.Pids = DefaultPids
+		}
 		if len(c.ReachEnv) == 0 {
 			c.ReachEnv = []string{"GCE_METADATA_HOST"}
 		}
@@ -108,8 +121,60 @@ func New(cfg Config) *Runtime {
 		if r.sbErr == nil && c.UID == 0 {
 			r.sbErr = fmt.Errorf("%w: instances may not run as root (uid 0)", ErrNoSandbox)
 		}
+		if r.sbErr == nil {
+			r.cgroups, r.cgErr = findCgroups()
+		}
+		r.userNS = r.sbErr == nil && os.Geteuid() != 0
+		if r.userNS && c.Egress {
+			// Less egress is less reach, not less isolation: without
+			// pasta, instances run with none, and Egress says why.
+			var err error
+			if r.pasta, err = exec.LookPath("pasta"); err != nil {
+				c.Egress = false
+				r.egressErr = fmt.Errorf("instance egress without root needs pasta (Debian package passt): %w", err)
+			}
+		}
+		if r.sbErr == nil && c.Egress && !r.userNS {
+			e, err := acquireEgress()
+			if err != nil {
+				r.sbErr = fmt.Errorf("%w: instance egress: %v (--instance-egress=none runs instances without it)", ErrNoSandbox, err)
+			}
+			r.egress = e
+		}
 	}
 	return r
+}
+
+// Limits says why sandboxed instances get no resource limits (no cgroups
+// for Usher here), or nil when they do.
+func (r *Runtime) Limits() error {
+	if r.cfg.Sandbox == nil || r.sbErr != nil {
+		return errors.New("instances are not sandboxed")
+	}
+	return r.cgErr
+}
+
+// Egress reports whether sandboxed instances reach other hosts, and why
+// not when Sandbox.Egress asked for it.
+func (r *Runtime) Egress() (bool, error) {
+	if r.cfg.Sandbox == nil || r.sbErr != nil {
+		return false, r.sbErr
+	}
+	return r.cfg.Sandbox.Egress, r.egressErr
+}
+
+// Close releases what the runtime set up on the host for all its instances
+// (the egress rules, when no other runtime of this process uses them). It
+// does not stop instances.
+func (r *Runtime) Close() error {
+	r.mu.Lock()
+	e := r.egress
+	r.egress = nil
+	r.mu.Unlock()
+	if e != nil {
+		e.release()
+	}
+	return nil
 }
 
 // Sandboxed reports whether instances are isolated; err says why they cannot
@@ -164,9 +229,11 @@ func (r *Runtime) allocSrcLocked(in *instance) (netip.Addr, error) {
 }
 
 const (
-	probeInterval = 50 * time.Millisecond
-	lineMax       = 64 << 10 // longer lines are split
-	drainTimeout  = 2 * time.Second
+	probeInterval     = 50 * time.Millisecond
+	fastProbeInterval = 5 * time.Millisecond // for the first fastProbes
+	fastProbes        = 40
+	lineMax           = 64 << 10 // longer lines are split
+	drainTimeout      = 2 * time.Second
 )
 
 // Start implements runtime.Runtime.
@@ -297,12 +364,16 @@ type instance struct {
 	// Sandboxed instances only.
 	revision string
 	port     int
-	src      netip.Addr     // relayed connections' source; Addr's host
-	ns       *netns         // its network namespace
-	relays   []net.Listener // inside ns
-	status   *os.File       // the init's report of the program's end
-	release  func()         // gives src back
-	lifeline *os.File       // the init exits when this closes
+	src      netip.Addr      // relayed connections' source; Addr's host
+	ns       *netns          // its network namespace
+	relays   []net.Listener  // inside ns
+	status   *os.File        // the init's report of the program's end
+	release  func()          // gives src back
+	lifeline *os.File        // the init exits when this closes
+	link     *egressLink     // its veth pair, with egress
+	cgroup   *instanceCgroup // its limits, where cgroups can be had
+	ctl      *initControl    // its init's control socket, in a user namespace
+	pasta    *exec.Cmd       // its egress, in a user namespace
 
 	done    chan struct{}
 	err     error // set before done is closed
@@ -404,6 +475,10 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 			return nil, fmt.Errorf("instance %s: cannot relay %q (port %d is the instance's)", id, a, port)
 		}
 	}
+	lim, err := sandboxLimits(spec, sb.Pids)
+	if err != nil {
+		return nil, err
+	}
 	program, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: %w", id, err)
@@ -432,7 +507,11 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		return fail(fmt.Errorf("output pipe: %w", err))
 	}
 	cmd := &exec.Cmd{Stdout: pw, Stderr: pw}
-	cfgW, statusR, err := sandboxCmd(cmd, program)
+	var uns *userNS
+	if r.userNS {
+		uns = &userNS{UID: sb.UID, GID: sb.GID}
+	}
+	cfgW, statusR, ctl, err := sandboxCmd(cmd, program, uns)
 	if err != nil {
 		pr.Close()
 		pw.Close()
@@ -445,22 +524,61 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		pr.Close()
 		cfgW.Close()
 		statusR.Close()
+		if ctl != nil {
+			ctl.Close()
+		}
 		return fail(fmt.Errorf("start sandbox: %w", err))
 	}
 	in.cmd = cmd
 	in.status = statusR
+	if ctl != nil {
+		in.ctl = &initControl{c: ctl}
+	}
+	config := initConfig{Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe}
 	setup := func() error {
+		if r.cgroups != nil {
+			// Before the init starts the program: all it runs is counted.
+			if in.cgroup, err = r.cgroups.create(id, lim); err != nil {
+				return err
+			}
+			if err := in.cgroup.add(cmd.Process.Pid); err != nil {
+				return err
+			}
+		}
+		if in.ctl != nil {
+			// A user namespace: the init makes the sockets (see
+			// initConfig), pasta the egress.
+			if sb.Egress {
+				if in.pasta, err = startPasta(r.pasta, cmd.Process.Pid); err != nil {
+					return err
+				}
+			}
+			config.UserNS, config.Relay, config.Local, config.Port, config.WaitRoute = true, reach, relayLocalAddrs(reach), port, sb.Egress
+			if err := json.NewEncoder(cfgW).Encode(config); err != nil {
+				return err
+			}
+			if in.relays, err = in.ctl.relays(len(reach)); err != nil {
+				return err
+			}
+			for i, ln := range in.relays {
+				go serveRelay(ln, hostTarget(reach[i]), src)
+			}
+			return nil
+		}
 		ns, err := openNetns(cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
 		in.ns = ns
-		if in.relays, err = ns.relay(reach, src); err != nil {
+		if in.relays, err = ns.relay(reach, relayLocalAddrs(reach), src); err != nil {
 			return err
 		}
-		return json.NewEncoder(cfgW).Encode(initConfig{
-			Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe,
-		})
+		if r.egress != nil {
+			if in.link, err = r.egress.attach(ns, id); err != nil {
+				return err
+			}
+		}
+		return json.NewEncoder(cfgW).Encode(config)
 	}
 	serr := setup()
 	in.lifeline = cfgW // closed when the instance is gone: see sandboxInit
@@ -481,6 +599,29 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 	return in, nil
 }
 
+// sandboxLimits are the cgroup limits of an instance of spec.
+func sandboxLimits(spec runtime.InstanceSpec, pids int64) (limits, error) {
+	lim := limits{pids: pids}
+	mem := spec.Memory
+	if mem == "" {
+		mem = DefaultMemory
+	}
+	b, err := runtime.ParseMemory(mem)
+	if err != nil {
+		return lim, err
+	}
+	if b < minMemory {
+		return lim, fmt.Errorf("memory limit %q: a sandboxed instance needs at least 6Mi", spec.Memory)
+	}
+	lim.memory = b
+	if spec.CPU != "" {
+		if lim.milliCPUs, err = runtime.ParseCPU(spec.CPU); err != nil {
+			return lim, err
+		}
+	}
+	return lim, nil
+}
+
 var _ runtime.InstanceDialer = (*instance)(nil)
 
 // DialInstance implements runtime.InstanceDialer.
@@ -488,6 +629,9 @@ func (in *instance) DialInstance(ctx context.Context) (net.Conn, error) { return
 
 // dial connects to the instance's port.
 func (in *instance) dial(ctx context.Context) (net.Conn, error) {
+	if in.ctl != nil {
+		return in.ctl.dial(ctx)
+	}
 	if in.ns != nil {
 		return in.ns.dial(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(in.port)))
 	}
@@ -516,8 +660,21 @@ func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
 	for _, ln := range in.relays {
 		ln.Close()
 	}
+	if in.link != nil {
+		in.link.remove()
+	}
+	if in.ctl != nil {
+		in.ctl.Close()
+	}
+	if in.pasta != nil {
+		in.pasta.Process.Kill()
+		in.pasta.Wait()
+	}
 	if in.ns != nil {
 		in.ns.Close()
+	}
+	if in.cgroup != nil {
+		in.cgroup.remove()
 	}
 	if in.release != nil {
 		in.release()
@@ -575,9 +732,11 @@ func (in *instance) lastOutput() string { return in.tail.String() }
 func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(probeInterval)
+	// Most programs listen within tens of milliseconds: probing often at
+	// first keeps the cold start close to the program's own startup.
+	tick := time.NewTimer(fastProbeInterval)
 	defer tick.Stop()
-	for {
+	for probes := 1; ; probes++ {
 		dctx, cancel := context.WithTimeout(ctx, probeInterval)
 		c, err := in.dial(dctx)
 		cancel()
@@ -601,6 +760,11 @@ func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
 			in.kill()
 			return fmt.Errorf("instance %s: startup aborted: %w%s", in.id, ctx.Err(), in.lastOutput())
 		case <-tick.C:
+			if probes < fastProbes {
+				tick.Reset(fastProbeInterval)
+			} else {
+				tick.Reset(probeInterval)
+			}
 		}
 	}
 }

@@ -13,10 +13,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/usher-run/usher/internal/runtime"
@@ -42,6 +46,18 @@ type initConfig struct {
 	UID, GID int
 	Hide     []string
 	Image    string // the image's path on the host, mapped in at the same path
+
+	// In a user namespace (Usher not root), Usher cannot enter the
+	// instance's network namespace (that takes CAP_SYS_ADMIN in its own),
+	// so the init makes the sockets there and hands them over on fd 6:
+	// first the listeners of Relay (lo brought up), then, for each request
+	// Usher sends, a connection to 127.0.0.1:Port.
+	UserNS    bool
+	Relay     []string
+	Local     []netip.Addr // see relayLocalAddrs
+	Port      int
+	WaitRoute bool // egress by pasta: wait for its default route
+	Probe     bool // only say that the namespaces can be made
 }
 
 // SandboxInit runs the sandbox's init when this process is one, and never
@@ -60,13 +76,16 @@ func SandboxInit() {
 }
 
 func sandboxInit() (int, error) {
-	for fd := 3; fd <= 5; fd++ {
+	for fd := 3; fd <= 6; fd++ {
 		syscall.CloseOnExec(fd) // none of them reaches the program
 	}
 	cfgFile, statusFile, exe := os.NewFile(3, "config"), os.NewFile(4, "status"), os.NewFile(5, "exe")
 	var cfg initConfig
 	if err := json.NewDecoder(cfgFile).Decode(&cfg); err != nil {
 		return 125, fmt.Errorf("config: %w", err)
+	}
+	if cfg.Probe {
+		return 0, nil
 	}
 	// Usher holds the other end for the instance's life: when it ends,
 	// however Usher died, so does the sandbox. (Pdeathsig alone is not
@@ -94,7 +113,21 @@ func sandboxInit() (int, error) {
 	if cfg.UID == 0 {
 		return 125, errors.New("refusing to run an instance as root")
 	}
-	if err := syscall.Setgroups(nil); err != nil {
+	var ctl *net.UnixConn
+	if cfg.UserNS {
+		var err error
+		if ctl, err = initNetwork(cfg); err != nil {
+			return 125, err
+		}
+		// The ambient capabilities Usher gave the init (for the mounts
+		// and lo) must not reach the program: without them, exec as a
+		// uid other than 0 leaves it none. They belong to this thread,
+		// the one that forks the program.
+		goruntime.LockOSThread()
+		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil {
+			return 125, fmt.Errorf("clear ambient capabilities: %w", err)
+		}
+	} else if err := syscall.Setgroups(nil); err != nil {
 		return 125, fmt.Errorf("setgroups: %w", err)
 	}
 	if err := syscall.Setgid(cfg.GID); err != nil {
@@ -123,12 +156,96 @@ func sandboxInit() (int, error) {
 		return 126, fmt.Errorf("start %s: %w", cfg.Args[0], err)
 	}
 	exe.Close()
+	if ctl != nil {
+		go serveDials(ctl, cfg.Port)
+	}
 	_ = cmd.Wait()
 	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
 	fmt.Fprintf(statusFile, "%d", uint32(ws))
 	statusFile.Close()
 	// Returning kills whatever the program left in the PID namespace.
 	return cmd.ProcessState.ExitCode() & 0xff, nil
+}
+
+// initNetwork, in a user namespace: brings lo up, listens on the relay
+// addresses and hands the listeners to Usher on fd 6; with pasta, waits
+// for its default route so the program starts with egress.
+func initNetwork(cfg initConfig) (*net.UnixConn, error) {
+	f := os.NewFile(6, "control")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	ctl := c.(*net.UnixConn)
+	if err := loUp(); err != nil {
+		return nil, err
+	}
+	if err := addLocal(cfg.Local); err != nil {
+		return nil, err
+	}
+	var fds []int
+	for _, a := range cfg.Relay {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return nil, fmt.Errorf("relay %s: %w", a, err)
+		}
+		lf, err := ln.(*net.TCPListener).File()
+		if err != nil {
+			return nil, fmt.Errorf("relay %s: %w", a, err)
+		}
+		ln.Close()
+		defer lf.Close() // Usher has its own copy once sent
+		fds = append(fds, int(lf.Fd()))
+	}
+	if _, _, err := ctl.WriteMsgUnix([]byte("ok"), unix.UnixRights(fds...), nil); err != nil {
+		return nil, fmt.Errorf("hand over relays: %w", err)
+	}
+	if cfg.WaitRoute {
+		for i := 0; i < 500 && !hasDefaultRoute(); i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return ctl, nil
+}
+
+// hasDefaultRoute tells whether the namespace has an IPv4 default route.
+func hasDefaultRoute() bool {
+	b, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		if f := strings.Fields(line); len(f) > 2 && f[1] == "00000000" {
+			return true
+		}
+	}
+	return false
+}
+
+// serveDials answers each request on ctl with a connection to the
+// instance's port (or the error, as text), until Usher closes it.
+func serveDials(ctl *net.UnixConn, port int) {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	buf := make([]byte, 16)
+	for {
+		if _, err := ctl.Read(buf); err != nil {
+			return
+		}
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			ctl.Write([]byte("error: " + err.Error()))
+			continue
+		}
+		cf, err := c.(*net.TCPConn).File()
+		c.Close()
+		if err != nil {
+			ctl.Write([]byte("error: " + err.Error()))
+			continue
+		}
+		ctl.WriteMsgUnix([]byte("ok"), unix.UnixRights(int(cf.Fd())), nil)
+		cf.Close()
+	}
 }
 
 // sandboxMounts turns the copy of the host's mounts the init got into the
@@ -198,30 +315,72 @@ func mapImage(path string, src *os.File) {
 }
 
 // sandboxAvailable says why this machine cannot sandbox instances, or nil.
+// As root the namespaces are made directly; otherwise in a user namespace,
+// which a test start of the init proves the kernel allows.
 func sandboxAvailable() error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("%w: Usher is not running as root", ErrNoSandbox)
-	}
-	for _, ns := range []string{"net", "mnt", "pid", "ipc", "uts"} {
+	for _, ns := range []string{"net", "mnt", "pid", "ipc", "uts", "user"} {
 		if _, err := os.Stat("/proc/self/ns/" + ns); err != nil {
 			return fmt.Errorf("%w: no %s namespaces: %v", ErrNoSandbox, ns, err)
 		}
 	}
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	if err := probeUserNS(); err != nil {
+		return fmt.Errorf("%w: Usher is not root and cannot make a user namespace: %v", ErrNoSandbox, err)
+	}
 	return nil
 }
 
+// probeUserNS starts the init in the namespaces of a sandbox (user
+// namespace included) and has it exit at once.
+func probeUserNS() error {
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	cmd := &exec.Cmd{}
+	cfgW, statusR, ctl, err := sandboxCmd(cmd, devnull, &userNS{UID: 65534, GID: 65534})
+	if err != nil {
+		return err
+	}
+	defer statusR.Close()
+	defer ctl.Close()
+	err = startCmd(cmd)
+	closeAfterStart(cmd)
+	if err != nil {
+		cfgW.Close()
+		return err
+	}
+	json.NewEncoder(cfgW).Encode(initConfig{Probe: true})
+	cfgW.Close()
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("test start: %w", err)
+	}
+	return nil
+}
+
+// userNS is what the init's user namespace maps: UID and GID inside (the
+// instance's) to Usher's own ids outside.
+type userNS struct{ UID, GID int }
+
 // sandboxCmd prepares the init of a sandboxed instance running program
-// (already opened) with argv and env.
-func sandboxCmd(cmd *exec.Cmd, program *os.File) (cfgW, statusR *os.File, err error) {
+// (already opened) with argv and env. With uns (Usher is not root), the
+// init also gets a user namespace, capabilities in it for the mounts and
+// lo (ambient, so they survive its exec as a uid other than 0; it clears
+// them before starting the program), and a control socket on fd 6, whose
+// other end is returned (see initConfig).
+func sandboxCmd(cmd *exec.Cmd, program *os.File, uns *userNS) (cfgW, statusR *os.File, ctl *net.UnixConn, err error) {
 	cfgR, cfgW, err := os.Pipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	statusR, statusW, err := os.Pipe()
 	if err != nil {
 		cfgR.Close()
 		cfgW.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cmd.Path = "/proc/self/exe"
 	cmd.Args = []string{initName}
@@ -233,7 +392,136 @@ func sandboxCmd(cmd *exec.Cmd, program *os.File) (cfgW, statusR *os.File, err er
 		Pdeathsig:  syscall.SIGKILL,
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET,
 	}
-	return cfgW, statusR, nil
+	if uns == nil {
+		return cfgW, statusR, nil, nil
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		for _, f := range []*os.File{cfgR, cfgW, statusR, statusW} {
+			f.Close()
+		}
+		return nil, nil, nil, fmt.Errorf("control socket: %w", err)
+	}
+	mine := os.NewFile(uintptr(fds[0]), "control")
+	c, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		unix.Close(fds[1])
+		for _, f := range []*os.File{cfgR, cfgW, statusR, statusW} {
+			f.Close()
+		}
+		return nil, nil, nil, fmt.Errorf("control socket: %w", err)
+	}
+	cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(fds[1]), "control"))
+	a := cmd.SysProcAttr
+	a.Cloneflags |= syscall.CLONE_NEWUSER
+	a.UidMappings = []syscall.SysProcIDMap{{ContainerID: uns.UID, HostID: os.Geteuid(), Size: 1}}
+	a.GidMappings = []syscall.SysProcIDMap{{ContainerID: uns.GID, HostID: os.Getegid(), Size: 1}}
+	a.GidMappingsEnableSetgroups = false
+	a.Credential = &syscall.Credential{Uid: uint32(uns.UID), Gid: uint32(uns.GID), NoSetGroups: true}
+	a.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_NET_BIND_SERVICE}
+	return cfgW, statusR, c.(*net.UnixConn), nil
+}
+
+// initControl is Usher's end of an init's control socket (user namespace).
+type initControl struct {
+	mu sync.Mutex // one request at a time
+	c  *net.UnixConn
+}
+
+// relays receives the n relay listeners the init made.
+func (ic *initControl) relays(n int) ([]net.Listener, error) {
+	ic.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer ic.c.SetReadDeadline(time.Time{})
+	files, msg, err := ic.receive(n)
+	if err != nil {
+		return nil, fmt.Errorf("relays from the init: %w", err)
+	}
+	if msg != "ok" || len(files) != n {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, fmt.Errorf("relays from the init: %q with %d sockets", msg, len(files))
+	}
+	var lns []net.Listener
+	for _, f := range files {
+		ln, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, err
+		}
+		lns = append(lns, ln)
+	}
+	return lns, nil
+}
+
+// dial asks the init for a connection to the instance's port.
+func (ic *initControl) dial(ctx context.Context) (net.Conn, error) {
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(30 * time.Second)
+	}
+	ic.c.SetDeadline(deadline)
+	defer ic.c.SetDeadline(time.Time{})
+	if _, err := ic.c.Write([]byte("dial")); err != nil {
+		return nil, fmt.Errorf("dial instance: %w", err)
+	}
+	files, msg, err := ic.receive(1)
+	if err != nil {
+		return nil, fmt.Errorf("dial instance: %w", err)
+	}
+	if msg != "ok" || len(files) != 1 {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, fmt.Errorf("dial instance: %s", msg)
+	}
+	defer files[0].Close()
+	return net.FileConn(files[0])
+}
+
+func (ic *initControl) receive(maxFDs int) ([]*os.File, string, error) {
+	buf := make([]byte, 512)
+	oob := make([]byte, unix.CmsgSpace(4*max(maxFDs, 1)))
+	n, oobn, _, _, err := ic.c.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, "", err
+	}
+	var files []*os.File
+	msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+	for _, m := range msgs {
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			unix.CloseOnExec(fd)
+			files = append(files, os.NewFile(uintptr(fd), "socket"))
+		}
+	}
+	return files, string(buf[:n]), nil
+}
+
+func (ic *initControl) Close() error { return ic.c.Close() }
+
+// startPasta gives the network namespace of pid (in its user namespace)
+// egress through pasta (Debian's passt): a user-mode network stack that
+// makes the instance's connections as Usher's own. No port is forwarded
+// either way and the gateway address is not mapped to the host's
+// loopback, so the host's loopback services stay out of reach.
+func startPasta(pasta string, pid int) (*exec.Cmd, error) {
+	cmd := exec.Command(pasta, "--config-net", "--foreground", "--quiet", "--ipv4-only",
+		"-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", strconv.Itoa(pid))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := startCmd(cmd); err != nil {
+		return nil, fmt.Errorf("egress: start pasta: %w", err)
+	}
+	return cmd, nil
 }
 
 // closeAfterStart closes the parent's copies of the init's ends.
@@ -324,10 +612,13 @@ func (ns *netns) dial(ctx context.Context, addr string) (net.Conn, error) {
 // relay listens inside ns on each address of reach and forwards every
 // connection to the same address on the host, from src when the address is
 // IPv4 loopback. It returns the listeners (closed by the caller).
-func (ns *netns) relay(reach []string, src netip.Addr) ([]net.Listener, error) {
+func (ns *netns) relay(reach []string, local []netip.Addr, src netip.Addr) ([]net.Listener, error) {
 	var lns []net.Listener
 	err := ns.do(func() error {
 		if err := loUp(); err != nil {
+			return err
+		}
+		if err := addLocal(local); err != nil {
 			return err
 		}
 		for _, a := range reach {
@@ -349,6 +640,56 @@ func (ns *netns) relay(reach []string, src netip.Addr) ([]net.Listener, error) {
 		go serveRelay(ln, hostTarget(reach[i]), src)
 	}
 	return lns, nil
+}
+
+// relayLocalAddrs are the addresses an instance's namespace takes from the
+// host (on lo): the host's own IPv4 addresses, and those reach names. So a
+// relay can listen on a specified address; the instance reaches Usher at
+// the host's address (where a service URL's host name leads) through the
+// relay; and every other port of the host's addresses is refused inside,
+// even where egress (pasta's) would otherwise connect to it. Loopback needs
+// none, nor egressNet (the instance's own link). Addresses the host gains
+// later are not covered.
+func relayLocalAddrs(reach []string) []netip.Addr {
+	var out []netip.Addr
+	add := func(a netip.Addr) {
+		a = a.Unmap()
+		if a.Is4() && !a.IsLoopback() && !a.IsUnspecified() && !egressNet.Contains(a) && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	for _, r := range reach {
+		if ap, err := netip.ParseAddrPort(r); err == nil {
+			add(ap.Addr())
+		}
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(ipn.IP); ok {
+				add(ip)
+			}
+		}
+	}
+	return out
+}
+
+// addLocal gives the current thread's network namespace the addresses
+// (on lo, /32 each).
+func addLocal(addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("lo: %w", err)
+	}
+	for _, a := range addrs {
+		if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: prefixNet(netip.PrefixFrom(a, a.BitLen()))}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("lo: address %s: %w", a, err)
+		}
+	}
+	return nil
 }
 
 // hostTarget is where a relayed address is dialed on the host: an

@@ -3,8 +3,10 @@ package process
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/usher-run/usher/internal/runtime"
 	"github.com/usher-run/usher/internal/runtime/runtimetest"
+	"github.com/usher-run/usher/internal/testsupport/remotehost"
 )
 
 // sandboxRuntime returns a sandboxed runtime, or skips where the machine
@@ -68,7 +71,9 @@ func TestSandboxDiesWithUsher(t *testing.T) {
 }
 
 // TestSandboxEscapes plays a hostile instance: everything it must not reach
-// is refused, what it needs still works.
+// is refused, what it needs still works; with egress off (loopback only) and
+// on (a veth pair with NAT, reaching a "remote" machine: a network namespace
+// of the test's own, routed through the host).
 func TestSandboxEscapes(t *testing.T) {
 	app := buildTestApp(t)
 	secretDir := t.TempDir()
@@ -88,71 +93,154 @@ func TestSandboxEscapes(t *testing.T) {
 	gw := httptestServer(t, "gateway says hi")
 	// A host loopback service nobody relays.
 	other := httptestServer(t, "private")
+	// A service of the host on all its addresses.
+	public := httptestServerOn(t, "0.0.0.0:0", "the host itself")
+	_, publicPort, _ := net.SplitHostPort(public)
 
-	rt := sandboxRuntime(t, Sandbox{Hide: []string{secretDir, homeSecret}, Reach: []string{gw}})
-	image := "file://" + app
-	start := func() runtime.Instance {
-		in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: image, Revision: "r1"})
-		if err != nil {
-			t.Fatalf("Start: %v", err)
+	for _, egress := range []bool{false, true} {
+		name := "EgressNone"
+		if egress {
+			name = "EgressAll"
 		}
-		t.Cleanup(func() { in.Stop(context.Background()) })
-		return in
-	}
-	a, b := start(), start()
-
-	t.Run("ImageAtItsPath", func(t *testing.T) {
-		// gcloud's --command=/usr/bin/env --args=…,IMAGE names the image
-		// by its host path, which is under the hidden /tmp.
-		in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: image, Command: []string{"/usr/bin/env"}, Args: []string{"X=1", app}})
-		if err != nil {
-			t.Fatalf("Start: %v", err)
-		}
-		in.Stop(context.Background())
-	})
-
-	t.Run("PortClosedOnHost", func(t *testing.T) {
-		_, port, _ := net.SplitHostPort(a.Addr())
-		for _, addr := range []string{a.Addr(), "127.0.0.1:" + port} {
-			if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
-				c.Close()
-				t.Errorf("dial %s from the host: connected, want refused", addr)
+		t.Run(name, func(t *testing.T) {
+			rt := sandboxRuntime(t, Sandbox{Hide: []string{secretDir, homeSecret}, Reach: []string{gw}, Egress: egress})
+			t.Cleanup(func() { rt.Close() })
+			var remote *remotehost.Host
+			if egress {
+				remote = remotehost.Start(t)
 			}
-		}
-	})
-	_, bport, _ := net.SplitHostPort(b.Addr())
-	for _, tc := range []struct {
-		name, path string
-		wantCode   int
-		want       string // "" any body, "-" an empty one
-	}{
-		{"NotRoot", "/id", 200, "65534 65534\n"},
-		{"DataDirHidden", "/read?path=" + secret, 403, ""},
-		{"ConfigHidden", "/read?path=" + homeSecret, 200, "-"}, // /dev/null over it
-		{"RootReadOnly", "/read?path=/etc/hostname", 200, ""},
-		{"OtherInstance", "/dial?addr=127.0.0.1:" + bport, 502, ""},
-		{"OtherInstanceByAddr", "/dial?addr=" + b.Addr(), 502, ""},
-		{"HostLoopbackService", "/dial?addr=" + other, 502, ""},
-		{"Gateway", "/fetch?url=http://" + gw + "/", 200, "gateway says hi"},
-		{"NoEgress", "/dial?addr=10.255.255.1:80", 502, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			code, body, err := runtimetest.Get(a, tc.path)
-			if err != nil {
-				t.Fatal(err)
+			image := "file://" + app
+			start := func() runtime.Instance {
+				in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: image, Revision: "r1"})
+				if err != nil {
+					t.Fatalf("Start: %v", err)
+				}
+				t.Cleanup(func() { in.Stop(context.Background()) })
+				return in
 			}
-			bodyOK := tc.want == "" || body == tc.want || (tc.want == "-" && body == "")
-			if code != tc.wantCode || !bodyOK || strings.Contains(body, "credential") || strings.Contains(body, "signing keys") {
-				t.Errorf("GET %s: %d %q, want %d %q", tc.path, code, body, tc.wantCode, tc.want)
+			a, b := start(), start()
+
+			t.Run("ImageAtItsPath", func(t *testing.T) {
+				// gcloud's --command=/usr/bin/env --args=…,IMAGE names the image
+				// by its host path, which is under the hidden /tmp.
+				in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: image, Command: []string{"/usr/bin/env"}, Args: []string{"X=1", app}})
+				if err != nil {
+					t.Fatalf("Start: %v", err)
+				}
+				in.Stop(context.Background())
+			})
+
+			t.Run("PortClosedOnHost", func(t *testing.T) {
+				_, port, _ := net.SplitHostPort(a.Addr())
+				for _, addr := range []string{a.Addr(), "127.0.0.1:" + port} {
+					if c, err := net.DialTimeout("tcp", addr, 2*time.Second); err == nil {
+						c.Close()
+						t.Errorf("dial %s from the host: connected, want refused", addr)
+					}
+				}
+			})
+			_, bport, _ := net.SplitHostPort(b.Addr())
+			type probe struct {
+				name, path string
+				wantCode   int
+				want       string // "" any body, "-" an empty one
+			}
+			probes := []probe{
+				{"NotRoot", "/id", 200, "65534 65534\n"},
+				{"DataDirHidden", "/read?path=" + secret, 403, ""},
+				{"ConfigHidden", "/read?path=" + homeSecret, 200, "-"}, // /dev/null over it
+				{"RootReadOnly", "/read?path=/etc/hostname", 200, ""},
+				{"OtherInstance", "/dial?addr=127.0.0.1:" + bport, 502, ""},
+				{"OtherInstanceByAddr", "/dial?addr=" + b.Addr(), 502, ""},
+				{"HostLoopbackService", "/dial?addr=" + other, 502, ""},
+				{"Gateway", "/fetch?url=http://" + gw + "/", 200, "gateway says hi"},
+			}
+			// The host on its other addresses (only with egress is there
+			// a route to them).
+			for i, ip := range hostAddrs(t) {
+				probes = append(probes, probe{fmt.Sprintf("HostAddress%d", i), "/dial?addr=" + net.JoinHostPort(ip, publicPort), 502, ""})
+			}
+			if !egress {
+				probes = append(probes, probe{"NoEgress", "/dial?addr=10.255.255.1:80", 502, ""})
+			} else {
+				// Through the host with NAT: the remote machine sees the
+				// host's address, not the instance's.
+				probes = append(probes, probe{"EgressWithNAT", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()})
+				// A cloud's metadata server (here the remote host, should
+				// the rule fail) hands out the machine's credentials.
+				metadataIP := remote.Alias(t, netip.MustParseAddr("169.254.169.254"))
+				if c, err := net.DialTimeout("tcp", metadataIP, 5*time.Second); err != nil {
+					t.Fatalf("the host cannot reach the stand-in at %s either: %v", metadataIP, err)
+				} else {
+					c.Close()
+				}
+				probes = append(probes, probe{"CloudMetadataServer", "/dial?addr=" + metadataIP, 502, ""})
+				for i, ip := range instanceAddrs(t, b) {
+					probes = append(probes, probe{fmt.Sprintf("OtherInstanceVeth%d", i), "/dial?addr=" + net.JoinHostPort(ip, bport), 502, ""})
+				}
+				// The host's end of a's own veth (its gateway) is the host.
+				for i, ip := range instanceAddrs(t, a) {
+					gwIP := netip.MustParseAddr(ip).Prev()
+					probes = append(probes, probe{fmt.Sprintf("OwnGateway%d", i), "/dial?addr=" + net.JoinHostPort(gwIP.String(), publicPort), 502, ""})
+				}
+			}
+			for _, tc := range probes {
+				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel() // refused dials to dropped packets take seconds
+					code, body, err := runtimetest.Get(a, tc.path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					bodyOK := tc.want == "" || body == tc.want || (tc.want == "-" && body == "")
+					if code != tc.wantCode || !bodyOK || strings.Contains(body, "credential") || strings.Contains(body, "signing keys") || strings.Contains(body, "the host itself") {
+						t.Errorf("GET %s: %d %q, want %d %q", tc.path, code, body, tc.wantCode, tc.want)
+					}
+				})
 			}
 		})
 	}
 }
 
+// hostAddrs lists the host's IPv4 addresses but loopback.
+func hostAddrs(t *testing.T) []string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	return out
+}
+
+// instanceAddrs asks the instance for its own addresses but loopback.
+func instanceAddrs(t *testing.T, in runtime.Instance) []string {
+	t.Helper()
+	code, body, err := runtimetest.Get(in, "/addrs")
+	if err != nil || code != 200 {
+		t.Fatalf("GET /addrs: %d %q %v", code, body, err)
+	}
+	addrs := strings.Fields(body)
+	if len(addrs) == 0 {
+		t.Fatal("instance with egress has no address but loopback")
+	}
+	return addrs
+}
+
 // httptestServer serves body on a loopback port and returns its address.
 func httptestServer(t *testing.T, body string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return httptestServerOn(t, "127.0.0.1:0", body)
+}
+
+// httptestServerOn serves body on addr and returns its address.
+func httptestServerOn(t *testing.T, addr, body string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,6 +106,10 @@ type Options struct {
 	// certificate to trust: HTTP then speaks HTTPS (HTTP/2 when the server
 	// offers it), and commands Exec runs get SSL_CERT_FILE pointing at it.
 	CAFile string
+	// User, if set, is who `usher serve` runs as (the test being root):
+	// Dir and HOME are handed to that user, so Dir's parents must let it
+	// through.
+	User *syscall.Credential
 }
 
 // Server is one `usher serve` process and the directories it owns. Restarts
@@ -128,6 +132,7 @@ type Server struct {
 	dropEnv func(string) bool
 	logTail int
 	caFile  string
+	user    *syscall.Credential
 
 	mu   sync.Mutex
 	addr string // 127.0.0.1:PORT of the current process
@@ -152,6 +157,7 @@ func Start(t testing.TB, o Options) *Server {
 		dropEnv: o.DropEnv,
 		logTail: o.LogTail,
 		caFile:  o.CAFile,
+		user:    o.User,
 	}
 	if s.logTail == 0 {
 		s.logTail = 16 << 10
@@ -159,6 +165,13 @@ func Start(t testing.TB, o Options) *Server {
 	s.ConfigPath = filepath.Join(s.DataDir, "config.json")
 	if err := os.MkdirAll(s.Home, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	if u := o.User; u != nil {
+		for _, dir := range []string{s.Dir, s.Home} {
+			if err := os.Chown(dir, int(u.Uid), int(u.Gid)); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	tr := &http.Transport{
 		Proxy: nil,
@@ -245,6 +258,9 @@ func (s *Server) launch(t testing.TB, addr string) {
 	cmd.Dir = s.Dir
 	cmd.Env = append(CleanEnv(s.dropEnv), "HOME="+s.Home)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if s.user != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.user}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting usher serve: %v", err)
 	}

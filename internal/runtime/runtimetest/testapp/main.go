@@ -8,6 +8,8 @@
 //	/env                  JSON: env (map), environ, args, executable, cwd, pid
 //	/exit?code=N          exits with status N
 //	/log?msg=M&stream=S   prints M on stdout, or stderr if S is "stderr"
+//	/alloc?mb=N           allocates and touches N MiB, keeps it, answers "ok"
+//	/addrs                its IPv4 addresses but loopback, one a line
 //	/spawn                starts a child copy of itself (TESTAPP_CHILD=1)
 //	                      that ignores SIGTERM, and returns its pid
 //
@@ -45,6 +47,9 @@ import (
 // beacon is kept referenced so the connection is never garbage collected
 // (and closed) while the process lives.
 var beacon net.Conn
+
+// hoard keeps what /alloc allocated.
+var hoard [][]byte
 
 func main() {
 	log.SetFlags(0)
@@ -183,6 +188,25 @@ func main() {
 		defer resp.Body.Close()
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
+	})
+	mux.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		for range mb {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			hoard = append(hoard, b)
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/addrs", func(w http.ResponseWriter, r *http.Request) {
+		addrs, _ := net.InterfaceAddrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+				fmt.Fprintln(w, ipn.IP)
+			}
+		}
 	})
 	mux.HandleFunc("/id", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%d %d\n", os.Getuid(), os.Getgid())
