@@ -11,11 +11,11 @@ func (st *State) AddCustomRole(project string, r *iam.Role) {
 	st.CustomRoles[project] = append(st.CustomRoles[project], r)
 }
 
-// customCatalogues builds each project's custom role catalogue once per table.
-func (st *State) customCatalogues() map[string]*iam.Roles {
-	out := make(map[string]*iam.Roles, len(st.CustomRoles))
-	for project, roles := range st.CustomRoles {
-		out[project] = iam.NewRoles(roles...)
+// customCatalogue builds project's custom role catalogue (nil: none).
+func (st *State) customCatalogue(project string) *iam.Roles {
+	roles, ok := st.CustomRoles[project]
+	if !ok {
+		return nil
 	}
-	return out
+	return iam.NewRoles(roles...)
 }

@@ -111,16 +111,53 @@ func (t *Target) AcceptsAudience(aud string) bool {
 }
 
 // Table maps service hosts to targets. Immutable.
+//
+// Its entries are spread over shards by a hash of the host (and of the
+// service, for the hosts index), so Update copies only the few shards a write
+// touches and shares the rest with the previous table: a write's cost does
+// not grow with the number of services.
 type Table struct {
-	byHost   map[string]*Target
+	shards   [shardCount]*shard
+	count    int
 	revision int64
 }
+
+const shardCount = 512
+
+type shard struct {
+	byHost map[string]*Target
+	// hosts are each service's hosts (its own and its tags'), so Update can
+	// drop a changed service's entries without looking at any other.
+	hosts map[ServiceKey][]string
+}
+
+// shardOf is FNV-1a of s: no allocation on the request path.
+func shardOf(s string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return int(h % shardCount)
+}
+
+func (k ServiceKey) shard() int { return shardOf(k.Project + "/" + k.Region + "/" + k.Service) }
+
+func (t *Table) target(host string) *Target {
+	if sh := t.shards[shardOf(host)]; sh != nil {
+		return sh.byHost[host]
+	}
+	return nil
+}
+
+// ServiceKey names a service across projects and regions.
+type ServiceKey struct{ Project, Region, Service string }
 
 // Revision is the store revision the table reflects.
 func (t *Table) Revision() int64 { return t.revision }
 
 // Len is the number of routable hosts.
-func (t *Table) Len() int { return len(t.byHost) }
+func (t *Table) Len() int { return t.count }
 
 // Lookup finds the target for a Host header value (port and letter case
 // ignored). It allocates only for hosts with upper-case letters.
@@ -132,7 +169,7 @@ func (t *Table) Lookup(host string) *Target {
 	if hasUpper(host) {
 		host = strings.ToLower(host)
 	}
-	return t.byHost[host]
+	return t.target(host)
 }
 
 func hasUpper(s string) bool {
@@ -146,60 +183,143 @@ func hasUpper(s string) bool {
 
 // Build compiles a table from state.
 func Build(st State) *Table {
-	t := &Table{byHost: make(map[string]*Target, len(st.Services)), revision: st.Revision}
-	custom := st.customCatalogues()
-	for _, ss := range st.Services {
-		svc := ss.Service
-		name := svc.Metadata.Name
-		host := apis.ServiceHost(name, ss.Project, ss.Region, st.Domain)
-		url := apis.ServiceURL(st.Scheme, name, ss.Project, ss.Region, st.Domain, st.Port)
-		levels := []iam.Level{
-			{Resource: apis.ProjectResource(ss.Project), Policy: st.ProjectPolicies[ss.Project], Roles: custom[ss.Project]},
-			{Resource: apis.ServiceResource(ss.Project, ss.Region, name), Policy: ss.Policy},
-		}
-		invokers := st.Roles.Compile(iam.PermRoutesInvoke, levels...)
-		disabled := svc.InvokerIAMDisabled()
-		tgt := &Target{
-			Project:            ss.Project,
-			Region:             ss.Region,
-			Service:            name,
-			URL:                url,
-			Audiences:          append([]string{url, url + "/"}, svc.CustomAudiences()...),
-			Public:             disabled || invokers.Public(),
-			InvokerIAMDisabled: disabled,
-			Invokers:           invokers,
-		}
-		if svc.IAPEnabled() {
-			agent, _ := strings.CutPrefix(apis.IAPServiceAgent(ss.Project), "serviceAccount:")
-			tgt.IAP = &IAP{
-				Accessors: st.Roles.Compile(iam.PermIAPAccess, levels...),
-				Agents:    [2]iam.Principal{iam.NewPrincipal(agent), iam.NewPrincipal("service-" + ss.Project + "@gcp-sa-iap.iam.gserviceaccount.com")},
-				Audience:  "/projects/" + apis.ProjectNumber(ss.Project) + "/locations/" + ss.Region + "/services/" + name,
-			}
-		}
-		for _, tt := range trafficOf(svc) {
-			rev := ss.Revisions[tt.RevisionName]
-			if rev == nil {
-				continue // never route to what we cannot name: its share is dropped
-			}
-			route := Route{Key: ss.Project + "/" + ss.Region + "/" + rev.Metadata.Name, Revision: rev, Percent: int(tt.Percent)}
-			if route.Percent > 0 {
-				tgt.Routes = append(tgt.Routes, route)
-				tgt.TotalPercent += route.Percent
-			}
-			if tt.Tag != "" {
-				// A tag has its own host, reaching only its revision; tokens
-				// still name the service URL (tag URLs are no audience).
-				tagged := *tgt
-				route.Percent = 100
-				tagged.Routes, tagged.TotalPercent = []Route{route}, 100
-				tagged.URL = apis.TagURL(url, tt.Tag)
-				t.byHost[TagHost(tt.Tag, host)] = &tagged
-			}
-		}
-		t.byHost[host] = tgt
+	return (&Table{}).Update(st, nil)
+}
+
+// Update returns a new table that differs from t only in the services of
+// st.Services (compiled again from st) and those named in removed (gone);
+// every other service's targets are shared with t, not compiled again, and
+// only the shards holding changed entries are copied, so a write to one
+// service costs the same whatever the number of others. st's
+// ProjectPolicies, Roles and CustomRoles must be complete for the projects
+// of st.Services. t is not modified: readers of t see it unchanged.
+func (t *Table) Update(st State, removed []ServiceKey) *Table {
+	out := &Table{shards: t.shards, count: t.count, revision: st.Revision}
+	w := &tableWriter{t: out, copied: map[int]bool{}}
+	for _, k := range removed {
+		w.drop(k)
 	}
-	return t
+	for _, ss := range st.Services {
+		w.drop(ServiceKey{ss.Project, ss.Region, ss.Service.Metadata.Name})
+	}
+	custom := map[string]*iam.Roles{}
+	for _, ss := range st.Services {
+		if _, ok := custom[ss.Project]; !ok {
+			custom[ss.Project] = st.customCatalogue(ss.Project)
+		}
+		w.add(st, ss, custom[ss.Project])
+	}
+	return out
+}
+
+// tableWriter changes a table being built by Update, copying each shard
+// the first time it writes to it (copy on write; the old table keeps its own).
+type tableWriter struct {
+	t      *Table
+	copied map[int]bool
+}
+
+func (w *tableWriter) shard(i int) *shard {
+	if w.copied[i] {
+		return w.t.shards[i]
+	}
+	old := w.t.shards[i]
+	sh := &shard{byHost: map[string]*Target{}, hosts: map[ServiceKey][]string{}}
+	if old != nil {
+		sh.byHost = make(map[string]*Target, len(old.byHost)+1)
+		for h, tgt := range old.byHost {
+			sh.byHost[h] = tgt
+		}
+		sh.hosts = make(map[ServiceKey][]string, len(old.hosts)+1)
+		for k, hs := range old.hosts {
+			sh.hosts[k] = hs
+		}
+	}
+	w.t.shards[i] = sh
+	w.copied[i] = true
+	return sh
+}
+
+func (w *tableWriter) setHost(host string, tgt *Target) {
+	sh := w.shard(shardOf(host))
+	if _, ok := sh.byHost[host]; !ok {
+		w.t.count++
+	}
+	sh.byHost[host] = tgt
+}
+
+// drop removes service k's hosts, leaving a host another service now owns.
+func (w *tableWriter) drop(k ServiceKey) {
+	ks := k.shard()
+	if old := w.t.shards[ks]; old == nil || old.hosts[k] == nil {
+		return
+	}
+	hosts := w.shard(ks).hosts[k]
+	for _, h := range hosts {
+		if tgt := w.t.target(h); tgt != nil && tgt.Project == k.Project && tgt.Region == k.Region && tgt.Service == k.Service {
+			delete(w.shard(shardOf(h)).byHost, h)
+			w.t.count--
+		}
+	}
+	delete(w.shard(ks).hosts, k)
+}
+
+// add compiles one service's targets into t.
+func (w *tableWriter) add(st State, ss ServiceState, custom *iam.Roles) {
+	svc := ss.Service
+	name := svc.Metadata.Name
+	host := apis.ServiceHost(name, ss.Project, ss.Region, st.Domain)
+	url := apis.ServiceURL(st.Scheme, name, ss.Project, ss.Region, st.Domain, st.Port)
+	levels := []iam.Level{
+		{Resource: apis.ProjectResource(ss.Project), Policy: st.ProjectPolicies[ss.Project], Roles: custom},
+		{Resource: apis.ServiceResource(ss.Project, ss.Region, name), Policy: ss.Policy},
+	}
+	invokers := st.Roles.Compile(iam.PermRoutesInvoke, levels...)
+	disabled := svc.InvokerIAMDisabled()
+	tgt := &Target{
+		Project:            ss.Project,
+		Region:             ss.Region,
+		Service:            name,
+		URL:                url,
+		Audiences:          append([]string{url, url + "/"}, svc.CustomAudiences()...),
+		Public:             disabled || invokers.Public(),
+		InvokerIAMDisabled: disabled,
+		Invokers:           invokers,
+	}
+	if svc.IAPEnabled() {
+		agent, _ := strings.CutPrefix(apis.IAPServiceAgent(ss.Project), "serviceAccount:")
+		tgt.IAP = &IAP{
+			Accessors: st.Roles.Compile(iam.PermIAPAccess, levels...),
+			Agents:    [2]iam.Principal{iam.NewPrincipal(agent), iam.NewPrincipal("service-" + ss.Project + "@gcp-sa-iap.iam.gserviceaccount.com")},
+			Audience:  "/projects/" + apis.ProjectNumber(ss.Project) + "/locations/" + ss.Region + "/services/" + name,
+		}
+	}
+	key := ServiceKey{ss.Project, ss.Region, name}
+	hosts := []string{host}
+	for _, tt := range trafficOf(svc) {
+		rev := ss.Revisions[tt.RevisionName]
+		if rev == nil {
+			continue // never route to what we cannot name: its share is dropped
+		}
+		route := Route{Key: ss.Project + "/" + ss.Region + "/" + rev.Metadata.Name, Revision: rev, Percent: int(tt.Percent)}
+		if route.Percent > 0 {
+			tgt.Routes = append(tgt.Routes, route)
+			tgt.TotalPercent += route.Percent
+		}
+		if tt.Tag != "" {
+			// A tag has its own host, reaching only its revision; tokens
+			// still name the service URL (tag URLs are no audience).
+			tagged := *tgt
+			route.Percent = 100
+			tagged.Routes, tagged.TotalPercent = []Route{route}, 100
+			tagged.URL = apis.TagURL(url, tt.Tag)
+			th := TagHost(tt.Tag, host)
+			w.setHost(th, &tagged)
+			hosts = append(hosts, th)
+		}
+	}
+	w.setHost(host, tgt)
+	w.shard(key.shard()).hosts[key] = hosts
 }
 
 // trafficOf is the service's resolved traffic split: its status, or all to
