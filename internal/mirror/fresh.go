@@ -163,6 +163,6 @@ func (m *Mirror) resync(ctx context.Context) error {
 		return nil // the watch got there first: already current as of rev
 	}
 	m.objects = objects
-	m.advanceLocked(rev)
+	m.advanceLocked(rev, nil)
 	return nil
 }

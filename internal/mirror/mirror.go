@@ -33,6 +33,13 @@ type Config struct {
 	// changes, with the store revision it reflects. It runs with the mirror's
 	// lock held: build and swap, don't block. The map must not be modified.
 	OnChange func(objects map[string]Object, revision int64)
+	// Changed, if set, replaces OnChange: the mirror then updates its map in
+	// place rather than copying the whole state for every batch (a write's
+	// cost must not grow with the number of objects), and tells which keys
+	// the batch put or deleted; keys is nil when the whole state was loaded
+	// again (start, compaction). The map is valid only during the call,
+	// which runs with the mirror's lock held.
+	Changed func(objects map[string]Object, keys []string, revision int64)
 	Log      *slog.Logger
 	// MaxStaleness bounds how long the mirror counts as fresh after it was
 	// last known current (fresh.go); default 5s.
@@ -89,7 +96,7 @@ func (m *Mirror) Sync(ctx context.Context) error {
 	}
 	m.objects = objects
 	m.synced = true
-	m.advanceLocked(rev)
+	m.advanceLocked(rev, nil)
 	m.fresh.lastOK.Store(m.fresh.now())
 	m.fresh.confirm(start)
 	return nil
@@ -171,16 +178,21 @@ func (m *Mirror) apply(events []store.Event) bool {
 		m.advanceQuietlyLocked(events)
 		return false
 	}
-	// Copy on write: OnChange consumers may keep the previous map.
-	objects := make(map[string]Object, len(m.objects)+1)
-	for k, v := range m.objects {
-		objects[k] = v
+	objects := m.objects
+	if m.cfg.Changed == nil {
+		// Copy on write: OnChange consumers may keep the previous map.
+		objects = make(map[string]Object, len(m.objects)+1)
+		for k, v := range m.objects {
+			objects[k] = v
+		}
 	}
 	rev := m.revision
+	keys := make([]string, 0, len(events))
 	for _, ev := range events {
 		if ev.Entry.Revision <= rev {
 			continue // already applied (a re-list overlapped the watch)
 		}
+		keys = append(keys, ev.Entry.Key)
 		switch ev.Type {
 		case store.EventPut:
 			m.decodeInto(objects, ev.Entry)
@@ -190,16 +202,20 @@ func (m *Mirror) apply(events []store.Event) bool {
 		rev = ev.Entry.Revision
 	}
 	m.objects = objects
-	m.advanceLocked(rev)
+	m.advanceLocked(rev, keys)
 	return true
 }
 
-func (m *Mirror) advanceLocked(rev int64) {
+// advanceLocked records rev and tells the owner; keys are those changed
+// (nil: all of them).
+func (m *Mirror) advanceLocked(rev int64, keys []string) {
 	if rev < m.revision {
 		return
 	}
 	m.revision = rev
-	if m.cfg.OnChange != nil {
+	if m.cfg.Changed != nil {
+		m.cfg.Changed(m.objects, keys, rev)
+	} else if m.cfg.OnChange != nil {
 		m.cfg.OnChange(m.objects, rev)
 	}
 	close(m.advanced)
@@ -213,11 +229,19 @@ func (m *Mirror) Revision() int64 {
 	return m.revision
 }
 
-// Snapshot returns the current objects; the map must not be modified.
+// Snapshot returns the current objects; the map must not be modified. With
+// Config.Changed the mirror changes its map in place, so Snapshot copies it.
 func (m *Mirror) Snapshot() (map[string]Object, int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.objects, m.revision
+	if m.cfg.Changed == nil {
+		return m.objects, m.revision
+	}
+	objects := make(map[string]Object, len(m.objects))
+	for k, v := range m.objects {
+		objects[k] = v
+	}
+	return objects, m.revision
 }
 
 // WaitFor blocks until the mirror has applied revision rev (so that a write
