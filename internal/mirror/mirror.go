@@ -40,7 +40,7 @@ type Config struct {
 	// again (start, compaction). The map is valid only during the call,
 	// which runs with the mirror's lock held.
 	Changed func(objects map[string]Object, keys []string, revision int64)
-	Log      *slog.Logger
+	Log     *slog.Logger
 	// MaxStaleness bounds how long the mirror counts as fresh after it was
 	// last known current (fresh.go); default 5s.
 	MaxStaleness time.Duration
