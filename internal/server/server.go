@@ -339,13 +339,18 @@ func Run(ctx context.Context, cfg Config) error {
 	ctrl := controller.New(controller.Config{Store: st, Instances: instances, ServiceURL: serviceURL, Log: log.With("component", "controller")})
 	ctrl.Start(ctx)
 
+	routes := &routeKeeper{roles: roles, domain: cfg.Domain, scheme: pub.Scheme, port: port} // routes.go
 	mir = mirror.New(st, mirror.Config{
 		MaxStaleness: cfg.MaxStaleness,
 		Applied:      mets.applied,
 		Decode:       decodeObject,
-		OnChange: func(objects map[string]mirror.Object, rev int64) {
-			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, pub.Scheme, port)))
-			ctrl.Observe(objects)
+		// Each write changes only the entries it touches (issue 13).
+		Changed: func(objects map[string]mirror.Object, keys []string, rev int64) {
+			table, servicesChanged := routes.apply(objects, keys, rev)
+			gw.SetTable(table)
+			if servicesChanged {
+				ctrl.Observe(objects)
+			}
 		},
 		Log: log.With("component", "mirror"),
 	})
