@@ -156,6 +156,18 @@ type ServiceKey struct{ Project, Region, Service string }
 // Revision is the store revision the table reflects.
 func (t *Table) Revision() int64 { return t.revision }
 
+// Each calls fn for every host and its target, in no order (tests, tools).
+func (t *Table) Each(fn func(host string, tgt *Target)) {
+	for _, sh := range t.shards {
+		if sh == nil {
+			continue
+		}
+		for h, tgt := range sh.byHost {
+			fn(h, tgt)
+		}
+	}
+}
+
 // Len is the number of routable hosts.
 func (t *Table) Len() int { return t.count }
 
