@@ -25,6 +25,7 @@ import (
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/pool"
+	"github.com/usher-run/usher/internal/ratelimit"
 	"github.com/usher-run/usher/internal/routing"
 )
 
@@ -72,6 +73,9 @@ type Config struct {
 	// a plain TCP dial: sandboxed process instances listen only inside
 	// their own network namespace (process.Runtime.DialContext).
 	DialInstance func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TrustedProxies may name the client in X-Forwarded-For, which anonymous
+	// rate limits charge (anonymous.go); from anyone else it is ignored.
+	TrustedProxies ratelimit.Proxies
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -84,6 +88,9 @@ type Denial struct {
 	// ForwardAuth marks a refusal answered to a forward-auth subrequest
 	// (forwardauth.go); Host is then the protected upstream's.
 	ForwardAuth bool
+	// Client is the client address charged, on anonymous rate-limit
+	// refusals only.
+	Client string
 }
 
 // Gateway serves service hosts.
@@ -91,6 +98,8 @@ type Gateway struct {
 	cfg   Config
 	table atomic.Pointer[routing.Table]
 	proxy *httputil.ReverseProxy
+	// limits holds the anonymous rate limiters (anonymous.go).
+	limits anonymousLimits
 }
 
 // New returns a gateway with no table: it answers 503 until SetTable.
@@ -121,7 +130,10 @@ func New(cfg Config) *Gateway {
 }
 
 // SetTable swaps in a new routing table; the next request uses it.
-func (g *Gateway) SetTable(t *routing.Table) { g.table.Store(t) }
+func (g *Gateway) SetTable(t *routing.Table) {
+	g.limits.rebuild(t) // first: a limit named by t is in force with it
+	g.table.Store(t)
+}
 
 // Table returns the table in force.
 func (g *Gateway) Table() *routing.Table { return g.table.Load() }
@@ -196,6 +208,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.credentialHeader = header
+	} else if tgt.AnonymousLimit.Enabled() && !g.admitAnonymous(w, r, tgt) {
+		return // anonymous.go; it answered 429
 	}
 	route := tgt.Pick(pickPercent(tgt.TotalPercent))
 	if route == nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/ratelimit"
 )
 
 // ServiceState is one service with what the gateway needs beside it.
@@ -60,6 +61,10 @@ type Target struct {
 	// request, public service or not, must come from a person (or token)
 	// IAP lets through.
 	IAP *IAP
+	// AnonymousLimit holds anonymous callers of a public target to a rate
+	// (usher.dev/anonymous-rate-limit); the zero Limit is none. Tag hosts
+	// share their service's.
+	AnonymousLimit ratelimit.Limit
 }
 
 // IAP is what the identity-aware proxy needs of a target.
@@ -122,6 +127,14 @@ func (t *Table) Revision() int64 { return t.revision }
 // Len is the number of routable hosts.
 func (t *Table) Len() int { return len(t.byHost) }
 
+// Each calls fn for every target once (a service's tag hosts, which share
+// its name, are visited too).
+func (t *Table) Each(fn func(*Target)) {
+	for _, tgt := range t.byHost {
+		fn(tgt)
+	}
+}
+
 // Lookup finds the target for a Host header value (port and letter case
 // ignored). It allocates only for hosts with upper-case letters.
 func (t *Table) Lookup(host string) *Target {
@@ -168,6 +181,7 @@ func Build(st State) *Table {
 			Public:             disabled || invokers.Public(),
 			InvokerIAMDisabled: disabled,
 			Invokers:           invokers,
+			AnonymousLimit:     svc.AnonymousRateLimit(),
 		}
 		if svc.IAPEnabled() {
 			agent, _ := strings.CutPrefix(apis.IAPServiceAgent(ss.Project), "serviceAccount:")
