@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/usher-run/usher/internal/mirror"
+	"github.com/usher-run/usher/internal/routing"
 )
 
 // metrics are served at /metrics on API hosts (Prometheus text format).
@@ -24,6 +26,12 @@ type metrics struct {
 	// codes holds each status code's counter once it has been seen: no
 	// label lookup per request, and no series for codes never answered.
 	codes [600]atomic.Value // prometheus.Counter
+	// rateLimited counts anonymous requests refused by a service's rate
+	// limit; its series are deleted when the service is (forgetServices).
+	rateLimited *prometheus.CounterVec
+	mu          sync.Mutex // guards limitedSeries
+	// limitedSeries holds the label values of rateLimited's series.
+	limitedSeries map[[3]string]bool
 }
 
 func newMetrics(node string) *metrics {
@@ -40,7 +48,13 @@ func newMetrics(node string) *metrics {
 		Help:        "Requests to service hosts, by response status code.",
 		ConstLabels: labels,
 	}, []string{"code"})
-	m.reg.MustRegister(m.propagation, m.requests,
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "usher_anonymous_rate_limited_total",
+		Help:        "Anonymous requests to a public service refused (429) by its usher.dev/anonymous-rate-limit.",
+		ConstLabels: labels,
+	}, []string{"project", "region", "service"})
+	m.limitedSeries = map[[3]string]bool{}
+	m.reg.MustRegister(m.propagation, m.requests, m.rateLimited,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -78,6 +92,30 @@ func (m *metrics) watch(mir *mirror.Mirror, node string) {
 }
 
 func (m *metrics) applied(d time.Duration) { m.propagation.Observe(d.Seconds()) }
+
+// limited counts one rate-limited request to project/region/service.
+func (m *metrics) limited(project, region, service string) {
+	k := [3]string{project, region, service}
+	m.mu.Lock()
+	m.limitedSeries[k] = true
+	m.mu.Unlock()
+	m.rateLimited.WithLabelValues(project, region, service).Inc()
+}
+
+// forgetServices deletes the per-service series of services t no longer
+// routes: a deleted service leaves no series behind.
+func (m *metrics) forgetServices(t *routing.Table) {
+	live := map[[3]string]bool{}
+	t.Each(func(tgt *routing.Target) { live[[3]string{tgt.Project, tgt.Region, tgt.Service}] = true })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.limitedSeries {
+		if !live[k] {
+			m.rateLimited.DeleteLabelValues(k[0], k[1], k[2])
+			delete(m.limitedSeries, k)
+		}
+	}
+}
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

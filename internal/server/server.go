@@ -34,6 +34,7 @@ import (
 	"github.com/usher-run/usher/internal/metadata"
 	"github.com/usher-run/usher/internal/mirror"
 	"github.com/usher-run/usher/internal/pool"
+	"github.com/usher-run/usher/internal/ratelimit"
 	"github.com/usher-run/usher/internal/routing"
 	"github.com/usher-run/usher/internal/runtime"
 	"github.com/usher-run/usher/internal/runtime/docker"
@@ -85,6 +86,9 @@ type Config struct {
 	// name external OIDC issuers whose tokens the gateway accepts (issuers.go).
 	TrustedIssuersFile string
 	TrustedIssuers     []string
+	// TrustedProxies ("CIDR,...") may name the client in X-Forwarded-For,
+	// which anonymous rate limits charge; empty: the connection's peer is.
+	TrustedProxies string
 	// MaxStaleness bounds how long a node whose mirror cannot confirm it is
 	// current keeps serving (etcd store only; default 5s): after it every
 	// gateway request gets 503 and /readyz fails (health.go).
@@ -302,14 +306,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := ratelimit.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	signIn := iap.New(iap.Config{Keys: iapKeys, Store: st, PublicURL: cfg.PublicURL, Domain: cfg.Domain, Providers: providers,
 		Authenticate: func(r *http.Request) (iam.Principal, error) { return adminAPI.Authenticate(r) }})
 	gw := gateway.New(gateway.Config{
 		Fresh:    func() bool { return mir.Fresh() },
 		Verifier: accounts.Verifier{Next: gwVerifier, Index: live}, Instances: poolInstances{instances}, CLIAudience: issuer.CLIClientID,
-		Log:      log.With("component", "gateway"),
-		OnDenied: auditDenials(trail, recordDenial(denials)),
-		IAP:      signIn,
+		Log:            log.With("component", "gateway"),
+		OnDenied:       auditDenials(trail, recordDenial(denials, mets)),
+		IAP:            signIn,
+		TrustedProxies: proxies,
 		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if p, ok := runtimes.Process.(*process.Runtime); ok {
 				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
@@ -337,7 +346,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Applied:      mets.applied,
 		Decode:       decodeObject,
 		OnChange: func(objects map[string]mirror.Object, rev int64) {
-			gw.SetTable(routing.Build(routingState(objects, rev, roles, cfg.Domain, pub.Scheme, port)))
+			t := routing.Build(routingState(objects, rev, roles, cfg.Domain, pub.Scheme, port))
+			gw.SetTable(t)
+			mets.forgetServices(t)
 			ctrl.Observe(objects)
 		},
 		Log: log.With("component", "mirror"),
