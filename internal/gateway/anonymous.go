@@ -17,24 +17,28 @@ import (
 const ReasonAnonymousRateLimit = "anonymous rate limit exceeded"
 
 // anonymousLimits keeps one limiter per service with a limit, keyed by
-// PROJECT/REGION/SERVICE. It is rebuilt on SetTable, reusing the limiter of
+// service. It is rebuilt on SetTable, reusing the limiter of
 // a service whose limit did not change (its buckets survive table swaps),
 // and read on the hot path with one atomic load and a map lookup.
 type anonymousLimits struct {
 	mu sync.Mutex // serializes rebuilds; never taken by requests
-	m  atomic.Pointer[map[string]*ratelimit.Limiter]
+	m  atomic.Pointer[map[serviceKey]*ratelimit.Limiter]
 }
 
-func limitKey(t *routing.Target) string { return t.Project + "/" + t.Region + "/" + t.Service }
+// serviceKey names a service; a struct of the target's own strings, so a
+// lookup builds no string.
+type serviceKey struct{ project, region, service string }
+
+func limitKey(t *routing.Target) serviceKey { return serviceKey{t.Project, t.Region, t.Service} }
 
 func (a *anonymousLimits) rebuild(t *routing.Table) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var old map[string]*ratelimit.Limiter
+	var old map[serviceKey]*ratelimit.Limiter
 	if p := a.m.Load(); p != nil {
 		old = *p
 	}
-	next := map[string]*ratelimit.Limiter{}
+	next := map[serviceKey]*ratelimit.Limiter{}
 	if t != nil {
 		t.Each(func(tgt *routing.Target) {
 			if !tgt.AnonymousLimit.Enabled() {
@@ -59,7 +63,6 @@ func (a *anonymousLimits) limiter(tgt *routing.Target) *ratelimit.Limiter {
 	if p == nil {
 		return nil
 	}
-	// The key is built only for services with a limit.
 	return (*p)[limitKey(tgt)]
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/routing"
@@ -33,6 +34,9 @@ type benchGateway struct {
 	privHost string
 	pubHost  string
 	unbdHost string
+	// limHost is a public service with an anonymous rate limit too high
+	// to refuse anything: the limiter's cost alone.
+	limHost string
 }
 
 func newBenchGateway(b *testing.B) *benchGateway {
@@ -42,6 +46,8 @@ func newBenchGateway(b *testing.B) *benchGateway {
 		gatewayFixtureService("private", nil, gatewayFixturePolicy("roles/run.invoker", "serviceAccount:"+gwFixSA)),
 		gatewayFixtureService("public", nil, gatewayFixturePolicy("roles/run.invoker", "allUsers")),
 		gatewayFixtureService("unbound", nil, nil),
+		gatewayFixtureService("limited", map[string]string{apis.AnnotationInvokerIAMDisabled: "true",
+			apis.AnnotationAnonymousRateLimit: "1000000,burst=1000000"}, nil),
 	)
 	gw := f.newGateway()
 	gw.SetTable(table)
@@ -53,6 +59,7 @@ func newBenchGateway(b *testing.B) *benchGateway {
 		privHost: gatewayFixtureHost("private"),
 		pubHost:  gatewayFixtureHost("public"),
 		unbdHost: gatewayFixtureHost("unbound"),
+		limHost:  gatewayFixtureHost("limited"),
 	}
 }
 
@@ -228,6 +235,13 @@ func BenchmarkGatewayBaselineDirect(b *testing.B) {
 func BenchmarkPublic(b *testing.B) {
 	bg := newBenchGateway(b)
 	benchRecorderLoop(b, bg.gw, newBenchRequest(bg.pubHost, nil), http.StatusOK)
+}
+
+// BenchmarkPublicAnonymousLimited is a public service whose anonymous
+// rate limit admits every request: the limiter's share of the hot path.
+func BenchmarkPublicAnonymousLimited(b *testing.B) {
+	bg := newBenchGateway(b)
+	benchRecorderLoop(b, bg.gw, newBenchRequest(bg.limHost, nil), http.StatusOK)
 }
 
 // BenchmarkDenied401NoToken is a private service without credentials.
