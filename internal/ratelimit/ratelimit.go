@@ -38,7 +38,7 @@ type Limit struct {
 const (
 	maxRPS   = 1e6
 	maxBurst = 1_000_000
-	// totalFactor makes the default overall limit: a hundred addresses at
+	// totalFactor makes the default overall rate: a hundred addresses at
 	// their full rate.
 	totalFactor = 100
 )
@@ -51,7 +51,8 @@ func (l Limit) Enabled() bool { return l.RPS > 0 }
 
 // Parse reads the annotation's value: "RPS[,burst=N][,total=RPS][,total-burst=N]",
 // e.g. "5", "0.5,burst=3", "10,burst=20,total=200". Burst defaults to
-// ceil(RPS) (at least 1); total to 100×RPS and total-burst to 100×burst.
+// ceil(RPS) (at least 1); total to 100×RPS; total-burst to total rounded
+// up, at least burst.
 func Parse(s string) (Limit, error) {
 	parts := strings.Split(s, ",")
 	var l Limit
@@ -87,7 +88,7 @@ func Parse(s string) (Limit, error) {
 		l.TotalRPS = min(maxRPS, l.RPS*totalFactor)
 	}
 	if l.TotalBurst == 0 {
-		l.TotalBurst = min(maxBurst, l.Burst*totalFactor)
+		l.TotalBurst = min(maxBurst, max(l.Burst, int(math.Ceil(l.TotalRPS))))
 	}
 	if l.TotalRPS < l.RPS {
 		return Limit{}, fmt.Errorf("%w: total (%g) is below the per-address rate (%g)", ErrSyntax, l.TotalRPS, l.RPS)

@@ -14,9 +14,10 @@ func TestParse(t *testing.T) {
 		wantErr bool
 	}{
 		{in: "5", want: Limit{RPS: 5, Burst: 5, TotalRPS: 500, TotalBurst: 500}},
-		{in: "0.5,burst=3", want: Limit{RPS: 0.5, Burst: 3, TotalRPS: 50, TotalBurst: 300}},
-		{in: "10, burst=20, total=200", want: Limit{RPS: 10, Burst: 20, TotalRPS: 200, TotalBurst: 2000}},
+		{in: "0.5,burst=3", want: Limit{RPS: 0.5, Burst: 3, TotalRPS: 50, TotalBurst: 50}},
+		{in: "10, burst=20, total=200", want: Limit{RPS: 10, Burst: 20, TotalRPS: 200, TotalBurst: 200}},
 		{in: "1,total=1,total-burst=1", want: Limit{RPS: 1, Burst: 1, TotalRPS: 1, TotalBurst: 1}},
+		{in: "0.01,burst=7", want: Limit{RPS: 0.01, Burst: 7, TotalRPS: 1, TotalBurst: 7}},
 		{in: "", wantErr: true},
 		{in: "0", wantErr: true},
 		{in: "-1", wantErr: true},

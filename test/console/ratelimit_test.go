@@ -21,7 +21,7 @@ func TestOverviewShowsAnonymousRateLimit(t *testing.T) {
 		chromedp.WaitVisible(`//h1[normalize-space()='Services']`, by))
 	fact := `//dt[normalize-space()='Anonymous rate limit']/following-sibling::dd[1]`
 	b.run("the limited service's overview", chromedp.Navigate(s.servicePage("limited", "")),
-		chromedp.WaitVisible(fact+`//*[normalize-space()='5/s per address (burst 10), 500/s in all (burst 1000)']`, by))
+		chromedp.WaitVisible(fact+`//*[normalize-space()='5/s per address (burst 10), 500/s in all (burst 500)']`, by))
 	b.screenshot("overview-anonymous-rate-limit.png")
 	b.run("the unlimited public service's overview", chromedp.Navigate(s.servicePage("unlimited", "")),
 		chromedp.WaitVisible(fact+`//*[normalize-space()='None']`, by),
