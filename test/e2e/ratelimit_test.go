@@ -153,6 +153,18 @@ func TestAnonymousRateLimitFlood(t *testing.T) {
 		return n >= flood.non2xx && len(records) < flood.non2xx, strconv.Itoa(len(records)) + " records for " + strconv.Itoa(n) + " refusals"
 	})
 
+	// The attacker: a principal that may invoke but not update the service
+	// cannot lift the limit, and nothing changes.
+	s.grant(t, "limited", "serviceAccount:"+sa, "roles/run.invoker")
+	denied := s.cli(t, "run", "services", "update", "limited", "--region="+region, "--anonymous-rate-limit=off", "--impersonate-service-account="+sa)
+	if line := cliFails(t, denied); !strings.Contains(line, "run.services.update") && !strings.Contains(strings.ToLower(line), "permission") {
+		t.Errorf("an invoker lifting the limit: %q, want a permission refusal", line)
+	}
+	r = s.mustCLI(t, "run", "services", "describe", "limited", "--region="+region, "--format", "json")
+	if !strings.Contains(r.stdout, apis.AnnotationAnonymousRateLimit) {
+		t.Fatal("a refused update removed the limit")
+	}
+
 	// Lifting the limit: anonymous callers are served again.
 	s.mustCLI(t, "run", "services", "update", "limited", "--region="+region, "--anonymous-rate-limit=off")
 	poll(t, 15*time.Second, "anonymous callers served after the limit is removed", func() (bool, string) {
