@@ -58,6 +58,9 @@ type Config struct {
 	Log         *slog.Logger
 	// OnDenied, if set, is told of every refused request (audit, metrics).
 	OnDenied func(Denial)
+	// OnRouted, if set, is told of every request that passed authorization
+	// (or needed none) once it is answered: per-service metrics.
+	OnRouted func(Routed)
 	// Now is the clock IAM conditions see as request.time (default
 	// time.Now); tests inject one.
 	Now func() time.Time
@@ -93,6 +96,19 @@ type Denial struct {
 	Client string
 }
 
+// Routed describes a request that passed authorization, once answered.
+type Routed struct {
+	Target *routing.Target
+	// Revision took the request ("" when none could).
+	Revision string
+	// Status is what the client got (the instance's, or the gateway's own
+	// 429/502/503/504; 499 when the client left).
+	Status int
+	// Forwarded: an instance answered (Status is then the instance's, or a
+	// proxy error's).
+	Forwarded bool
+}
+
 // Gateway serves service hosts.
 type Gateway struct {
 	cfg   Config
@@ -118,9 +134,10 @@ func New(cfg Config) *Gateway {
 		h2c.DialContext = cfg.DialInstance // sandboxed instances speak h2c too
 	}
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    byProtocol{h1: tr, h2c: h2c},
-		ErrorHandler: g.proxyError,
+		Rewrite:        rewrite,
+		ModifyResponse: recordStatus,
+		Transport:      byProtocol{h1: tr, h2c: h2c},
+		ErrorHandler:   g.proxyError,
 		// FlushInterval stays 0: ReverseProxy already flushes server-sent
 		// events and unsized (streamed) responses after every write, and a
 		// sized answer then goes out in one write instead of two.
@@ -172,6 +189,8 @@ type proxied struct {
 	credentialHeader string
 	// h2c: the revision asked for HTTP/2 without TLS (--use-http2).
 	h2c bool
+	// status is the answer's status, set by the proxy's hooks.
+	status int
 }
 
 type proxiedKey struct{}
@@ -215,6 +234,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == nil {
 		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
+		g.routed(tgt, "", http.StatusServiceUnavailable, false)
 		return
 	}
 	// The revision's timeoutSeconds bounds the whole request, the wait for a
@@ -231,13 +251,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lease, err := g.cfg.Instances.Acquire(ctx, route.Key, route.Revision)
 	if err != nil {
 		refuse(w, r)
-		g.noInstance(w, r, tgt, route, err)
+		status := g.noInstance(w, r, tgt, route, err)
+		g.routed(tgt, route.Revision.Metadata.Name, status, false)
 		return
 	}
 	defer lease.Release()
 	p.addr = lease.Addr()
 	p.h2c = route.Revision.UsesHTTP2()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, proxiedKey{}, &p)))
+	g.routed(tgt, route.Revision.Metadata.Name, p.status, true)
+}
+
+func (g *Gateway) routed(tgt *routing.Target, revision string, status int, forwarded bool) {
+	if g.cfg.OnRouted != nil {
+		g.cfg.OnRouted(Routed{Target: tgt, Revision: revision, Status: status, Forwarded: forwarded})
+	}
+}
+
+// recordStatus keeps the instance's status for OnRouted.
+func recordStatus(resp *http.Response) error {
+	if p, ok := resp.Request.Context().Value(proxiedKey{}).(*proxied); ok {
+		p.status = resp.StatusCode
+	}
+	return nil
 }
 
 // refuse prepares the answer to a request the gateway will not forward: an
@@ -259,14 +295,14 @@ var connectionClose = []string{"close"}
 
 // noInstance answers a request no instance could take: 429 when the revision
 // is at its limits, 503 otherwise, both with Retry-After.
-func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, route *routing.Route, err error) {
+func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, route *routing.Route, err error) (status int) {
 	if errors.Is(err, context.Canceled) {
 		w.WriteHeader(499) // the client left while queued
-		return
+		return 499
 	}
 	if errors.Is(err, context.DeadlineExceeded) { // the revision's timeoutSeconds
 		writePage(w, http.StatusGatewayTimeout, pageGatewayTimeout)
-		return
+		return http.StatusGatewayTimeout
 	}
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
 		g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", route.Revision.Metadata.Name, "err", err)
@@ -274,9 +310,10 @@ func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routin
 	w.Header()["Retry-After"] = retryAfter
 	if errors.Is(err, pool.ErrOverloaded) {
 		writePage(w, http.StatusTooManyRequests, pageOverloaded)
-		return
+		return http.StatusTooManyRequests
 	}
 	writePage(w, http.StatusServiceUnavailable, pageUnavailable)
+	return http.StatusServiceUnavailable
 }
 
 var retryAfter = []string{"1"}
@@ -418,6 +455,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
+		setStatus(r, 499)
 		w.WriteHeader(499)
 		return
 	case errors.Is(err, context.DeadlineExceeded):
@@ -426,7 +464,14 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
 		g.cfg.Log.Warn("proxy error", "host", r.Host, "err", err)
 	}
+	setStatus(r, status)
 	writePage(w, status, page)
+}
+
+func setStatus(r *http.Request, status int) {
+	if p, ok := r.Context().Value(proxiedKey{}).(*proxied); ok {
+		p.status = status
+	}
 }
 
 // copyBuffers recycles ReverseProxy's 32 KiB response copy buffers, which it

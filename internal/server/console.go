@@ -36,6 +36,7 @@ func newConsole(cfg Config, st store.Store, roles *iam.Roles, core *admin.Core, 
 // of them would push every other refusal out of the book.
 func recordDenial(book *logs.Book[console.Denial], mets *metrics) func(gateway.Denial) {
 	return func(d gateway.Denial) {
+		mets.denied(d)
 		if d.Target == nil {
 			return
 		}

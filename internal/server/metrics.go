@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/mirror"
 	"github.com/usher-run/usher/internal/routing"
 )
@@ -29,9 +30,14 @@ type metrics struct {
 	// rateLimited counts anonymous requests refused by a service's rate
 	// limit; its series are deleted when the service is (forgetServices).
 	rateLimited *prometheus.CounterVec
-	mu          sync.Mutex // guards limitedSeries
-	// limitedSeries holds the label values of rateLimited's series.
-	limitedSeries map[[3]string]bool
+	// requestCount is Cloud Run's request_count: per service and revision,
+	// by response class and by the gateway's decision (never principals or
+	// paths, so its cardinality is bounded by the services that exist).
+	requestCount *prometheus.CounterVec
+	mu           sync.Mutex // guards routedServices; never taken by requests
+	// routedServices are the services of the table in force, so that the
+	// next table tells which were deleted (forgetServices).
+	routedServices map[[3]string]bool
 }
 
 func newMetrics(node string) *metrics {
@@ -53,8 +59,12 @@ func newMetrics(node string) *metrics {
 		Help:        "Anonymous requests to a public service refused (429) by its usher.dev/anonymous-rate-limit.",
 		ConstLabels: labels,
 	}, []string{"project", "region", "service"})
-	m.limitedSeries = map[[3]string]bool{}
-	m.reg.MustRegister(m.propagation, m.requests, m.rateLimited,
+	m.requestCount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "usher_run_request_count",
+		Help:        "Requests to a service (Cloud Run's request_count), by revision, response class and the gateway's decision: allowed, 401, 403, 429 (rate limit or overload), 503.",
+		ConstLabels: labels,
+	}, []string{"project", "region", "service", "revision", "response_code_class", "decision"})
+	m.reg.MustRegister(m.propagation, m.requests, m.rateLimited, m.requestCount,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -95,12 +105,45 @@ func (m *metrics) applied(d time.Duration) { m.propagation.Observe(d.Seconds()) 
 
 // limited counts one rate-limited request to project/region/service.
 func (m *metrics) limited(project, region, service string) {
-	k := [3]string{project, region, service}
-	m.mu.Lock()
-	m.limitedSeries[k] = true
-	m.mu.Unlock()
 	m.rateLimited.WithLabelValues(project, region, service).Inc()
 }
+
+// counted counts one request in request_count.
+func (m *metrics) counted(project, region, service, revision string, status int, decision string) {
+	m.requestCount.WithLabelValues(project, region, service, revision, responseClass(status), decision).Inc()
+}
+
+// routed counts a request that passed authorization.
+func (m *metrics) routed(r gateway.Routed) {
+	decision := "allowed"
+	if !r.Forwarded {
+		switch r.Status {
+		case http.StatusTooManyRequests:
+			decision = "429"
+		case http.StatusServiceUnavailable:
+			decision = "503"
+		}
+	}
+	m.counted(r.Target.Project, r.Target.Region, r.Target.Service, r.Revision, r.Status, decision)
+}
+
+// denied counts a request the gateway refused (401, 403, 429).
+func (m *metrics) denied(d gateway.Denial) {
+	if d.Target == nil || d.ForwardAuth {
+		return
+	}
+	m.counted(d.Target.Project, d.Target.Region, d.Target.Service, "", d.Status, strconv.Itoa(d.Status))
+}
+
+// responseClass is Cloud Run's response_code_class: "2xx", "4xx", ….
+func responseClass(status int) string {
+	if status < 100 || status > 599 {
+		return "unknown"
+	}
+	return responseClasses[status/100]
+}
+
+var responseClasses = [6]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // forgetServices deletes the per-service series of services t no longer
 // routes: a deleted service leaves no series behind.
@@ -109,12 +152,14 @@ func (m *metrics) forgetServices(t *routing.Table) {
 	t.Each(func(tgt *routing.Target) { live[[3]string{tgt.Project, tgt.Region, tgt.Service}] = true })
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k := range m.limitedSeries {
+	for k := range m.routedServices {
 		if !live[k] {
-			m.rateLimited.DeleteLabelValues(k[0], k[1], k[2])
-			delete(m.limitedSeries, k)
+			svc := prometheus.Labels{"project": k[0], "region": k[1], "service": k[2]}
+			m.rateLimited.DeletePartialMatch(svc)
+			m.requestCount.DeletePartialMatch(svc)
 		}
 	}
+	m.routedServices = live
 }
 
 func (m *metrics) handler() http.Handler {

@@ -319,6 +319,7 @@ func Run(ctx context.Context, cfg Config) error {
 		OnDenied:       auditDenials(trail, recordDenial(denials, mets)),
 		IAP:            signIn,
 		TrustedProxies: proxies,
+		OnRouted:       mets.routed,
 		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if p, ok := runtimes.Process.(*process.Runtime); ok {
 				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
