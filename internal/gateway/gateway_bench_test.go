@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/iam"
@@ -242,6 +244,23 @@ func BenchmarkPublic(b *testing.B) {
 func BenchmarkPublicAnonymousLimited(b *testing.B) {
 	bg := newBenchGateway(b)
 	benchRecorderLoop(b, bg.gw, newBenchRequest(bg.limHost, nil), http.StatusOK)
+}
+
+// BenchmarkPublicCounted is BenchmarkPublic with a per-service request
+// counter on OnRouted, shaped like the server's usher_run_request_count:
+// the metrics' share of the hot path.
+func BenchmarkPublicCounted(b *testing.B) {
+	bg := newBenchGateway(b)
+	counts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bench_request_count"},
+		[]string{"project", "region", "service", "revision", "response_code_class", "decision"})
+	gw := gateway.New(gateway.Config{
+		Verifier: bg.f.verifier, Instances: bg.f.instances, CLIAudience: gwFixCLIAudience,
+		OnRouted: func(r gateway.Routed) {
+			counts.WithLabelValues(r.Target.Project, r.Target.Region, r.Target.Service, r.Revision, "2xx", "allowed").Inc()
+		},
+	})
+	gw.SetTable(bg.gw.Table())
+	benchRecorderLoop(b, gw, newBenchRequest(bg.pubHost, nil), http.StatusOK)
 }
 
 // BenchmarkDenied401NoToken is a private service without credentials.
