@@ -107,6 +107,11 @@ type Routed struct {
 	// Forwarded: an instance answered (Status is then the instance's, or a
 	// proxy error's).
 	Forwarded bool
+	// UsherTime is Usher's share of the latency: from arrival to the
+	// request's forwarding (routing, authorization, the wait for an
+	// instance, a cold start included); InstanceTime the rest, until the
+	// answer was written (zero when not forwarded).
+	UsherTime, InstanceTime time.Duration
 }
 
 // Gateway serves service hosts.
@@ -197,6 +202,7 @@ type proxiedKey struct{}
 
 // ServeHTTP implements the request flow.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	if g.cfg.Fresh != nil && !g.cfg.Fresh() {
 		refuse(w, r)
 		writeStale(w)
@@ -234,7 +240,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == nil {
 		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
-		g.routed(tgt, "", http.StatusServiceUnavailable, false)
+		g.routed(Routed{Target: tgt, Status: http.StatusServiceUnavailable, UsherTime: time.Since(arrived)})
 		return
 	}
 	// The revision's timeoutSeconds bounds the whole request, the wait for a
@@ -252,19 +258,21 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		refuse(w, r)
 		status := g.noInstance(w, r, tgt, route, err)
-		g.routed(tgt, route.Revision.Metadata.Name, status, false)
+		g.routed(Routed{Target: tgt, Revision: route.Revision.Metadata.Name, Status: status, UsherTime: time.Since(arrived)})
 		return
 	}
 	defer lease.Release()
 	p.addr = lease.Addr()
 	p.h2c = route.Revision.UsesHTTP2()
+	forwarded := time.Now()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, proxiedKey{}, &p)))
-	g.routed(tgt, route.Revision.Metadata.Name, p.status, true)
+	g.routed(Routed{Target: tgt, Revision: route.Revision.Metadata.Name, Status: p.status, Forwarded: true,
+		UsherTime: forwarded.Sub(arrived), InstanceTime: time.Since(forwarded)})
 }
 
-func (g *Gateway) routed(tgt *routing.Target, revision string, status int, forwarded bool) {
+func (g *Gateway) routed(r Routed) {
 	if g.cfg.OnRouted != nil {
-		g.cfg.OnRouted(Routed{Target: tgt, Revision: revision, Status: status, Forwarded: forwarded})
+		g.cfg.OnRouted(r)
 	}
 }
 

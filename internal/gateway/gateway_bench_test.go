@@ -247,16 +247,23 @@ func BenchmarkPublicAnonymousLimited(b *testing.B) {
 }
 
 // BenchmarkPublicCounted is BenchmarkPublic with a per-service request
-// counter on OnRouted, shaped like the server's usher_run_request_count:
-// the metrics' share of the hot path.
+// counter and latency histograms on OnRouted, shaped like the server's
+// usher_run_request_count and usher_run_request_latencies_seconds: the
+// metrics' share of the hot path.
 func BenchmarkPublicCounted(b *testing.B) {
 	bg := newBenchGateway(b)
 	counts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bench_request_count"},
 		[]string{"project", "region", "service", "revision", "response_code_class", "decision"})
+	latencies := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "bench_request_latencies", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)},
+		[]string{"project", "region", "service", "revision", "share"})
 	gw := gateway.New(gateway.Config{
 		Verifier: bg.f.verifier, Instances: bg.f.instances, CLIAudience: gwFixCLIAudience,
 		OnRouted: func(r gateway.Routed) {
-			counts.WithLabelValues(r.Target.Project, r.Target.Region, r.Target.Service, r.Revision, "2xx", "allowed").Inc()
+			t := r.Target
+			counts.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "2xx", "allowed").Inc()
+			latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "total").Observe((r.UsherTime + r.InstanceTime).Seconds())
+			latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "usher").Observe(r.UsherTime.Seconds())
+			latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "instance").Observe(r.InstanceTime.Seconds())
 		},
 	})
 	gw.SetTable(bg.gw.Table())

@@ -75,6 +75,27 @@ func TestPerServiceRequestCount(t *testing.T) {
 		}
 	}
 	body := s.get(t, s.serverURL(t)+"/metrics").body
+	// Latencies: one observation per answered request in each share, none
+	// for refusals; Usher's share and the instance's never exceed the total.
+	for _, share := range []string{"total", "usher", "instance"} {
+		re := regexp.MustCompile(`(?m)^usher_run_request_latencies_seconds_count\{[^}]*service="counted"[^}]*share="` + share + `"[^}]*\} (\d+)$`)
+		m := re.FindStringSubmatch(body)
+		if m == nil || m[1] != "3" {
+			t.Errorf("request_latencies count for counted, share %s: %v, want 3", share, m)
+		}
+	}
+	sum := func(share string) float64 {
+		re := regexp.MustCompile(`(?m)^usher_run_request_latencies_seconds_sum\{[^}]*service="counted"[^}]*share="` + share + `"[^}]*\} (\S+)$`)
+		m := re.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no request_latencies sum for share %s", share)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	if total, usher, inst := sum("total"), sum("usher"), sum("instance"); usher <= 0 || inst <= 0 || usher > total || inst > total {
+		t.Errorf("latency sums: total %g, usher %g, instance %g: want both shares positive and within the total", total, usher, inst)
+	}
 	for _, leak := range []string{caller, stranger, "secret-path"} {
 		if strings.Contains(body, leak) {
 			t.Errorf("/metrics names %q: labels must never carry principals or paths", leak)
