@@ -16,6 +16,7 @@ import (
 
 	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/mirror"
+	"github.com/usher-run/usher/internal/pool"
 	"github.com/usher-run/usher/internal/routing"
 )
 
@@ -241,4 +242,49 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 	go srv.Serve(ln)
 	log.Info("metrics serving", "metrics_addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
+}
+
+// instanceCollector reports Cloud Run's container/instance_count per
+// revision of the routing table in force, read from the pool at scrape
+// time: series exist only for revisions that are routed, so a deleted
+// service's disappear with it.
+type instanceCollector struct {
+	table func() *routing.Table
+	stats func(key string) pool.Stats
+	desc  *prometheus.Desc
+}
+
+func newInstanceCollector(node string, table func() *routing.Table, stats func(key string) pool.Stats) *instanceCollector {
+	return &instanceCollector{table: table, stats: stats, desc: prometheus.NewDesc("usher_run_container_instance_count",
+		"Instances of a routed revision on this node (Cloud Run's container/instance_count), by state: active (serving a request), idle, starting.",
+		[]string{"project", "region", "service", "revision", "state"}, prometheus.Labels{"node": node})}
+}
+
+func (c *instanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.table()
+	if t == nil {
+		return
+	}
+	seen := map[string]bool{}
+	t.Each(func(tgt *routing.Target) {
+		for _, route := range tgt.Routes {
+			if seen[route.Key] {
+				continue
+			}
+			seen[route.Key] = true
+			st := c.stats(route.Key)
+			active := 0
+			for _, in := range st.Instances {
+				if in.InFlight > 0 {
+					active++
+				}
+			}
+			rev := route.Revision.Metadata.Name
+			for state, n := range map[string]int{"active": active, "idle": len(st.Instances) - active, "starting": st.Starting} {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), tgt.Project, tgt.Region, tgt.Service, rev, state)
+			}
+		}
+	})
 }

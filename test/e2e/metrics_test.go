@@ -96,6 +96,16 @@ func TestPerServiceRequestCount(t *testing.T) {
 	if total, usher, inst := sum("total"), sum("usher"), sum("instance"); usher <= 0 || inst <= 0 || usher > total || inst > total {
 		t.Errorf("latency sums: total %g, usher %g, instance %g: want both shares positive and within the total", total, usher, inst)
 	}
+	// Instances: the invoked revision has one, active or idle.
+	instRe := regexp.MustCompile(`(?m)^usher_run_container_instance_count\{[^}]*service="counted"[^}]*state="(active|idle)"[^}]*\} (\d+)$`)
+	instances := 0
+	for _, m := range instRe.FindAllStringSubmatch(body, -1) {
+		n, _ := strconv.Atoi(m[2])
+		instances += n
+	}
+	if instances < 1 {
+		t.Errorf("usher_run_container_instance_count for counted: %d active+idle, want at least 1", instances)
+	}
 	for _, leak := range []string{caller, stranger, "secret-path"} {
 		if strings.Contains(body, leak) {
 			t.Errorf("/metrics names %q: labels must never carry principals or paths", leak)
