@@ -70,6 +70,10 @@ type Config struct {
 	// service (PROJECT/REGION/SERVICE).
 	Output *logs.Book[logs.Entry]
 	Log    *slog.Logger
+	// OnColdStart, if set, is told of every instance that started, with
+	// its service (PROJECT/REGION/SERVICE), revision and start duration
+	// (per-service metrics). It is called with no lock held.
+	OnColdStart func(serviceKey, revision string, took time.Duration)
 }
 
 // Pool holds instances per revision.
@@ -380,10 +384,14 @@ func (rp *revisionPool) start() {
 	}
 	rp.lastErr = nil
 	rp.instances = append(rp.instances, in)
+	took := time.Since(begin)
 	rp.log.Info("instance started", "instance", rin.ID(), "addr", in.addr,
-		"cold_start", time.Since(begin).Round(time.Millisecond), "instances", len(rp.instances))
+		"cold_start", took.Round(time.Millisecond), "instances", len(rp.instances))
 	rp.handOffLocked(in)
 	rp.mu.Unlock()
+	if f := rp.p.cfg.OnColdStart; f != nil {
+		f(rp.serviceKey, spec.Revision, took)
+	}
 	go rp.supervise(in)
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,7 +39,10 @@ type metrics struct {
 	// latencies is Cloud Run's request_latencies, split by share: "total",
 	// "usher" (arrival to forwarding, cold starts included) and "instance".
 	latencies *prometheus.HistogramVec
-	mu        sync.Mutex // guards routedServices; never taken by requests
+	// coldStarts is the duration of each instance start (a count of cold
+	// starts too), per revision.
+	coldStarts *prometheus.HistogramVec
+	mu         sync.Mutex // guards routedServices; never taken by requests
 	// routedServices are the services of the table in force, so that the
 	// next table tells which were deleted (forgetServices).
 	routedServices map[[3]string]bool
@@ -74,7 +78,13 @@ func newMetrics(node string) *metrics {
 		ConstLabels: labels,
 		Buckets:     prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms to 16 s
 	}, []string{"project", "region", "service", "revision", "share"})
-	m.reg.MustRegister(m.propagation, m.requests, m.rateLimited, m.requestCount, m.latencies,
+	m.coldStarts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:        "usher_run_cold_start_seconds",
+		Help:        "Instance starts on this node and how long each took (start to ready), per revision; _count is the number of cold starts.",
+		ConstLabels: labels,
+		Buckets:     prometheus.ExponentialBuckets(0.01, 2, 12), // 10 ms to 20 s
+	}, []string{"project", "region", "service", "revision"})
+	m.reg.MustRegister(m.propagation, m.requests, m.rateLimited, m.requestCount, m.latencies, m.coldStarts,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -151,6 +161,16 @@ func (m *metrics) denied(d gateway.Denial) {
 	m.counted(d.Target.Project, d.Target.Region, d.Target.Service, "", d.Status, strconv.Itoa(d.Status))
 }
 
+// coldStart records one instance start of revision of serviceKey
+// (PROJECT/REGION/SERVICE).
+func (m *metrics) coldStart(serviceKey, revision string, took time.Duration) {
+	parts := strings.SplitN(serviceKey, "/", 3)
+	if len(parts) != 3 {
+		return
+	}
+	m.coldStarts.WithLabelValues(parts[0], parts[1], parts[2], revision).Observe(took.Seconds())
+}
+
 // responseClass is Cloud Run's response_code_class: "2xx", "4xx", ….
 func responseClass(status int) string {
 	if status < 100 || status > 599 {
@@ -174,6 +194,7 @@ func (m *metrics) forgetServices(t *routing.Table) {
 			m.rateLimited.DeletePartialMatch(svc)
 			m.requestCount.DeletePartialMatch(svc)
 			m.latencies.DeletePartialMatch(svc)
+			m.coldStarts.DeletePartialMatch(svc)
 		}
 	}
 	m.routedServices = live

@@ -283,18 +283,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if d, ok := runtimes.Docker.(*docker.Runtime); ok {
 		defer d.Close()
 	}
+	mets := newMetrics(cfg.NodeName) // metrics.go
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
 		Identity:         runtimeIdentity(st, md, runtimes),
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
+		OnColdStart:      mets.coldStart,
 	})
 	denials := logs.New[console.Denial](200)
 	trail, stopAudit := startAudit(st, cfg, log.With("component", "audit")) // audit.go
 	defer stopAudit()
 	var mir *mirror.Mirror
-	mets := newMetrics(cfg.NodeName) // metrics.go
 	// The identity-aware proxy: sessions and assertions (package iap). Its
 	// one-time links are asked for with an admin API access token.
 	iapKeys, err := iap.LoadKeys(ctx, st, nil)

@@ -106,6 +106,11 @@ func TestPerServiceRequestCount(t *testing.T) {
 	if instances < 1 {
 		t.Errorf("usher_run_container_instance_count for counted: %d active+idle, want at least 1", instances)
 	}
+	// Cold starts: the first request to counted started its instance.
+	coldRe := regexp.MustCompile(`(?m)^usher_run_cold_start_seconds_count\{[^}]*service="counted"[^}]*\} (\d+)$`)
+	if m := coldRe.FindStringSubmatch(body); m == nil || m[1] == "0" {
+		t.Errorf("usher_run_cold_start_seconds_count for counted: %v, want at least 1", m)
+	}
 	for _, leak := range []string{caller, stranger, "secret-path"} {
 		if strings.Contains(body, leak) {
 			t.Errorf("/metrics names %q: labels must never carry principals or paths", leak)
