@@ -270,18 +270,22 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 // time: series exist only for revisions that are routed, so a deleted
 // service's disappear with it.
 type instanceCollector struct {
-	table func() *routing.Table
-	stats func(key string) pool.Stats
-	desc  *prometheus.Desc
+	table    func() *routing.Table
+	stats    func(key string) pool.Stats
+	desc     *prometheus.Desc
+	billable *prometheus.Desc
 }
 
 func newInstanceCollector(node string, table func() *routing.Table, stats func(key string) pool.Stats) *instanceCollector {
 	return &instanceCollector{table: table, stats: stats, desc: prometheus.NewDesc("usher_run_container_instance_count",
 		"Instances of a routed revision on this node (Cloud Run's container/instance_count), by state: active (serving a request), idle, starting.",
-		[]string{"project", "region", "service", "revision", "state"}, prometheus.Labels{"node": node})}
+		[]string{"project", "region", "service", "revision", "state"}, prometheus.Labels{"node": node}),
+		billable: prometheus.NewDesc("usher_run_container_billable_instance_time_seconds_total",
+			"Seconds this node's instances of a routed revision held at least one request (Cloud Run's container/billable_instance_time).",
+			[]string{"project", "region", "service", "revision"}, prometheus.Labels{"node": node})}
 }
 
-func (c *instanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *instanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.billable }
 
 func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
 	t := c.table()
@@ -303,6 +307,7 @@ func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 			rev := route.Revision.Metadata.Name
+			ch <- prometheus.MustNewConstMetric(c.billable, prometheus.CounterValue, st.Billable.Seconds(), tgt.Project, tgt.Region, tgt.Service, rev)
 			for state, n := range map[string]int{"active": active, "idle": len(st.Instances) - active, "starting": st.Starting} {
 				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), tgt.Project, tgt.Region, tgt.Service, rev, state)
 			}

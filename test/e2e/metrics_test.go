@@ -111,6 +111,13 @@ func TestPerServiceRequestCount(t *testing.T) {
 	if m := coldRe.FindStringSubmatch(body); m == nil || m[1] == "0" {
 		t.Errorf("usher_run_cold_start_seconds_count for counted: %v, want at least 1", m)
 	}
+	// Billable time: counted served requests, so it is above zero.
+	billRe := regexp.MustCompile(`(?m)^usher_run_container_billable_instance_time_seconds_total\{[^}]*service="counted"[^}]*\} (\S+)$`)
+	if m := billRe.FindStringSubmatch(body); m == nil {
+		t.Error("no billable instance time for counted")
+	} else if v, _ := strconv.ParseFloat(m[1], 64); v <= 0 {
+		t.Errorf("billable instance time for counted = %g, want > 0 after 3 served requests", v)
+	}
 	for _, leak := range []string{caller, stranger, "secret-path"} {
 		if strings.Contains(body, leak) {
 			t.Errorf("/metrics names %q: labels must never carry principals or paths", leak)
