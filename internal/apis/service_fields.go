@@ -312,6 +312,7 @@ var serviceAnnotations = map[string]annotationRule{
 	AnnotationInvokerIAMDisabled: annAny, // validated below
 	AnnotationIAPEnabled:         {allowed: []string{"true", "false"}, why: "run.googleapis.com/iap-enabled is \"true\" or \"false\""},
 	AnnotationCustomAudiences:    annAny,
+	AnnotationAnonymousRateLimit: annAny, // validated below
 	AnnotationDescription:        annAny,
 	AnnotationClientName:         annAny,
 	AnnotationClientVersion:      annAny,

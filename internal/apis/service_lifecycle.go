@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/usher-run/usher/internal/ratelimit"
 )
 
 // Condition types and statuses clients poll for.
@@ -41,6 +43,21 @@ func (s *Service) IAPEnabled() bool {
 // are invoked as it.
 func IAPServiceAgent(project string) string {
 	return "serviceAccount:service-" + ProjectNumber(project) + "@gcp-sa-iap.iam.gserviceaccount.com"
+}
+
+// AnonymousRateLimit is the limit on the service's anonymous callers; the
+// zero Limit when none is set (or the value does not parse, which
+// validation refuses).
+func (s *Service) AnonymousRateLimit() ratelimit.Limit {
+	v, ok := s.Metadata.Annotations[AnnotationAnonymousRateLimit]
+	if !ok {
+		return ratelimit.Limit{}
+	}
+	l, err := ratelimit.Parse(v)
+	if err != nil {
+		return ratelimit.Limit{}
+	}
+	return l
 }
 
 // CustomAudiences returns the audiences besides the URL that tokens may carry.

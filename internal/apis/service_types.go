@@ -18,8 +18,11 @@ const (
 	AnnotationInvokerIAMDisabled = "run.googleapis.com/invoker-iam-disabled"
 	// AnnotationIAPEnabled puts the service behind Usher's identity-aware
 	// proxy (gcloud's --iap writes "true").
-	AnnotationIAPEnabled         = "run.googleapis.com/iap-enabled"
-	AnnotationCustomAudiences    = "run.googleapis.com/custom-audiences"
+	AnnotationIAPEnabled      = "run.googleapis.com/iap-enabled"
+	AnnotationCustomAudiences = "run.googleapis.com/custom-audiences"
+	// AnnotationAnonymousRateLimit is Usher's own: the rate limit anonymous
+	// callers of a public service are held to (ratelimit.Parse's syntax).
+	AnnotationAnonymousRateLimit = "usher.dev/anonymous-rate-limit"
 	AnnotationMinScale           = "autoscaling.knative.dev/minScale"
 	AnnotationMaxScale           = "autoscaling.knative.dev/maxScale"
 	AnnotationIngress            = "run.googleapis.com/ingress"

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/usher-run/usher/internal/ratelimit"
 )
 
 // FieldError is a validation failure at a field path, e.g.
@@ -182,6 +184,11 @@ func validateAnnotations(path string, ann map[string]string) error {
 	if v, ok := ann[AnnotationInvokerIAMDisabled]; ok {
 		if _, err := strconv.ParseBool(strings.ToLower(v)); err != nil {
 			return fieldErr(path, "%s must be \"true\" or \"false\", got %q", AnnotationInvokerIAMDisabled, v)
+		}
+	}
+	if v, ok := ann[AnnotationAnonymousRateLimit]; ok {
+		if _, err := ratelimit.Parse(v); err != nil {
+			return fieldErr(path, "%s: %v", AnnotationAnonymousRateLimit, err)
 		}
 	}
 	if v, ok := ann[AnnotationCustomAudiences]; ok {

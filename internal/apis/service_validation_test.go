@@ -79,3 +79,35 @@ func TestValidateTagsAndRevisionNames(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateAnonymousRateLimit(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		ok    bool
+	}{
+		{"5", true},
+		{"0.5,burst=3,total=100", true},
+		{"0", false},
+		{"five", false},
+		{"5,burst=-1", false},
+	} {
+		s := validService("hello")
+		s.Metadata.Annotations = map[string]string{AnnotationAnonymousRateLimit: tt.value}
+		err := s.Validate()
+		if got := err == nil; got != tt.ok {
+			t.Errorf("Validate with %s=%q: %v, want ok=%v", AnnotationAnonymousRateLimit, tt.value, err, tt.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "metadata.annotations") {
+			t.Errorf("error %q lacks the field path", err)
+		}
+		if tt.ok && !s.AnonymousRateLimit().Enabled() {
+			t.Errorf("AnonymousRateLimit() of %q is not enabled", tt.value)
+		}
+	}
+	// Other keys under Usher's prefix stay refused.
+	s := validService("hello")
+	s.Metadata.Annotations = map[string]string{"usher.dev/other": "x"}
+	if s.Validate() == nil {
+		t.Error("an unknown usher.dev/ annotation was accepted")
+	}
+}

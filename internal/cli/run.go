@@ -17,6 +17,7 @@ import (
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/client"
 	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/ratelimit"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -71,6 +72,7 @@ type deployFlags struct {
 	useHTTP2          bool
 	noUseHTTP2        bool
 	source            string
+	anonymousLimit    string
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -110,6 +112,7 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.BoolVar(&f.noInvokerIAMCheck, "no-invoker-iam-check", false, "disable the invoker IAM check: the service is public")
 	fl.BoolVar(&f.iap, "iap", false, "put the service behind the identity-aware proxy: people sign in with a browser and need roles/iap.httpsResourceAccessor")
 	fl.BoolVar(&f.noIAP, "no-iap", false, "take the service out from behind the identity-aware proxy")
+	fl.StringVar(&f.anonymousLimit, "anonymous-rate-limit", "", "hold anonymous callers of the (public) service to RPS[,burst=N][,total=RPS][,total-burst=N] per client address; \"off\" removes the limit")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
 	fl.StringVar(&f.cpu, "cpu", "", "CPU limit per instance, e.g. 1, 0.5, 500m (container images)")
 	fl.StringVar(&f.memory, "memory", "", "memory limit per instance, e.g. 512Mi, 1Gi (container images)")
@@ -345,6 +348,20 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 		s.Metadata.Annotations[apis.AnnotationIAPEnabled] = "true"
 	case f.noIAP:
 		delete(s.Metadata.Annotations, apis.AnnotationIAPEnabled)
+	}
+	switch f.anonymousLimit {
+	case "":
+	case "off":
+		delete(s.Metadata.Annotations, apis.AnnotationAnonymousRateLimit)
+	default:
+		l, err := ratelimit.Parse(f.anonymousLimit)
+		if err != nil {
+			return fmt.Errorf("--anonymous-rate-limit=%s: %v", f.anonymousLimit, err)
+		}
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[apis.AnnotationAnonymousRateLimit] = l.String()
 	}
 	return nil
 }

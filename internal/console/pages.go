@@ -10,6 +10,7 @@ import (
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/ratelimit"
 )
 
 // serviceRef names a service in the console's URLs.
@@ -245,6 +246,8 @@ type overviewView struct {
 	CustomAudiences   []string
 	InvokerIAMChecked bool
 	IAPEnabled        bool
+	// AnonymousLimit is the usher.dev/anonymous-rate-limit in force (nil: none).
+	AnonymousLimit *anonymousLimitView
 	// CanToggleIAP: the principal may update the service and set its policy.
 	CanToggleIAP bool
 	IAPAction    string
@@ -270,6 +273,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 		InvokerIAMChecked: !svc.InvokerIAMDisabled(),
 		IAPEnabled:        svc.IAPEnabled(),
 		IAPAction:         ls.Head.serviceRef.URL("iap"),
+	}
+	if l := svc.AnonymousRateLimit(); l.Enabled() {
+		v.AnonymousLimit = &anonymousLimitView{l}
 	}
 	if held, err := ls.b.servicePermissions(ls.Head.Project, ls.Head.Region, ls.Head.Name, iam.PermServicesUpdate, iam.PermServicesSetIamPolicy); err == nil {
 		v.CanToggleIAP = held[iam.PermServicesUpdate] && held[iam.PermServicesSetIamPolicy]
@@ -389,4 +395,14 @@ func (c *Console) logs(w http.ResponseWriter, r *http.Request, s *session) error
 		v.Denials = d.Denials(ref.Project, ref.Region, ref.Name, 50)
 	}
 	return c.pages.render(w, http.StatusOK, "logs.html", c.newView(s, ref.Project, ls.Service.Metadata.Name+" · Logs", v))
+}
+
+// anonymousLimitView renders an anonymous rate limit for people.
+type anonymousLimitView struct{ ratelimit.Limit }
+
+// Summary reads "5/s per address (burst 5), 500/s in all (burst 500)".
+func (v anonymousLimitView) Summary() string {
+	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
+	return f(v.RPS) + "/s per address (burst " + strconv.Itoa(v.Burst) + "), " +
+		f(v.TotalRPS) + "/s in all (burst " + strconv.Itoa(v.TotalBurst) + ")"
 }

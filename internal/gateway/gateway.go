@@ -25,6 +25,7 @@ import (
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/pool"
+	"github.com/usher-run/usher/internal/ratelimit"
 	"github.com/usher-run/usher/internal/routing"
 )
 
@@ -57,6 +58,9 @@ type Config struct {
 	Log         *slog.Logger
 	// OnDenied, if set, is told of every refused request (audit, metrics).
 	OnDenied func(Denial)
+	// OnRouted, if set, is told of every request that passed authorization
+	// (or needed none) once it is answered: per-service metrics.
+	OnRouted func(Routed)
 	// Now is the clock IAM conditions see as request.time (default
 	// time.Now); tests inject one.
 	Now func() time.Time
@@ -72,6 +76,9 @@ type Config struct {
 	// a plain TCP dial: sandboxed process instances listen only inside
 	// their own network namespace (process.Runtime.DialContext).
 	DialInstance func(ctx context.Context, network, addr string) (net.Conn, error)
+	// TrustedProxies may name the client in X-Forwarded-For, which anonymous
+	// rate limits charge (anonymous.go); from anyone else it is ignored.
+	TrustedProxies ratelimit.Proxies
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -84,6 +91,27 @@ type Denial struct {
 	// ForwardAuth marks a refusal answered to a forward-auth subrequest
 	// (forwardauth.go); Host is then the protected upstream's.
 	ForwardAuth bool
+	// Client is the client address charged, on anonymous rate-limit
+	// refusals only.
+	Client string
+}
+
+// Routed describes a request that passed authorization, once answered.
+type Routed struct {
+	Target *routing.Target
+	// Revision took the request ("" when none could).
+	Revision string
+	// Status is what the client got (the instance's, or the gateway's own
+	// 429/502/503/504; 499 when the client left).
+	Status int
+	// Forwarded: an instance answered (Status is then the instance's, or a
+	// proxy error's).
+	Forwarded bool
+	// UsherTime is Usher's share of the latency: from arrival to the
+	// request's forwarding (routing, authorization, the wait for an
+	// instance, a cold start included); InstanceTime the rest, until the
+	// answer was written (zero when not forwarded).
+	UsherTime, InstanceTime time.Duration
 }
 
 // Gateway serves service hosts.
@@ -91,6 +119,8 @@ type Gateway struct {
 	cfg   Config
 	table atomic.Pointer[routing.Table]
 	proxy *httputil.ReverseProxy
+	// limits holds the anonymous rate limiters (anonymous.go).
+	limits anonymousLimits
 }
 
 // New returns a gateway with no table: it answers 503 until SetTable.
@@ -102,6 +132,10 @@ func New(cfg Config) *Gateway {
 		cfg.Now = time.Now
 	}
 	g := &Gateway{cfg: cfg}
+	g.limits.routed = func(k serviceKey) bool {
+		t := g.table.Load()
+		return t != nil && t.HasService(routing.ServiceKey{Project: k.project, Region: k.region, Service: k.service})
+	}
 	tr := newInstanceTransport()
 	tr.dial = cfg.DialInstance
 	h2c := newH2CTransport()
@@ -109,9 +143,10 @@ func New(cfg Config) *Gateway {
 		h2c.DialContext = cfg.DialInstance // sandboxed instances speak h2c too
 	}
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    byProtocol{h1: tr, h2c: h2c},
-		ErrorHandler: g.proxyError,
+		Rewrite:        rewrite,
+		ModifyResponse: recordStatus,
+		Transport:      byProtocol{h1: tr, h2c: h2c},
+		ErrorHandler:   g.proxyError,
 		// FlushInterval stays 0: ReverseProxy already flushes server-sent
 		// events and unsized (streamed) responses after every write, and a
 		// sized answer then goes out in one write instead of two.
@@ -121,7 +156,9 @@ func New(cfg Config) *Gateway {
 }
 
 // SetTable swaps in a new routing table; the next request uses it.
-func (g *Gateway) SetTable(t *routing.Table) { g.table.Store(t) }
+func (g *Gateway) SetTable(t *routing.Table) {
+	g.table.Store(t) // anonymous limits follow lazily (anonymous.go)
+}
 
 // Table returns the table in force.
 func (g *Gateway) Table() *routing.Table { return g.table.Load() }
@@ -160,12 +197,15 @@ type proxied struct {
 	credentialHeader string
 	// h2c: the revision asked for HTTP/2 without TLS (--use-http2).
 	h2c bool
+	// status is the answer's status, set by the proxy's hooks.
+	status int
 }
 
 type proxiedKey struct{}
 
 // ServeHTTP implements the request flow.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	if g.cfg.Fresh != nil && !g.cfg.Fresh() {
 		refuse(w, r)
 		writeStale(w)
@@ -196,11 +236,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.credentialHeader = header
+	} else if tgt.AnonymousLimit.Enabled() && !g.admitAnonymous(w, r, tgt) {
+		return // anonymous.go; it answered 429
 	}
 	route := tgt.Pick(pickPercent(tgt.TotalPercent))
 	if route == nil {
 		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
+		g.routed(Routed{Target: tgt, Status: http.StatusServiceUnavailable, UsherTime: time.Since(arrived)})
 		return
 	}
 	// The revision's timeoutSeconds bounds the whole request, the wait for a
@@ -217,13 +260,31 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lease, err := g.cfg.Instances.Acquire(ctx, route.Key, route.Revision)
 	if err != nil {
 		refuse(w, r)
-		g.noInstance(w, r, tgt, route, err)
+		status := g.noInstance(w, r, tgt, route, err)
+		g.routed(Routed{Target: tgt, Revision: route.Revision.Metadata.Name, Status: status, UsherTime: time.Since(arrived)})
 		return
 	}
 	defer lease.Release()
 	p.addr = lease.Addr()
 	p.h2c = route.Revision.UsesHTTP2()
+	forwarded := time.Now()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, proxiedKey{}, &p)))
+	g.routed(Routed{Target: tgt, Revision: route.Revision.Metadata.Name, Status: p.status, Forwarded: true,
+		UsherTime: forwarded.Sub(arrived), InstanceTime: time.Since(forwarded)})
+}
+
+func (g *Gateway) routed(r Routed) {
+	if g.cfg.OnRouted != nil {
+		g.cfg.OnRouted(r)
+	}
+}
+
+// recordStatus keeps the instance's status for OnRouted.
+func recordStatus(resp *http.Response) error {
+	if p, ok := resp.Request.Context().Value(proxiedKey{}).(*proxied); ok {
+		p.status = resp.StatusCode
+	}
+	return nil
 }
 
 // refuse prepares the answer to a request the gateway will not forward: an
@@ -245,14 +306,14 @@ var connectionClose = []string{"close"}
 
 // noInstance answers a request no instance could take: 429 when the revision
 // is at its limits, 503 otherwise, both with Retry-After.
-func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, route *routing.Route, err error) {
+func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routing.Target, route *routing.Route, err error) (status int) {
 	if errors.Is(err, context.Canceled) {
 		w.WriteHeader(499) // the client left while queued
-		return
+		return 499
 	}
 	if errors.Is(err, context.DeadlineExceeded) { // the revision's timeoutSeconds
 		writePage(w, http.StatusGatewayTimeout, pageGatewayTimeout)
-		return
+		return http.StatusGatewayTimeout
 	}
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
 		g.cfg.Log.Warn("no instance", "service", tgt.Service, "revision", route.Revision.Metadata.Name, "err", err)
@@ -260,9 +321,10 @@ func (g *Gateway) noInstance(w http.ResponseWriter, r *http.Request, tgt *routin
 	w.Header()["Retry-After"] = retryAfter
 	if errors.Is(err, pool.ErrOverloaded) {
 		writePage(w, http.StatusTooManyRequests, pageOverloaded)
-		return
+		return http.StatusTooManyRequests
 	}
 	writePage(w, http.StatusServiceUnavailable, pageUnavailable)
+	return http.StatusServiceUnavailable
 }
 
 var retryAfter = []string{"1"}
@@ -404,6 +466,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	switch {
 	case errors.Is(err, context.Canceled):
 		// The client went away; nobody reads the answer.
+		setStatus(r, 499)
 		w.WriteHeader(499)
 		return
 	case errors.Is(err, context.DeadlineExceeded):
@@ -412,7 +475,14 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelWarn) {
 		g.cfg.Log.Warn("proxy error", "host", r.Host, "err", err)
 	}
+	setStatus(r, status)
 	writePage(w, status, page)
+}
+
+func setStatus(r *http.Request, status int) {
+	if p, ok := r.Context().Value(proxiedKey{}).(*proxied); ok {
+		p.status = status
+	}
 }
 
 // copyBuffers recycles ReverseProxy's 32 KiB response copy buffers, which it

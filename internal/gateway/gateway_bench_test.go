@@ -7,6 +7,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/routing"
@@ -33,6 +36,9 @@ type benchGateway struct {
 	privHost string
 	pubHost  string
 	unbdHost string
+	// limHost is a public service with an anonymous rate limit too high
+	// to refuse anything: the limiter's cost alone.
+	limHost string
 }
 
 func newBenchGateway(b *testing.B) *benchGateway {
@@ -42,6 +48,8 @@ func newBenchGateway(b *testing.B) *benchGateway {
 		gatewayFixtureService("private", nil, gatewayFixturePolicy("roles/run.invoker", "serviceAccount:"+gwFixSA)),
 		gatewayFixtureService("public", nil, gatewayFixturePolicy("roles/run.invoker", "allUsers")),
 		gatewayFixtureService("unbound", nil, nil),
+		gatewayFixtureService("limited", map[string]string{apis.AnnotationInvokerIAMDisabled: "true",
+			apis.AnnotationAnonymousRateLimit: "1000000,burst=1000000"}, nil),
 	)
 	gw := f.newGateway()
 	gw.SetTable(table)
@@ -53,6 +61,7 @@ func newBenchGateway(b *testing.B) *benchGateway {
 		privHost: gatewayFixtureHost("private"),
 		pubHost:  gatewayFixtureHost("public"),
 		unbdHost: gatewayFixtureHost("unbound"),
+		limHost:  gatewayFixtureHost("limited"),
 	}
 }
 
@@ -228,6 +237,37 @@ func BenchmarkGatewayBaselineDirect(b *testing.B) {
 func BenchmarkPublic(b *testing.B) {
 	bg := newBenchGateway(b)
 	benchRecorderLoop(b, bg.gw, newBenchRequest(bg.pubHost, nil), http.StatusOK)
+}
+
+// BenchmarkPublicAnonymousLimited is a public service whose anonymous
+// rate limit admits every request: the limiter's share of the hot path.
+func BenchmarkPublicAnonymousLimited(b *testing.B) {
+	bg := newBenchGateway(b)
+	benchRecorderLoop(b, bg.gw, newBenchRequest(bg.limHost, nil), http.StatusOK)
+}
+
+// BenchmarkPublicCounted is BenchmarkPublic with a per-service request
+// counter and latency histograms on OnRouted, shaped like the server's
+// usher_run_request_count and usher_run_request_latencies_seconds: the
+// metrics' share of the hot path.
+func BenchmarkPublicCounted(b *testing.B) {
+	bg := newBenchGateway(b)
+	counts := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "bench_request_count"},
+		[]string{"project", "region", "service", "revision", "response_code_class", "decision"})
+	latencies := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "bench_request_latencies", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)},
+		[]string{"project", "region", "service", "revision", "share"})
+	gw := gateway.New(gateway.Config{
+		Verifier: bg.f.verifier, Instances: bg.f.instances, CLIAudience: gwFixCLIAudience,
+		OnRouted: func(r gateway.Routed) {
+			t := r.Target
+			counts.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "2xx", "allowed").Inc()
+			latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "total").Observe((r.UsherTime + r.InstanceTime).Seconds())
+			latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "usher").Observe(r.UsherTime.Seconds())
+			latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "instance").Observe(r.InstanceTime.Seconds())
+		},
+	})
+	gw.SetTable(bg.gw.Table())
+	benchRecorderLoop(b, gw, newBenchRequest(bg.pubHost, nil), http.StatusOK)
 }
 
 // BenchmarkDenied401NoToken is a private service without credentials.

@@ -18,6 +18,7 @@ var (
 	pageNotFound       = page(404, "Not Found", "The requested URL was not found on this server.")
 	pageUnavailable    = page(503, "Service Unavailable", "The service is not available right now. Please try again.")
 	pageNoRevision     = page(503, "Service Unavailable", "The service has no ready revision yet.")
+	pageRateLimited    = page(429, "Too Many Requests", "Too many anonymous requests from your address. Please retry later, or call with credentials.")
 	pageOverloaded     = page(429, "Too Many Requests", "The service is at its maximum number of instances and its queue is full. Please retry.")
 	pageBadGateway     = page(502, "Bad Gateway", "The service's instance failed to answer.")
 	pageGatewayTimeout = page(504, "Gateway Timeout", "The service's instance did not answer in time.")

@@ -70,6 +70,10 @@ type Config struct {
 	// service (PROJECT/REGION/SERVICE).
 	Output *logs.Book[logs.Entry]
 	Log    *slog.Logger
+	// OnColdStart, if set, is told of every instance that started, with
+	// its service (PROJECT/REGION/SERVICE), revision and start duration
+	// (per-service metrics). It is called with no lock held.
+	OnColdStart func(serviceKey, revision string, took time.Duration)
 }
 
 // Pool holds instances per revision.
@@ -127,6 +131,17 @@ type instance struct {
 	inflight int
 	lastUsed time.Time
 	gone     bool // exited or being stopped: takes no new requests
+	// busySince is when inflight last went from 0 to 1: billable time
+	// runs while an instance holds at least one request, as Cloud Run bills.
+	busySince time.Time
+}
+
+// beginLocked takes a slot on in.
+func (in *instance) beginLocked() {
+	if in.inflight == 0 {
+		in.busySince = time.Now()
+	}
+	in.inflight++
 }
 
 // waiter is a request queued for a slot.
@@ -143,8 +158,11 @@ type revisionPool struct {
 	log        *slog.Logger
 
 	concurrency int // per instance; > 0
-	minScale    int
-	maxScale    int
+	// billable is the instance time that ended: the sum, over instances,
+	// of the periods each held at least one request (guarded by mu).
+	billable time.Duration
+	minScale int
+	maxScale int
 
 	mu        sync.Mutex
 	instances []*instance
@@ -253,7 +271,7 @@ func (rp *revisionPool) acquire(ctx context.Context) (*Lease, error) {
 		return nil, ErrRetired
 	}
 	if in := rp.freeLocked(); in != nil {
-		in.inflight++
+		in.beginLocked()
 		rp.mu.Unlock()
 		return &in.lease, nil
 	}
@@ -380,10 +398,14 @@ func (rp *revisionPool) start() {
 	}
 	rp.lastErr = nil
 	rp.instances = append(rp.instances, in)
+	took := time.Since(begin)
 	rp.log.Info("instance started", "instance", rin.ID(), "addr", in.addr,
-		"cold_start", time.Since(begin).Round(time.Millisecond), "instances", len(rp.instances))
+		"cold_start", took.Round(time.Millisecond), "instances", len(rp.instances))
 	rp.handOffLocked(in)
 	rp.mu.Unlock()
+	if f := rp.p.cfg.OnColdStart; f != nil {
+		f(rp.serviceKey, spec.Revision, took)
+	}
 	go rp.supervise(in)
 }
 
@@ -400,7 +422,7 @@ func (rp *revisionPool) handOffLocked(in *instance) {
 	for len(rp.waiters) > 0 && !in.gone && in.inflight < rp.concurrency {
 		w := rp.waiters[0]
 		rp.waiters = rp.waiters[1:]
-		in.inflight++
+		in.beginLocked()
 		w.ready <- in
 	}
 }
@@ -409,6 +431,9 @@ func (rp *revisionPool) release(in *instance) {
 	rp.mu.Lock()
 	in.inflight--
 	in.lastUsed = time.Now()
+	if in.inflight == 0 {
+		rp.billable += in.lastUsed.Sub(in.busySince)
+	}
 	rp.handOffLocked(in)
 	rp.mu.Unlock()
 }
@@ -583,6 +608,9 @@ type Stats struct {
 	Instances []InstanceStats
 	Starting  int
 	Queued    int
+	// Billable is the revision's billable instance time so far on this
+	// node: seconds its instances held at least one request.
+	Billable time.Duration
 }
 
 // InstanceStats is one instance's load.
@@ -601,8 +629,12 @@ func (p *Pool) Stats(key string) Stats {
 	rp := v.(*revisionPool)
 	rp.mu.Lock()
 	defer rp.mu.Unlock()
-	s := Stats{Starting: rp.starting, Queued: len(rp.waiters)}
+	s := Stats{Starting: rp.starting, Queued: len(rp.waiters), Billable: rp.billable}
+	now := time.Now()
 	for _, in := range rp.instances {
+		if in.inflight > 0 {
+			s.Billable += now.Sub(in.busySince)
+		}
 		s.Instances = append(s.Instances, InstanceStats{ID: in.ID(), Addr: in.addr, InFlight: in.inflight})
 	}
 	return s

@@ -336,3 +336,46 @@ func TestLeaseDoesNotAllocate(t *testing.T) {
 		t.Errorf("Acquire+Release allocates %v times, want 0", n)
 	}
 }
+
+// TestBillableTimeAndColdStarts: billable time runs while an instance holds
+// at least one request, so overlapping requests on one instance count once
+// (never more than the wall time they spanned), and each instance start is
+// reported to OnColdStart.
+func TestBillableTimeAndColdStarts(t *testing.T) {
+	var mu sync.Mutex
+	var starts []string
+	p := newPool(t, Config{OnColdStart: func(serviceKey, revision string, took time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		starts = append(starts, serviceKey+" "+revision)
+		if took <= 0 {
+			t.Errorf("cold start took %v", took)
+		}
+	}})
+	rev := revision("svc-00001-abc", slowApp(t), scale(0, 1))
+	// Warm the instance first, so the burst below shares it.
+	if err := call(context.Background(), p, rev, "/slow?ms=1"); err != nil {
+		t.Fatal(err)
+	}
+	before := p.Stats(Key(rev)).Billable
+	began := time.Now()
+	for i, err := range burst(p, rev, 3, "/slow?ms=300") {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	wall := time.Since(began)
+	st := p.Stats(Key(rev))
+	if len(st.Instances) != 1 {
+		t.Fatalf("instances = %d, want 1", len(st.Instances))
+	}
+	got := st.Billable - before
+	if got < 300*time.Millisecond || got > wall {
+		t.Errorf("billable time of the burst = %v, want at least one request's 300ms and at most the burst's wall time %v", got, wall)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(starts) != 1 || !strings.HasSuffix(starts[0], "/svc svc-00001-abc") {
+		t.Errorf("OnColdStart calls = %q, want one for svc-00001-abc", starts)
+	}
+}

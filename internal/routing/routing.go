@@ -12,6 +12,7 @@ import (
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/ratelimit"
 )
 
 // ServiceState is one service with what the gateway needs beside it.
@@ -60,6 +61,10 @@ type Target struct {
 	// request, public service or not, must come from a person (or token)
 	// IAP lets through.
 	IAP *IAP
+	// AnonymousLimit holds anonymous callers of a public target to a rate
+	// (usher.dev/anonymous-rate-limit); the zero Limit is none. Tag hosts
+	// share their service's.
+	AnonymousLimit ratelimit.Limit
 }
 
 // IAP is what the identity-aware proxy needs of a target.
@@ -166,6 +171,12 @@ func (t *Table) Each(fn func(host string, tgt *Target)) {
 			fn(h, tgt)
 		}
 	}
+}
+
+// HasService reports whether the table routes the service.
+func (t *Table) HasService(k ServiceKey) bool {
+	sh := t.shards[k.shard()]
+	return sh != nil && len(sh.hosts[k]) > 0
 }
 
 // Len is the number of routable hosts.
@@ -297,6 +308,7 @@ func (w *tableWriter) add(st State, ss ServiceState, custom *iam.Roles) {
 		Public:             disabled || invokers.Public(),
 		InvokerIAMDisabled: disabled,
 		Invokers:           invokers,
+		AnonymousLimit:     svc.AnonymousRateLimit(),
 	}
 	if svc.IAPEnabled() {
 		agent, _ := strings.CutPrefix(apis.IAPServiceAgent(ss.Project), "serviceAccount:")

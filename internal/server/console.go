@@ -32,9 +32,16 @@ func newConsole(cfg Config, st store.Store, roles *iam.Roles, core *admin.Core, 
 }
 
 // recordDenial keeps the gateway's refusals per service for the console.
-func recordDenial(book *logs.Book[console.Denial]) func(gateway.Denial) {
+// Anonymous rate-limit refusals are counted in the metrics instead: a flood
+// of them would push every other refusal out of the book.
+func recordDenial(book *logs.Book[console.Denial], mets *metrics) func(gateway.Denial) {
 	return func(d gateway.Denial) {
+		mets.denied(d)
 		if d.Target == nil {
+			return
+		}
+		if d.Reason == gateway.ReasonAnonymousRateLimit {
+			mets.limited(d.Target.Project, d.Target.Region, d.Target.Service)
 			return
 		}
 		principal := ""

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,7 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/usher-run/usher/internal/gateway"
 	"github.com/usher-run/usher/internal/mirror"
+	"github.com/usher-run/usher/internal/pool"
+	"github.com/usher-run/usher/internal/routing"
 )
 
 // metrics are served at /metrics on API hosts (Prometheus text format).
@@ -24,6 +29,23 @@ type metrics struct {
 	// codes holds each status code's counter once it has been seen: no
 	// label lookup per request, and no series for codes never answered.
 	codes [600]atomic.Value // prometheus.Counter
+	// rateLimited counts anonymous requests refused by a service's rate
+	// limit; its series are deleted when the service is (forgetServices).
+	rateLimited *prometheus.CounterVec
+	// requestCount is Cloud Run's request_count: per service and revision,
+	// by response class and by the gateway's decision (never principals or
+	// paths, so its cardinality is bounded by the services that exist).
+	requestCount *prometheus.CounterVec
+	// latencies is Cloud Run's request_latencies, split by share: "total",
+	// "usher" (arrival to forwarding, cold starts included) and "instance".
+	latencies *prometheus.HistogramVec
+	// coldStarts is the duration of each instance start (a count of cold
+	// starts too), per revision.
+	coldStarts *prometheus.HistogramVec
+	mu         sync.Mutex // guards routedServices; never taken by requests
+	// routedServices are the services of the table in force, so that the
+	// next table tells which were deleted (forgetServices).
+	routedServices map[[3]string]bool
 }
 
 func newMetrics(node string) *metrics {
@@ -40,7 +62,29 @@ func newMetrics(node string) *metrics {
 		Help:        "Requests to service hosts, by response status code.",
 		ConstLabels: labels,
 	}, []string{"code"})
-	m.reg.MustRegister(m.propagation, m.requests,
+	m.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "usher_anonymous_rate_limited_total",
+		Help:        "Anonymous requests to a public service refused (429) by its usher.dev/anonymous-rate-limit.",
+		ConstLabels: labels,
+	}, []string{"project", "region", "service"})
+	m.requestCount = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name:        "usher_run_request_count",
+		Help:        "Requests to a service (Cloud Run's request_count), by revision, response class and the gateway's decision: allowed, 401, 403, 429 (rate limit or overload), 503.",
+		ConstLabels: labels,
+	}, []string{"project", "region", "service", "revision", "response_code_class", "decision"})
+	m.latencies = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:        "usher_run_request_latencies_seconds",
+		Help:        "Latency of requests an instance answered (Cloud Run's request_latencies), by share: total, usher (arrival to forwarding: routing, authorization, the wait for an instance and cold starts) and instance (forwarding to the answer written).",
+		ConstLabels: labels,
+		Buckets:     prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms to 16 s
+	}, []string{"project", "region", "service", "revision", "share"})
+	m.coldStarts = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:        "usher_run_cold_start_seconds",
+		Help:        "Instance starts on this node and how long each took (start to ready), per revision; _count is the number of cold starts.",
+		ConstLabels: labels,
+		Buckets:     prometheus.ExponentialBuckets(0.01, 2, 12), // 10 ms to 20 s
+	}, []string{"project", "region", "service", "revision"})
+	m.reg.MustRegister(m.propagation, m.requests, m.rateLimited, m.requestCount, m.latencies, m.coldStarts,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -78,6 +122,83 @@ func (m *metrics) watch(mir *mirror.Mirror, node string) {
 }
 
 func (m *metrics) applied(d time.Duration) { m.propagation.Observe(d.Seconds()) }
+
+// limited counts one rate-limited request to project/region/service.
+func (m *metrics) limited(project, region, service string) {
+	m.rateLimited.WithLabelValues(project, region, service).Inc()
+}
+
+// counted counts one request in request_count.
+func (m *metrics) counted(project, region, service, revision string, status int, decision string) {
+	m.requestCount.WithLabelValues(project, region, service, revision, responseClass(status), decision).Inc()
+}
+
+// routed counts a request that passed authorization.
+func (m *metrics) routed(r gateway.Routed) {
+	decision := "allowed"
+	if !r.Forwarded {
+		switch r.Status {
+		case http.StatusTooManyRequests:
+			decision = "429"
+		case http.StatusServiceUnavailable:
+			decision = "503"
+		}
+	}
+	m.counted(r.Target.Project, r.Target.Region, r.Target.Service, r.Revision, r.Status, decision)
+	if r.Forwarded {
+		t := r.Target
+		m.latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "total").Observe((r.UsherTime + r.InstanceTime).Seconds())
+		m.latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "usher").Observe(r.UsherTime.Seconds())
+		m.latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "instance").Observe(r.InstanceTime.Seconds())
+	}
+}
+
+// denied counts a request the gateway refused (401, 403, 429).
+func (m *metrics) denied(d gateway.Denial) {
+	if d.Target == nil || d.ForwardAuth {
+		return
+	}
+	m.counted(d.Target.Project, d.Target.Region, d.Target.Service, "", d.Status, strconv.Itoa(d.Status))
+}
+
+// coldStart records one instance start of revision of serviceKey
+// (PROJECT/REGION/SERVICE).
+func (m *metrics) coldStart(serviceKey, revision string, took time.Duration) {
+	parts := strings.SplitN(serviceKey, "/", 3)
+	if len(parts) != 3 {
+		return
+	}
+	m.coldStarts.WithLabelValues(parts[0], parts[1], parts[2], revision).Observe(took.Seconds())
+}
+
+// responseClass is Cloud Run's response_code_class: "2xx", "4xx", ….
+func responseClass(status int) string {
+	if status < 100 || status > 599 {
+		return "unknown"
+	}
+	return responseClasses[status/100]
+}
+
+var responseClasses = [6]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+// forgetServices deletes the per-service series of services t no longer
+// routes: a deleted service leaves no series behind.
+func (m *metrics) forgetServices(t *routing.Table) {
+	live := map[[3]string]bool{}
+	t.Each(func(_ string, tgt *routing.Target) { live[[3]string{tgt.Project, tgt.Region, tgt.Service}] = true })
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.routedServices {
+		if !live[k] {
+			svc := prometheus.Labels{"project": k[0], "region": k[1], "service": k[2]}
+			m.rateLimited.DeletePartialMatch(svc)
+			m.requestCount.DeletePartialMatch(svc)
+			m.latencies.DeletePartialMatch(svc)
+			m.coldStarts.DeletePartialMatch(svc)
+		}
+	}
+	m.routedServices = live
+}
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
@@ -142,4 +263,54 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 	go srv.Serve(ln)
 	log.Info("metrics serving", "metrics_addr", ln.Addr().String())
 	return func() { srv.Close() }, nil
+}
+
+// instanceCollector reports Cloud Run's container/instance_count per
+// revision of the routing table in force, read from the pool at scrape
+// time: series exist only for revisions that are routed, so a deleted
+// service's disappear with it.
+type instanceCollector struct {
+	table    func() *routing.Table
+	stats    func(key string) pool.Stats
+	desc     *prometheus.Desc
+	billable *prometheus.Desc
+}
+
+func newInstanceCollector(node string, table func() *routing.Table, stats func(key string) pool.Stats) *instanceCollector {
+	return &instanceCollector{table: table, stats: stats, desc: prometheus.NewDesc("usher_run_container_instance_count",
+		"Instances of a routed revision on this node (Cloud Run's container/instance_count), by state: active (serving a request), idle, starting.",
+		[]string{"project", "region", "service", "revision", "state"}, prometheus.Labels{"node": node}),
+		billable: prometheus.NewDesc("usher_run_container_billable_instance_time_seconds_total",
+			"Seconds this node's instances of a routed revision held at least one request (Cloud Run's container/billable_instance_time).",
+			[]string{"project", "region", "service", "revision"}, prometheus.Labels{"node": node})}
+}
+
+func (c *instanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.billable }
+
+func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.table()
+	if t == nil {
+		return
+	}
+	seen := map[string]bool{}
+	t.Each(func(_ string, tgt *routing.Target) {
+		for _, route := range tgt.Routes {
+			if seen[route.Key] {
+				continue
+			}
+			seen[route.Key] = true
+			st := c.stats(route.Key)
+			active := 0
+			for _, in := range st.Instances {
+				if in.InFlight > 0 {
+					active++
+				}
+			}
+			rev := route.Revision.Metadata.Name
+			ch <- prometheus.MustNewConstMetric(c.billable, prometheus.CounterValue, st.Billable.Seconds(), tgt.Project, tgt.Region, tgt.Service, rev)
+			for state, n := range map[string]int{"active": active, "idle": len(st.Instances) - active, "starting": st.Starting} {
+				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), tgt.Project, tgt.Region, tgt.Service, rev, state)
+			}
+		}
+	})
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/usher-run/usher/internal/metadata"
 	"github.com/usher-run/usher/internal/mirror"
 	"github.com/usher-run/usher/internal/pool"
+	"github.com/usher-run/usher/internal/ratelimit"
 	"github.com/usher-run/usher/internal/routing"
 	"github.com/usher-run/usher/internal/runtime"
 	"github.com/usher-run/usher/internal/runtime/docker"
@@ -85,6 +86,9 @@ type Config struct {
 	// name external OIDC issuers whose tokens the gateway accepts (issuers.go).
 	TrustedIssuersFile string
 	TrustedIssuers     []string
+	// TrustedProxies ("CIDR,...") may name the client in X-Forwarded-For,
+	// which anonymous rate limits charge; empty: the connection's peer is.
+	TrustedProxies string
 	// MaxStaleness bounds how long a node whose mirror cannot confirm it is
 	// current keeps serving (etcd store only; default 5s): after it every
 	// gateway request gets 503 and /readyz fails (health.go).
@@ -286,18 +290,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if p, ok := runtimes.Process.(*process.Runtime); ok {
 		defer p.Close() // after the instances: removes the egress rules
 	}
+	mets := newMetrics(cfg.NodeName) // metrics.go
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
 		Identity:         runtimeIdentity(st, md, runtimes),
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
+		OnColdStart:      mets.coldStart,
 	})
 	denials := logs.New[console.Denial](200)
 	trail, stopAudit := startAudit(st, cfg, log.With("component", "audit")) // audit.go
 	defer stopAudit()
 	var mir *mirror.Mirror
-	mets := newMetrics(cfg.NodeName) // metrics.go
 	// The identity-aware proxy: sessions and assertions (package iap). Its
 	// one-time links are asked for with an admin API access token.
 	iapKeys, err := iap.LoadKeys(ctx, st, nil)
@@ -309,14 +314,20 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	proxies, err := ratelimit.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	signIn := iap.New(iap.Config{Keys: iapKeys, Store: st, PublicURL: cfg.PublicURL, Domain: cfg.Domain, Providers: providers,
 		Authenticate: func(r *http.Request) (iam.Principal, error) { return adminAPI.Authenticate(r) }})
 	gw := gateway.New(gateway.Config{
 		Fresh:    func() bool { return mir.Fresh() },
 		Verifier: accounts.Verifier{Next: gwVerifier, Index: live}, Instances: poolInstances{instances}, CLIAudience: issuer.CLIClientID,
-		Log:      log.With("component", "gateway"),
-		OnDenied: auditDenials(trail, recordDenial(denials)),
-		IAP:      signIn,
+		Log:            log.With("component", "gateway"),
+		OnDenied:       auditDenials(trail, recordDenial(denials, mets)),
+		IAP:            signIn,
+		TrustedProxies: proxies,
+		OnRouted:       mets.routed,
 		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if p, ok := runtimes.Process.(*process.Runtime); ok {
 				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
@@ -349,6 +360,7 @@ func Run(ctx context.Context, cfg Config) error {
 			table, servicesChanged := routes.apply(objects, keys, rev)
 			gw.SetTable(table)
 			if servicesChanged {
+				mets.forgetServices(table) // a deleted service leaves no series
 				ctrl.Observe(objects)
 			}
 		},
@@ -376,6 +388,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.Handle("GET /readyz", readyz(mir)) // health.go
 	mets.watch(mir, cfg.NodeName)
+	mets.reg.MustRegister(newInstanceCollector(cfg.NodeName, gw.Table, instances.Stats))
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", mets.handler())
 	} else {

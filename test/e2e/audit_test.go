@@ -20,6 +20,7 @@ type auditRecord struct {
 	Permission string    `json:"permission"`
 	Status     int       `json:"status"`
 	Reason     string    `json:"reason"`
+	Count      int       `json:"count"`
 	Details    struct {
 		BindingDeltas []struct {
 			Action, Role, Member string

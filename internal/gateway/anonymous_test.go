@@ -1,0 +1,139 @@
+package gateway_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/gateway"
+	"github.com/usher-run/usher/internal/ratelimit"
+)
+
+// anonymousRequest sends one request from remote (host:port) with optional
+// X-Forwarded-For and Authorization.
+func anonymousRequest(gw http.Handler, service, remote, xff, authz string) *httptest.ResponseRecorder {
+	host := gatewayFixtureHost(service)
+	r := httptest.NewRequest(http.MethodGet, "http://"+host+"/", nil)
+	r.Host = host
+	r.RemoteAddr = remote
+	if xff != "" {
+		r.Header.Set("X-Forwarded-For", xff)
+	}
+	if authz != "" {
+		r.Header.Set("Authorization", authz)
+	}
+	w := httptest.NewRecorder()
+	gw.ServeHTTP(w, r)
+	return w
+}
+
+// TestAnonymousRateLimit: a public service's anonymous callers are held to
+// the annotation's per-address rate (429 with Retry-After), each address
+// has its own bucket, callers with a valid token for the service are never
+// limited, a forged token counts as anonymous, and X-Forwarded-For is
+// believed only from a trusted proxy.
+func TestAnonymousRateLimit(t *testing.T) {
+	f := newGatewayFixture(t, false)
+	var denials []gateway.Denial
+	proxies, err := ratelimit.ParseProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	gw := gateway.New(gateway.Config{
+		Verifier: f.verifier, Instances: f.instances, CLIAudience: gwFixCLIAudience,
+		OnDenied:       func(d gateway.Denial) { denials = append(denials, d) },
+		TrustedProxies: proxies,
+		Now:            func() time.Time { return now },
+	})
+	limited := map[string]string{apis.AnnotationInvokerIAMDisabled: "true", apis.AnnotationAnonymousRateLimit: "0.5,burst=2"}
+	gw.SetTable(gatewayFixtureTable(
+		gatewayFixtureService("limited", limited, nil),
+		gatewayFixtureService("open", map[string]string{apis.AnnotationInvokerIAMDisabled: "true"}, nil),
+	))
+
+	for i := range 2 {
+		if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", ""); w.Code != 200 {
+			t.Fatalf("request %d within the burst: status %d, want 200", i, w.Code)
+		}
+	}
+	w := anonymousRequest(gw, "limited", "198.51.100.1:1001", "", "")
+	if w.Code != http.StatusTooManyRequests {
+		t.Fatalf("request past the burst: status %d, want 429", w.Code)
+	}
+	secs, err := strconv.Atoi(w.Header().Get("Retry-After"))
+	if err != nil || secs < 1 || secs > 2 {
+		t.Errorf("Retry-After = %q, want whole seconds in [1,2] at 0.5 rps", w.Header().Get("Retry-After"))
+	}
+	if len(denials) != 1 || denials[0].Status != 429 || denials[0].Reason != gateway.ReasonAnonymousRateLimit ||
+		denials[0].Target == nil || denials[0].Target.Service != "limited" || denials[0].Client != "198.51.100.1" {
+		t.Errorf("denials = %+v, want one 429 for limited from 198.51.100.1", denials)
+	}
+
+	// Another address has its own bucket; a service without a limit has none.
+	if w := anonymousRequest(gw, "limited", "198.51.100.2:1000", "", ""); w.Code != 200 {
+		t.Errorf("second address: status %d, want 200", w.Code)
+	}
+	for range 5 {
+		if w := anonymousRequest(gw, "open", "198.51.100.1:1000", "", ""); w.Code != 200 {
+			t.Fatalf("unlimited service: status %d, want 200", w.Code)
+		}
+	}
+
+	// Authenticated callers are never limited; a forged token is anonymous.
+	tok := f.mint(t, gwFixSA, gatewayFixtureURL("limited"))
+	for range 5 {
+		if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", "Bearer "+tok); w.Code != 200 {
+			t.Fatalf("authenticated caller: status %d, want 200", w.Code)
+		}
+	}
+	forged := tok[:len(tok)-4] + "AAAA"
+	if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", "Bearer "+forged); w.Code != 429 {
+		t.Errorf("forged token: status %d, want 429", w.Code)
+	}
+	wrongAud := f.mint(t, gwFixSA, gatewayFixtureURL("open"))
+	if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", "Bearer "+wrongAud); w.Code != 429 {
+		t.Errorf("token for another service: status %d, want 429", w.Code)
+	}
+
+	// X-Forwarded-For from an untrusted peer is ignored: the spoofer stays
+	// charged to its own, exhausted, address.
+	if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "203.0.113.50", ""); w.Code != 429 {
+		t.Errorf("spoofed X-Forwarded-For: status %d, want 429", w.Code)
+	}
+	// Through a trusted proxy, each client has its own bucket.
+	for i := range 2 {
+		if w := anonymousRequest(gw, "limited", "10.0.0.5:1000", "203.0.113.50", ""); w.Code != 200 {
+			t.Fatalf("proxied client request %d: status %d, want 200", i, w.Code)
+		}
+	}
+	if w := anonymousRequest(gw, "limited", "10.0.0.5:1000", "203.0.113.50", ""); w.Code != 429 {
+		t.Errorf("proxied client past its burst: status %d, want 429", w.Code)
+	}
+	if w := anonymousRequest(gw, "limited", "10.0.0.5:1000", "203.0.113.51", ""); w.Code != 200 {
+		t.Errorf("another client of the proxy: status %d, want 200", w.Code)
+	}
+
+	// Buckets survive a table swap that keeps the limit, and refill in time.
+	gw.SetTable(gatewayFixtureTable(
+		gatewayFixtureService("limited", limited, nil),
+		gatewayFixtureService("open", map[string]string{apis.AnnotationInvokerIAMDisabled: "true"}, nil),
+	))
+	if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", ""); w.Code != 429 {
+		t.Errorf("after a table swap: status %d, want 429 (bucket kept)", w.Code)
+	}
+	now = now.Add(2 * time.Second)
+	if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", ""); w.Code != 200 {
+		t.Errorf("after the refill: status %d, want 200", w.Code)
+	}
+	// Removing the limit lifts it.
+	gw.SetTable(gatewayFixtureTable(gatewayFixtureService("limited", map[string]string{apis.AnnotationInvokerIAMDisabled: "true"}, nil)))
+	for range 5 {
+		if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", ""); w.Code != 200 {
+			t.Fatalf("limit removed: status %d, want 200", w.Code)
+		}
+	}
+}

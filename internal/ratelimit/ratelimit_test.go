@@ -1,0 +1,180 @@
+package ratelimit
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Limit
+		wantErr bool
+	}{
+		{in: "5", want: Limit{RPS: 5, Burst: 5, TotalRPS: 500, TotalBurst: 500}},
+		{in: "0.5,burst=3", want: Limit{RPS: 0.5, Burst: 3, TotalRPS: 50, TotalBurst: 50}},
+		{in: "10, burst=20, total=200", want: Limit{RPS: 10, Burst: 20, TotalRPS: 200, TotalBurst: 200}},
+		{in: "1,total=1,total-burst=1", want: Limit{RPS: 1, Burst: 1, TotalRPS: 1, TotalBurst: 1}},
+		{in: "0.01,burst=7", want: Limit{RPS: 0.01, Burst: 7, TotalRPS: 1, TotalBurst: 7}},
+		{in: "", wantErr: true},
+		{in: "0", wantErr: true},
+		{in: "-1", wantErr: true},
+		{in: "NaN", wantErr: true},
+		{in: "Inf", wantErr: true},
+		{in: "1e7", wantErr: true},
+		{in: "5,burst=0", wantErr: true},
+		{in: "5,burst=1.5", wantErr: true},
+		{in: "5,burst=2,burst=3", wantErr: true},
+		{in: "5,bogus=1", wantErr: true},
+		{in: "5,burst", wantErr: true},
+		{in: "5,total=1", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := Parse(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Parse(%q) error = %v, wantErr %v", tt.in, err, tt.wantErr)
+			}
+			if err == nil && got != tt.want {
+				t.Errorf("Parse(%q) = %+v, want %+v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"5", "0.5,burst=3", "10,burst=20,total=200,total-burst=9", "1e6", ",", "5,burst=", "0x10"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := Parse(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), ErrSyntax.Error()) {
+				t.Fatalf("Parse(%q) error %q lacks the syntax prefix", s, err)
+			}
+			return
+		}
+		if !l.Enabled() || l.Burst < 1 || l.TotalBurst < 1 || l.TotalRPS < l.RPS || l.RPS > maxRPS || l.TotalRPS > maxRPS {
+			t.Fatalf("Parse(%q) = %+v: out of bounds", s, l)
+		}
+		again, err := Parse(l.String())
+		if err != nil || again != l {
+			t.Fatalf("Parse(String()) of %+v = %+v, %v", l, again, err)
+		}
+		New(l) // must not panic
+	})
+}
+
+func TestLimiterPerAddressAndTotal(t *testing.T) {
+	lim := New(Limit{RPS: 1, Burst: 2, TotalRPS: 2, TotalBurst: 3})
+	now := time.Unix(1000, 0)
+	a := netip.MustParseAddr("192.0.2.1")
+	b := netip.MustParseAddr("192.0.2.2")
+	c := netip.MustParseAddr("192.0.2.3")
+	for i := range 2 {
+		if ok, _ := lim.Allow(a, now); !ok {
+			t.Fatalf("request %d from a within its burst refused", i)
+		}
+	}
+	ok, wait := lim.Allow(a, now)
+	if ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("third request from a: ok=%v wait=%v, want refused with a wait within 1s", ok, wait)
+	}
+	if ok, _ := lim.Allow(b, now); !ok {
+		t.Fatal("b refused although it sent nothing yet and the total has room")
+	}
+	// The total burst (3) is spent: c is refused by the overall bucket.
+	if ok, _ := lim.Allow(c, now); ok {
+		t.Fatal("c allowed beyond the overall burst")
+	}
+	// After the refill a is served again.
+	if ok, _ := lim.Allow(a, now.Add(time.Second)); !ok {
+		t.Fatal("a refused after its bucket refilled")
+	}
+}
+
+func TestLimiterIPv6By64(t *testing.T) {
+	lim := New(Limit{RPS: 1, Burst: 1, TotalRPS: 100, TotalBurst: 100})
+	now := time.Unix(1000, 0)
+	if ok, _ := lim.Allow(netip.MustParseAddr("2001:db8::1"), now); !ok {
+		t.Fatal("first request refused")
+	}
+	if ok, _ := lim.Allow(netip.MustParseAddr("2001:db8::ffff:2"), now); ok {
+		t.Fatal("another address of the same /64 drew a fresh bucket")
+	}
+	if ok, _ := lim.Allow(netip.MustParseAddr("2001:db8:0:1::1"), now); !ok {
+		t.Fatal("another /64 shared the bucket")
+	}
+}
+
+// TestLimiterBoundedUnderFlood: a flood of distinct addresses never grows
+// the limiter past MaxAddresses.
+func TestLimiterBoundedUnderFlood(t *testing.T) {
+	lim := New(Limit{RPS: 0.001, Burst: 1, TotalRPS: maxRPS, TotalBurst: maxBurst})
+	now := time.Unix(1000, 0)
+	for i := range 4 * MaxAddresses {
+		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		lim.Allow(a, now)
+	}
+	if got := lim.Addresses(); got > MaxAddresses {
+		t.Fatalf("Addresses() = %d after a flood, want at most %d", got, MaxAddresses)
+	}
+}
+
+func TestClientAddress(t *testing.T) {
+	proxies, err := ParseProxies("10.0.0.0/8, 192.0.2.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		proxies Proxies
+		remote  string
+		xff     []string
+		want    string
+	}{
+		{"no proxies: header ignored", nil, "198.51.100.1:5000", []string{"203.0.113.9"}, "198.51.100.1"},
+		{"untrusted peer: header ignored", proxies, "198.51.100.1:5000", []string{"203.0.113.9"}, "198.51.100.1"},
+		{"trusted peer: rightmost untrusted", proxies, "10.1.2.3:5000", []string{"6.6.6.6, 203.0.113.9"}, "203.0.113.9"},
+		{"chain of proxies skipped", proxies, "10.1.2.3:5000", []string{"203.0.113.9, 192.0.2.7", "10.9.9.9"}, "203.0.113.9"},
+		{"malformed entry stops at last proxy", proxies, "10.1.2.3:5000", []string{"garbage, 10.2.2.2"}, "10.2.2.2"},
+		{"no header: the proxy itself", proxies, "10.1.2.3:5000", nil, "10.1.2.3"},
+		{"ipv6 peer", nil, "[2001:db8::1]:443", nil, "2001:db8::1"},
+		{"mapped ipv4 peer", nil, "[::ffff:198.51.100.1]:443", nil, "198.51.100.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := tt.proxies.ClientAddress(tt.remote, tt.xff)
+			if !ok || got.String() != tt.want {
+				t.Errorf("ClientAddress(%q, %q) = %v, %v, want %s", tt.remote, tt.xff, got, ok, tt.want)
+			}
+		})
+	}
+	if _, err := ParseProxies("10.0.0.0/33"); err == nil {
+		t.Error("ParseProxies accepted a bad CIDR")
+	}
+}
+
+func FuzzClientAddress(f *testing.F) {
+	proxies, _ := ParseProxies("10.0.0.0/8,::1")
+	f.Add("10.0.0.1:1", "1.2.3.4, 10.0.0.2")
+	f.Add("[::1]:1", "fe80::1%eth0,::1")
+	f.Fuzz(func(t *testing.T, remote, xff string) {
+		a, ok := proxies.ClientAddress(remote, []string{xff})
+		if ok && !a.IsValid() {
+			t.Fatalf("ClientAddress(%q, %q) = invalid address with ok", remote, xff)
+		}
+	})
+}
+
+func BenchmarkAllow(b *testing.B) {
+	lim := New(Limit{RPS: maxRPS, Burst: maxBurst, TotalRPS: maxRPS, TotalBurst: maxBurst})
+	a := netip.MustParseAddr("192.0.2.1")
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		lim.Allow(a, now)
+	}
+}
