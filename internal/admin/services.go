@@ -413,7 +413,11 @@ func (c *Core) DeleteService(ctx context.Context, caller *Caller, project, regio
 // deleteRevisionsOf deletes a deleted service's revisions; it returns the
 // last revision written (0: none).
 func (c *Core) deleteRevisionsOf(ctx context.Context, project, region, name string) (int64, error) {
-	revs, _, err := c.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/")
+	// Revision names start with the service's name and "-" (validated), so
+	// the listing holds this service's revisions and those of services whose
+	// names extend it, not the whole region's: a delete costs the same
+	// whatever the number of other services.
+	revs, _, err := c.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/"+name+"-")
 	if err != nil {
 		return 0, err
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,8 +53,9 @@ type Controller struct {
 	// starting holds revisions from the start of their first instance until
 	// the mirror shows them serving (or abandoned), so a retire working from
 	// a snapshot older than our own status write never stops them.
-	starting map[string]string // revision key → service key
-	serving  map[string]bool   // revision keys that should keep instances
+	starting map[string]string   // revision key → service key
+	serving  map[string]int      // revision keys that should keep instances: how many services name each
+	servedBy map[string][]string // service key → the revision keys it counts in serving
 	ctx      context.Context
 }
 
@@ -68,7 +70,7 @@ func New(cfg Config) *Controller {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 90 * time.Second
 	}
-	return &Controller{cfg: cfg, running: map[string]bool{}, dirty: map[string]bool{}, starting: map[string]string{}, serving: map[string]bool{}}
+	return &Controller{cfg: cfg, running: map[string]bool{}, dirty: map[string]bool{}, starting: map[string]string{}, serving: map[string]int{}, servedBy: map[string][]string{}}
 }
 
 // Start sets the context reconciles run under.
@@ -80,25 +82,39 @@ func (c *Controller) Start(ctx context.Context) {
 
 // Observe is called with every new state (from the mirror). It must not
 // block: work is handed to goroutines.
-func (c *Controller) Observe(objects map[string]mirror.Object) {
-	serving := map[string]bool{}
-	var todo []string
-	for key, obj := range objects {
+func (c *Controller) Observe(objects map[string]mirror.Object) { c.ObserveKeys(objects, nil) }
+
+// ObserveKeys is Observe for a state that differs from the last one only in
+// keys (nil: anything may have changed). Only the services among keys are
+// looked at, so a service's create or delete costs the same whatever the
+// number of others.
+func (c *Controller) ObserveKeys(objects map[string]mirror.Object, keys []string) {
+	type seen struct {
+		key  string
+		revs []string // revision keys the service serves; nil: no service
+		todo bool
+	}
+	var services []seen
+	look := func(key string, obj mirror.Object, present bool) {
 		s, ok := obj.Value.(*apis.Service)
-		if !ok {
-			continue
+		if !present || !ok || s == nil {
+			services = append(services, seen{key: key})
+			return
 		}
-		region := s.Metadata.Labels[apis.LabelLocation]
-		if n := s.Status.LatestReadyRevisionName; n != "" {
-			serving[s.Metadata.Namespace+"/"+region+"/"+n] = true
-		}
-		for _, t := range s.Status.Traffic {
-			if t.Percent > 0 || t.Tag != "" {
-				serving[s.Metadata.Namespace+"/"+region+"/"+t.RevisionName] = true
+		services = append(services, seen{key: key, revs: servingRevisions(s), todo: s.Status.ObservedGeneration != s.Metadata.Generation})
+	}
+	if keys == nil {
+		for key, obj := range objects {
+			if _, ok := obj.Value.(*apis.Service); ok {
+				look(key, obj, true)
 			}
 		}
-		if s.Status.ObservedGeneration != s.Metadata.Generation {
-			todo = append(todo, key)
+	} else {
+		for _, key := range keys {
+			if strings.HasPrefix(key, state.ServicesPrefix) {
+				obj, ok := objects[key]
+				look(key, obj, ok)
+			}
 		}
 	}
 	c.mu.Lock()
@@ -106,19 +122,54 @@ func (c *Controller) Observe(objects map[string]mirror.Object) {
 	if c.ctx == nil {
 		return
 	}
-	c.serving = serving
+	if keys == nil {
+		c.serving, c.servedBy = map[string]int{}, map[string][]string{}
+	}
+	for _, sv := range services {
+		for _, r := range c.servedBy[sv.key] {
+			if c.serving[r]--; c.serving[r] <= 0 {
+				delete(c.serving, r)
+			}
+		}
+		if sv.revs == nil {
+			delete(c.servedBy, sv.key)
+		} else {
+			c.servedBy[sv.key] = sv.revs
+		}
+		for _, r := range sv.revs {
+			c.serving[r]++
+		}
+	}
 	for revKey, svcKey := range c.starting {
 		obj, ok := objects[svcKey]
 		s, _ := obj.Value.(*apis.Service)
 		settled := s != nil && s.Status.ObservedGeneration == s.Metadata.Generation
-		if serving[revKey] || !ok || s == nil || settled {
+		if c.serving[revKey] > 0 || !ok || s == nil || settled {
 			delete(c.starting, revKey)
 		}
 	}
-	for _, key := range todo {
-		c.enqueueLocked(key)
+	for _, sv := range services {
+		if sv.todo {
+			c.enqueueLocked(sv.key)
+		}
 	}
 	go c.retire()
+}
+
+// servingRevisions are the revision keys (PROJECT/REGION/NAME) whose
+// instances s needs: its latest ready revision and those its traffic names.
+func servingRevisions(s *apis.Service) []string {
+	prefix := s.Metadata.Namespace + "/" + s.Metadata.Labels[apis.LabelLocation] + "/"
+	revs := []string{}
+	if n := s.Status.LatestReadyRevisionName; n != "" {
+		revs = append(revs, prefix+n)
+	}
+	for _, t := range s.Status.Traffic {
+		if t.Percent > 0 || t.Tag != "" {
+			revs = append(revs, prefix+t.RevisionName)
+		}
+	}
+	return revs
 }
 
 func (c *Controller) enqueueLocked(key string) {
@@ -166,7 +217,7 @@ func (c *Controller) retire() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		_, starting := c.starting[key]
-		return c.serving[key] || starting
+		return c.serving[key] > 0 || starting
 	})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/usher-run/usher/internal/mirror"
 	"github.com/usher-run/usher/internal/pool"
 	"github.com/usher-run/usher/internal/routing"
+	"github.com/usher-run/usher/internal/state"
 )
 
 // metrics are served at /metrics on API hosts (Prometheus text format).
@@ -49,7 +50,7 @@ type metrics struct {
 }
 
 func newMetrics(node string) *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), routedServices: map[[3]string]bool{}}
 	labels := prometheus.Labels{"node": node}
 	m.propagation = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:        "usher_mirror_apply_seconds",
@@ -182,22 +183,45 @@ func responseClass(status int) string {
 var responseClasses = [6]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // forgetServices deletes the per-service series of services t no longer
-// routes: a deleted service leaves no series behind.
-func (m *metrics) forgetServices(t *routing.Table) {
-	live := map[[3]string]bool{}
-	t.Each(func(_ string, tgt *routing.Target) { live[[3]string{tgt.Project, tgt.Region, tgt.Service}] = true })
+// routes: a deleted service leaves no series behind. keys are the store keys
+// that changed (nil: anything may have), so a write to one service looks at
+// that service alone.
+func (m *metrics) forgetServices(t *routing.Table, keys []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for k := range m.routedServices {
-		if !live[k] {
-			svc := prometheus.Labels{"project": k[0], "region": k[1], "service": k[2]}
-			m.rateLimited.DeletePartialMatch(svc)
-			m.requestCount.DeletePartialMatch(svc)
-			m.latencies.DeletePartialMatch(svc)
-			m.coldStarts.DeletePartialMatch(svc)
+	if keys == nil {
+		live := map[[3]string]bool{}
+		t.Each(func(_ string, tgt *routing.Target) { live[[3]string{tgt.Project, tgt.Region, tgt.Service}] = true })
+		for k := range m.routedServices {
+			if !live[k] {
+				m.deleteSeries(k)
+			}
+		}
+		m.routedServices = live
+		return
+	}
+	for _, key := range keys {
+		p := state.SplitKey(key, state.ServicesPrefix, 3)
+		if p == nil {
+			continue
+		}
+		k := [3]string{p[0], p[1], p[2]}
+		if t.HasService(routing.ServiceKey{Project: k[0], Region: k[1], Service: k[2]}) {
+			m.routedServices[k] = true
+		} else if m.routedServices[k] {
+			delete(m.routedServices, k)
+			m.deleteSeries(k)
 		}
 	}
-	m.routedServices = live
+}
+
+// deleteSeries drops every series of service k (project, region, name).
+func (m *metrics) deleteSeries(k [3]string) {
+	svc := prometheus.Labels{"project": k[0], "region": k[1], "service": k[2]}
+	m.rateLimited.DeletePartialMatch(svc)
+	m.requestCount.DeletePartialMatch(svc)
+	m.latencies.DeletePartialMatch(svc)
+	m.coldStarts.DeletePartialMatch(svc)
 }
 
 func (m *metrics) handler() http.Handler {

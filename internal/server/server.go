@@ -360,8 +360,8 @@ func Run(ctx context.Context, cfg Config) error {
 			table, servicesChanged := routes.apply(objects, keys, rev)
 			gw.SetTable(table)
 			if servicesChanged {
-				mets.forgetServices(table) // a deleted service leaves no series
-				ctrl.Observe(objects)
+				mets.forgetServices(table, keys) // a deleted service leaves no series
+				ctrl.ObserveKeys(objects, keys)
 			}
 		},
 		Log: log.With("component", "mirror"),
