@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -94,19 +93,7 @@ func TestListenHost(t *testing.T) {
 // DockerInstances.
 func TestDockerInstances(t *testing.T) {
 	ctx := context.Background()
-	c, err := client.New(client.FromEnv)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("USHER_TEST_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("USHER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
-		}
-		t.Skipf("*** no Docker engine: the metadata server for containers is NOT TESTED (%v) ***", err)
-	}
-	defer c.Close()
+	c := dockertest.Engine(t, "the metadata server for containers")
 
 	newRuntime := func() *docker.Runtime {
 		t.Helper()

@@ -26,7 +26,7 @@ import (
 // metadata-server token are TestDockerServiceToService's.
 func TestDockerEscapes(t *testing.T) {
 	ctx := context.Background()
-	c := dockerEngine(t)
+	c := dockertest.Engine(t, "isolation of containers")
 	ref := "usher-e2e/prober:" + hex8()
 	if err := dockertest.BuildScratchImage(ctx, c, "github.com/usher-run/usher/internal/runtime/runtimetest/testapp", ref); err != nil {
 		t.Fatal(err)

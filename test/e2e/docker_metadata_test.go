@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +33,7 @@ import (
 // passing through, so the test sees the very token the container sent.
 func TestDockerServiceToService(t *testing.T) {
 	ctx := context.Background()
-	c := dockerEngine(t)
+	c := dockertest.Engine(t, "the metadata server for containers end to end")
 	probe, err := docker.New(ctx, docker.Config{Owner: "usher-e2e-probe-" + hex8()})
 	if err != nil {
 		t.Fatal(err)
@@ -123,26 +122,6 @@ func TestDockerServiceToService(t *testing.T) {
 		t.Errorf("intruder calling the backend: %d %q, want 200 \"403 …\"", got.status, got.body)
 	}
 	sentToken(3, other)
-}
-
-// dockerEngine returns a client of the local engine, or skips (fails with
-// USHER_TEST_REQUIRE_DOCKER=1) without one.
-func dockerEngine(t *testing.T) *client.Client {
-	t.Helper()
-	c, err := client.New(client.FromEnv)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err = c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("USHER_TEST_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("USHER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
-		}
-		t.Skipf("*** no Docker engine: the metadata server for containers is NOT TESTED end to end (%v) ***", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 func hex8() string {

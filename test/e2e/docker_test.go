@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -18,19 +17,7 @@ import (
 // leaves no container behind once deleted.
 func TestDockerImage(t *testing.T) {
 	ctx := context.Background()
-	c, err := client.New(client.FromEnv)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("USHER_TEST_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("USHER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
-		}
-		t.Skipf("*** no Docker engine: the Docker runtime is NOT TESTED end to end (%v) ***", err)
-	}
-	defer c.Close()
+	c := dockertest.Engine(t, "the Docker runtime end to end")
 	var b [4]byte
 	rand.Read(b[:])
 	ref := "usher-e2e/hello:" + hex.EncodeToString(b[:])

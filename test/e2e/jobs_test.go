@@ -381,19 +381,7 @@ func TestJobCrashFailsExecution(t *testing.T) {
 // scratch image on the local Docker engine.
 func TestDockerJob(t *testing.T) {
 	ctx := context.Background()
-	c, err := client.New(client.FromEnv)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("USHER_TEST_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("USHER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
-		}
-		t.Skipf("*** no Docker engine: jobs on the Docker runtime are NOT TESTED end to end (%v) ***", err)
-	}
-	defer c.Close()
+	c := dockertest.Engine(t, "jobs on the Docker runtime end to end")
 	var b [4]byte
 	rand.Read(b[:])
 	ref := "usher-e2e/jobtask:" + hex.EncodeToString(b[:])

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+	"github.com/usher-run/usher/internal/runtime/docker/dockertest"
 )
 
 // Deploying from source (usher run deploy --source, usher run jobs deploy
@@ -171,19 +172,7 @@ func main() { fmt.Println("source task", os.Getenv("CLOUD_RUN_TASK_INDEX"), "of"
 
 func TestDeployFromDockerfile(t *testing.T) {
 	ctx := context.Background()
-	c, err := client.New(client.FromEnv)
-	if err == nil {
-		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = c.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
-		cancel()
-	}
-	if err != nil {
-		if os.Getenv("USHER_TEST_REQUIRE_DOCKER") == "1" {
-			t.Fatalf("USHER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
-		}
-		t.Skipf("*** no Docker engine: deploy --source with a Dockerfile is NOT TESTED (%v) ***", err)
-	}
-	defer c.Close()
+	c := dockertest.Engine(t, "deploy --source with a Dockerfile")
 
 	src := t.TempDir()
 	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(src, "app"), "github.com/usher-run/usher/examples/hello")

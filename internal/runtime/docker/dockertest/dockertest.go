@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/build"
@@ -93,4 +94,26 @@ func BuildScratchImage(ctx context.Context, c *client.Client, pkg, ref string) e
 	}
 	_, err = c.ImageInspect(ctx, ref)
 	return err
+}
+
+// Engine returns a client of the local Docker engine, closed when t ends.
+// Without an engine that answers, t is skipped, loudly naming what is then
+// NOT TESTED (untested), or fails when USHER_TEST_REQUIRE_DOCKER=1 (CI on
+// machines that have one).
+func Engine(t testing.TB, untested string) *client.Client {
+	t.Helper()
+	c, err := client.New(client.FromEnv)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true})
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("USHER_TEST_REQUIRE_DOCKER") == "1" {
+			t.Fatalf("USHER_TEST_REQUIRE_DOCKER=1 but no Docker engine answers: %v", err)
+		}
+		t.Skipf("*** no Docker engine: %s is NOT TESTED (%v) ***", untested, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }
