@@ -19,6 +19,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,7 +32,6 @@ import (
 	"github.com/usher-run/usher/internal/build"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/logs"
-	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
 )
 
@@ -50,6 +50,10 @@ type Syncer interface {
 type Auditor interface {
 	// Record writes one record durably; failures are the Auditor's to log.
 	Record(ctx context.Context, r audit.Record) error
+	// Entry is r as a store key and value, for the change's own
+	// transaction; Committed logs it once that has committed.
+	Entry(r audit.Record) (key string, value []byte, _ audit.Record, err error)
+	Committed(ctx context.Context, r audit.Record)
 	Read(ctx context.Context, q audit.Query) (audit.Page, error)
 	// Flush writes what is queued (refused requests), so a read sees it.
 	Flush(ctx context.Context) error
@@ -284,65 +288,102 @@ type change struct {
 	record audit.Record
 }
 
-// commit is the one write sequence: each write compare-and-swap (a conflict
-// aborts the change with the write's conflict error), then wait until the
-// gateway's copy has caught up with the last revision written, then record
-// the change on the audit trail. It returns the revision of the first write
-// (the resource's new etag).
+// commit is the one write sequence: the change's writes and its audit
+// record in one transaction, each write compare-and-swap (a conflict aborts
+// the whole change with that write's conflict error, and nothing is
+// written), so no change is acknowledged without its record, on a full disk
+// too; then the follow-up writes; then a wait until the gateway's copy has
+// caught up with the last revision written. It returns the revision of the
+// first write (the resource's new etag).
 func (c *Core) commit(ctx context.Context, caller *Caller, ch change) (int64, error) {
-	var first, last int64
-	for i, w := range ch.writes {
-		var (
-			rev int64
-			err error
-		)
-		if w.value == nil {
-			rev, err = c.cfg.Store.Delete(ctx, w.key, w.expected)
-			if errors.Is(err, store.ErrNotFound) && w.expected == store.AnyRevision {
-				continue
-			}
-		} else {
-			rev, err = state.Put(ctx, c.cfg.Store, w.key, w.value, w.expected)
-		}
-		if errors.Is(err, store.ErrConflict) || (errors.Is(err, store.ErrNotFound) && w.expected != store.AnyRevision) {
-			if w.conflict != nil {
-				return 0, w.conflict()
-			}
-			return 0, Aborted("%s was changed concurrently. Read it again and retry.", w.key)
-		}
+	rec, recorded := c.auditRecord(caller, ch.record)
+	if len(ch.writes) == 0 {
+		// Nothing to write with the record: it follows the follow-ups.
+		last, err := c.commitAlso(ctx, ch, 0)
 		if err != nil {
 			return 0, err
 		}
-		if i == 0 {
-			first = rev
+		if recorded && c.cfg.Audit != nil {
+			c.cfg.Audit.Record(ctx, rec)
 		}
-		last = rev
+		return 0, c.waitFor(ctx, last)
 	}
-	if ch.also != nil {
-		rev, err := ch.also(ctx)
+	ops := make([]store.Op, 0, len(ch.writes)+1)
+	for _, w := range ch.writes {
+		op := store.Op{Key: w.key, Expected: w.expected}
+		if w.value != nil {
+			b, err := json.Marshal(w.value)
+			if err != nil {
+				return 0, fmt.Errorf("admin: encoding %s: %w", w.key, err)
+			}
+			op.Value = b
+		}
+		ops = append(ops, op)
+	}
+	if recorded && c.cfg.Audit != nil {
+		key, value, r, err := c.cfg.Audit.Entry(rec)
 		if err != nil {
 			return 0, err
 		}
-		last = max(last, rev)
+		rec = r
+		ops = append(ops, store.Op{Key: key, Value: value, Expected: store.MustNotExist})
 	}
-	if last > 0 {
-		if err := c.cfg.Sync.WaitFor(ctx, last); err != nil {
-			return 0, err
+	revs, err := c.cfg.Store.Txn(ctx, ops)
+	var failed *store.TxnError
+	switch {
+	case errors.As(err, &failed) && failed.Index < len(ch.writes):
+		if w := ch.writes[failed.Index]; w.conflict != nil {
+			return 0, w.conflict()
+		}
+		return 0, Aborted("%s was changed concurrently. Read it again and retry.", ch.writes[failed.Index].key)
+	case errors.As(err, &failed):
+		return 0, Aborted("The audit record's key was taken concurrently. Retry.")
+	case err != nil:
+		return 0, err
+	}
+	first, last := revs[0], int64(0)
+	for _, r := range revs[:len(ch.writes)] {
+		last = max(last, r)
+	}
+	if recorded {
+		c.cfg.Log.Info("admin write", "kind", rec.Kind, "resource", rec.Resource, "caller", caller.String())
+		if c.cfg.Audit != nil {
+			c.cfg.Audit.Committed(ctx, rec)
 		}
 	}
-	c.record(ctx, caller, ch.record)
-	return first, nil
+	if last, err = c.commitAlso(ctx, ch, last); err != nil {
+		return 0, err
+	}
+	return first, c.waitFor(ctx, last)
 }
 
-// record puts a successful write on the audit trail. Best effort: the write
-// has happened, so a failure is logged by the Auditor and not returned.
-func (c *Core) record(ctx context.Context, caller *Caller, r audit.Record) {
-	if r.Kind == "" {
-		return
+// commitAlso runs a change's follow-up writes and returns the last revision
+// written (at least last).
+func (c *Core) commitAlso(ctx context.Context, ch change, last int64) (int64, error) {
+	if ch.also == nil {
+		return last, nil
 	}
-	c.cfg.Log.Info("admin write", "kind", r.Kind, "resource", r.Resource, "caller", caller.String())
-	if c.cfg.Audit == nil {
-		return
+	rev, err := ch.also(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return max(last, rev), nil
+}
+
+// waitFor waits until the gateway's copy has applied revision rev.
+func (c *Core) waitFor(ctx context.Context, rev int64) error {
+	if rev <= 0 {
+		return nil
+	}
+	return c.cfg.Sync.WaitFor(ctx, rev)
+}
+
+// auditRecord is what the trail says of a change by caller: r completed
+// with who did it (and who they impersonated), where, and its status. It
+// reports false when the change is not recorded (no Kind).
+func (c *Core) auditRecord(caller *Caller, r audit.Record) (audit.Record, bool) {
+	if r.Kind == "" {
+		return r, false
 	}
 	r.Principal = caller.Principal.Member()
 	if caller.Impersonator != "" {
@@ -355,7 +396,21 @@ func (c *Core) record(ctx context.Context, caller *Caller, r audit.Record) {
 	if r.Status == 0 {
 		r.Status = http.StatusOK
 	}
-	c.cfg.Audit.Record(ctx, r)
+	return r, true
+}
+
+// record puts an event on the audit trail outside of a change's
+// transaction. Best effort: what it records has happened, so a failure is
+// logged by the Auditor and not returned.
+func (c *Core) record(ctx context.Context, caller *Caller, r audit.Record) {
+	r, ok := c.auditRecord(caller, r)
+	if !ok {
+		return
+	}
+	c.cfg.Log.Info("admin write", "kind", r.Kind, "resource", r.Resource, "caller", caller.String())
+	if c.cfg.Audit != nil {
+		c.cfg.Audit.Record(ctx, r)
+	}
 }
 
 // Record puts an event that is not a store write (a console sign-in as

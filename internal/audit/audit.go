@@ -298,6 +298,25 @@ func (t *Trail) Record(ctx context.Context, r Record) error {
 	return err
 }
 
+// Entry is r as the store key and value Record would write, for a caller
+// that writes it in the same transaction as the change it describes (so no
+// change is acknowledged without its record); it returns r with its Time
+// set. Call Committed once the transaction has.
+func (t *Trail) Entry(r Record) (key string, value []byte, _ Record, err error) {
+	if r.Time.IsZero() {
+		r.Time = t.cfg.Now()
+	}
+	r.Time = r.Time.UTC()
+	value, err = json.Marshal(batch{Records: []Record{r}})
+	if err != nil {
+		return "", nil, r, fmt.Errorf("audit: encoding: %w", err)
+	}
+	return state.AuditKey(adminPrefix(r.Kind), r.Time, randomHex(6)), value, r, nil
+}
+
+// Committed logs r, an Entry written by the caller's transaction.
+func (t *Trail) Committed(ctx context.Context, r Record) { t.emit(ctx, []Record{r}, nil) }
+
 // adminPrefix is where an admin record of kind lives: changes of who may do
 // what apart from other writes, each class with its own bound, so a flood
 // of deploys cannot prune the record of who changed access.

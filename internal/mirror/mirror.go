@@ -189,7 +189,9 @@ func (m *Mirror) apply(events []store.Event) bool {
 	rev := m.revision
 	keys := make([]string, 0, len(events))
 	for _, ev := range events {
-		if ev.Entry.Revision <= rev {
+		// Compared with the revision before the batch, not the last event's:
+		// a transaction's writes may share one revision (etcd).
+		if ev.Entry.Revision <= m.revision {
 			continue // already applied (a re-list overlapped the watch)
 		}
 		keys = append(keys, ev.Entry.Key)

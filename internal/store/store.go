@@ -95,6 +95,13 @@ type Store interface {
 	// Delete removes the key if its revision equals expected (or AnyRevision);
 	// ErrNotFound if absent, ErrConflict on mismatch. Returns the deletion's revision.
 	Delete(ctx context.Context, key string, expected int64) (int64, error)
+	// Txn applies ops all together or not at all, in one durable commit:
+	// each is checked as Put or Delete would check it (a Delete with
+	// AnyRevision of an absent key does nothing), and if one check fails
+	// nothing is written and the error is a *TxnError naming that op. It
+	// returns each op's revision (ops may share one; a no-op delete's is 0).
+	// Watchers see the ops in order.
+	Txn(ctx context.Context, ops []Op) ([]int64, error)
 	// Watch streams every change to keys under prefix with revision > after, in
 	// order, until ctx ends (the channel is then closed). If those revisions can
 	// no longer be replayed the first response carries ErrCompacted.
@@ -102,3 +109,21 @@ type Store interface {
 	// Close releases the store; pending watches end.
 	Close() error
 }
+
+// Op is one write of a Txn: a Put of Value (a nil Value deletes Key) if the
+// key's revision is Expected.
+type Op struct {
+	Key      string
+	Value    []byte // nil: delete
+	Expected int64
+}
+
+// TxnError is a Txn's failed check: op Index's Err (wrapping ErrConflict or
+// ErrNotFound, as Put and Delete report them).
+type TxnError struct {
+	Index int
+	Err   error
+}
+
+func (e *TxnError) Error() string { return e.Err.Error() }
+func (e *TxnError) Unwrap() error { return e.Err }

@@ -281,6 +281,72 @@ func (s *Store) write(ctx context.Context, op string, ev store.Event, expected i
 	return rev, nil
 }
 
+// Txn applies ops in one bbolt transaction: each op its own revision, in
+// order, all durable with one fsync, or none of them.
+func (s *Store) Txn(ctx context.Context, ops []store.Op) ([]int64, error) {
+	events := make([]store.Event, len(ops))
+	for i, op := range ops {
+		if op.Key == "" {
+			return nil, fmt.Errorf("bolt: txn op %d: empty key", i)
+		}
+		if op.Expected < store.AnyRevision {
+			return nil, fmt.Errorf("bolt: txn op %d %q: invalid expected revision %d", i, op.Key, op.Expected)
+		}
+		events[i] = store.Event{Type: store.EventDelete, Entry: store.Entry{Key: op.Key}}
+		if op.Value != nil {
+			events[i] = store.Event{Type: store.EventPut, Entry: store.Entry{Key: op.Key, Value: bytes.Clone(op.Value)}}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	revs := make([]int64, len(ops))
+	rev := s.rev
+	err := s.update(func(tx *bolt.Tx) error {
+		kv := tx.Bucket(kvBucket)
+		for i, op := range ops {
+			raw := kv.Get([]byte(op.Key))
+			if raw == nil && op.Value == nil && op.Expected == store.AnyRevision {
+				continue // deleting what is not there: nothing to write
+			}
+			name := "put"
+			if op.Value == nil {
+				name = "delete"
+			}
+			if err := checkExpected(name, op.Key, raw, events[i].Type, op.Expected); err != nil {
+				return &store.TxnError{Index: i, Err: err}
+			}
+			rev++
+			revs[i] = rev
+			if op.Value == nil {
+				if err := kv.Delete([]byte(op.Key)); err != nil {
+					return err
+				}
+				continue
+			}
+			buf := binary.BigEndian.AppendUint64(make([]byte, 0, revLen+len(op.Value)), uint64(rev))
+			if err := kv.Put([]byte(op.Key), append(buf, op.Value...)); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(metaBucket).Put(revKey, encodeRev(rev))
+	})
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	s.rev = rev
+	for i, ev := range events {
+		if revs[i] == 0 {
+			continue
+		}
+		ev.Entry.Revision = revs[i]
+		s.publishLocked(ev)
+	}
+	return revs, nil
+}
+
 // checkExpected enforces the compare-and-swap rules of store.Store.
 func checkExpected(op, key string, raw []byte, typ store.EventType, expected int64) error {
 	var cur int64

@@ -494,6 +494,87 @@ func (s *Store) Delete(ctx context.Context, key string, expected int64) (int64, 
 }
 
 // current is the key as the failed transaction's Else branch read it, or nil.
+// Txn applies ops in one etcd transaction: every op's check is a compare
+// of the transaction, so either all ops commit, sharing one revision, or
+// none does.
+func (s *Store) Txn(ctx context.Context, ops []store.Op) ([]int64, error) {
+	var (
+		cmps       []clientv3.Cmp
+		cmpOf      = make([]int, len(ops)) // index into cmps, or -1
+		then, orig []clientv3.Op
+	)
+	for i, op := range ops {
+		name := "put"
+		if op.Value == nil {
+			name = "delete"
+		}
+		if err := validate(name, op.Key, op.Expected); err != nil {
+			return nil, err
+		}
+		k := s.prefix + op.Key
+		cmpOf[i] = -1
+		switch {
+		case op.Value == nil && op.Expected == store.MustNotExist:
+			// Never deletes, as Delete: the check fails either way.
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "<", 0))
+			cmpOf[i] = len(cmps) - 1
+		case op.Expected == store.MustNotExist:
+			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+			cmpOf[i] = len(cmps) - 1
+		case op.Expected != store.AnyRevision:
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", op.Expected))
+			cmpOf[i] = len(cmps) - 1
+		}
+		if op.Value == nil {
+			then = append(then, clientv3.OpDelete(k))
+		} else {
+			then = append(then, clientv3.OpPut(k, string(op.Value)))
+		}
+		orig = append(orig, clientv3.OpGet(k, clientv3.WithKeysOnly()))
+	}
+	if err := s.check(ctx); err != nil {
+		return nil, err
+	}
+	ctx, cancel := s.opCtx(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(orig...).Commit()
+	if err != nil {
+		return nil, s.wrap("txn", ops[0].Key, err)
+	}
+	if !resp.Succeeded {
+		for i, op := range ops {
+			if cmpOf[i] < 0 {
+				continue
+			}
+			var cur *kvPair
+			if r := resp.Responses[i].GetResponseRange(); r != nil && len(r.Kvs) > 0 {
+				cur = r.Kvs[0]
+			}
+			name := "put"
+			if op.Value == nil {
+				name = "delete"
+			}
+			switch {
+			case cur == nil && op.Value == nil:
+				return nil, &store.TxnError{Index: i, Err: fmt.Errorf("etcd: %s %q: %w", name, op.Key, store.ErrNotFound)}
+			case cur == nil && op.Expected != store.MustNotExist:
+				return nil, &store.TxnError{Index: i, Err: fmt.Errorf("etcd: %s %q: expected revision %d, key is absent: %w", name, op.Key, op.Expected, store.ErrConflict)}
+			case cur != nil && (op.Expected == store.MustNotExist || cur.ModRevision != op.Expected):
+				return nil, &store.TxnError{Index: i, Err: fmt.Errorf("etcd: %s %q: expected revision %d, have %d: %w", name, op.Key, op.Expected, cur.ModRevision, store.ErrConflict)}
+			}
+		}
+		return nil, fmt.Errorf("etcd: txn on %q: a check failed but no op's key shows why", ops[0].Key)
+	}
+	revs := make([]int64, len(ops))
+	for i := range ops {
+		if d := resp.Responses[i].GetResponseDeleteRange(); d != nil && d.Deleted == 0 {
+			continue // deleting what was not there wrote nothing
+		}
+		revs[i] = resp.Header.Revision
+	}
+	return revs, nil
+}
+
 func current(resp *clientv3.TxnResponse) *kvPair {
 	if len(resp.Responses) != 1 {
 		return nil

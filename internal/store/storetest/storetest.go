@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InvalidArguments", testInvalidArguments},
 		{"RecreateAfterDelete", testRecreate},
 		{"CloseTwiceAndWatchAfterClose", testCloseTwice},
+		{"TxnAllOrNothing", testTxn},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -606,4 +607,65 @@ func testCloseTwice(t *testing.T, s store.Store) {
 		t.Fatalf("Watch on a closed store: nothing after %v, want ErrClosed", timeout)
 	}
 	wantClosed(t, ch)
+}
+
+// testTxn: a transaction's ops commit together, in order, each checked as
+// Put and Delete check; one failed check writes nothing and names its op.
+func testTxn(t *testing.T, s store.Store) {
+	a := mustPut(t, s, "t/a", "a0", store.MustNotExist)
+	del := mustPut(t, s, "t/del", "x", store.MustNotExist)
+	_, rev := mustList(t, s, "t/")
+	ch := s.Watch(t.Context(), "t/", rev)
+
+	revs, err := s.Txn(t.Context(), []store.Op{
+		{Key: "t/a", Value: []byte("a1"), Expected: a},
+		{Key: "t/new", Value: []byte("n"), Expected: store.MustNotExist},
+		{Key: "t/del", Expected: del},
+		{Key: "t/absent", Expected: store.AnyRevision}, // nothing to delete: no-op
+		{Key: "t/any", Value: []byte{}, Expected: store.AnyRevision},
+	})
+	if err != nil {
+		t.Fatalf("Txn = %v, want nil", err)
+	}
+	if len(revs) != 5 || revs[0] <= rev || revs[1] < revs[0] || revs[2] < revs[1] || revs[3] != 0 || revs[4] < revs[2] {
+		t.Fatalf("Txn revisions = %v, want non-decreasing after %d, 0 for the no-op delete", revs, rev)
+	}
+	wantEntry(t, s, "t/a", "a1", revs[0])
+	wantEntry(t, s, "t/new", "n", revs[1])
+	wantEntry(t, s, "t/any", "", revs[4])
+	_, err = s.Get(t.Context(), "t/del")
+	wantErr(t, "Get(t/del) after the txn", err, store.ErrNotFound)
+	want := []ev{
+		{store.EventPut, "t/a", "a1", revs[0]},
+		{store.EventPut, "t/new", "n", revs[1]},
+		{store.EventDelete, "t/del", "", revs[2]},
+		{store.EventPut, "t/any", "", revs[4]},
+	}
+	if got := collect(t, ch, len(want)); !slices.Equal(got, want) {
+		t.Fatalf("watch events = %v, want %v", got, want)
+	}
+
+	for _, tt := range []struct {
+		name  string
+		ops   []store.Op
+		index int
+		want  error
+	}{
+		{"stale revision", []store.Op{{Key: "t/b", Value: []byte("b"), Expected: store.MustNotExist}, {Key: "t/a", Value: []byte("a2"), Expected: a}}, 1, store.ErrConflict},
+		{"exists", []store.Op{{Key: "t/new", Value: []byte("n2"), Expected: store.MustNotExist}}, 0, store.ErrConflict},
+		{"absent with a revision", []store.Op{{Key: "t/b", Value: []byte("b"), Expected: store.MustNotExist}, {Key: "t/gone", Value: []byte("g"), Expected: revs[0]}}, 1, store.ErrConflict},
+		{"delete absent with a revision", []store.Op{{Key: "t/del", Expected: del}}, 0, store.ErrNotFound},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Txn(t.Context(), tt.ops)
+			var te *store.TxnError
+			if !errors.As(err, &te) || te.Index != tt.index || !errors.Is(err, tt.want) {
+				t.Fatalf("Txn = %v, want a TxnError for op %d wrapping %v", err, tt.index, tt.want)
+			}
+			if _, err := s.Get(t.Context(), "t/b"); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("after a failed txn, Get(t/b) = %v, want ErrNotFound: nothing may be written", err)
+			}
+			wantEntry(t, s, "t/a", "a1", revs[0])
+		})
+	}
 }
