@@ -34,6 +34,8 @@ func TestMatch(t *testing.T) {
 		stdout, denied bool
 	}{
 		{"", true, true},
+		// Exactly what `gcloud run services logs read hello --region=us-central1` sends.
+		{"resource.type = cloud_run_revision \n AND resource.labels.service_name = hello \n AND resource.labels.location = us-central1 \n AND severity >= DEFAULT \n AND timestamp>=\"2026-12-04T19:00:00.000000Z\"", true, false},
 		{`resource.type = "cloud_run_revision" resource.labels.service_name = "hello" resource.labels.location = "us-central1" severity >= DEFAULT`, true, false},
 		{`resource.type="cloud_run_revision" AND resource.labels.service_name="hello"`, true, true},
 		{`severity>=WARNING`, false, true},
