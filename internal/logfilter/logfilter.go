@@ -1,0 +1,391 @@
+// Package logfilter parses the subset of the Cloud Logging query language
+// that `gcloud logging read` and `gcloud run services logs read` send, and
+// matches log entries against it. The filter is untrusted input from any
+// caller of the Logging API, so the parser is a small recursive-descent one
+// with bounded length and nesting, and anything outside the subset is an
+// error that names what was not understood (the API turns it into
+// INVALID_ARGUMENT) rather than being ignored: a silently dropped clause
+// would show a user entries they did not ask for.
+//
+// The subset: comparisons FIELD OP VALUE with OP one of = != < <= > >= and
+// : (has: substring, case-insensitive, as Google's), joined by AND, OR, NOT,
+// a leading '-' for NOT, implicit AND between adjacent terms, and
+// parentheses. Fields: resource.type, resource.labels.service_name,
+// resource.labels.revision_name, resource.labels.location,
+// resource.labels.project_id, severity (ordered DEFAULT < DEBUG < INFO <
+// NOTICE < WARNING < ERROR < CRITICAL < ALERT < EMERGENCY), timestamp (RFC
+// 3339, compared as time), logName, textPayload,
+// httpRequest.status (compared as a number) and insertId. Values are bare
+// words or double-quoted strings with backslash escapes.
+package logfilter
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxLength bounds a filter's size, as Google bounds it (20,000 characters).
+const MaxLength = 20000
+
+// maxDepth bounds nesting so a hostile filter cannot exhaust the stack.
+const maxDepth = 64
+
+// Entry gives the value of a field of one log entry; ok is false when the
+// entry has no such field (a comparison on it then does not match).
+type Entry func(field string) (value string, ok bool)
+
+// Filter is a parsed filter; the zero value (from an empty filter) matches all.
+type Filter struct{ root node }
+
+// Match reports whether the entry satisfies the filter.
+func (f *Filter) Match(e Entry) bool {
+	if f == nil || f.root == nil {
+		return true
+	}
+	return f.root.match(e)
+}
+
+// Severities in Google's order; an entry's severity compares by index.
+var Severities = []string{"DEFAULT", "DEBUG", "INFO", "NOTICE", "WARNING", "ERROR", "CRITICAL", "ALERT", "EMERGENCY"}
+
+var severityRank = func() map[string]int {
+	m := map[string]int{}
+	for i, s := range Severities {
+		m[s] = i
+	}
+	return m
+}()
+
+type kind int
+
+const (
+	kindString kind = iota
+	kindSeverity
+	kindTime
+	kindNumber
+)
+
+var fields = map[string]kind{
+	"resource.type":                 kindString,
+	"resource.labels.service_name":  kindString,
+	"resource.labels.revision_name": kindString,
+	"resource.labels.location":      kindString,
+	"resource.labels.project_id":    kindString,
+	"resource.labels.job_name":      kindString,
+	"severity":                      kindSeverity,
+	"timestamp":                     kindTime,
+	"receiveTimestamp":              kindTime,
+	"logName":                       kindString,
+	"textPayload":                   kindString,
+	"insertId":                      kindString,
+	"httpRequest.status":            kindNumber,
+	"httpRequest.requestMethod":     kindString,
+	"httpRequest.requestUrl":        kindString,
+}
+
+type node interface{ match(Entry) bool }
+
+type andNode struct{ l, r node }
+type orNode struct{ l, r node }
+type notNode struct{ n node }
+
+func (n andNode) match(e Entry) bool { return n.l.match(e) && n.r.match(e) }
+func (n orNode) match(e Entry) bool  { return n.l.match(e) || n.r.match(e) }
+func (n notNode) match(e Entry) bool { return !n.n.match(e) }
+
+type cmpNode struct {
+	field string
+	kind  kind
+	op    string
+	text  string    // the value as written (strings, has)
+	rank  int       // severity
+	when  time.Time // timestamp
+	num   float64   // number
+}
+
+func (c cmpNode) match(e Entry) bool {
+	v, ok := e(c.field)
+	if !ok {
+		return false
+	}
+	if c.op == ":" {
+		return strings.Contains(strings.ToLower(v), strings.ToLower(c.text))
+	}
+	var d int
+	switch c.kind {
+	case kindSeverity:
+		r, ok := severityRank[strings.ToUpper(v)]
+		if !ok {
+			return false
+		}
+		d = r - c.rank
+	case kindTime:
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return false
+		}
+		d = t.Compare(c.when)
+	case kindNumber:
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return false
+		}
+		switch {
+		case n < c.num:
+			d = -1
+		case n > c.num:
+			d = 1
+		}
+	default:
+		d = strings.Compare(v, c.text)
+	}
+	switch c.op {
+	case "=":
+		return d == 0
+	case "!=":
+		return d != 0
+	case "<":
+		return d < 0
+	case "<=":
+		return d <= 0
+	case ">":
+		return d > 0
+	default: // ">="
+		return d >= 0
+	}
+}
+
+// Parse parses a filter; an empty or blank filter matches everything.
+func Parse(s string) (*Filter, error) {
+	if len(s) > MaxLength {
+		return nil, fmt.Errorf("filter is %d characters; at most %d", len(s), MaxLength)
+	}
+	toks, err := lex(s)
+	if err != nil {
+		return nil, err
+	}
+	p := &parser{toks: toks}
+	if len(toks) == 0 {
+		return &Filter{}, nil
+	}
+	root, err := p.or(0)
+	if err != nil {
+		return nil, err
+	}
+	if p.pos < len(p.toks) {
+		return nil, fmt.Errorf("unsupported filter syntax at %q", p.toks[p.pos].text)
+	}
+	return &Filter{root: root}, nil
+}
+
+type tokKind int
+
+const (
+	tWord tokKind = iota // bare word: field path, value, AND/OR/NOT
+	tString
+	tOp
+	tLParen
+	tRParen
+	tMinus
+)
+
+type token struct {
+	kind tokKind
+	text string
+}
+
+func lex(s string) ([]token, error) {
+	var toks []token
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '(':
+			toks = append(toks, token{tLParen, "("})
+			i++
+		case c == ')':
+			toks = append(toks, token{tRParen, ")"})
+			i++
+		case c == '"':
+			var b strings.Builder
+			j := i + 1
+			for ; j < len(s) && s[j] != '"'; j++ {
+				if s[j] == '\\' {
+					j++
+					if j == len(s) {
+						break
+					}
+				}
+				b.WriteByte(s[j])
+			}
+			if j >= len(s) {
+				return nil, fmt.Errorf("unterminated string in filter at offset %d", i)
+			}
+			toks = append(toks, token{tString, b.String()})
+			i = j + 1
+		case c == '=' || c == ':':
+			toks = append(toks, token{tOp, string(c)})
+			i++
+		case c == '<' || c == '>' || c == '!':
+			if i+1 < len(s) && s[i+1] == '=' {
+				toks = append(toks, token{tOp, s[i : i+2]})
+				i += 2
+			} else if c == '!' {
+				return nil, fmt.Errorf("unsupported filter syntax %q", "!")
+			} else {
+				toks = append(toks, token{tOp, string(c)})
+				i++
+			}
+		case c == '-' && (len(toks) == 0 || toks[len(toks)-1].kind != tOp):
+			toks = append(toks, token{tMinus, "-"})
+			i++
+		default:
+			j := i
+			for j < len(s) && !strings.ContainsRune(" \t\n\r()\"=:<>!", rune(s[j])) {
+				j++
+			}
+			if j == i {
+				return nil, fmt.Errorf("unsupported filter syntax %q", s[i:i+1])
+			}
+			toks = append(toks, token{tWord, s[i:j]})
+			i = j
+		}
+	}
+	return toks, nil
+}
+
+type parser struct {
+	toks []token
+	pos  int
+}
+
+func (p *parser) peek() (token, bool) {
+	if p.pos < len(p.toks) {
+		return p.toks[p.pos], true
+	}
+	return token{}, false
+}
+
+func (p *parser) isWord(w string) bool {
+	t, ok := p.peek()
+	return ok && t.kind == tWord && t.text == w
+}
+
+func (p *parser) or(depth int) (node, error) {
+	l, err := p.and(depth)
+	if err != nil {
+		return nil, err
+	}
+	for p.isWord("OR") {
+		p.pos++
+		r, err := p.and(depth)
+		if err != nil {
+			return nil, err
+		}
+		l = orNode{l, r}
+	}
+	return l, nil
+}
+
+func (p *parser) and(depth int) (node, error) {
+	l, err := p.unary(depth)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		t, ok := p.peek()
+		if !ok || t.kind == tRParen || p.isWord("OR") {
+			return l, nil
+		}
+		if p.isWord("AND") {
+			p.pos++
+		}
+		r, err := p.unary(depth)
+		if err != nil {
+			return nil, err
+		}
+		l = andNode{l, r}
+	}
+}
+
+func (p *parser) unary(depth int) (node, error) {
+	if depth > maxDepth {
+		return nil, fmt.Errorf("filter nests deeper than %d", maxDepth)
+	}
+	t, ok := p.peek()
+	if !ok {
+		return nil, fmt.Errorf("filter ends where a comparison was expected")
+	}
+	switch {
+	case t.kind == tMinus || (t.kind == tWord && t.text == "NOT"):
+		p.pos++
+		n, err := p.unary(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		return notNode{n}, nil
+	case t.kind == tLParen:
+		p.pos++
+		n, err := p.or(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		if t, ok := p.peek(); !ok || t.kind != tRParen {
+			return nil, fmt.Errorf("filter has an unclosed parenthesis")
+		}
+		p.pos++
+		return n, nil
+	case t.kind == tWord:
+		return p.comparison()
+	default:
+		return nil, fmt.Errorf("unsupported filter syntax at %q", t.text)
+	}
+}
+
+func (p *parser) comparison() (node, error) {
+	field := p.toks[p.pos].text
+	p.pos++
+	op, ok := p.peek()
+	if !ok || op.kind != tOp {
+		// A bare word is a global text search in Google's language.
+		return nil, fmt.Errorf("unsupported filter syntax: bare term %q (global search) is not supported; compare a field, e.g. textPayload:%q", field, field)
+	}
+	k, known := fields[field]
+	if !known {
+		return nil, fmt.Errorf("unsupported filter field %q", field)
+	}
+	p.pos++
+	v, ok := p.peek()
+	if !ok || (v.kind != tWord && v.kind != tString) {
+		return nil, fmt.Errorf("filter: %s %s needs a value", field, op.text)
+	}
+	p.pos++
+	c := cmpNode{field: field, kind: k, op: op.text, text: v.text}
+	if op.text == ":" {
+		return c, nil
+	}
+	switch k {
+	case kindSeverity:
+		r, ok := severityRank[strings.ToUpper(v.text)]
+		if !ok {
+			return nil, fmt.Errorf("filter: unknown severity %q (one of %s)", v.text, strings.Join(Severities, ", "))
+		}
+		c.rank = r
+	case kindTime:
+		t, err := time.Parse(time.RFC3339Nano, v.text)
+		if err != nil {
+			return nil, fmt.Errorf("filter: %s needs an RFC 3339 time, not %q", field, v.text)
+		}
+		c.when = t
+	case kindNumber:
+		n, err := strconv.ParseFloat(v.text, 64)
+		if err != nil {
+			return nil, fmt.Errorf("filter: %s needs a number, not %q", field, v.text)
+		}
+		c.num = n
+	}
+	return c, nil
+}
