@@ -132,6 +132,12 @@ func TestCheckReplaces(t *testing.T) {
 		{"module m\nreplace (\n\ta => ../other\n)\n", false},
 		{"module m\nreplace a => ./x/../../y\n", false},
 		{"module m\nreplace a => \"/abs\"\n", false},
+		// Escapes the go command unquotes: ../../victim and /any/path.
+		{"module m\nreplace victim => \"\\x2e\\x2e/\\x2e\\x2e/victim\"\n", false},
+		{"module m\nreplace victim => \"\\x2fany\\x2fpath\"\n", false},
+		{"module m\nreplace victim => `../victim`\n", false},
+		{"module m\nreplace victim => \"./ok\"\n", true},
+		{"not a go.mod (", false},
 	} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "go.mod"), []byte(tc.gomod), 0o644)

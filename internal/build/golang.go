@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"golang.org/x/mod/modfile"
 )
 
 // goLanguage builds a Go main package (the directory's own .go files, with
@@ -96,23 +98,23 @@ func buildGo(ctx context.Context, b *Builder, s *Source, t Target, out io.Writer
 
 // checkReplaces refuses a go.mod whose replace directives point at a
 // directory outside the source tree (absolute, or climbing out with "..").
+// The paths are read as the go command reads them (x/mod's parser, which
+// unquotes escapes such as "\x2e\x2e/"), never from the raw text.
 func checkReplaces(dir string) error {
 	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
 	if err != nil {
 		return nil // no go.mod: the package's own files only
 	}
-	for i, line := range strings.Split(string(b), "\n") {
-		_, target, ok := strings.Cut(line, "=>")
-		if !ok {
-			continue
+	f, err := modfile.Parse("go.mod", b, nil)
+	if err != nil {
+		return fmt.Errorf("go.mod: %w", err)
+	}
+	for _, r := range f.Replace {
+		if r.New.Version != "" {
+			continue // a module version, fetched like any dependency
 		}
-		fields := strings.Fields(target)
-		if len(fields) == 0 {
-			continue
-		}
-		p := strings.Trim(fields[0], "\"`")
-		if filepath.IsAbs(p) || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.HasPrefix(p, "~") {
-			return fmt.Errorf("go.mod line %d replaces a module with %s, a directory outside the uploaded source: only paths inside it (./…) or module versions are built", i+1, p)
+		if p := r.New.Path; !filepath.IsLocal(filepath.FromSlash(p)) {
+			return fmt.Errorf("go.mod line %d replaces a module with %s, a directory outside the uploaded source: only paths inside it (./…) or module versions are built", r.Syntax.Start.Line, p)
 		}
 	}
 	return nil

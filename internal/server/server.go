@@ -490,6 +490,7 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 			egress = "all (veth pair with NAT)"
 		case hasEgress:
 			egress = "all (pasta)"
+			log.Warn("sandboxed file:// instances reach every host the machine reaches, through pasta, which filters no destination: a cloud VM's metadata server (169.254.169.254), the LAN, containers at their bridge addresses; run Usher as root for filtered egress, or --instance-egress=none")
 		}
 		if os.Geteuid() != 0 {
 			user += fmt.Sprintf(" in a user namespace (uid %d on the host)", os.Geteuid())
@@ -537,7 +538,14 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 	}
 	sb := &process.Sandbox{Reach: []string{listenAddr}}
 	switch cfg.InstanceEgress {
-	case "", "all", "nat":
+	case "":
+		// The default: egress as root, where the host's firewall rules keep
+		// instances from the host, other instances, Docker's bridges and
+		// link-local metadata servers. Without root the egress is pasta's,
+		// which cannot filter destinations (a cloud VM's metadata server,
+		// the LAN): the operator asks for it with --instance-egress=all.
+		sb.Egress = os.Geteuid() == 0
+	case "all", "nat":
 		sb.Egress = true
 	case "none":
 	default:

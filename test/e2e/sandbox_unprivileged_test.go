@@ -30,13 +30,20 @@ func TestSandboxUnprivileged(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
-	p := usherproc.Start(t, usherproc.Options{Bin: usherBin, Dir: dir, User: &syscall.Credential{Uid: 65534, Gid: 65534}})
+	p := usherproc.Start(t, usherproc.Options{Bin: usherBin, Dir: dir, User: &syscall.Credential{Uid: 65534, Gid: 65534}, Args: []string{"--instance-egress=all"}})
 	s := &server{Server: p, t: t, dir: p.Dir, dataDir: p.DataDir, home: p.Home, logPath: p.LogPath, config: p.ConfigPath, http: p.HTTP}
 	if log := s.Log(); strings.Contains(log, "cannot be sandboxed") {
 		t.Skipf("*** NOT TESTED: this kernel lets no unprivileged user make the sandbox's user namespace, so a Usher that is not root refuses file:// images here: %s ***", log)
 	}
 	if !strings.Contains(s.Log(), "in a user namespace") {
 		t.Fatalf("usher serve as nobody does not say it sandboxes in a user namespace:\n%s", s.Log())
+	}
+	// The host's addresses before the instances start: those are the ones
+	// they are kept from (an address the host gains later, such as another
+	// Usher's instance link, is reachable through pasta: see README).
+	before := map[string]bool{}
+	for _, ip := range hostIPv4s(t) {
+		before[ip] = true
 	}
 	a := s.deploy(t, "prober-a", proberBin, "--allow-unauthenticated")
 	b := s.deploy(t, "prober-b", proberBin, "--allow-unauthenticated")
@@ -85,6 +92,13 @@ func TestSandboxUnprivileged(t *testing.T) {
 	var hostProbes []probe
 	// (Those it had when the instance started: see relayLocalAddrs.)
 	for _, ip := range hostIPv4s(t) {
+		// Addresses in 10.201.0.0/16 are the host ends of instance links
+		// of root Ushers running beside this test (other test packages):
+		// they come and go with those instances, so they are not the
+		// host's addresses this instance started with.
+		if !before[ip] || strings.HasPrefix(ip, "10.201.") {
+			continue
+		}
 		hostProbes = append(hostProbes, probe{"Host/" + ip, "/dial?addr=" + net.JoinHostPort(ip, widePort), 502, ""})
 	}
 	remote := remotehost.Start(t)
@@ -106,5 +120,28 @@ func TestSandboxUnprivileged(t *testing.T) {
 				t.Errorf("GET %s from inside: %d %q, want %d containing %q", tc.path, got.status, got.body, tc.wantCode, tc.want)
 			}
 		})
+	}
+}
+
+// TestSandboxUnprivilegedNoEgressByDefault: a Usher that is not root gives
+// instances no egress unless asked (pasta cannot filter destinations such as
+// a cloud VM's metadata server), and says so.
+func TestSandboxUnprivilegedNoEgressByDefault(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the test becomes nobody, which takes root")
+	}
+	dir, err := os.MkdirTemp("", "usher-e2e-nobody-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	p := usherproc.Start(t, usherproc.Options{Bin: usherBin, Dir: dir, User: &syscall.Credential{Uid: 65534, Gid: 65534}})
+	log := p.Log()
+	if strings.Contains(log, "cannot be sandboxed") {
+		t.Skipf("*** NOT TESTED: no unprivileged user namespaces here: %s ***", log)
+	}
+	if !strings.Contains(log, "in a user namespace") || !strings.Contains(log, "egress=none") {
+		t.Fatalf("usher serve as nobody, no --instance-egress: want a sandbox in a user namespace with egress=none:\n%s", log)
 	}
 }
