@@ -340,3 +340,33 @@ func Environ(pid int) (map[string]string, error) {
 	}
 	return env, nil
 }
+
+// ListensOnPort reports whether a process of group pgid holds a listening
+// TCP socket on port, on the wildcard or loopback address. A socket of
+// another user, or one held by no process of the group, answers false.
+func ListensOnPort(pgid int, port uint16) bool {
+	for _, addr := range []netip.Addr{
+		netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{127, 0, 0, 1}),
+		netip.IPv6Unspecified(), netip.IPv6Loopback(),
+	} {
+		// A listening socket's row has the family's zero remote address.
+		remote := netip.IPv4Unspecified()
+		if addr.Is6() {
+			remote = netip.IPv6Unspecified()
+		}
+		inode, err := socketInode(netip.AddrPortFrom(addr, port), netip.AddrPortFrom(remote, 0))
+		if err != nil {
+			continue
+		}
+		pids, err := socketOwners(inode)
+		if err != nil {
+			continue
+		}
+		for _, pid := range pids {
+			if InGroup(pid, pgid) {
+				return true
+			}
+		}
+	}
+	return false
+}

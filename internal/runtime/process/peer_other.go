@@ -37,3 +37,7 @@ func InstanceLeader(pid int) (int, error) { return 0, errPeerUnsupported }
 
 // Environ returns the environment of pid. Only implemented on Linux.
 func Environ(pid int) (map[string]string, error) { return nil, errPeerUnsupported }
+
+// ListensOnPort reports whether a process of group pgid listens on port.
+// Only implemented on Linux; elsewhere it answers true, unchecked.
+func ListensOnPort(pgid int, port uint16) bool { return true }

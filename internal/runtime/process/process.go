@@ -88,6 +88,8 @@ type Runtime struct {
 	cgroups *cgroupSet
 	cgErr   error
 
+	freePort func() (int, error) // a loopback port free now; tests replace it
+
 	mu    sync.Mutex
 	ports map[int]bool // ports of live instances
 	// Sandboxed instances by the loopback source address their relayed
@@ -103,7 +105,7 @@ func New(cfg Config) *Runtime {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = os.TempDir()
 	}
-	r := &Runtime{cfg: cfg, ports: map[int]bool{}, bySrc: map[netip.Addr]*instance{}, nextSrc: sourceNet.Addr()}
+	r := &Runtime{cfg: cfg, freePort: kernelFreePort, ports: map[int]bool{}, bySrc: map[netip.Addr]*instance{}, nextSrc: sourceNet.Addr()}
 	if sb := cfg.Sandbox; sb != nil {
 		c := *sb
 		if c.UID == 0 && c.GID == 0 {
@@ -252,30 +254,72 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 	if err != nil {
 		return nil, err
 	}
-	id, err := newID()
+	for attempt := 1; ; attempt++ {
+		id, err := newID()
+		if err != nil {
+			return nil, err
+		}
+		port, err := r.pickPort()
+		if err != nil {
+			return nil, err
+		}
+		in, err := r.launch(spec, exe, id, port)
+		if err != nil {
+			r.releasePort(port)
+			return nil, err
+		}
+		go func() {
+			<-in.done
+			r.releasePort(port)
+		}()
+		if spec.RunToCompletion {
+			return in, nil
+		}
+		err = in.probe(ctx, spec.StartupTimeout)
+		if r.cfg.Sandbox != nil {
+			// The instance has its own network namespace: nobody else
+			// can hold its port.
+			if err != nil {
+				return nil, err
+			}
+			return in, nil
+		}
+		// Unsandboxed, the port is free when picked but another program
+		// on the machine can take it before the instance binds it. Then
+		// the instance dies failing to bind, or, worse, the probe reached
+		// the other program: either way a fresh port is tried.
+		lost := false
+		switch {
+		case err == nil && !ListensOnPort(in.cmd.Process.Pid, uint16(port)):
+			in.kill()
+			lost, err = true, fmt.Errorf("instance %s: port %d answered by another program", in.id, port)
+		case err != nil && in.exited() && portTaken(port):
+			lost = true
+		}
+		if !lost && err != nil {
+			return nil, err
+		}
+		if !lost {
+			return in, nil
+		}
+		if attempt == maxPortAttempts {
+			return nil, err
+		}
+	}
+}
+
+// maxPortAttempts bounds Start's retries after losing its port to another
+// program.
+const maxPortAttempts = 3
+
+// portTaken reports whether something else listens on the loopback port.
+func portTaken(port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		return nil, err
+		return true
 	}
-	port, err := r.pickPort()
-	if err != nil {
-		return nil, err
-	}
-	in, err := r.launch(spec, exe, id, port)
-	if err != nil {
-		r.releasePort(port)
-		return nil, err
-	}
-	go func() {
-		<-in.done
-		r.releasePort(port)
-	}()
-	if spec.RunToCompletion {
-		return in, nil
-	}
-	if err := in.probe(ctx, spec.StartupTimeout); err != nil {
-		return nil, err
-	}
-	return in, nil
+	l.Close()
+	return false
 }
 
 // imagePath checks that image is file:// plus the absolute path of an
@@ -330,12 +374,10 @@ func newID() (string, error) {
 // pickPort returns a free loopback port not used by another live instance.
 func (r *Runtime) pickPort() (int, error) {
 	for range 10 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := r.freePort()
 		if err != nil {
 			return 0, fmt.Errorf("pick port: %w", err)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
 		r.mu.Lock()
 		if !r.ports[port] {
 			r.ports[port] = true
@@ -345,6 +387,16 @@ func (r *Runtime) pickPort() (int, error) {
 		r.mu.Unlock()
 	}
 	return 0, errors.New("pick port: no free port found")
+}
+
+// kernelFreePort has the kernel choose a loopback port free at the moment.
+func kernelFreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func (r *Runtime) releasePort(port int) {
@@ -766,6 +818,16 @@ func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
 				tick.Reset(probeInterval)
 			}
 		}
+	}
+}
+
+// exited reports whether the instance's program has ended.
+func (in *instance) exited() bool {
+	select {
+	case <-in.done:
+		return true
+	default:
+		return false
 	}
 }
 

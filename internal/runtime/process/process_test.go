@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -190,4 +191,32 @@ func TestProcessRuntime(t *testing.T) {
 		helper.Wait()
 		b.WaitGone(t)
 	})
+}
+
+// TestPortLostToAnotherProgram: unsandboxed, another program can bind the
+// port Usher picked before the instance does; Start then tries another port
+// instead of failing (or, worse, probing the other program).
+func TestPortLostToAnotherProgram(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	rt := New(Config{WorkDir: t.TempDir()})
+	picks := 0
+	rt.freePort = func() (int, error) {
+		picks++
+		if picks == 1 {
+			return taken.Addr().(*net.TCPAddr).Port, nil
+		}
+		return kernelFreePort()
+	}
+	in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: "file://" + buildTestApp(t)})
+	if err != nil {
+		t.Fatalf("Start after losing the first port: %v", err)
+	}
+	defer in.Stop(context.Background())
+	if picks != 2 || in.Addr() == taken.Addr().String() {
+		t.Fatalf("instance at %s after %d picks; the taken port was %s", in.Addr(), picks, taken.Addr())
+	}
 }
