@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"strings"
 
 	"github.com/caddyserver/certmagic"
@@ -19,7 +18,7 @@ const letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
 // the first TLS handshake for a name, and only for names this server owns
 // (the API host and hosts the routing table knows), so a client cannot make
 // Usher ask the CA for arbitrary names. Certificates and the ACME account
-// live in DATA_DIR/acme.
+// live in the store (certstore), shared by every node of a cluster.
 type acme struct {
 	magic  *certmagic.Config
 	issuer *certmagic.ACMEIssuer
@@ -27,14 +26,14 @@ type acme struct {
 
 // newACME sets up certmagic. owns decides the names certificates may be
 // obtained for; it must be cheap (it runs at handshakes for unknown names).
-func newACME(cfg Config, owns func(host string) bool) *acme {
+func newACME(cfg Config, storage certmagic.Storage, owns func(host string) bool) *acme {
 	var magic *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
 		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return magic, nil },
 		Logger:           zap.NewNop(),
 	})
 	magic = certmagic.New(cache, certmagic.Config{
-		Storage: &certmagic.FileStorage{Path: filepath.Join(cfg.DataDir, "acme")},
+		Storage: storage,
 		OnDemand: &certmagic.OnDemandConfig{DecisionFunc: func(_ context.Context, name string) error {
 			if owns(strings.ToLower(name)) {
 				return nil

@@ -23,6 +23,7 @@ import (
 	"github.com/usher-run/usher/internal/api"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/authn"
+	"github.com/usher-run/usher/internal/certstore"
 	"github.com/usher-run/usher/internal/console"
 	"github.com/usher-run/usher/internal/controller"
 	"github.com/usher-run/usher/internal/gateway"
@@ -199,7 +200,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var gwTable func() *routing.Table // set once the gateway exists
 	var apiHost string
 	if cfg.ACMEEmail != "" {
-		certs = newACME(cfg, func(host string) bool { // acme.go
+		certs = newACME(cfg, certstore.New(st, cfg.NodeName), func(host string) bool { // acme.go
 			if host == apiHost {
 				return true
 			}

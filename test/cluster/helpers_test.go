@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,6 +134,7 @@ type node struct {
 	t                           *testing.T
 	name, dir, dataDir, logPath string
 	addr                        string
+	scheme                      string // of its listener: http, or https with --acme-email
 	args                        []string
 	cmd                         *exec.Cmd
 	done                        chan struct{}
@@ -149,6 +151,10 @@ func startNode(t *testing.T, name, storeURL string, extra ...string) *node {
 		t.Fatal(err)
 	}
 	n.args = append([]string{"serve", "--store", storeURL, "--addr", "127.0.0.1:0", "--data-dir", n.dataDir, "--node-name", name}, extra...)
+	n.scheme = "http"
+	if slices.Contains(extra, "--acme-email") {
+		n.scheme = "https"
+	}
 	t.Cleanup(func() {
 		n.stop()
 		if t.Failed() {
@@ -259,6 +265,10 @@ func (n *node) directConfig() (string, error) {
 		return "", err
 	}
 	conf["server"] = "http://" + n.addr
+	if n.scheme == "https" { // its certificate names the public host
+		_, port, _ := net.SplitHostPort(n.addr)
+		conf["server"] = "https://localhost:" + port
+	}
 	b, _ = json.Marshal(conf)
 	// One file per call: concurrent CLI runs against one node must not see
 	// each other's half-written file.
