@@ -205,7 +205,7 @@ func storeKey(key string) (string, error) {
 		return strings.TrimSuffix(ValuesPrefix, "/"), nil
 	}
 	clean := path.Clean(key)
-	if clean != key || strings.HasPrefix(key, "/") || clean == ".." || strings.HasPrefix(clean, "../") {
+	if clean != key || clean == "." || strings.HasPrefix(key, "/") || clean == ".." || strings.HasPrefix(clean, "../") {
 		return "", fmt.Errorf("certstore: bad key %q", key)
 	}
 	return ValuesPrefix + key, nil

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -170,4 +172,24 @@ func TestLateUnlockLeavesNewHolder(t *testing.T) {
 	if err != nil || string(e.Value) != string(other) {
 		t.Fatalf("the new holder's lock after the late Unlock: %q, %v", e.Value, err)
 	}
+}
+
+// FuzzStoreKey: whatever certmagic passes (names come from TLS handshakes),
+// an accepted key stays under the ACME prefix and never climbs.
+func FuzzStoreKey(f *testing.F) {
+	for _, k := range []string{"certificates/ca/a.example/a.example.crt", "../x", "a/../b", "/a", ""} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, key string) {
+		k, err := storeKey(key)
+		if err != nil {
+			return
+		}
+		if key == "" {
+			return
+		}
+		if !strings.HasPrefix(k, ValuesPrefix) || path.Clean(k) != k || strings.Contains("/"+k+"/", "/../") {
+			t.Fatalf("storeKey(%q) = %q", key, k)
+		}
+	})
 }
