@@ -128,7 +128,8 @@ func (ex *execution) runTask(ctx context.Context, i int32, extra []runtime.EnvVa
 		}
 		spec := runtime.InstanceSpec{
 			Image: c.Image, Command: c.Command, Args: c.Args, Env: env,
-			Revision: ex.name, RunToCompletion: true, StopGrace: r.cfg.StopGrace,
+			Revision: ex.name, Key: runtime.RevisionKey(ex.project, ex.region, ex.name),
+			RunToCompletion: true, StopGrace: r.cfg.StopGrace,
 			ExtraEnv: append(append([]runtime.EnvVar{}, extra...),
 				runtime.EnvVar{Name: "CLOUD_RUN_JOB", Value: ex.job},
 				runtime.EnvVar{Name: "CLOUD_RUN_EXECUTION", Value: ex.name},

@@ -20,77 +20,73 @@ import (
 	"github.com/usher-run/usher/internal/runtime/docker/dockertest"
 )
 
-func TestDockerInstancesCheck(t *testing.T) {
+func TestDockerInstancesIdentify(t *testing.T) {
 	gw := netip.MustParseAddrPort("172.17.0.1:41000")
-	revs := map[netip.Addr]string{
-		netip.MustParseAddr("172.17.0.2"): "frontend-00001-abc",
-		netip.MustParseAddr("172.17.0.3"): "frontend-00002-def",
+	keys := map[netip.Addr]string{
+		netip.MustParseAddr("172.17.0.2"): "p/r/frontend-00001-abc",
+		netip.MustParseAddr("172.17.0.3"): "p/r/frontend-00002-def",
 	}
 	lookup := func(ip netip.Addr) (string, bool) {
-		rev, ok := revs[ip]
-		return rev, ok
+		key, ok := keys[ip]
+		return key, ok
 	}
-	check := metadata.DockerInstances("frontend-00001-abc", lookup)
+	identify := metadata.DockerInstances(lookup)
 	for _, tc := range []struct {
 		remote string
-		ok     bool
+		key    string // "": refused
 	}{
-		{"172.17.0.2:50000", true},
-		{"[::ffff:172.17.0.2]:50000", true},
-		{"172.17.0.3:50000", false},  // another revision's instance
-		{"172.17.0.4:50000", false},  // no instance
-		{"172.17.0.1:50000", false},  // the host
-		{"127.0.0.1:50000", false},   // the host
-		{"192.0.2.10:50000", false},  // elsewhere
-		{"[fd00::2]:50000", false},   // elsewhere
-		{"0.0.0.0:50000", false},     // nonsense
-		{"172.17.0.22:50000", false}, // no instance
+		{"172.17.0.2:50000", "p/r/frontend-00001-abc"},
+		{"[::ffff:172.17.0.2]:50000", "p/r/frontend-00001-abc"},
+		{"172.17.0.3:50000", "p/r/frontend-00002-def"},
+		{"172.17.0.4:50000", ""},  // no instance
+		{"172.17.0.1:50000", ""},  // the host
+		{"127.0.0.1:50000", ""},   // the host
+		{"192.0.2.10:50000", ""},  // elsewhere
+		{"[fd00::2]:50000", ""},   // elsewhere
+		{"0.0.0.0:50000", ""},     // nonsense
+		{"172.17.0.22:50000", ""}, // no instance
 	} {
-		err := check(gw, netip.MustParseAddrPort(tc.remote))
-		if (err == nil) != tc.ok {
-			t.Errorf("check(%s) = %v, want ok=%v", tc.remote, err, tc.ok)
+		key, err := identify(gw, netip.MustParseAddrPort(tc.remote))
+		if key != tc.key || (err == nil) != (tc.key != "") {
+			t.Errorf("identify(%s) = %q, %v; want %q", tc.remote, key, err, tc.key)
 		}
 	}
-	if err := metadata.DockerInstances("", lookup)(gw, netip.MustParseAddrPort("172.17.0.2:1")); err == nil {
-		t.Error("DockerInstances with no revision allowed a peer")
-	}
-	if err := metadata.DockerInstances("frontend-00001-abc", nil)(gw, netip.MustParseAddrPort("172.17.0.2:1")); err == nil {
-		t.Error("DockerInstances with no lookup allowed a peer")
+	if key, err := metadata.DockerInstances(nil)(gw, netip.MustParseAddrPort("172.17.0.2:1")); err == nil {
+		t.Errorf("DockerInstances with no lookup identified a peer as %q", key)
 	}
 }
 
-// TestListenHost: an identity's listener binds Identity.ListenHost when set,
+// TestListenHost: a network's listener binds Network.ListenHost when set,
 // whatever Config.ListenHost says.
 func TestListenHost(t *testing.T) {
 	f := newFixture(t)
 	md := metadata.New(metadata.Config{Minter: f.iss, ListenHost: "not-an-ip"})
 	defer md.Close()
 	id := frontend()
-	if _, err := md.Register(id); err == nil {
+	allow := func(local, remote netip.AddrPort) (string, error) { return id.Key, nil }
+	if _, err := md.Register(&metadata.Network{Identify: allow}, id); err == nil {
 		t.Fatal("Register on Config.ListenHost not-an-ip succeeded")
 	}
-	id.ListenHost = "127.0.0.1"
-	reg, err := md.Register(id)
+	reg, err := md.Register(&metadata.Network{ListenHost: "127.0.0.1", Identify: allow}, id)
 	if err != nil {
 		t.Fatalf("Register with ListenHost: %v", err)
 	}
 	defer reg.Close()
-	if !strings.HasPrefix(reg.Host(), "127.0.0.1:") || reg.Identity().ListenHost != "127.0.0.1" {
+	if !strings.HasPrefix(reg.Host(), "127.0.0.1:") {
 		t.Fatalf("Host() = %q", reg.Host())
 	}
 	if r := get(t, reg.Host(), v1+"project/project-id", flavor); r.status != http.StatusOK || r.body != project {
 		t.Fatalf("%d %q", r.status, r.body)
 	}
-	id.ListenHost = "localhost"
-	if _, err := md.Register(id); err == nil {
+	if _, err := md.Register(&metadata.Network{ListenHost: "localhost", Identify: allow}, id); err == nil {
 		t.Error("Register with ListenHost localhost (not an IP) succeeded")
 	}
 }
 
 // TestDockerInstances runs real containers (a FROM scratch image of
 // testdata/containerapp, using Google's libraries) on the Docker runtime
-// against listeners on the Docker network's gateway checked by
-// DockerInstances.
+// against one listener on the Docker network's gateway, shared by two
+// revisions, that tells their containers apart with DockerInstances.
 func TestDockerInstances(t *testing.T) {
 	ctx := context.Background()
 	c := dockertest.Engine(t, "the metadata server for containers")
@@ -126,21 +122,23 @@ func TestDockerInstances(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		p, ok := rt.WaitInstanceAt(ctx, ip)
-		return p.Revision, ok
+		return p.Key, ok
 	}
+	network := &metadata.Network{ListenHost: gw, Identify: metadata.DockerInstances(lookup)}
 	id := frontend()
-	id.ListenHost = gw
-	id.CheckPeer = metadata.DockerInstances(id.Revision, lookup)
-	reg := f.register(t, id)
+	reg := f.registerOn(t, network, id)
 	if !strings.HasPrefix(reg.Host(), gw+":") {
 		t.Fatalf("Host() = %q, want %s:PORT", reg.Host(), gw)
 	}
 	id2 := frontend()
 	id2.ServiceAccount = "other@local-project.iam.gserviceaccount.com"
 	id2.Revision = "frontend-00002-def"
-	id2.ListenHost = gw
-	id2.CheckPeer = metadata.DockerInstances(id2.Revision, lookup)
-	reg2 := f.register(t, id2)
+	id2.Key = project + "/" + region + "/" + id2.Revision
+	reg2 := f.registerOn(t, network, id2)
+	if reg2.Host() != reg.Host() {
+		t.Fatalf("two revisions on two listeners: %s, %s", reg.Host(), reg2.Host())
+	}
+	keyOf := map[string]string{id.Revision: id.Key, id2.Revision: id2.Key}
 
 	start := func(rt *docker.Runtime, revision, host string) runtime.Instance {
 		t.Helper()
@@ -150,6 +148,7 @@ func TestDockerInstances(t *testing.T) {
 			Image:    ref,
 			Service:  "frontend",
 			Revision: revision,
+			Key:      keyOf[revision],
 			ExtraEnv: []runtime.EnvVar{{Name: "GCE_METADATA_HOST", Value: host}},
 		})
 		if err != nil {
@@ -199,7 +198,8 @@ func TestDockerInstances(t *testing.T) {
 		t.Errorf("the host asking %s: %d %q, want 403", reg.Host(), r.status, r.body)
 	}
 
-	// Each revision's containers use their own listener only.
+	// Each revision's containers are answered as their own revision on the
+	// shared listener, and only as it.
 	in2 := start(rt, id2.Revision, reg2.Host())
 	if code, body := call(in2, "/startup"); code != http.StatusOK || body != id2.ServiceAccount {
 		t.Fatalf("revision 2's container at startup: %d %q", code, body)
@@ -207,17 +207,17 @@ func TestDockerInstances(t *testing.T) {
 	emailPath := raw(v1 + "instance/service-accounts/default/email")
 	for _, tc := range []struct {
 		in   runtime.Instance
-		host string
+		path string
 		want string
 	}{
-		{in, reg.Host(), "200 " + saEmail},
-		{in, reg2.Host(), "403 "},
-		{in2, reg2.Host(), "200 " + id2.ServiceAccount},
-		{in2, reg.Host(), "403 "},
+		{in, emailPath, "200 " + saEmail},
+		{in2, emailPath, "200 " + id2.ServiceAccount},
+		{in, raw(v1 + "instance/service-accounts/" + id2.ServiceAccount + "/email"), "404 "},
+		{in2, raw(v1 + "instance/service-accounts/" + saEmail + "/email"), "404 "},
 	} {
-		_, body := call(tc.in, emailPath+"&host="+tc.host)
+		_, body := call(tc.in, tc.path)
 		if !strings.HasPrefix(body, tc.want) || (strings.HasPrefix(tc.want, "200") && body != tc.want) {
-			t.Errorf("instance %s asking %s: %q, want %q", tc.in.ID(), tc.host, body, tc.want)
+			t.Errorf("instance %s asking %s: %q, want %q", tc.in.ID(), tc.path, body, tc.want)
 		}
 	}
 	if code, tok := call(in2, "/token?aud="+url.QueryEscape(aud)); code != http.StatusOK {
@@ -244,8 +244,8 @@ func TestDockerInstances(t *testing.T) {
 	if err := in.Stop(ctx2); err != nil {
 		t.Fatal(err)
 	}
-	if err := id.CheckPeer(netip.MustParseAddrPort(reg.Host()), netip.AddrPortFrom(addr, 40000)); err == nil {
-		t.Errorf("the address of a stopped instance still passes")
+	if key, err := network.Identify(netip.MustParseAddrPort(reg.Host()), netip.AddrPortFrom(addr, 40000)); err == nil {
+		t.Errorf("the address of a stopped instance is still identified, as %q", key)
 	}
 }
 

@@ -8,31 +8,33 @@
 //
 // # Shape
 //
-// Every registered Identity (one per revision: the revision's runtime service
-// account, project and region) gets a listener of its own on
-// Identity.ListenHost, else Config.ListenHost (127.0.0.1 by default), and a
-// random port; Registration.Host is the value for the instances'
-// GCE_METADATA_HOST. The port alone selects the identity, so nothing a
-// request says can pick another one; Identity.CheckPeer then decides, per
-// TCP connection, whether the process on the other end may use it (for the
-// process runtime: ProcessInstances; for the Docker runtime:
-// DockerInstances). Registration.Close stops the listener and drops its
-// connections.
+// One listener per Network (a node has at most two: 127.0.0.1 for process
+// instances, the Docker network's gateway for containers), on a random
+// port; Registration.Host is the value for the instances' GCE_METADATA_HOST.
+// Every revision (or job execution) registers an Identity under its key
+// (PROJECT/REGION/REVISION) on its network; Network.Identify names, once per
+// TCP connection, the key of the instance on the other end from the kernel's
+// and the runtime's own facts (for the unsandboxed process runtime:
+// ProcessInstances; sandboxed: SandboxedProcessInstances; Docker:
+// DockerInstances), and the request is answered as that key's identity.
+// Nothing a request says (path, parameters, headers) selects an identity.
+// Registration.Close ends an identity: its instances' requests are refused
+// from then on, and the listener stays for the others.
 //
 // # Docker instances
 //
 // A container cannot reach the host's loopback, so a revision run by the
-// Docker runtime gets its listener on the host's address on the Docker
-// network instead (Identity.ListenHost = docker.Runtime.HostGateway, e.g.
+// Docker runtime reach a listener on the host's address on the Docker
+// network instead (Network.ListenHost = docker.Runtime.HostGateway, e.g.
 // 172.17.0.1), not on all interfaces: it is reached by the host itself and
 // by containers (of any Docker network on the host). A machine elsewhere
 // that routes to that address through the host could connect too, but not
 // from a container's address, since the kernel sends the replies for that
-// address to the bridge, not back to it. CheckPeer is DockerInstances: the
+// address to the bridge, not back to it. Identify is DockerInstances: the
 // connection's source address must be the container IP of a live instance
-// that Usher itself started for this very revision (docker.Runtime's own
-// record, never the container's labels, environment or request headers), or
-// the connection is refused. Connections from the host (the gateway
+// that Usher itself started (docker.Runtime's own record of its key, never
+// the container's labels, environment or request headers), or the
+// connection is refused. Connections from the host (the gateway
 // address) and from containers Usher did not start are refused. This needs
 // the runtime to reach containers at their IPs (docker.AddrContainerIP,
 // Linux with a local rootful engine); elsewhere (Docker Desktop, rootless)
@@ -101,16 +103,17 @@
 //
 // # What it must never do
 //
-//   - answer for an identity other than the one registered on the listener
-//     the request came in on (no request parameter selects an identity; the
-//     account email in a path must be that identity's own);
+//   - answer for an identity other than the one registered under the key
+//     Identify found for the connection (no request parameter selects an
+//     identity; the account email in a path must be that identity's own);
 //   - answer anything without "Metadata-Flavor: Google", or with an
 //     X-Forwarded-For header (a request relayed by a proxy the instance was
 //     tricked into calling, SSRF-style);
 //   - trust X-Forwarded-For or any other request header for who the caller
-//     is: only CheckPeer, on the kernel's view of the connection, decides;
-//   - answer a connection CheckPeer refused or could not decide (a panic or
-//     an error is a refusal: 403);
+//     is: only Identify, on the kernel's view of the connection and the
+//     runtime's record, decides;
+//   - answer a connection Identify refused or could not decide (a panic or
+//     an error is a refusal: 403), or whose key has no registration;
 //   - hand out a token longer-lived than issuer.MaxTokenLifetime.
 package metadata
 
@@ -174,8 +177,33 @@ type Config struct {
 	ListenHost string
 }
 
-// Identity is what one listener answers as.
+// Network is where one kind of instance reaches the metadata server, and
+// how its connections are told apart: one listener per Network, shared by
+// every identity registered on it, so a node holds one metadata socket per
+// network (loopback for process instances, the Docker network's gateway for
+// containers), however many revisions run.
+type Network struct {
+	// ListenHost is the IP address the listener binds; default
+	// Config.ListenHost. For the Docker runtime: the network's gateway
+	// (docker.Runtime.HostGateway), the host as its containers reach it.
+	ListenHost string
+
+	// Identify names the registration (Identity.Key) of the instance on the
+	// other end of a TCP connection, from the kernel's and the runtime's
+	// facts: local and remote are the connection's addresses as the server
+	// sees them. It runs once per connection; an error (or a panic) refuses
+	// the connection's requests with 403 and is logged. Required: pass
+	// ProcessInstances, SandboxedProcessInstances or DockerInstances.
+	Identify func(local, remote netip.AddrPort) (key string, err error)
+}
+
+// Identity is what the metadata server answers as for the instances of one
+// revision (or job execution).
 type Identity struct {
+	// Key names the revision uniquely across projects and regions (the
+	// pool's key: PROJECT/REGION/REVISION); Network.Identify returns it for
+	// the revision's instances. Required.
+	Key string
 	// ServiceAccount is the runtime service account's email (the service's
 	// --service-account, else the project's default compute account).
 	// Required.
@@ -192,31 +220,18 @@ type Identity struct {
 	// Service and Revision name the revision the identity is registered
 	// for; informational (logs, instance/id).
 	Service, Revision string
-
-	// ListenHost is the IP address this identity's listener binds; default
-	// Config.ListenHost. For the Docker runtime: the network's gateway
-	// (docker.Runtime.HostGateway), the host as its containers reach it.
-	ListenHost string
-
-	// CheckPeer decides, once per TCP connection, whether the client may use
-	// this identity: local and remote are the connection's addresses as the
-	// server sees them. nil error allows; any error (or a panic) refuses
-	// with 403 and is logged. Required: pass ProcessInstances(revision, …)
-	// for the process runtime, DockerInstances(revision, …) for the Docker
-	// runtime.
-	CheckPeer func(local, remote netip.AddrPort) error
 }
 
 func (id *Identity) validate() error {
 	switch {
+	case id.Key == "":
+		return errors.New("metadata: identity key is required")
 	case id.ServiceAccount == "" || !strings.Contains(id.ServiceAccount, "@") || strings.ContainsAny(id.ServiceAccount, "/?# \t\r\n"):
 		return fmt.Errorf("metadata: service account %q is not an email", id.ServiceAccount)
 	case id.ProjectID == "":
 		return errors.New("metadata: project ID is required")
 	case id.Region == "" || strings.Contains(id.Region, "/"):
 		return fmt.Errorf("metadata: invalid region %q", id.Region)
-	case id.CheckPeer == nil:
-		return errors.New("metadata: CheckPeer is required")
 	}
 	if id.ProjectNumber == "" {
 		id.ProjectNumber = apis.ProjectNumber(id.ProjectID)
@@ -230,14 +245,15 @@ func (id *Identity) validate() error {
 	return nil
 }
 
-// Server runs one metadata listener per registered identity. It is safe for
+// Server runs one metadata listener per Network, each answering as the
+// identity its peer's instance is registered with. It is safe for
 // concurrent use.
 type Server struct {
 	cfg Config
 
-	mu     sync.Mutex
-	regs   map[*Registration]struct{}
-	closed bool
+	mu        sync.Mutex
+	listeners map[*Network]*listener
+	closed    bool
 }
 
 // New returns a Server with no listeners yet.
@@ -254,37 +270,79 @@ func New(cfg Config) *Server {
 	if cfg.ListenHost == "" {
 		cfg.ListenHost = "127.0.0.1"
 	}
-	return &Server{cfg: cfg, regs: map[*Registration]struct{}{}}
+	return &Server{cfg: cfg, listeners: map[*Network]*listener{}}
 }
 
-// Registration is one identity's listener.
-type Registration struct {
+// listener is one Network's socket and the identities registered on it.
+type listener struct {
 	s    *Server
-	id   Identity
-	host string
-	ln   net.Listener
+	net  *Network
+	host string // IP:PORT, GCE_METADATA_HOST
 	srv  *http.Server
 	log  *slog.Logger
+
+	mu   sync.RWMutex
+	regs map[string]*Registration // by Identity.Key
+}
+
+// Registration is one identity on a Network's listener.
+type Registration struct {
+	l   *listener
+	id  Identity
+	log *slog.Logger
 
 	instanceID string
 	tokens     tokenCache
 
 	closeOnce sync.Once
-	closeErr  error
 }
 
 // ErrClosed is returned by Register after Close.
 var ErrClosed = errors.New("metadata: server closed")
 
-// Register starts a listener answering as id and returns it. Point the
-// instances of id's revision at it with GCE_METADATA_HOST=reg.Host().
-func (s *Server) Register(id Identity) (*Registration, error) {
+// Register answers as id, on n's listener (started at the first
+// registration on n), for the instances n.Identify names by id.Key, until
+// the registration is closed. Point the instances at it with
+// GCE_METADATA_HOST=reg.Host(). Registering a key again replaces the
+// earlier registration.
+func (s *Server) Register(n *Network, id Identity) (*Registration, error) {
 	if err := id.validate(); err != nil {
 		return nil, err
 	}
+	if n == nil || n.Identify == nil {
+		return nil, errors.New("metadata: a network with Identify is required")
+	}
+	l, err := s.listenerFor(n)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte("usher-instance:" + id.ProjectID + "/" + id.Region + "/" + id.Service + "/" + id.Revision + "/" + id.ServiceAccount))
+	r := &Registration{
+		l:          l,
+		id:         id,
+		log:        l.log.With("serviceAccount", id.ServiceAccount, "service", id.Service, "revision", id.Revision),
+		instanceID: strconv.FormatUint(binary.BigEndian.Uint64(sum[:8])%9_000_000_000_000_000_000+1_000_000_000_000_000_000, 10),
+		tokens:     tokenCache{m: map[string]cachedToken{}},
+	}
+	l.mu.Lock()
+	l.regs[id.Key] = r
+	l.mu.Unlock()
+	return r, nil
+}
+
+// listenerFor returns n's listener, starting it if need be.
+func (s *Server) listenerFor(n *Network) (*listener, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	if l := s.listeners[n]; l != nil {
+		return l, nil
+	}
 	host := s.cfg.ListenHost
-	if id.ListenHost != "" {
-		host = id.ListenHost
+	if n.ListenHost != "" {
+		host = n.ListenHost
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
@@ -294,73 +352,62 @@ func (s *Server) Register(id Identity) (*Registration, error) {
 	if err != nil {
 		return nil, fmt.Errorf("metadata: listen: %w", err)
 	}
-	sum := sha256.Sum256([]byte("usher-instance:" + id.ProjectID + "/" + id.Region + "/" + id.Service + "/" + id.Revision + "/" + id.ServiceAccount))
-	r := &Registration{
-		s:          s,
-		id:         id,
-		host:       ln.Addr().String(),
-		ln:         ln,
-		log:        s.cfg.Log.With("metadata", ln.Addr().String(), "serviceAccount", id.ServiceAccount, "service", id.Service, "revision", id.Revision),
-		instanceID: strconv.FormatUint(binary.BigEndian.Uint64(sum[:8])%9_000_000_000_000_000_000+1_000_000_000_000_000_000, 10),
-		tokens:     tokenCache{m: map[string]cachedToken{}},
-	}
-	r.srv = &http.Server{
-		Handler:           r,
+	l := &listener{s: s, net: n, host: ln.Addr().String(), regs: map[string]*Registration{}}
+	l.log = s.cfg.Log.With("metadata", l.host)
+	l.srv = &http.Server{
+		Handler:           l,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
+		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, connKey{}, newConnState(c))
 		},
 	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		ln.Close()
-		return nil, ErrClosed
-	}
-	s.regs[r] = struct{}{}
-	s.mu.Unlock()
+	s.listeners[n] = l
 	go func() {
-		if err := r.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			r.log.Error("metadata: listener failed", "err", err)
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.log.Error("metadata: listener failed", "err", err)
 		}
 	}()
-	return r, nil
+	return l, nil
 }
 
-// Host is the value for GCE_METADATA_HOST: "IP:PORT".
-func (r *Registration) Host() string { return r.host }
+// Host is the value for GCE_METADATA_HOST: "IP:PORT", the listener of the
+// registration's network.
+func (r *Registration) Host() string { return r.l.host }
 
-// Identity returns the identity the listener answers as (defaults filled in).
+// Identity returns the identity registered (defaults filled in).
 func (r *Registration) Identity() Identity { return r.id }
 
-// Close stops the listener and closes its connections. It is idempotent.
+// Close ends the registration: its instances' requests are refused from
+// now on. It is idempotent. The network's listener stays, for the others.
 func (r *Registration) Close() error {
 	r.closeOnce.Do(func() {
-		r.closeErr = r.srv.Close()
-		r.s.mu.Lock()
-		delete(r.s.regs, r)
-		r.s.mu.Unlock()
+		r.l.mu.Lock()
+		if r.l.regs[r.id.Key] == r {
+			delete(r.l.regs, r.id.Key)
+		}
+		r.l.mu.Unlock()
 	})
-	return r.closeErr
+	return nil
 }
 
-// Close closes every registration; later Register calls fail.
+// Close stops every listener; later Register calls fail.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	regs := make([]*Registration, 0, len(s.regs))
-	for r := range s.regs {
-		regs = append(regs, r)
+	ls := make([]*listener, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		ls = append(ls, l)
 	}
+	s.listeners = map[*Network]*listener{}
 	s.mu.Unlock()
 	var errs []error
-	for _, r := range regs {
-		errs = append(errs, r.Close())
+	for _, l := range ls {
+		errs = append(errs, l.srv.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -369,6 +416,7 @@ func (s *Server) Close() error {
 type connState struct {
 	local, remote netip.AddrPort
 	once          sync.Once
+	key           string
 	err           error
 }
 
@@ -385,39 +433,56 @@ func newConnState(c net.Conn) *connState {
 	return cs
 }
 
-// checkPeer runs CheckPeer once per connection: the client end of a TCP
-// connection stays with the process that opened it. A refusal is logged
-// once per connection.
-func (r *Registration) checkPeer(ctx context.Context) error {
+// identify runs Identify once per connection (the client end of a TCP
+// connection stays with the process that opened it) and returns the
+// registration of the peer's instance. A refusal is logged once per
+// connection.
+func (l *listener) identify(ctx context.Context) (*Registration, error) {
 	cs, _ := ctx.Value(connKey{}).(*connState)
 	if cs == nil || !cs.local.IsValid() || !cs.remote.IsValid() {
-		return errors.New("not a TCP connection")
+		return nil, errors.New("not a TCP connection")
 	}
 	cs.once.Do(func() {
-		cs.err = errors.New("peer check did not complete")
+		cs.err = errors.New("peer identification did not complete")
 		defer func() {
 			if p := recover(); p != nil {
-				cs.err = fmt.Errorf("peer check panicked: %v", p)
+				cs.err = fmt.Errorf("peer identification panicked: %v", p)
+			}
+			if cs.err == nil && cs.key == "" {
+				cs.err = errors.New("peer identified as no instance")
 			}
 			if cs.err != nil {
-				r.log.Warn("metadata: refused a connection", "remote", cs.remote.String(), "err", cs.err)
+				l.log.Warn("metadata: refused a connection", "remote", cs.remote.String(), "err", cs.err)
 			}
 		}()
-		cs.err = r.id.CheckPeer(cs.local, cs.remote)
+		cs.key, cs.err = l.net.Identify(cs.local, cs.remote)
 	})
-	return cs.err
+	if cs.err != nil {
+		return nil, cs.err
+	}
+	// Looked up per request: a registration closed since (its revision
+	// retired) answers nothing more.
+	l.mu.RLock()
+	r := l.regs[cs.key]
+	l.mu.RUnlock()
+	if r == nil {
+		return nil, fmt.Errorf("no identity registered for %s", cs.key)
+	}
+	return r, nil
 }
 
-// ServeHTTP answers one metadata request for r's identity.
-func (r *Registration) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+// ServeHTTP answers one metadata request as the identity of the peer's
+// instance.
+func (l *listener) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	h := w.Header()
 	h.Set("Metadata-Flavor", "Google")
 	h.Set("Server", "Metadata Server for Serverless")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "SAMEORIGIN")
 
-	if err := r.checkPeer(req.Context()); err != nil {
-		textError(w, http.StatusForbidden, "Forbidden: this metadata server answers only the instances it was started for.")
+	r, err := l.identify(req.Context())
+	if err != nil {
+		textError(w, http.StatusForbidden, "Forbidden: this metadata server answers only the instances Usher started.")
 		return
 	}
 	if _, ok := req.Header["X-Forwarded-For"]; ok {
@@ -643,7 +708,7 @@ func (r *Registration) serveIdentity(w http.ResponseWriter, q url.Values) {
 		textError(w, http.StatusBadRequest, fmt.Sprintf("licenses %q must be TRUE or FALSE", l))
 		return
 	}
-	now := r.s.cfg.Now()
+	now := r.l.s.cfg.Now()
 	key := "id\x00" + aud
 	// A disabled or deleted account gets nothing, not even a cached token.
 	if !r.usable(w) {
@@ -653,7 +718,7 @@ func (r *Registration) serveIdentity(w http.ResponseWriter, q url.Values) {
 		writeToken(w, "text/plain; charset=utf-8", []byte(t.token))
 		return
 	}
-	tok, err := r.s.cfg.Minter.MintIdentity(r.id.UniqueID, r.id.ServiceAccount, []string{aud}, time.Time{})
+	tok, err := r.l.s.cfg.Minter.MintIdentity(r.id.UniqueID, r.id.ServiceAccount, []string{aud}, time.Time{})
 	if errors.Is(err, issuer.ErrReservedAudience) {
 		textError(w, http.StatusBadRequest, "audience "+issuer.AdminAudience+" is reserved for access tokens")
 		return
@@ -670,7 +735,7 @@ func (r *Registration) serveIdentity(w http.ResponseWriter, q url.Values) {
 // usable refuses tokens for an account that was deleted, re-created or
 // disabled since the instance started.
 func (r *Registration) usable(w http.ResponseWriter) bool {
-	if f := r.s.cfg.AccountUsable; f != nil && !f(r.id.ServiceAccount, r.id.UniqueID) {
+	if f := r.l.s.cfg.AccountUsable; f != nil && !f(r.id.ServiceAccount, r.id.UniqueID) {
 		textError(w, http.StatusForbidden, "The service account "+r.id.ServiceAccount+" is disabled or was deleted; no token is issued for it.")
 		return false
 	}
@@ -696,7 +761,7 @@ func (r *Registration) serveToken(w http.ResponseWriter, q url.Values) {
 	if scope == "" {
 		scope = defaultScope
 	}
-	now := r.s.cfg.Now()
+	now := r.l.s.cfg.Now()
 	key := "at\x00" + scope
 	if !r.usable(w) {
 		return
@@ -704,7 +769,7 @@ func (r *Registration) serveToken(w http.ResponseWriter, q url.Values) {
 	t, ok := r.tokens.get(key, func(t cachedToken) bool { return now.Before(t.expiry.Add(-accessTokenMargin)) && !now.Before(t.minted) })
 	if !ok {
 		exp := now.Add(issuer.MaxTokenLifetime)
-		tok, err := r.s.cfg.Minter.MintAccess(r.id.UniqueID, r.id.ServiceAccount, scope, exp)
+		tok, err := r.l.s.cfg.Minter.MintAccess(r.id.UniqueID, r.id.ServiceAccount, scope, exp)
 		if err != nil {
 			r.log.Error("metadata: minting an access token", "err", err)
 			textError(w, http.StatusInternalServerError, "Could not mint an access token.")

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,8 +15,10 @@ import (
 	"github.com/usher-run/usher/internal/runtime/process"
 )
 
-// TestProcessInstances runs real instances on the process runtime (this test
-// binary, see instanceMain) against a listener checked by ProcessInstances.
+// TestProcessInstances runs real instances on the unsandboxed process
+// runtime (this test binary, see instanceMain) against one listener shared
+// by two revisions, which tells their instances apart with
+// ProcessInstances and the runtime's record of them.
 func TestProcessInstances(t *testing.T) {
 	f := newFixture(t)
 	exe, err := os.Executable()
@@ -25,19 +26,25 @@ func TestProcessInstances(t *testing.T) {
 		t.Skip(err)
 	}
 	rt := process.New(process.Config{WorkDir: t.TempDir()})
-
-	var poolSays atomic.Pointer[string] // the revision the "pool" records for any instance
+	network := &metadata.Network{Identify: metadata.ProcessInstances(func(pgid int) (string, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return rt.WaitInstanceOfGroup(ctx, pgid)
+	})}
 	id := frontend()
-	id.CheckPeer = metadata.ProcessInstances(id.Revision, func(pgid int) (string, bool) {
-		if rev := poolSays.Load(); rev != nil {
-			return *rev, true
-		}
-		return "", false
-	})
-	reg := f.register(t, id)
+	reg := f.registerOn(t, network, id)
+	id2 := frontend()
+	id2.ServiceAccount = "backend@local-project.iam.gserviceaccount.com"
+	id2.Revision = "frontend-00002-def"
+	id2.Key = project + "/" + region + "/" + id2.Revision
+	reg2 := f.registerOn(t, network, id2)
+	if reg.Host() != reg2.Host() {
+		t.Fatalf("two revisions on two listeners: %s, %s", reg.Host(), reg2.Host())
+	}
 	be := backend(t, f)
 
-	start := func(revision, host string) runtime.Instance {
+	// start runs an instance recorded under key, with K_REVISION revision.
+	start := func(key, revision string) runtime.Instance {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -45,8 +52,9 @@ func TestProcessInstances(t *testing.T) {
 			Image:    "file://" + exe,
 			Service:  "frontend",
 			Revision: revision,
+			Key:      key,
 			Env:      []runtime.EnvVar{{Name: helperEnv, Value: "1"}, {Name: "HOME", Value: t.TempDir()}},
-			ExtraEnv: []runtime.EnvVar{{Name: "GCE_METADATA_HOST", Value: host}},
+			ExtraEnv: []runtime.EnvVar{{Name: "GCE_METADATA_HOST", Value: reg.Host()}},
 		})
 		if err != nil {
 			t.Fatalf("start instance: %v", err)
@@ -64,8 +72,9 @@ func TestProcessInstances(t *testing.T) {
 		b, _ := io.ReadAll(res.Body)
 		return res.StatusCode, string(b)
 	}
+	emailPath := "/raw?path=" + url.QueryEscape(v1+"instance/service-accounts/default/email")
 
-	in := start(id.Revision, reg.Host())
+	in := start(id.Key, id.Revision)
 	// Asked while the instance was starting, before the runtime returned it.
 	if code, body := call(in, "/startup"); code != http.StatusOK || body != saEmail {
 		t.Fatalf("email fetched at startup: %d %q", code, body)
@@ -88,55 +97,35 @@ func TestProcessInstances(t *testing.T) {
 		t.Fatalf("the test process got %d %q, want 403", r.status, r.body)
 	}
 
-	// An instance of another revision pointed at this listener is refused,
-	// at startup and later.
-	other := start("frontend-00002-def", reg.Host())
-	if code, body := call(other, "/startup"); code != http.StatusBadGateway || !strings.Contains(body, "403") {
-		t.Errorf("another revision's instance at startup: %d %q, want a 403 error", code, body)
-	}
-	if code, body := call(other, "/token?aud=x"); code == http.StatusOK {
-		t.Errorf("another revision's instance got a token: %q", body)
-	}
-	if _, body := call(other, "/raw?path="+url.QueryEscape(v1+"instance/service-accounts/default/email")); !strings.HasPrefix(body, "403 ") {
-		t.Errorf("another revision's instance: %q, want 403", body)
-	}
-
-	// Two listeners of the same revision (say a previous registration and
-	// the current one) each answer only the instances started for them.
-	id2 := frontend()
-	id2.ServiceAccount = "backend@local-project.iam.gserviceaccount.com"
-	id2.CheckPeer = metadata.ProcessInstances(id.Revision, nil)
-	reg2 := f.register(t, id2)
-	in2 := start(id.Revision, reg2.Host())
+	// The other revision's instance is answered as its own account, even
+	// with the first revision's name in its environment: only the runtime's
+	// record counts.
+	in2 := start(id2.Key, id.Revision)
 	if code, body := call(in2, "/startup"); code != http.StatusOK || body != id2.ServiceAccount {
-		t.Fatalf("instance of reg2 at startup: %d %q", code, body)
+		t.Fatalf("revision 2's instance at startup: %d %q", code, body)
 	}
-	emailPath := url.QueryEscape(v1 + "instance/service-accounts/default/email")
-	for _, tc := range []struct {
-		in   runtime.Instance
-		host string
-		want string
-	}{
-		{in, reg.Host(), "200 " + saEmail},
-		{in, reg2.Host(), "403 "},
-		{in2, reg2.Host(), "200 " + id2.ServiceAccount},
-		{in2, reg.Host(), "403 "},
-	} {
-		if _, body := call(tc.in, "/raw?path="+emailPath+"&host="+tc.host); !strings.HasPrefix(body, tc.want) || (strings.HasPrefix(tc.want, "200") && body != tc.want) {
-			t.Errorf("instance %s asking %s: %q, want %q", tc.in.ID(), tc.host, body, tc.want)
-		}
+	if _, body := call(in2, emailPath); body != "200 "+id2.ServiceAccount {
+		t.Errorf("revision 2's instance: %q", body)
+	}
+	if _, body := call(in, emailPath); body != "200 "+saEmail {
+		t.Errorf("revision 1's instance: %q", body)
 	}
 
-	// When the pool knows an instance, its record wins over the instance's
-	// environment.
-	wrong := "frontend-00009-zzz"
-	poolSays.Store(&wrong)
-	if _, body := call(in, "/raw?path="+url.QueryEscape(v1+"project/project-id")); !strings.HasPrefix(body, "403 ") {
-		t.Errorf("instance the pool records for another revision: %q, want 403", body)
+	// An instance whose revision has no registration (retired, or never
+	// registered) is refused, at startup and later.
+	orphan := start(project+"/"+region+"/frontend-00009-zzz", id.Revision)
+	if code, body := call(orphan, "/startup"); code != http.StatusBadGateway || !strings.Contains(body, "403") {
+		t.Errorf("an unregistered revision's instance at startup: %d %q, want a 403 error", code, body)
 	}
-	right := id.Revision
-	poolSays.Store(&right)
-	if _, body := call(in, "/raw?path="+url.QueryEscape(v1+"project/project-id")); body != "200 "+project {
-		t.Errorf("instance the pool records for this revision: %q", body)
+	if code, body := call(orphan, "/token?aud=x"); code == http.StatusOK {
+		t.Errorf("an unregistered revision's instance got a token: %q", body)
+	}
+	// Closing a registration ends its instances' answers at once.
+	reg2.Close()
+	if _, body := call(in2, emailPath); !strings.HasPrefix(body, "403 ") {
+		t.Errorf("instance of a closed registration: %q, want 403", body)
+	}
+	if _, body := call(in, emailPath); body != "200 "+saEmail {
+		t.Errorf("revision 1's instance after revision 2's registration closed: %q", body)
 	}
 }

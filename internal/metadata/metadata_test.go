@@ -91,25 +91,41 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func allowAll(local, remote netip.AddrPort) error { return nil }
-
 func frontend() metadata.Identity {
 	return metadata.Identity{
+		Key:            project + "/" + region + "/frontend-00001-abc",
 		ServiceAccount: saEmail, UniqueID: saID,
 		ProjectID: project, Region: region,
 		Service: "frontend", Revision: "frontend-00001-abc",
-		CheckPeer: allowAll,
 	}
 }
 
+// register registers id on a network of its own whose every peer is id's
+// instance.
 func (f *fixture) register(t *testing.T, id metadata.Identity) *metadata.Registration {
 	t.Helper()
-	reg, err := f.md.Register(id)
+	return f.registerOn(t, &metadata.Network{Identify: func(local, remote netip.AddrPort) (string, error) { return id.Key, nil }}, id)
+}
+
+func (f *fixture) registerOn(t *testing.T, n *metadata.Network, id metadata.Identity) *metadata.Registration {
+	t.Helper()
+	reg, err := f.md.Register(n, id)
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
 	t.Cleanup(func() { reg.Close() })
 	return reg
+}
+
+// refusing is a network that identifies no peer.
+func refusing(err error) *metadata.Network {
+	return &metadata.Network{Identify: func(local, remote netip.AddrPort) (string, error) { return "", err }}
+}
+
+// from is an HTTP client whose connections come from the loopback address ip.
+func from(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
 }
 
 // verify checks an identity token for email and audience.
@@ -369,19 +385,19 @@ func TestPeerRefused(t *testing.T) {
 	var calls atomic.Int32
 	var mu sync.Mutex
 	var gotLocal, gotRemote netip.AddrPort
-	id := frontend()
-	id.CheckPeer = func(local, remote netip.AddrPort) error {
+	refused := f.registerOn(t, &metadata.Network{Identify: func(local, remote netip.AddrPort) (string, error) {
 		calls.Add(1)
 		mu.Lock()
 		gotLocal, gotRemote = local, remote
 		mu.Unlock()
-		return errors.New("not an instance of this revision")
-	}
-	refused := f.register(t, id)
-	id.CheckPeer = func(local, remote netip.AddrPort) error { panic("boom") }
-	panicky := f.register(t, id)
+		return "", errors.New("not an instance Usher started")
+	}}, frontend())
+	panicky := f.registerOn(t, &metadata.Network{Identify: func(local, remote netip.AddrPort) (string, error) { panic("boom") }}, frontend())
+	// A peer identified as an instance nobody registered (its revision
+	// retired, say) is refused too.
+	unregistered := f.registerOn(t, &metadata.Network{Identify: func(local, remote netip.AddrPort) (string, error) { return "p/r/gone-00001-abc", nil }}, frontend())
 
-	for _, reg := range []*metadata.Registration{refused, panicky} {
+	for _, reg := range []*metadata.Registration{refused, panicky, unregistered} {
 		for _, p := range []string{"/", v1 + "project/project-id", v1 + "instance/service-accounts/default/identity?audience=x", v1 + "instance/service-accounts/default/token"} {
 			if r := get(t, reg.Host(), p, flavor); r.status != http.StatusForbidden || strings.Contains(r.body, "eyJ") {
 				t.Errorf("%s: GET %s from a refused peer = %d %q, want 403", reg.Host(), p, r.status, r.body)
@@ -389,7 +405,7 @@ func TestPeerRefused(t *testing.T) {
 		}
 	}
 
-	// CheckPeer sees the connection as the server does, once per connection.
+	// Identify sees the connection as the server does, once per connection.
 	calls.Store(0)
 	var clientAddr netip.AddrPort
 	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -409,55 +425,74 @@ func TestPeerRefused(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	if gotLocal.String() != refused.Host() || gotRemote != clientAddr {
-		t.Errorf("CheckPeer(local %s, remote %s), want (%s, %s)", gotLocal, gotRemote, refused.Host(), clientAddr)
+		t.Errorf("Identify(local %s, remote %s), want (%s, %s)", gotLocal, gotRemote, refused.Host(), clientAddr)
 	}
 	if n := calls.Load(); n != 1 {
-		t.Errorf("CheckPeer called %d times for one keep-alive connection, want 1", n)
+		t.Errorf("Identify called %d times for one keep-alive connection, want 1", n)
 	}
 }
 
+// Two revisions' instances share one listener: each is answered as its own
+// identity, and only as it.
 func TestIdentitiesNeverAnswerAsEachOther(t *testing.T) {
 	f := newFixture(t)
-	a := f.register(t, frontend())
+	aID := frontend()
 	bID := metadata.Identity{
+		Key:            "other-project/europe-west1/backend-00001-xyz",
 		ServiceAccount: apis.DefaultServiceAccount("other-project"),
 		ProjectID:      "other-project", Region: "europe-west1",
 		Service: "backend", Revision: "backend-00001-xyz",
-		CheckPeer: allowAll,
 	}
-	b := f.register(t, bID)
-	if a.Host() == b.Host() {
-		t.Fatalf("two identities share %s", a.Host())
+	// Instances of a connect from 127.0.0.2, of b from 127.0.0.3.
+	network := &metadata.Network{Identify: func(local, remote netip.AddrPort) (string, error) {
+		switch remote.Addr().String() {
+		case "127.0.0.2":
+			return aID.Key, nil
+		case "127.0.0.3":
+			return bID.Key, nil
+		}
+		return "", errors.New("not an instance")
+	}}
+	a := f.registerOn(t, network, aID)
+	b := f.registerOn(t, network, bID)
+	if a.Host() != b.Host() {
+		t.Fatalf("two identities of one network on two listeners: %s, %s", a.Host(), b.Host())
 	}
+	host := a.Host()
+	fromA, fromB := from("127.0.0.2"), from("127.0.0.3")
 	const aud = "https://svc.example"
 	for _, tc := range []struct {
-		reg            *metadata.Registration
+		c              *http.Client
 		email, project string
 		other          string
 	}{
-		{a, saEmail, project, bID.ServiceAccount},
-		{b, bID.ServiceAccount, "other-project", saEmail},
+		{fromA, saEmail, project, bID.ServiceAccount},
+		{fromB, bID.ServiceAccount, "other-project", saEmail},
 	} {
-		if r := get(t, tc.reg.Host(), v1+"instance/service-accounts/default/email", flavor); r.body != tc.email {
-			t.Errorf("%s email = %q, want %q", tc.reg.Host(), r.body, tc.email)
+		if r := do(t, tc.c, http.MethodGet, host, v1+"instance/service-accounts/default/email", flavor); r.body != tc.email {
+			t.Errorf("email = %q, want %q", r.body, tc.email)
 		}
-		if r := get(t, tc.reg.Host(), v1+"project/project-id", flavor); r.body != tc.project {
-			t.Errorf("%s project = %q, want %q", tc.reg.Host(), r.body, tc.project)
+		if r := do(t, tc.c, http.MethodGet, host, v1+"project/project-id", flavor); r.body != tc.project {
+			t.Errorf("project = %q, want %q", r.body, tc.project)
 		}
-		r := get(t, tc.reg.Host(), v1+"instance/service-accounts/default/identity?audience="+aud, flavor)
+		r := do(t, tc.c, http.MethodGet, host, v1+"instance/service-accounts/default/identity?audience="+aud, flavor)
 		f.verify(t, r.body, tc.email, aud)
 		for _, leaf := range []string{"email", "identity?audience=" + aud, "token", ""} {
-			if r := get(t, tc.reg.Host(), v1+"instance/service-accounts/"+tc.other+"/"+leaf, flavor); r.status != http.StatusNotFound {
-				t.Errorf("%s answered for the other account (%s): %d %q", tc.reg.Host(), leaf, r.status, r.body)
+			if r := do(t, tc.c, http.MethodGet, host, v1+"instance/service-accounts/"+tc.other+"/"+leaf, flavor); r.status != http.StatusNotFound {
+				t.Errorf("%s answered for the other account (%s): %d %q", tc.email, leaf, r.status, r.body)
 			}
 		}
-		r = get(t, tc.reg.Host(), v1+"instance/service-accounts/?recursive=true", flavor)
+		r = do(t, tc.c, http.MethodGet, host, v1+"instance/service-accounts/?recursive=true", flavor)
 		if strings.Contains(r.body, tc.other) {
-			t.Errorf("%s lists the other account: %s", tc.reg.Host(), r.body)
+			t.Errorf("%s is listed the other account: %s", tc.email, r.body)
 		}
 	}
+	// Any other peer gets nothing.
+	if r := get(t, host, v1+"project/project-id", flavor); r.status != http.StatusForbidden {
+		t.Errorf("an unidentified peer: %d %q, want 403", r.status, r.body)
+	}
 	// The default account (no UniqueID) uses its email as subject.
-	r := get(t, b.Host(), v1+"instance/service-accounts/default/identity?audience="+aud, flavor)
+	r := do(t, fromB, http.MethodGet, host, v1+"instance/service-accounts/default/identity?audience="+aud, flavor)
 	if id := f.verify(t, r.body, bID.ServiceAccount, aud); id.Subject != bID.ServiceAccount {
 		t.Errorf("sub = %q, want the email", id.Subject)
 	}
@@ -465,25 +500,24 @@ func TestIdentitiesNeverAnswerAsEachOther(t *testing.T) {
 		t.Errorf("default ProjectNumber = %q", got)
 	}
 
-	// Closing one stops only its listener.
+	// Closing one ends only its identity; the listener stays for the other.
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
 	a.Close() // idempotent
-	if c, err := net.DialTimeout("tcp", a.Host(), time.Second); err == nil {
-		c.Close()
-		t.Errorf("%s still accepts connections after Close", a.Host())
+	if r := do(t, fromA, http.MethodGet, host, v1+"project/project-id", flavor); r.status != http.StatusForbidden {
+		t.Errorf("a after its Close: %d %q, want 403", r.status, r.body)
 	}
-	if r := get(t, b.Host(), v1+"project/project-id", flavor); r.body != "other-project" {
+	if r := do(t, fromB, http.MethodGet, host, v1+"project/project-id", flavor); r.body != "other-project" {
 		t.Errorf("b after closing a: %d %q", r.status, r.body)
 	}
-	// Server.Close closes the rest and refuses new registrations.
+	// Server.Close closes the listener and refuses new registrations.
 	f.md.Close()
-	if c, err := net.DialTimeout("tcp", b.Host(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", host, time.Second); err == nil {
 		c.Close()
-		t.Errorf("%s still accepts connections after Server.Close", b.Host())
+		t.Errorf("%s still accepts connections after Server.Close", host)
 	}
-	if _, err := f.md.Register(frontend()); !errors.Is(err, metadata.ErrClosed) {
+	if _, err := f.md.Register(network, frontend()); !errors.Is(err, metadata.ErrClosed) {
 		t.Errorf("Register after Close: %v", err)
 	}
 }
@@ -562,7 +596,7 @@ func TestTokenCache(t *testing.T) {
 func TestRegisterValidation(t *testing.T) {
 	f := newFixture(t)
 	for name, mut := range map[string]func(*metadata.Identity){
-		"no CheckPeer":       func(id *metadata.Identity) { id.CheckPeer = nil },
+		"no key":             func(id *metadata.Identity) { id.Key = "" },
 		"no account":         func(id *metadata.Identity) { id.ServiceAccount = "" },
 		"account not email":  func(id *metadata.Identity) { id.ServiceAccount = "frontend" },
 		"account with slash": func(id *metadata.Identity) { id.ServiceAccount = "a/b@c" },
@@ -572,14 +606,20 @@ func TestRegisterValidation(t *testing.T) {
 	} {
 		id := frontend()
 		mut(&id)
-		if reg, err := f.md.Register(id); err == nil {
+		if reg, err := f.md.Register(refusing(nil), id); err == nil {
+			reg.Close()
+			t.Errorf("%s: Register succeeded", name)
+		}
+	}
+	for name, n := range map[string]*metadata.Network{"no network": nil, "no Identify": {}} {
+		if reg, err := f.md.Register(n, frontend()); err == nil {
 			reg.Close()
 			t.Errorf("%s: Register succeeded", name)
 		}
 	}
 	md := metadata.New(metadata.Config{Minter: f.iss, ListenHost: "localhost"})
 	defer md.Close()
-	if reg, err := md.Register(frontend()); err == nil {
+	if reg, err := md.Register(refusing(nil), frontend()); err == nil {
 		reg.Close()
 		t.Error("ListenHost localhost (not an IP) accepted")
 	}
@@ -644,9 +684,7 @@ func TestComputeMetadataLibrary(t *testing.T) {
 	f.verify(t, tok, saEmail, aud)
 
 	// A refused peer is an error for the library, not a token.
-	id := frontend()
-	id.CheckPeer = func(local, remote netip.AddrPort) error { return errors.New("no") }
-	refused := f.register(t, id)
+	refused := f.registerOn(t, refusing(errors.New("no")), frontend())
 	t.Setenv("GCE_METADATA_HOST", refused.Host())
 	_, err = c.GetWithContext(ctx, "instance/service-accounts/default/identity?audience=x")
 	var me *gcemd.Error

@@ -33,13 +33,13 @@ func TestSandboxedProcessInstances(t *testing.T) {
 		t.Skipf("no sandbox here: %v", err)
 	}
 	id := frontend()
-	chk := metadata.SandboxedProcessInstances(id.Revision, rt.InstanceAt)
-	id.CheckPeer = func(l, r netip.AddrPort) error {
-		err := chk(l, r)
-		t.Logf("peer %s: %v", r, err) // why a connection was refused
-		return err
-	}
-	reg := f.register(t, id)
+	identify := metadata.SandboxedProcessInstances(rt.InstanceAt)
+	network := &metadata.Network{Identify: func(l, r netip.AddrPort) (string, error) {
+		key, err := identify(l, r)
+		t.Logf("peer %s: %q, %v", r, key, err) // why a connection was refused
+		return key, err
+	}}
+	reg := f.registerOn(t, network, id)
 
 	start := func(revision string) runtime.Instance {
 		t.Helper()
@@ -49,6 +49,7 @@ func TestSandboxedProcessInstances(t *testing.T) {
 			Image:    "file://" + exe,
 			Service:  "frontend",
 			Revision: revision,
+			Key:      project + "/" + region + "/" + revision,
 			Env:      []runtime.EnvVar{{Name: helperEnv, Value: "1"}},
 			ExtraEnv: []runtime.EnvVar{{Name: "GCE_METADATA_HOST", Value: reg.Host()}},
 		})
@@ -77,7 +78,7 @@ func TestSandboxedProcessInstances(t *testing.T) {
 
 	other := start("frontend-00002-def")
 	if _, body := call(other, "/raw?path="+url.QueryEscape(v1+"instance/service-accounts/default/email")); !strings.HasPrefix(body, "403 ") {
-		t.Errorf("another revision's instance: %q, want 403", body)
+		t.Errorf("an unregistered revision's instance: %q, want 403", body)
 	}
 
 	// A host process dialing from a sandbox address that is no live

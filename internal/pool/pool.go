@@ -106,7 +106,7 @@ func New(cfg Config) *Pool {
 
 // Key identifies a revision across projects and regions: PROJECT/REGION/NAME.
 func Key(rev *apis.Revision) string {
-	return rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + rev.Metadata.Name
+	return runtime.RevisionKey(rev.Metadata.Namespace, rev.Metadata.Labels[apis.LabelLocation], rev.Metadata.Name)
 }
 
 // Lease is one request's slot on an instance; Release it when the request ends.
@@ -219,6 +219,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 		Service:        rev.Metadata.Labels[apis.LabelService],
 		Revision:       rev.Metadata.Name,
 		Configuration:  rev.Metadata.Labels[apis.LabelConfiguration],
+		Key:            key,
 		ExtraEnv:       p.cfg.ExtraEnv,
 		StartupTimeout: p.cfg.StartupTimeout,
 		StopGrace:      p.cfg.StopGrace,

@@ -40,6 +40,12 @@ const (
 // BasePath is the PATH an instance gets unless the user sets its own.
 const BasePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// RevisionKey names a revision (or a job's execution) uniquely across
+// projects and regions: InstanceSpec.Key.
+func RevisionKey(project, region, name string) string {
+	return project + "/" + region + "/" + name
+}
+
 // InstanceSpec describes one instance of a service revision.
 type InstanceSpec struct {
 	Image   string   // "file:///abs/path" for the process runtime
@@ -50,6 +56,13 @@ type InstanceSpec struct {
 	// Service, Revision and Configuration become K_SERVICE, K_REVISION and
 	// K_CONFIGURATION.
 	Service, Revision, Configuration string
+
+	// Key names the revision uniquely across projects and regions (the
+	// pool's key, PROJECT/REGION/REVISION; for a job's task, of its
+	// execution), made by RevisionKey. The runtime keeps it with the
+	// instance and reports it when asked which instance a connection comes
+	// from (the metadata server's identity). Not shown to the instance.
+	Key string
 
 	// ExtraEnv is set by Usher itself (e.g. GCE_METADATA_HOST) after the user
 	// env; it wins over user env.

@@ -292,9 +292,10 @@ func Run(ctx context.Context, cfg Config) error {
 		defer p.Close() // after the instances: removes the egress rules
 	}
 	mets := newMetrics(cfg.NodeName) // metrics.go
+	identity := runtimeIdentity(st, md, runtimes)
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
-		Identity:         runtimeIdentity(st, md, runtimes),
+		Identity:         identity,
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
@@ -341,7 +342,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Jobs (issue 16): executions run on this node's runtimes with the
 	// same metadata servers and logs as services' instances.
 	runner := jobs.New(jobs.Config{
-		Store: st, Runtime: runtimes, Identity: runtimeIdentity(st, md, runtimes), Logs: serviceLogs,
+		Store: st, Runtime: runtimes, Identity: identity, Logs: serviceLogs,
 		Node: cfg.NodeName, Log: log.With("component", "jobs"),
 	})
 	if err := runner.Start(ctx); err != nil {
@@ -587,41 +588,44 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 
 // runtimeIdentity gives each revision its metadata server: instances find it
 // through GCE_METADATA_HOST and get tokens for the revision's service account
-// only. Process instances (file://) get a listener on 127.0.0.1 that answers
-// only processes of the revision's instances. Containers cannot reach the
-// host's loopback: a container revision gets a listener on the Docker
-// network's gateway that answers only the container IPs of the revision's
-// instances, as the Docker runtime recorded them (metadata.DockerInstances).
+// only. Process instances (file://) share one listener on 127.0.0.1, which
+// tells them apart by the kernel's and the process runtime's facts.
+// Containers cannot reach the host's loopback: they share one listener on
+// the Docker network's gateway, which tells them apart by their container
+// IPs, as the Docker runtime recorded them (metadata.DockerInstances).
 // That needs the runtime to address containers by IP; where it does not
 // (Docker Desktop, a rootless engine), or without an engine, a container
 // revision gets no GCE_METADATA_HOST.
 func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) func(*apis.Revision) ([]runtime.EnvVar, func(), error) {
-	d, _ := rts.Docker.(*docker.Runtime)
+	// One listener per kind of instance, shared by every revision.
+	var processes, containers *metadata.Network
+	if p, ok := rts.Process.(*process.Runtime); ok {
+		processes = &metadata.Network{Identify: metadata.ProcessInstances(func(pgid int) (string, bool) {
+			// Bounds the wait for an instance still starting (within the
+			// metadata server's 30s write timeout).
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return p.WaitInstanceOfGroup(ctx, pgid)
+		})}
+		if sandboxed, _ := p.Sandboxed(); sandboxed {
+			processes = &metadata.Network{Identify: metadata.SandboxedProcessInstances(p.InstanceAt)}
+		}
+	}
+	if d, _ := rts.Docker.(*docker.Runtime); d != nil && d.DirectAddressing() && d.HostGateway() != "" {
+		containers = &metadata.Network{ListenHost: d.HostGateway(), Identify: metadata.DockerInstances(func(ip netip.Addr) (string, bool) {
+			// As above, for instances still starting.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			p, ok := d.WaitInstanceAt(ctx, ip)
+			return p.Key, ok
+		})}
+	}
 	return func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
-		var (
-			listen string
-			check  func(local, remote netip.AddrPort) error
-		)
-		switch {
-		case runtime.IsFileImage(rev.Spec.Containers[0].Image):
-			check = metadata.ProcessInstances(rev.Metadata.Name, nil)
-			if p, ok := rts.Process.(*process.Runtime); ok {
-				if sandboxed, _ := p.Sandboxed(); sandboxed {
-					check = metadata.SandboxedProcessInstances(rev.Metadata.Name, p.InstanceAt)
-				}
-			}
-		case d != nil && d.DirectAddressing() && d.HostGateway() != "":
-			listen = d.HostGateway()
-			check = metadata.DockerInstances(rev.Metadata.Name, func(ip netip.Addr) (string, bool) {
-				// Bounds the wait for instances still starting (within
-				// the metadata server's 30s write timeout); the
-				// connection is refused if it runs out.
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				p, ok := d.WaitInstanceAt(ctx, ip)
-				return p.Revision, ok
-			})
-		default:
+		network := containers
+		if runtime.IsFileImage(rev.Spec.Containers[0].Image) {
+			network = processes
+		}
+		if network == nil {
 			return nil, func() {}, nil
 		}
 		project := rev.Metadata.Namespace
@@ -637,15 +641,14 @@ func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) f
 		if _, err := state.Get(context.Background(), st, state.ServiceAccountKey(owner, email), &sa); err != nil {
 			sa.UniqueID = "" // a deleted or external account: sub is the email
 		}
-		reg, err := md.Register(metadata.Identity{
+		reg, err := md.Register(network, metadata.Identity{
+			Key:            pool.Key(rev),
 			ServiceAccount: email,
 			UniqueID:       sa.UniqueID,
 			ProjectID:      project,
 			Region:         rev.Metadata.Labels[apis.LabelLocation],
 			Service:        rev.Metadata.Labels[apis.LabelService],
 			Revision:       rev.Metadata.Name,
-			ListenHost:     listen,
-			CheckPeer:      check,
 		})
 		if err != nil {
 			return nil, nil, err

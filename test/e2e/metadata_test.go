@@ -44,4 +44,19 @@ func TestServiceToService(t *testing.T) {
 	if resp.StatusCode != 403 {
 		t.Errorf("a process that is no instance asking the metadata server: %d, want 403", resp.StatusCode)
 	}
+
+	// Another service's instances share the node's one metadata listener,
+	// and are answered as their own account: not granted on the backend.
+	other := s.createSA(t, "other-sa")
+	front2 := s.deploy(t, "frontend-two", frontendBin, "--allow-unauthenticated", "--service-account="+other,
+		"--set-env-vars=BACKEND_URL="+backend+",USHER_ADDR="+s.currentAddr())
+	if host2 := s.get(t, front2+"/metadata-host").body; host2 != host {
+		t.Errorf("second service's GCE_METADATA_HOST = %q, want the node's one listener %q", host2, host)
+	}
+	if got := s.get(t, front2+"/call"); got.status != 200 || !strings.HasPrefix(got.body, "403 ") {
+		t.Errorf("another service's instance calling the backend granted to %s only: %d %q, want 200 \"403 …\"", sa, got.status, got.body)
+	}
+	if got := s.get(t, front+"/call"); got.body != "200 Hello World!" {
+		t.Errorf("frontend after a second service shares its listener: %d %q", got.status, got.body)
+	}
 }

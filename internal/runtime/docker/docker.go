@@ -373,6 +373,7 @@ func (r *Runtime) DirectAddressing() bool { return r.direct }
 type Peer struct {
 	ID                string // the instance ID
 	Service, Revision string
+	Key               string // runtime.InstanceSpec.Key
 }
 
 // InstanceAt returns the live instance of this runtime whose container has
@@ -400,7 +401,7 @@ func (r *Runtime) peerLocked(ip netip.Addr) (Peer, bool) {
 	if !ok {
 		return Peer{}, false
 	}
-	return Peer{ID: in.id, Service: in.service, Revision: in.revision}, true
+	return Peer{ID: in.id, Service: in.service, Revision: in.revision, Key: in.key}, true
 }
 
 // WaitInstanceAt is InstanceAt for a connection that came from ip: when no

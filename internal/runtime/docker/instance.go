@@ -40,6 +40,7 @@ type instance struct {
 	memory   string // the memory limit, for out-of-memory errors
 	service  string
 	revision string
+	key      string // runtime.InstanceSpec.Key
 	attached client.HijackedResponse
 
 	pumped chan struct{} // closed when the output is drained
@@ -85,6 +86,7 @@ func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id stri
 		memory:   spec.Memory,
 		service:  spec.Service,
 		revision: spec.Revision,
+		key:      spec.Key,
 		attached: att.HijackedResponse,
 		pumped:   make(chan struct{}),
 		done:     make(chan struct{}),

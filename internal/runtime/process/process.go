@@ -92,6 +92,10 @@ type Runtime struct {
 
 	mu    sync.Mutex
 	ports map[int]bool // ports of live instances
+	// Unsandboxed instances by their main process's pid (their process
+	// group), and the launches that have not recorded theirs yet.
+	byGroup  map[int]*instance
+	starting map[chan struct{}]struct{}
 	// Sandboxed instances by the loopback source address their relayed
 	// connections come from (also the host part of their Addr).
 	bySrc   map[netip.Addr]*instance
@@ -105,7 +109,7 @@ func New(cfg Config) *Runtime {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = os.TempDir()
 	}
-	r := &Runtime{cfg: cfg, freePort: kernelFreePort, ports: map[int]bool{}, bySrc: map[netip.Addr]*instance{}, nextSrc: sourceNet.Addr()}
+	r := &Runtime{cfg: cfg, freePort: kernelFreePort, ports: map[int]bool{}, byGroup: map[int]*instance{}, starting: map[chan struct{}]struct{}{}, bySrc: map[netip.Addr]*instance{}, nextSrc: sourceNet.Addr()}
 	if sb := cfg.Sandbox; sb != nil {
 		c := *sb
 		if c.UID == 0 && c.GID == 0 {
@@ -185,16 +189,51 @@ func (r *Runtime) Sandboxed() (bool, error) {
 	return r.cfg.Sandbox != nil && r.sbErr == nil, r.sbErr
 }
 
-// InstanceAt tells which revision the live sandboxed instance whose relayed
-// connections come from ip belongs to (K_REVISION of its spec).
-func (r *Runtime) InstanceAt(ip netip.Addr) (revision string, ok bool) {
+// InstanceAt tells the key (runtime.InstanceSpec.Key) of the live
+// sandboxed instance whose relayed connections come from ip.
+func (r *Runtime) InstanceAt(ip netip.Addr) (key string, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	in, ok := r.bySrc[ip.Unmap()]
 	if !ok {
 		return "", false
 	}
-	return in.revision, true
+	return in.key, true
+}
+
+// WaitInstanceOfGroup tells the key (runtime.InstanceSpec.Key) of the live
+// unsandboxed instance whose main process is pgid (it leads its own process
+// group). An instance may call out from its first instruction, a moment
+// before Usher has recorded it: when no instance has pgid, it waits for
+// every launch in progress at the time of the call, then looks again. It
+// returns false when ctx ends first.
+func (r *Runtime) WaitInstanceOfGroup(ctx context.Context, pgid int) (key string, ok bool) {
+	r.mu.Lock()
+	if in := r.byGroup[pgid]; in != nil || len(r.starting) == 0 {
+		r.mu.Unlock()
+		if in == nil {
+			return "", false
+		}
+		return in.key, true
+	}
+	pending := make([]chan struct{}, 0, len(r.starting))
+	for ch := range r.starting {
+		pending = append(pending, ch)
+	}
+	r.mu.Unlock()
+	for _, ch := range pending {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return "", false
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if in := r.byGroup[pgid]; in != nil {
+		return in.key, true
+	}
+	return "", false
 }
 
 // DialContext connects to an instance's Addr: inside its network namespace
@@ -413,8 +452,9 @@ type instance struct {
 	cmd   *exec.Cmd
 	dir   string
 
+	key string // runtime.InstanceSpec.Key
+
 	// Sandboxed instances only.
-	revision string
 	port     int
 	src      netip.Addr      // relayed connections' source; Addr's host
 	ns       *netns          // its network namespace
@@ -482,6 +522,16 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 		Stderr: pw,
 	}
 	setProcAttr(cmd)
+	recorded := make(chan struct{}) // see WaitInstanceOfGroup
+	r.mu.Lock()
+	r.starting[recorded] = struct{}{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.starting, recorded)
+		r.mu.Unlock()
+		close(recorded)
+	}()
 	err = startCmd(cmd)
 	pw.Close()
 	if err != nil {
@@ -492,12 +542,25 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 
 	in := &instance{
 		id:    id,
+		key:   spec.Key,
 		addr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
 		grace: spec.StopGrace,
 		cmd:   cmd,
 		dir:   dir,
 		done:  make(chan struct{}),
 	}
+	pid := cmd.Process.Pid
+	r.mu.Lock()
+	r.byGroup[pid] = in
+	r.mu.Unlock()
+	go func() {
+		<-in.done
+		r.mu.Lock()
+		if r.byGroup[pid] == in { // the pid may be a newer instance's by now
+			delete(r.byGroup, pid)
+		}
+		r.mu.Unlock()
+	}()
 	logs := spec.Logs
 	if logs == nil {
 		logs = io.Discard
@@ -536,7 +599,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		return nil, fmt.Errorf("instance %s: %w", id, err)
 	}
 	defer program.Close()
-	in := &instance{id: id, grace: spec.StopGrace, done: make(chan struct{}), revision: spec.Revision, port: port}
+	in := &instance{id: id, key: spec.Key, grace: spec.StopGrace, done: make(chan struct{}), port: port}
 	r.mu.Lock()
 	src, err := r.allocSrcLocked(in)
 	r.mu.Unlock()
