@@ -11,6 +11,25 @@
 // (a conflict is 409 ABORTED), durable in the store, then in force at the
 // gateway, then on the audit trail, and only then answered.
 //
+// A change and all the cleanup it implies are one store transaction with
+// its audit record: a deleted service account's members rewritten to
+// deleted:serviceAccount:EMAIL?uid=ID in every policy, a deleted service's
+// policy and revisions. So no crash or error between them can leave a
+// deleted account's grants waiting for a new account of the same email,
+// or a deleted service's revisions for a new service of the same name.
+// Each rewritten policy is compare-and-swap on the revision read; a lost
+// race runs the whole operation again from its reads, a bounded number of
+// times (commitAttempts). A transaction holds at most MaxTxnOps operations
+// (etcd's default --max-txn-ops, 128; about 1 MiB of values, under its
+// --max-request-bytes). A change too large for one is split only where an
+// order exists in which every intermediate state grants no more than the
+// start did: authority is taken away first, in steps of their own (each
+// recorded), and the deletion comes last with what remains, so a failure
+// between steps leaves the object existing with less authority, and
+// running the delete again finishes it. Undelete, the other way round,
+// restores the account first and its grants after it, each step checking
+// that the account is still the one restored.
+//
 // It must never grant what IAM did not: an operation that changes who can
 // do what (a policy, a service's identity, its invoker check, a token) checks
 // the permission Google checks for that effect, whatever field or API
@@ -282,41 +301,37 @@ type write struct {
 // says of it.
 type change struct {
 	writes []write
-	// also runs after the writes (follow-up writes a change implies, such as
-	// a deleted service's revisions); it returns the last revision written.
-	also   func(ctx context.Context) (int64, error)
+	// done, if set, runs once the change has committed: in-memory cleanup
+	// it implies (a deleted service's logs), never a store write. Every
+	// store write a change implies is one of its writes, so that it commits
+	// with the change or not at all.
+	done   func()
 	record audit.Record
 }
 
 // commit is the one write sequence: the change's writes and its audit
 // record in one transaction, each write compare-and-swap (a conflict aborts
-// the whole change with that write's conflict error, and nothing is
-// written), so no change is acknowledged without its record, on a full disk
-// too; then the follow-up writes; then a wait until the gateway's copy has
-// caught up with the last revision written. It returns the revision of the
-// first write (the resource's new etag).
+// the whole change with that write's conflict error, wrapping
+// store.ErrConflict, and nothing is written), so no change is acknowledged
+// without its record, on a full disk too; then a wait until the gateway's
+// copy has caught up with the last revision written. It returns the
+// revision of the first write (the resource's new etag).
 func (c *Core) commit(ctx context.Context, caller *Caller, ch change) (int64, error) {
 	rec, recorded := c.auditRecord(caller, ch.record)
 	if len(ch.writes) == 0 {
-		// Nothing to write with the record: it follows the follow-ups.
-		last, err := c.commitAlso(ctx, ch, 0)
-		if err != nil {
-			return 0, err
-		}
 		if recorded && c.cfg.Audit != nil {
 			c.cfg.Audit.Record(ctx, rec)
 		}
-		return 0, c.waitFor(ctx, last)
+		if ch.done != nil {
+			ch.done()
+		}
+		return 0, nil
 	}
 	ops := make([]store.Op, 0, len(ch.writes)+1)
 	for _, w := range ch.writes {
-		op := store.Op{Key: w.key, Expected: w.expected}
-		if w.value != nil {
-			b, err := json.Marshal(w.value)
-			if err != nil {
-				return 0, fmt.Errorf("admin: encoding %s: %w", w.key, err)
-			}
-			op.Value = b
+		op, err := w.op()
+		if err != nil {
+			return 0, err
 		}
 		ops = append(ops, op)
 	}
@@ -333,11 +348,11 @@ func (c *Core) commit(ctx context.Context, caller *Caller, ch change) (int64, er
 	switch {
 	case errors.As(err, &failed) && failed.Index < len(ch.writes):
 		if w := ch.writes[failed.Index]; w.conflict != nil {
-			return 0, w.conflict()
+			return 0, lostRace(w.conflict(), failed)
 		}
-		return 0, Aborted("%s was changed concurrently. Read it again and retry.", ch.writes[failed.Index].key)
+		return 0, lostRace(Aborted("%s was changed concurrently. Read it again and retry.", ch.writes[failed.Index].key), failed)
 	case errors.As(err, &failed):
-		return 0, Aborted("The audit record's key was taken concurrently. Retry.")
+		return 0, lostRace(Aborted("The audit record's key was taken concurrently. Retry."), failed)
 	case err != nil:
 		return 0, err
 	}
@@ -351,23 +366,42 @@ func (c *Core) commit(ctx context.Context, caller *Caller, ch change) (int64, er
 			c.cfg.Audit.Committed(ctx, rec)
 		}
 	}
-	if last, err = c.commitAlso(ctx, ch, last); err != nil {
-		return 0, err
+	if ch.done != nil {
+		ch.done()
 	}
 	return first, c.waitFor(ctx, last)
 }
 
-// commitAlso runs a change's follow-up writes and returns the last revision
-// written (at least last).
-func (c *Core) commitAlso(ctx context.Context, ch change, last int64) (int64, error) {
-	if ch.also == nil {
-		return last, nil
+// op is w as a store operation.
+func (w write) op() (store.Op, error) {
+	op := store.Op{Key: w.key, Expected: w.expected}
+	if w.value != nil {
+		b, err := json.Marshal(w.value)
+		if err != nil {
+			return op, fmt.Errorf("admin: encoding %s: %w", w.key, err)
+		}
+		op.Value = b
 	}
-	rev, err := ch.also(ctx)
-	if err != nil {
-		return 0, err
+	return op, nil
+}
+
+// lostRace is a commit's answer to a lost compare-and-swap: answer, which
+// the client sees, carrying the store's error, so that an operation that
+// reads again and retries can tell it from any other refusal (isLostRace).
+func lostRace(answer error, failed *store.TxnError) error {
+	var e *Error
+	if errors.As(answer, &e) && e.Err == nil {
+		e.Err = failed
+		return e
 	}
-	return max(last, rev), nil
+	return answer
+}
+
+// isLostRace reports whether err is a commit's lost compare-and-swap that
+// reading again may win (ABORTED; not ALREADY_EXISTS or a precondition).
+func isLostRace(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == "ABORTED" && errors.Is(err, store.ErrConflict)
 }
 
 // waitFor waits until the gateway's copy has applied revision rev.

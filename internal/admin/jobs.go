@@ -313,11 +313,10 @@ func (c *Core) DeleteJob(ctx context.Context, caller *Caller, project, region, n
 	}
 	_, err = c.commit(ctx, caller, change{
 		writes: writes,
-		also: func(context.Context) (int64, error) {
+		done: func() {
 			if c.cfg.Logs != nil {
 				c.cfg.Logs.Forget(JobLogKey(project, region, name))
 			}
-			return 0, nil
 		},
 		record: audit.Record{Kind: KindJobDelete, Permission: iam.PermJobsDelete, Resource: apis.JobResource(project, region, name)},
 	})

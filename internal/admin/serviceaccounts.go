@@ -7,9 +7,9 @@ package admin
 //     old one (their sub is the unique ID) are refused, and it inherits no
 //     grant.
 //   - Deleting an account rewrites every policy member naming it (project,
-//     service and service account policies) to
-//     deleted:serviceAccount:EMAIL?uid=UID, which applies to nobody, and
-//     keeps a tombstone for 30 days; undelete (by unique ID) restores the
+//     service, job and service account policies) to
+//     deleted:serviceAccount:EMAIL?uid=UID, which applies to nobody, in the
+//     transaction that deletes it, and keeps a tombstone for 30 days; undelete (by unique ID) restores the
 //     account, its own policy and those members, unless its email has been
 //     taken by a new account meanwhile.
 //   - A disabled account keeps its grants but authenticates nowhere: its
@@ -232,36 +232,93 @@ func DeletedMember(email, uid string) string {
 	return "deleted:serviceAccount:" + email + "?uid=" + uid
 }
 
+// KindServiceAccountDeleteStep records a step of a delete too large for
+// one transaction: members rewritten before the account is deleted.
+const KindServiceAccountDeleteStep = "serviceAccount.deleteStep"
+
 // DeleteServiceAccount deletes an account: its members in every policy are
 // rewritten to DeletedMember, its tokens stop working, and a tombstone lets
-// it be undeleted for UndeleteWindow.
+// it be undeleted for UndeleteWindow. The deletion, the tombstone, the
+// account's own policy's deletion, every rewrite and the audit record are
+// one transaction, so that no failure leaves a deleted account's email
+// with grants a new account of that email would inherit. Lost races with
+// concurrent changes are retried from the reads.
+//
+// An account named in more policies than one transaction holds (MaxTxnOps)
+// is deleted in steps, in the one safe order: its members are rewritten
+// first, each step a transaction of its own, recorded as
+// KindServiceAccountDeleteStep, and the last transaction deletes the
+// account with the remaining rewrites. A failure between steps leaves the
+// account existing with fewer grants, never a deleted account with grants;
+// deleting it again finishes the job.
 func (c *Core) DeleteServiceAccount(ctx context.Context, caller *Caller, project, ref string) error {
+	return retrying(ctx, func() error { return c.deleteServiceAccount(ctx, caller, project, ref) })
+}
+
+func (c *Core) deleteServiceAccount(ctx context.Context, caller *Caller, project, ref string) error {
 	t, sa, rev, err := c.authorizeAccount(ctx, caller, project, ref, iam.PermSADelete)
 	if err != nil {
 		return err
 	}
-	own, _, err := c.readPolicy(ctx, t.key)
+	own, ownRev, err := c.readPolicy(ctx, t.key)
 	if err != nil {
 		return err
 	}
+	ownExpected := ownRev
+	if own == nil {
+		ownExpected = store.AnyRevision // one written meanwhile goes too
+	}
 	tomb := DeletedAccount{Account: sa, Policy: own, DeletedAt: c.cfg.Now().UTC()}
+	deletion := []write{
+		{key: state.ServiceAccountKey(sa.ProjectID, sa.Email), expected: rev},
+		{key: state.DeletedServiceAccountKey(sa.ProjectID, sa.UniqueID), value: &tomb, expected: store.AnyRevision},
+		{key: t.key, expected: ownExpected},
+	}
+	rewrites, err := c.memberRewrites(ctx, "serviceAccount:"+sa.Email, DeletedMember(sa.Email, sa.UniqueID), t.key)
+	if err != nil {
+		return err
+	}
+	for {
+		ok, err := fits(append(deletion[:len(deletion):len(deletion)], rewrites...))
+		if err != nil {
+			return err
+		}
+		if ok || len(rewrites) == 0 {
+			break // (a deletion too large alone is the store's to refuse)
+		}
+		n, err := fitting(rewrites)
+		if err != nil {
+			return err
+		}
+		if _, err := c.commit(ctx, caller, change{
+			writes: rewrites[:n],
+			record: audit.Record{Kind: KindServiceAccountDeleteStep, Permission: iam.PermSADelete, Resource: t.Resource, Details: &audit.Details{Email: sa.Email}},
+		}); err != nil {
+			return err
+		}
+		rewrites = rewrites[n:]
+	}
 	_, err = c.commit(ctx, caller, change{
-		writes: []write{
-			{key: state.ServiceAccountKey(sa.ProjectID, sa.Email), expected: rev},
-			{key: state.DeletedServiceAccountKey(sa.ProjectID, sa.UniqueID), value: &tomb, expected: store.AnyRevision},
-			{key: t.key, expected: store.AnyRevision},
-		},
-		also: func(ctx context.Context) (int64, error) {
-			return c.rewriteMembers(ctx, "serviceAccount:"+sa.Email, DeletedMember(sa.Email, sa.UniqueID))
-		},
+		writes: append(deletion, rewrites...),
 		record: audit.Record{Kind: audit.KindServiceAccountDelete, Permission: iam.PermSADelete, Resource: t.Resource, Details: &audit.Details{Email: sa.Email}},
 	})
 	return err
 }
 
 // UndeleteServiceAccount restores a deleted account (by unique ID) with its
-// policy and its members in every policy.
+// policy and its members in every policy, in one transaction with its
+// audit record (lost races retried from the reads). Members that do not
+// fit that transaction (MaxTxnOps) are restored after it, in steps.
 func (c *Core) UndeleteServiceAccount(ctx context.Context, caller *Caller, project, uid string) (*apis.ServiceAccount, error) {
+	var sa *apis.ServiceAccount
+	err := retrying(ctx, func() (err error) {
+		sa, err = c.undeleteServiceAccount(ctx, caller, project, uid)
+		return err
+	})
+	return sa, err
+}
+
+func (c *Core) undeleteServiceAccount(ctx context.Context, caller *Caller, project, uid string) (*apis.ServiceAccount, error) {
 	var (
 		tomb    DeletedAccount
 		tombRev int64
@@ -308,77 +365,62 @@ func (c *Core) UndeleteServiceAccount(ctx context.Context, caller *Caller, proje
 	if c.cfg.Now().Sub(tomb.DeletedAt) > UndeleteWindow {
 		return nil, FailedPrecondition("Service account %s was deleted more than 30 days ago and cannot be undeleted.", sa.Email)
 	}
-	writes := []write{
-		{key: state.ServiceAccountKey(found, sa.Email), value: &sa, expected: store.MustNotExist, conflict: func() error {
+	accountKey := state.ServiceAccountKey(found, sa.Email)
+	restore := []write{
+		{key: accountKey, value: &sa, expected: store.MustNotExist, conflict: func() error {
 			return FailedPrecondition("Service account %s cannot be undeleted: a new account with the same email exists.", sa.Email)
 		}},
 		{key: state.DeletedServiceAccountKey(found, uid), expected: tombRev},
 	}
 	if tomb.Policy != nil {
-		writes = append(writes, write{key: state.ServiceAccountPolicyKey(found, sa.Email), value: tomb.Policy, expected: store.AnyRevision})
+		restore = append(restore, write{key: state.ServiceAccountPolicyKey(found, sa.Email), value: tomb.Policy, expected: store.AnyRevision})
 	}
-	_, err := c.commit(ctx, caller, change{
-		writes: writes,
-		also: func(ctx context.Context) (int64, error) {
-			return c.rewriteMembers(ctx, DeletedMember(sa.Email, sa.UniqueID), "serviceAccount:"+sa.Email)
-		},
+	rewrites, err := c.memberRewrites(ctx, DeletedMember(sa.Email, sa.UniqueID), "serviceAccount:"+sa.Email, state.ServiceAccountPolicyKey(found, sa.Email))
+	if err != nil {
+		return nil, err
+	}
+	// The account first, then its grants: what does not fit the first
+	// transaction is restored in steps after it, each checking that the
+	// account is still the one restored, so no step grants its email to
+	// anyone else. A failure between steps leaves it with fewer grants.
+	all := append(restore[:len(restore):len(restore)], rewrites...)
+	n, err := fitting(all)
+	if err != nil {
+		return nil, err
+	}
+	n = max(n, len(restore))
+	accountRev, err := c.commit(ctx, caller, change{
+		writes: all[:n],
 		record: audit.Record{Kind: audit.KindServiceAccountUndelete, Permission: iam.PermSAUndelete, Resource: resource, Details: &audit.Details{Email: sa.Email}},
 	})
 	if err != nil {
 		return nil, err
 	}
+	for rest := all[n:]; len(rest) > 0; {
+		// The guard rewrites the account as it is, on the revision the
+		// previous step left.
+		step := append([]write{{key: accountKey, value: &sa, expected: accountRev}}, rest...)
+		k, err := fitting(step)
+		if err != nil {
+			return nil, err
+		}
+		k = max(k, 2)
+		if accountRev, err = c.commit(ctx, caller, change{
+			writes: step[:k],
+			record: audit.Record{Kind: KindServiceAccountUndeleteStep, Permission: iam.PermSAUndelete, Resource: resource, Details: &audit.Details{Email: sa.Email}},
+		}); err != nil {
+			c.cfg.Log.Error("undelete: members not restored", "account", sa.Email, "members", len(rest), "err", err)
+			// Not a lost race to retry: the account is back, the tombstone gone.
+			return nil, Aborted("Service account %s was undeleted, but %d of the policies naming it were changed concurrently and still name it as deleted; grant it there again.", sa.Email, len(rest))
+		}
+		rest = rest[k-1:]
+	}
 	return &sa, nil
 }
 
-// rewriteMembers replaces member from with to in every stored policy,
-// compare-and-swap per policy (retrying those that change meanwhile). It
-// returns the last revision written (0: none).
-func (c *Core) rewriteMembers(ctx context.Context, from, to string) (int64, error) {
-	var last int64
-	for _, prefix := range []string{state.ProjectPoliciesPrefix, state.ServicePoliciesPrefix, state.ServiceAccountPoliciesPrefix, state.JobPoliciesPrefix} {
-		entries, _, err := c.cfg.Store.List(ctx, prefix)
-		if err != nil {
-			return last, err
-		}
-		for _, e := range entries {
-			for attempt := 0; ; attempt++ {
-				var p iam.Policy
-				if err := json.Unmarshal(e.Value, &p); err != nil {
-					return last, fmt.Errorf("decoding %s: %w", e.Key, err)
-				}
-				changed := false
-				for i := range p.Bindings {
-					for j, m := range p.Bindings[i].Members {
-						// Emails match whatever their case, as IAM matches them.
-						if strings.EqualFold(m, from) {
-							p.Bindings[i].Members[j] = to
-							changed = true
-						}
-					}
-				}
-				if !changed {
-					break
-				}
-				norm := p.Normalize()
-				rev, err := state.Put(ctx, c.cfg.Store, e.Key, &norm, e.Revision)
-				if err == nil {
-					last = rev
-					break
-				}
-				if !errors.Is(err, store.ErrConflict) || attempt == 10 {
-					return last, err
-				}
-				if e, err = c.cfg.Store.Get(ctx, e.Key); err != nil {
-					if errors.Is(err, store.ErrNotFound) {
-						break
-					}
-					return last, err
-				}
-			}
-		}
-	}
-	return last, nil
-}
+// KindServiceAccountUndeleteStep records a step of an undelete too large
+// for one transaction: members restored after the account.
+const KindServiceAccountUndeleteStep = "serviceAccount.undeleteStep"
 
 // impersonate checks that caller may mint perm's kind of token for the
 // account (getOpenIdToken or getAccessToken) and that it is enabled.

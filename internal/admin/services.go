@@ -366,10 +366,37 @@ func validateLimits(s *apis.Service) error {
 	return nil
 }
 
+// KindServiceDeleteStep records a step of a service delete too large for
+// one transaction: revisions that served no traffic, deleted first.
+const KindServiceDeleteStep = "service.deleteStep"
+
 // DeleteService deletes a service (compare-and-swap on etag when given)
 // with its policy and revisions, as Cloud Run does, so a new service of the
-// same name starts private. It returns the service as it was.
+// same name starts private and with none of the old one's revisions (which
+// its traffic could otherwise name). The service, its policy, its
+// revisions and the audit record go in one transaction; lost races with
+// concurrent changes are retried from the reads. It returns the service as
+// it was.
+//
+// A service with more revisions than one transaction holds (MaxTxnOps) is
+// deleted in steps, in the one safe order: revisions that serve nothing
+// (not latest, not named by traffic: those DeleteRevision would delete)
+// go first, each step a transaction recorded as KindServiceDeleteStep, and
+// the last transaction deletes the service with the rest. A failure
+// between steps leaves the service serving as it was.
 func (c *Core) DeleteService(ctx context.Context, caller *Caller, project, region, name, etag string, validateOnly bool) (*apis.Service, int64, error) {
+	var (
+		s   *apis.Service
+		rev int64
+	)
+	err := retrying(ctx, func() (err error) {
+		s, rev, err = c.deleteService(ctx, caller, project, region, name, etag, validateOnly)
+		return err
+	})
+	return s, rev, err
+}
+
+func (c *Core) deleteService(ctx context.Context, caller *Caller, project, region, name, etag string, validateOnly bool) (*apis.Service, int64, error) {
 	p, region, err := c.serviceScope(ctx, project, region, name)
 	if err != nil {
 		return nil, 0, err
@@ -392,45 +419,101 @@ func (c *Core) DeleteService(ctx context.Context, caller *Caller, project, regio
 	if validateOnly {
 		return s, rev, nil
 	}
+	revisions, err := c.revisionsOf(ctx, project, region, name)
+	if err != nil {
+		return nil, 0, err
+	}
+	deletion := []write{
+		{key: state.ServiceKey(project, region, name), expected: rev, conflict: func() error {
+			return Aborted("The service '%s' was modified concurrently. Retry the deletion.", name)
+		}},
+		{key: state.ServicePolicyKey(project, region, name), expected: store.AnyRevision},
+	}
+	var serving, reserve []write
+	for _, e := range revisions {
+		w := write{key: e.Key, expected: e.Revision}
+		if servesTraffic(s, e.name) {
+			serving = append(serving, w)
+		} else {
+			reserve = append(reserve, w)
+		}
+	}
+	deletion = append(deletion, serving...)
+	for {
+		ok, err := fits(append(deletion[:len(deletion):len(deletion)], reserve...))
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok {
+			break
+		}
+		if len(reserve) == 0 {
+			return nil, 0, FailedPrecondition("Service '%s' has %d revisions that serve traffic or are its latest; one deletion takes at most %d. Move its traffic to fewer revisions first.", name, len(serving), MaxTxnOps-3)
+		}
+		n, err := fitting(reserve)
+		if err != nil {
+			return nil, 0, err
+		}
+		if _, err := c.commit(ctx, caller, change{
+			writes: reserve[:n],
+			record: audit.Record{Kind: KindServiceDeleteStep, Permission: iam.PermServicesDelete, Resource: apis.ServiceResource(project, region, name)},
+		}); err != nil {
+			return nil, 0, err
+		}
+		reserve = reserve[n:]
+	}
 	_, err = c.commit(ctx, caller, change{
-		writes: []write{
-			{key: state.ServiceKey(project, region, name), expected: rev, conflict: func() error {
-				return Aborted("The service '%s' was modified concurrently. Retry the deletion.", name)
-			}},
-			{key: state.ServicePolicyKey(project, region, name), expected: store.AnyRevision},
-		},
-		also: func(ctx context.Context) (int64, error) {
+		writes: append(deletion, reserve...),
+		done: func() {
 			if c.cfg.Logs != nil {
 				c.cfg.Logs.Forget(project + "/" + region + "/" + name)
 			}
-			return c.deleteRevisionsOf(ctx, project, region, name)
 		},
 		record: audit.Record{Kind: audit.KindServiceDelete, Permission: iam.PermServicesDelete, Resource: apis.ServiceResource(project, region, name), Details: serviceDetails(s)},
 	})
 	return s, rev, err
 }
 
-// deleteRevisionsOf deletes a deleted service's revisions; it returns the
-// last revision written (0: none).
-func (c *Core) deleteRevisionsOf(ctx context.Context, project, region, name string) (int64, error) {
+// servesTraffic reports whether revision is s's latest or named by its
+// traffic (what DeleteRevision refuses to delete).
+func servesTraffic(s *apis.Service, revision string) bool {
+	if s.Status.LatestCreatedRevisionName == revision || s.Status.LatestReadyRevisionName == revision {
+		return true
+	}
+	for _, t := range append(s.Spec.Traffic, s.Status.Traffic...) {
+		if t.RevisionName == revision {
+			return true
+		}
+	}
+	return false
+}
+
+// storedRevision is a revision's key, store revision and name.
+type storedRevision struct {
+	store.Entry
+	name string
+}
+
+// revisionsOf lists a service's stored revisions.
+func (c *Core) revisionsOf(ctx context.Context, project, region, name string) ([]storedRevision, error) {
 	// Revision names start with the service's name and "-" (validated), so
 	// the listing holds this service's revisions and those of services whose
 	// names extend it, not the whole region's: a delete costs the same
 	// whatever the number of other services.
-	revs, _, err := c.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/"+name+"-")
+	entries, _, err := c.cfg.Store.List(ctx, state.RevisionsPrefix+project+"/"+region+"/"+name+"-")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	var last int64
-	for _, e := range revs {
+	var out []storedRevision
+	for _, e := range entries {
+		// One that does not decode is skipped, as the gateway's copy skips it:
+		// it serves nothing and can be no one's.
 		var rv apis.Revision
 		if json.Unmarshal(e.Value, &rv) == nil && rv.Metadata.Labels[apis.LabelService] == name {
-			if drev, err := c.cfg.Store.Delete(ctx, e.Key, store.AnyRevision); err == nil {
-				last = drev
-			}
+			out = append(out, storedRevision{Entry: e, name: rv.Metadata.Name})
 		}
 	}
-	return last, nil
+	return out, nil
 }
 
 // ListRevisions lists revisions of a project in region (AllRegions: all),

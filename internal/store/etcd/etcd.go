@@ -314,6 +314,10 @@ func (s *Store) wrap(op, key string, err error) error {
 	if errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted {
 		return fmt.Errorf("etcd: %s %q: value too large for etcd (its --max-request-bytes defaults to 1.5 MiB; the client sends at most 2 MiB): %w", op, key, err)
 	}
+	if errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrGRPCTooManyOps) || err.Error() == rpctypes.ErrTooManyOps.Error() {
+		// A refusal, not an unknown outcome: nothing was written.
+		return fmt.Errorf("etcd: %s %q: too many operations in one transaction for etcd (its --max-txn-ops defaults to 128; Usher's admin changes are planned within that default): %w", op, key, err)
+	}
 	if unavailable(err) {
 		return fmt.Errorf("etcd: %s %q: no answer from %s: %w (%w)", op, key, s.desc, store.ErrUnavailable, err)
 	}

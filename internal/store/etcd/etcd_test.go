@@ -176,6 +176,25 @@ func TestSingleMember(t *testing.T) {
 		}
 		mustPut(t, s, "big", string(make([]byte, 1<<20)), store.MustNotExist) // 1 MiB is fine
 	})
+	t.Run("TooManyOpsRejected", func(t *testing.T) {
+		// etcd's --max-txn-ops defaults to 128: a larger Txn is refused
+		// whole, with an error that says why (admin.MaxTxnOps plans for it).
+		s := openStore(t, Config{Endpoints: c.endpoints(), Prefix: "/many/"})
+		ops := make([]store.Op, 129)
+		for i := range ops {
+			ops[i] = store.Op{Key: fmt.Sprintf("k%03d", i), Value: []byte("v"), Expected: store.MustNotExist}
+		}
+		_, err := s.Txn(t.Context(), ops)
+		if err == nil || errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "--max-txn-ops") {
+			t.Fatalf("Txn(129 ops) = %v, want a refusal naming --max-txn-ops", err)
+		}
+		if _, err := s.Get(t.Context(), "k000"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Get(k000) after the refused Txn = %v, want ErrNotFound", err)
+		}
+		if _, err := s.Txn(t.Context(), ops[:128]); err != nil {
+			t.Fatalf("Txn(128 ops) = %v, want nil", err)
+		}
+	})
 }
 
 // nextResp waits for one watch response.
