@@ -49,6 +49,7 @@ import (
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/build"
+	"github.com/usher-run/usher/internal/history"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/store"
@@ -80,6 +81,11 @@ type Auditor interface {
 
 var _ Auditor = (*audit.Trail)(nil)
 
+// MetricsHistory answers a service's recent metrics (a *history.Recorder).
+type MetricsHistory interface {
+	Query(ctx context.Context, k history.Key, window string) (history.Result, error)
+}
+
 // Config wires the core.
 type Config struct {
 	Store  store.Store
@@ -102,6 +108,8 @@ type Config struct {
 	ProcessImageDirs []string
 	// Builder builds sources for `deploy --source` (nil: refused).
 	Builder *build.Builder
+	// Metrics, if set, answers services' metrics history.
+	Metrics MetricsHistory
 	// AccountEnabled, if set, reports whether a service account of Usher's
 	// exists and is enabled (package accounts); a caller that is a deleted
 	// or disabled account holds nothing.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/audit"
+	"github.com/usher-run/usher/internal/history"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/runtime"
@@ -684,6 +685,27 @@ func decorateRevision(rv *apis.Revision, active bool) {
 		}
 	}
 	rv.Status.Conditions = append(conds, apis.Condition{Type: apis.ConditionActive, Status: status, Reason: reason, Severity: "Info"})
+}
+
+// ServiceMetrics returns a service's recent metrics over window (1h, 6h, 1d
+// or 7d), every node's share merged. Reading them needs what reading the
+// service needs (run.services.get), as the Metrics tab of Cloud Run's
+// console shows them to whoever may open the service.
+func (c *Core) ServiceMetrics(ctx context.Context, caller *Caller, project, region, name, window string) (history.Result, error) {
+	s, _, err := c.GetService(ctx, caller, project, region, name)
+	if err != nil {
+		return history.Result{}, err
+	}
+	if window == "" {
+		window = "1h"
+	}
+	if _, ok := history.Windows[window]; !ok {
+		return history.Result{}, InvalidArgument("window %q: want 1h, 6h, 1d or 7d", window)
+	}
+	if c.cfg.Metrics == nil {
+		return history.Result{}, Unimplemented("this server keeps no metrics history")
+	}
+	return c.cfg.Metrics.Query(ctx, history.Key{Project: s.Metadata.Namespace, Region: s.Metadata.Labels[apis.LabelLocation], Service: name}, window)
 }
 
 // ServiceLogs returns up to limit of the newest lines a service's instances

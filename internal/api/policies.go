@@ -23,6 +23,8 @@ func (a *API) serviceGetOrPolicy(w http.ResponseWriter, r *http.Request, c *call
 		return a.policyMethod(w, r, c, method, a.serviceTarget(r, name))
 	case "logs":
 		return a.readLogs(w, r, c, name)
+	case "metrics":
+		return a.readMetrics(w, r, c, name)
 	}
 	return notFound("no method %q on services", method)
 }

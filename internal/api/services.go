@@ -181,6 +181,18 @@ func (a *API) deleteRevision(w http.ResponseWriter, r *http.Request, c *caller) 
 	})
 }
 
+// readMetrics answers GET …/services/NAME:metrics[?window=1h|6h|1d|7d]:
+// the service's recent history, every node's share merged
+// (history.Result).
+func (a *API) readMetrics(w http.ResponseWriter, r *http.Request, c *caller, name string) error {
+	project, region := pathScope(r)
+	res, err := a.cfg.Core.ServiceMetrics(r.Context(), c, project, region, name, r.URL.Query().Get("window"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, res)
+}
+
 // readLogs answers GET …/services/NAME:logs[?limit=N&revision=R]: the
 // newest lines the service's instances printed, oldest first.
 func (a *API) readLogs(w http.ResponseWriter, r *http.Request, c *caller, name string) error {

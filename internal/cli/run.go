@@ -34,6 +34,7 @@ func newRunCmd(g *globals) *cobra.Command {
 		newSetPolicyCmd(g, servicePolicyPath),
 		newUpdateTrafficCmd(g),
 		newServiceLogsCmd(g),
+		newServiceMetricsCmd(g),
 	)
 	revisions := &cobra.Command{Use: "revisions", Short: "Manage revisions"}
 	revisions.AddCommand(newRevisionsListCmd(g), newRevisionsDescribeCmd(g), newRevisionsDeleteCmd(g))

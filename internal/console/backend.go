@@ -5,6 +5,7 @@ import (
 
 	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/history"
 	"github.com/usher-run/usher/internal/iam"
 )
 
@@ -59,6 +60,11 @@ func (b *backend) serviceLogs(project, region, name string, limit int) ([]LogLin
 		lines = append(lines, LogLine{Time: e.Time, Revision: e.Revision, Instance: e.Instance, Text: e.Text})
 	}
 	return lines, nil
+}
+
+func (b *backend) serviceMetrics(project, region, name, window string) (history.Result, error) {
+	res, err := b.core.ServiceMetrics(b.ctx, b.caller, project, region, name, window)
+	return res, err
 }
 
 func (b *backend) servicePolicy(project, region, name string) (*iam.Policy, error) {

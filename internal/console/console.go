@@ -156,6 +156,7 @@ func (c *Console) routes() http.Handler {
 	m.Handle("POST "+servicePath+"/permissions/grant", c.signedIn(c.grant))
 	m.Handle("POST "+servicePath+"/permissions/remove", c.signedIn(c.remove))
 	m.Handle("GET "+servicePath+"/logs", c.signedIn(c.logs))
+	m.Handle("GET "+servicePath+"/metrics", c.signedIn(c.metrics))           // metrics.go
 	m.Handle("POST "+servicePath+"/iap", c.signedIn(c.iapToggle))            // iap.go
 	m.Handle("GET "+servicePath+"/troubleshoot", c.signedIn(c.troubleshoot)) // troubleshoot.go: why a denial
 	c.routesJobs(m)                                                          // jobs.go

@@ -210,7 +210,7 @@ func (c *Console) loadService(r *http.Request, s *session, current string) (*loa
 		Auth:         authentication(svc, ls.Policy, c.cfg.Roles),
 	}
 	for _, t := range []struct{ label, path string }{
-		{"Overview", ""}, {"Revisions", "revisions"}, {"Permissions", "permissions"}, {"Logs", "logs"},
+		{"Overview", ""}, {"Revisions", "revisions"}, {"Permissions", "permissions"}, {"Metrics", "metrics"}, {"Logs", "logs"},
 	} {
 		ls.Head.Tabs = append(ls.Head.Tabs, tab{Label: t.label, Link: ref.URL(t.path), Current: t.path == current})
 	}

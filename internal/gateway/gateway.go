@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,11 @@ type Routed struct {
 	// instance, a cold start included); InstanceTime the rest, until the
 	// answer was written (zero when not forwarded).
 	UsherTime, InstanceTime time.Duration
+	// Anonymous: admitted without authorization (the service is public to
+	// allUsers); Client is then the caller's address as the anonymous rate
+	// limit charges it (zero if unknown).
+	Anonymous bool
+	Client    netip.Addr
 }
 
 // Gateway serves service hosts.
@@ -224,6 +230,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := proxied{}
+	done := Routed{Target: tgt} // what OnRouted is told
 	if tgt.IAP != nil {
 		if !g.throughIAP(w, r, tgt, &p) { // iap.go; it refused (refuse was called)
 			return
@@ -236,16 +243,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		p.credentialHeader = header
-	} else if tgt.AnonymousLimit.Enabled() && !g.admitAnonymous(w, r, tgt) {
-		return // anonymous.go; it answered 429
+	} else {
+		if tgt.AnonymousLimit.Enabled() && !g.admitAnonymous(w, r, tgt) {
+			return // anonymous.go; it answered 429
+		}
+		done.Anonymous = true
+		if g.cfg.OnRouted != nil {
+			done.Client, _ = g.cfg.TrustedProxies.ClientAddress(r.RemoteAddr, r.Header["X-Forwarded-For"])
+		}
 	}
 	route := tgt.Pick(pickPercent(tgt.TotalPercent))
 	if route == nil {
 		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageNoRevision)
-		g.routed(Routed{Target: tgt, Status: http.StatusServiceUnavailable, UsherTime: time.Since(arrived)})
+		done.Status, done.UsherTime = http.StatusServiceUnavailable, time.Since(arrived)
+		g.routed(done)
 		return
 	}
+	done.Revision = route.Revision.Metadata.Name
 	// The revision's timeoutSeconds bounds the whole request, the wait for a
 	// slot included: after it the client gets 504 (or, once the answer has
 	// begun, a cut connection) and the instance's slot is freed.
@@ -260,8 +275,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lease, err := g.cfg.Instances.Acquire(ctx, route.Key, route.Revision)
 	if err != nil {
 		refuse(w, r)
-		status := g.noInstance(w, r, tgt, route, err)
-		g.routed(Routed{Target: tgt, Revision: route.Revision.Metadata.Name, Status: status, UsherTime: time.Since(arrived)})
+		done.Status = g.noInstance(w, r, tgt, route, err)
+		done.UsherTime = time.Since(arrived)
+		g.routed(done)
 		return
 	}
 	defer lease.Release()
@@ -269,8 +285,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.h2c = route.Revision.UsesHTTP2()
 	forwarded := time.Now()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, proxiedKey{}, &p)))
-	g.routed(Routed{Target: tgt, Revision: route.Revision.Metadata.Name, Status: p.status, Forwarded: true,
-		UsherTime: forwarded.Sub(arrived), InstanceTime: time.Since(forwarded)})
+	done.Status, done.Forwarded = p.status, true
+	done.UsherTime, done.InstanceTime = forwarded.Sub(arrived), time.Since(forwarded)
+	g.routed(done)
 }
 
 func (g *Gateway) routed(r Routed) {

@@ -1,10 +1,12 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/usher-run/usher/internal/gateway"
+	"github.com/usher-run/usher/internal/history"
 	"github.com/usher-run/usher/internal/mirror"
 	"github.com/usher-run/usher/internal/pool"
 	"github.com/usher-run/usher/internal/routing"
@@ -43,7 +46,10 @@ type metrics struct {
 	// coldStarts is the duration of each instance start (a count of cold
 	// starts too), per revision.
 	coldStarts *prometheus.HistogramVec
-	mu         sync.Mutex // guards routedServices; never taken by requests
+	// hist keeps each service's recent history for the console and CLI
+	// (package history); nil until set.
+	hist *history.Recorder
+	mu   sync.Mutex // guards routedServices; never taken by requests
 	// routedServices are the services of the table in force, so that the
 	// next table tells which were deleted (forgetServices).
 	routedServices map[[3]string]bool
@@ -146,6 +152,19 @@ func (m *metrics) routed(r gateway.Routed) {
 		}
 	}
 	m.counted(r.Target.Project, r.Target.Region, r.Target.Service, r.Revision, r.Status, decision)
+	if m.hist != nil {
+		d := history.Allowed
+		switch decision {
+		case "429":
+			d = history.Limited
+		case "503":
+			d = history.Unavailable
+		}
+		m.hist.Record(history.Key{Project: r.Target.Project, Region: r.Target.Region, Service: r.Target.Service}, history.Sample{
+			Decision: d, Status: r.Status, Anonymous: r.Anonymous, Client: r.Client,
+			Forwarded: r.Forwarded, Total: r.UsherTime + r.InstanceTime, Usher: r.UsherTime,
+		})
+	}
 	if r.Forwarded {
 		t := r.Target
 		m.latencies.WithLabelValues(t.Project, t.Region, t.Service, r.Revision, "total").Observe((r.UsherTime + r.InstanceTime).Seconds())
@@ -160,6 +179,23 @@ func (m *metrics) denied(d gateway.Denial) {
 		return
 	}
 	m.counted(d.Target.Project, d.Target.Region, d.Target.Service, "", d.Status, strconv.Itoa(d.Status))
+	if m.hist == nil {
+		return
+	}
+	smp := history.Sample{Status: d.Status}
+	switch d.Status {
+	case http.StatusUnauthorized:
+		smp.Decision = history.Unauthenticated
+	case http.StatusForbidden:
+		smp.Decision = history.Forbidden
+	case http.StatusTooManyRequests:
+		// Refused by the anonymous rate limit: charged to its client.
+		smp.Decision, smp.Anonymous = history.Limited, true
+		smp.Client, _ = netip.ParseAddr(d.Client)
+	default:
+		return
+	}
+	m.hist.Record(history.Key{Project: d.Target.Project, Region: d.Target.Region, Service: d.Target.Service}, smp)
 }
 
 // coldStart records one instance start of revision of serviceKey
@@ -222,6 +258,9 @@ func (m *metrics) deleteSeries(k [3]string) {
 	m.requestCount.DeletePartialMatch(svc)
 	m.latencies.DeletePartialMatch(svc)
 	m.coldStarts.DeletePartialMatch(svc)
+	if m.hist != nil {
+		m.hist.Forget(history.Key{Project: k[0], Region: k[1], Service: k[2]})
+	}
 }
 
 func (m *metrics) handler() http.Handler {
@@ -337,4 +376,54 @@ func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	})
+}
+
+// keepHistory feeds the history the instance counts and billable time of
+// every routed service every 10 s, writes it to the store every 30 s, and
+// once more when ctx ends.
+func keepHistory(ctx context.Context, h *history.Recorder, table func() *routing.Table, stats func(key string) pool.Stats, log *slog.Logger) {
+	sample := time.NewTicker(10 * time.Second)
+	defer sample.Stop()
+	flush := time.NewTicker(30 * time.Second)
+	defer flush.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := h.Flush(fctx); err != nil {
+				log.Warn("metrics history: last write failed", "err", err)
+			}
+			cancel()
+			return
+		case <-flush.C:
+			if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("metrics history: write failed; retried in 30s", "err", err)
+			}
+		case <-sample.C:
+			t := table()
+			if t == nil {
+				continue
+			}
+			// A service has several hosts (tags): each revision once.
+			revisions := map[history.Key]map[string]bool{}
+			t.Each(func(_ string, tgt *routing.Target) {
+				k := history.Key{Project: tgt.Project, Region: tgt.Region, Service: tgt.Service}
+				if revisions[k] == nil {
+					revisions[k] = map[string]bool{}
+				}
+				for _, route := range tgt.Routes {
+					revisions[k][route.Key] = true
+				}
+			})
+			for k, keys := range revisions {
+				instances, billable := 0, time.Duration(0)
+				for key := range keys {
+					st := stats(key)
+					instances += len(st.Instances) + st.Starting
+					billable += st.Billable
+				}
+				h.Instances(k, instances, billable)
+			}
+		}
+	}
 }

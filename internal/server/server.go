@@ -27,6 +27,7 @@ import (
 	"github.com/usher-run/usher/internal/console"
 	"github.com/usher-run/usher/internal/controller"
 	"github.com/usher-run/usher/internal/gateway"
+	"github.com/usher-run/usher/internal/history"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/iap"
 	"github.com/usher-run/usher/internal/issuer"
@@ -292,6 +293,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer p.Close() // after the instances: removes the egress rules
 	}
 	mets := newMetrics(cfg.NodeName) // metrics.go
+	mets.hist = history.New(st, cfg.NodeName)
 	identity := runtimeIdentity(st, md, runtimes)
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
@@ -376,6 +378,20 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	go mir.Run(ctx)
 	go mir.Keep(ctx, 0)
+	// The metrics history this node kept before (services deleted since
+	// are forgotten), then kept up to date and written every 30 s.
+	if err := mets.hist.Load(ctx, func(k history.Key) bool {
+		t := gw.Table()
+		return t != nil && t.HasService(routing.ServiceKey{Project: k.Project, Region: k.Region, Service: k.Service})
+	}); err != nil {
+		log.Warn("metrics history: not loaded; it starts empty", "err", err)
+	}
+	histDone := make(chan struct{})
+	go func() {
+		defer close(histDone)
+		keepHistory(ctx, mets.hist, gw.Table, instances.Stats, log.With("component", "history")) // metrics.go
+	}()
+	defer func() { cancel(); <-histDone }()
 
 	core := admin.New(admin.Config{
 		Store: st, Roles: roles, Minter: iss, Sync: mir,
@@ -383,6 +399,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
 		AccountEnabled: live.Enabled, AccountUsable: live.Usable, TokenURL: strings.TrimRight(cfg.PublicURL, "/") + "/token",
 		Log: log.With("component", "admin"), Builder: newBuilder(cfg.DataDir), // builds.go
+		Metrics: mets.hist,
 	})
 	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"regexp"
 	"strconv"
 	"strings"
@@ -134,5 +135,96 @@ func TestPerServiceRequestCount(t *testing.T) {
 	})
 	if got := s.requestCount(t, "counted", "allowed", "2xx"); got != 3 {
 		t.Errorf("after deleting another service: counted allowed = %d, want 3 kept", got)
+	}
+}
+
+// TestMetricsHistory: `usher run services metrics` reports each kind of
+// traffic (allowed, 401, 403, anonymous, rate-limited, the busiest
+// anonymous client), the history survives a restart, and reading it needs
+// what reading the service needs.
+func TestMetricsHistory(t *testing.T) {
+	s := startServer(t)
+	privURL := s.deploy(t, "hist-private", helloBin)
+	pubURL := s.deploy(t, "hist-public", helloBin, "--no-invoker-iam-check", "--anonymous-rate-limit=0.01,burst=2")
+	caller := s.createSA(t, "hist-caller")
+	stranger := s.createSA(t, "hist-stranger")
+	s.grant(t, "hist-private", "serviceAccount:"+caller, "roles/run.invoker")
+	callerTok := s.idToken(t, caller, privURL)
+	strangerTok := s.idToken(t, stranger, privURL)
+	for range 3 {
+		if got := s.get(t, privURL+"/", "Authorization", bearer(callerTok)); got.status != 200 {
+			t.Fatalf("invoker: %d", got.status)
+		}
+	}
+	for range 2 {
+		s.get(t, privURL+"/")
+	}
+	s.get(t, privURL+"/", "Authorization", bearer(strangerTok))
+	for range 5 {
+		s.get(t, pubURL+"/") // 2 within the burst, then 429
+	}
+
+	type summary struct {
+		Requests  map[string]int `json:"requests"`
+		Classes   map[string]int `json:"responseClasses"`
+		Anonymous int            `json:"anonymousRequests"`
+		LatencyMs struct {
+			P50 float64 `json:"p50"`
+		} `json:"latencyMs"`
+	}
+	var res struct {
+		Window  string  `json:"window"`
+		Summary summary `json:"summary"`
+		Points  []any   `json:"points"`
+		Clients []struct {
+			Address  string `json:"address"`
+			Requests int    `json:"requests"`
+		} `json:"busiestAnonymousClients"`
+	}
+	read := func(name string, args ...string) {
+		t.Helper()
+		out := s.mustCLI(t, append([]string{"run", "services", "metrics", name, "--region=" + region, "--format", "json"}, args...)...)
+		res.Clients = nil
+		if err := json.Unmarshal([]byte(out.stdout), &res); err != nil {
+			t.Fatalf("metrics --format json: %v\n%s", err, out.stdout)
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		read("hist-private")
+		want := map[string]int{"allowed": 3, "401": 2, "403": 1, "429": 0}
+		for k, v := range want {
+			if res.Summary.Requests[k] != v {
+				t.Errorf("%s: hist-private requests[%s] = %d, want %d (%v)", when, k, res.Summary.Requests[k], v, res.Summary.Requests)
+			}
+		}
+		if res.Summary.Classes["2xx"] != 3 || res.Summary.Anonymous != 0 || res.Summary.LatencyMs.P50 <= 0 || len(res.Points) == 0 {
+			t.Errorf("%s: hist-private %+v, %d points", when, res.Summary, len(res.Points))
+		}
+		read("hist-public", "--window", "7d")
+		if res.Summary.Requests["allowed"] != 2 || res.Summary.Requests["429"] != 3 || res.Summary.Anonymous != 5 || res.Window != "7d" {
+			t.Errorf("%s: hist-public over 7d: %+v", when, res.Summary)
+		}
+	}
+	check("before restart")
+	read("hist-public")
+	if len(res.Clients) != 1 || res.Clients[0].Address != "127.0.0.1" || res.Clients[0].Requests != 5 {
+		t.Errorf("busiest anonymous clients: %+v, want 127.0.0.1 with 5", res.Clients)
+	}
+	text := s.mustCLI(t, "run", "services", "metrics", "hist-private", "--region="+region).stdout
+	if !strings.Contains(text, "REQUESTS") || !strings.Contains(text, "allowed 3, 401 2, 403 1") {
+		t.Errorf("metrics as text:\n%s", text)
+	}
+
+	s.Stop()
+	s.restart(t, "")
+	check("after restart")
+
+	// Reading metrics needs run.services.get on the service.
+	if got := s.cli(t, "run", "services", "metrics", "hist-private", "--region="+region, "--impersonate-service-account="+stranger); got.code == 0 || !strings.Contains(got.stderr, "PERMISSION_DENIED") {
+		t.Errorf("a principal without run.services.get reading metrics: %v", got)
+	}
+	if got := s.cli(t, "run", "services", "metrics", "hist-private", "--region="+region, "--window", "2h"); got.code == 0 || !strings.Contains(got.stderr, "window") {
+		t.Errorf("--window 2h: %v", got)
 	}
 }
