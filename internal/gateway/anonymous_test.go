@@ -32,9 +32,9 @@ func anonymousRequest(gw http.Handler, service, remote, xff, authz string) *http
 
 // TestAnonymousRateLimit: a public service's anonymous callers are held to
 // the annotation's per-address rate (429 with Retry-After), each address
-// has its own bucket, callers with a valid token for the service are never
-// limited, a forged token counts as anonymous, and X-Forwarded-For is
-// believed only from a trusted proxy.
+// has its own bucket, a caller with a valid token and a binding of its own
+// is not limited, a forged token counts as anonymous, and X-Forwarded-For
+// is believed only from a trusted proxy.
 func TestAnonymousRateLimit(t *testing.T) {
 	f := newGatewayFixture(t, false)
 	var denials []gateway.Denial
@@ -50,8 +50,11 @@ func TestAnonymousRateLimit(t *testing.T) {
 		Now:            func() time.Time { return now },
 	})
 	limited := map[string]string{apis.AnnotationInvokerIAMDisabled: "true", apis.AnnotationAnonymousRateLimit: "0.5,burst=2"}
+	// The invoker check is off, yet the service account's own binding still
+	// sets it apart from anonymous callers.
+	granted := gatewayFixturePolicy("roles/run.invoker", "serviceAccount:"+gwFixSA)
 	gw.SetTable(gatewayFixtureTable(
-		gatewayFixtureService("limited", limited, nil),
+		gatewayFixtureService("limited", limited, granted),
 		gatewayFixtureService("open", map[string]string{apis.AnnotationInvokerIAMDisabled: "true"}, nil),
 	))
 
@@ -83,7 +86,7 @@ func TestAnonymousRateLimit(t *testing.T) {
 		}
 	}
 
-	// Authenticated callers are never limited; a forged token is anonymous.
+	// A granted caller is not limited; a forged token is anonymous.
 	tok := f.mint(t, gwFixSA, gatewayFixtureURL("limited"))
 	for range 5 {
 		if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", "Bearer "+tok); w.Code != 200 {
@@ -119,7 +122,7 @@ func TestAnonymousRateLimit(t *testing.T) {
 
 	// Buckets survive a table swap that keeps the limit, and refill in time.
 	gw.SetTable(gatewayFixtureTable(
-		gatewayFixtureService("limited", limited, nil),
+		gatewayFixtureService("limited", limited, granted),
 		gatewayFixtureService("open", map[string]string{apis.AnnotationInvokerIAMDisabled: "true"}, nil),
 	))
 	if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", ""); w.Code != 429 {
@@ -135,5 +138,87 @@ func TestAnonymousRateLimit(t *testing.T) {
 		if w := anonymousRequest(gw, "limited", "198.51.100.1:1000", "", ""); w.Code != 200 {
 			t.Fatalf("limit removed: status %d, want 200", w.Code)
 		}
+	}
+}
+
+// TestAnonymousRateLimitExemptsOnlyGrantedCallers: on a service public
+// through allUsers, a valid token exempts its holder from the anonymous
+// limit only when a binding names the holder (user, service account,
+// domain); a token whose principal is let in only by allUsers or
+// allAuthenticatedUsers is charged to its address like no token at all,
+// and the refusal names the principal.
+func TestAnonymousRateLimitExemptsOnlyGrantedCallers(t *testing.T) {
+	f := newGatewayFixture(t, false)
+	var denials []gateway.Denial
+	now := time.Unix(1_800_000_000, 0)
+	gw := gateway.New(gateway.Config{
+		Verifier: f.verifier, Instances: f.instances, CLIAudience: gwFixCLIAudience,
+		OnDenied: func(d gateway.Denial) { denials = append(denials, d) },
+		Now:      func() time.Time { return now },
+	})
+	const mallory = "mallory@local-project.iam.gserviceaccount.com"
+	const partner = "pat@partner.example"
+	policy := gatewayFixturePolicy("roles/run.invoker", "allUsers", "allAuthenticatedUsers",
+		"serviceAccount:"+gwFixSA, "user:"+gwFixUser, "domain:partner.example")
+	gw.SetTable(gatewayFixtureTable(
+		gatewayFixtureService("svc", map[string]string{apis.AnnotationAnonymousRateLimit: "0.5,burst=2"}, policy),
+		gatewayFixtureService("other", nil, policy),
+	))
+	const flooder = "198.51.100.9:4000"
+	for range 2 {
+		if w := anonymousRequest(gw, "svc", flooder, "", ""); w.Code != 200 {
+			t.Fatalf("anonymous request within the burst: %d", w.Code)
+		}
+	}
+	if w := anonymousRequest(gw, "svc", flooder, "", ""); w.Code != 429 {
+		t.Fatalf("anonymous request past the burst: %d, want 429", w.Code)
+	}
+
+	// The user's view: granted callers, from the very same exhausted
+	// address, keep working.
+	for name, tok := range map[string]string{
+		"bound service account":    f.mint(t, gwFixSA, gatewayFixtureURL("svc")),
+		"bound user":               f.mint(t, gwFixUser, gatewayFixtureURL("svc")),
+		"bound user, CLI audience": f.mint(t, gwFixUser, gwFixCLIAudience),
+		"user of a bound domain":   f.mint(t, partner, gatewayFixtureURL("svc")),
+	} {
+		for range 5 {
+			if w := anonymousRequest(gw, "svc", flooder, "", "Bearer "+tok); w.Code != 200 {
+				t.Fatalf("%s under the limit: %d, want 200", name, w.Code)
+			}
+		}
+	}
+
+	// The attacker's view: tokens that prove an account but no grant of
+	// its own are charged to the exhausted address.
+	denials = nil
+	unbound := f.mint(t, mallory, gatewayFixtureURL("svc"))
+	sa := f.mint(t, gwFixSA, gatewayFixtureURL("svc"))
+	for name, authz := range map[string]string{
+		"valid token, only allUsers/allAuthenticatedUsers": "Bearer " + unbound,
+		"unbound user, CLI audience":                       "Bearer " + f.mint(t, "eve@example.org", gwFixCLIAudience),
+		"forged token of a bound account":                  "Bearer " + sa[:len(sa)-4] + "AAAA",
+		"bound account's token for another service":        "Bearer " + f.mint(t, gwFixSA, gatewayFixtureURL("other")),
+		"service account token with the CLI audience":      "Bearer " + f.mint(t, gwFixSA, gwFixCLIAudience),
+		"not a bearer token":                               "Basic " + unbound,
+	} {
+		if w := anonymousRequest(gw, "svc", flooder, "", authz); w.Code != 429 {
+			t.Errorf("%s: %d, want 429", name, w.Code)
+		}
+	}
+	if w := anonymousRequest(gw, "svc", "198.51.100.10:4000", "", "Bearer "+unbound); w.Code != 200 {
+		t.Errorf("unbound token from a fresh address: %d, want 200 (charged like anyone)", w.Code)
+	}
+	if len(denials) == 0 || denials[0].Reason != gateway.ReasonAnonymousRateLimit {
+		t.Fatalf("denials = %+v, want rate-limit refusals", denials)
+	}
+	named := false
+	for _, d := range denials {
+		if d.Principal.Email == mallory {
+			named = true
+		}
+	}
+	if !named {
+		t.Errorf("no refusal names %s, the principal that was charged: %+v", mallory, denials)
 	}
 }

@@ -178,3 +178,28 @@ func BenchmarkAllow(b *testing.B) {
 		lim.Allow(a, now)
 	}
 }
+
+// BenchmarkAllowChurn is a flood of ever new addresses: every request past
+// the first MaxAddresses makes room in a full shard.
+func BenchmarkAllowChurn(b *testing.B) {
+	lim := New(Limit{RPS: 0.001, Burst: 1, TotalRPS: maxRPS, TotalBurst: maxBurst})
+	now := time.Now()
+	var i uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		i++
+		a := netip.AddrFrom16([16]byte{0x20, 0x01, byte(i >> 40), byte(i >> 32), byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i), 0, 0, 0, 0, 0, 0, 0, 1})
+		lim.Allow(a, now)
+	}
+}
+
+// BenchmarkClientAddress reads a client's address from a trusted proxy's
+// X-Forwarded-For.
+func BenchmarkClientAddress(b *testing.B) {
+	proxies, _ := ParseProxies("10.0.0.0/8")
+	xff := []string{"203.0.113.9, 10.0.0.2"}
+	b.ReportAllocs()
+	for b.Loop() {
+		proxies.ClientAddress("10.0.0.1:443", xff)
+	}
+}
