@@ -222,3 +222,62 @@ func TestAnonymousRateLimitExemptsOnlyGrantedCallers(t *testing.T) {
 		t.Errorf("no refusal names %s, the principal that was charged: %+v", mallory, denials)
 	}
 }
+
+// TestAnonymousRateLimitForwardedForPorts: behind a trusted proxy that
+// writes X-Forwarded-For entries with ports, each client is charged to its
+// own address (user's view); entries a client wrote itself change nothing,
+// and an entry that does not parse charges the proxy's connection, never a
+// fresh bucket (attacker's view).
+func TestAnonymousRateLimitForwardedForPorts(t *testing.T) {
+	f := newGatewayFixture(t, false)
+	var denials []gateway.Denial
+	proxies, err := ratelimit.ParseProxies("10.0.0.0/8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	gw := gateway.New(gateway.Config{
+		Verifier: f.verifier, Instances: f.instances, CLIAudience: gwFixCLIAudience,
+		OnDenied:       func(d gateway.Denial) { denials = append(denials, d) },
+		TrustedProxies: proxies,
+		Now:            func() time.Time { return now },
+	})
+	gw.SetTable(gatewayFixtureTable(gatewayFixtureService("svc",
+		map[string]string{apis.AnnotationInvokerIAMDisabled: "true", apis.AnnotationAnonymousRateLimit: "0.01,burst=2,total=100"}, nil)))
+	const proxy = "10.0.0.5:1000"
+	expect := func(xff string, want int) {
+		t.Helper()
+		if w := anonymousRequest(gw, "svc", proxy, xff, ""); w.Code != want {
+			t.Fatalf("X-Forwarded-For %q: status %d, want %d", xff, w.Code, want)
+		}
+	}
+
+	// Two clients, written with ports (the port changes per connection):
+	// one bucket each, by address.
+	expect("203.0.113.50:41000", 200)
+	expect("203.0.113.50:41001", 200)
+	expect("[2001:db8:1::7]:443", 200)
+	expect("203.0.113.50:41002", 429)
+	if d := denials[len(denials)-1]; d.Client != "203.0.113.50" {
+		t.Errorf("refusal charged %q, want 203.0.113.50", d.Client)
+	}
+	expect("[2001:db8:1:0:ffff::9]:443, 10.0.0.9:80", 200) // same /64, through a second proxy
+	expect("[2001:db8:1::7]:80", 429)
+
+	// The limited client writes its own entries: the proxy appends its real
+	// address after them, and that is what is charged.
+	expect("198.51.100.77, 203.0.113.50:41003", 429)
+	expect("[2001:db8:2::1]:1, 203.0.113.50:41004", 429)
+
+	// Entries that do not parse charge the proxy's own connection: the
+	// first two such requests share its bucket, the third is refused.
+	expect("203.0.113.50:41005:1", 200)
+	expect("[203.0.113.51]:80", 200)
+	expect("unknown", 429)
+	expect("198.51.100.8:99999", 429)
+	if d := denials[len(denials)-1]; d.Client != "10.0.0.5" {
+		t.Errorf("refusal for a malformed header charged %q, want the proxy 10.0.0.5", d.Client)
+	}
+	// A client the proxy names properly is unaffected.
+	expect("198.51.100.8:5000", 200)
+}

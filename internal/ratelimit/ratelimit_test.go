@@ -124,7 +124,7 @@ func TestLimiterBoundedUnderFlood(t *testing.T) {
 }
 
 func TestClientAddress(t *testing.T) {
-	proxies, err := ParseProxies("10.0.0.0/8, 192.0.2.7")
+	proxies, err := ParseProxies("10.0.0.0/8, 192.0.2.7, 2001:db8:ffff::/48")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +139,47 @@ func TestClientAddress(t *testing.T) {
 		{"untrusted peer: header ignored", proxies, "198.51.100.1:5000", []string{"203.0.113.9"}, "198.51.100.1"},
 		{"trusted peer: rightmost untrusted", proxies, "10.1.2.3:5000", []string{"6.6.6.6, 203.0.113.9"}, "203.0.113.9"},
 		{"chain of proxies skipped", proxies, "10.1.2.3:5000", []string{"203.0.113.9, 192.0.2.7", "10.9.9.9"}, "203.0.113.9"},
-		{"malformed entry stops at last proxy", proxies, "10.1.2.3:5000", []string{"garbage, 10.2.2.2"}, "10.2.2.2"},
 		{"no header: the proxy itself", proxies, "10.1.2.3:5000", nil, "10.1.2.3"},
+		{"all hops trusted: the leftmost", proxies, "10.1.2.3:5000", []string{"10.7.7.7, 192.0.2.7"}, "10.7.7.7"},
 		{"ipv6 peer", nil, "[2001:db8::1]:443", nil, "2001:db8::1"},
 		{"mapped ipv4 peer", nil, "[::ffff:198.51.100.1]:443", nil, "198.51.100.1"},
+		{"ipv6 proxy, ipv6 client", proxies, "[2001:db8:ffff::1]:443", []string{"2001:db8:1::5"}, "2001:db8:1::5"},
+
+		// Entries with ports, as some proxies write them.
+		{"ipv4 with port", proxies, "10.1.2.3:5000", []string{"203.0.113.9:41000"}, "203.0.113.9"},
+		{"bracketed ipv6 with port", proxies, "10.1.2.3:5000", []string{"[2001:db8:1::5]:41000"}, "2001:db8:1::5"},
+		{"bracketed ipv6 without port", proxies, "10.1.2.3:5000", []string{"[2001:db8:1::5]"}, "2001:db8:1::5"},
+		{"mapped ipv4 with port", proxies, "10.1.2.3:5000", []string{"[::ffff:203.0.113.9]:80"}, "203.0.113.9"},
+		{"proxy hops with ports skipped", proxies, "10.1.2.3:5000", []string{"203.0.113.9:1, 192.0.2.7:2,[2001:db8:ffff::9]:3"}, "203.0.113.9"},
+		{"zone dropped", proxies, "10.1.2.3:5000", []string{"[fe80::1%eth0]:80"}, "fe80::1"},
+		{"zone that is no interface name", proxies, "10.1.2.3:5000", []string{"[fe80::1% x]:80"}, "10.1.2.3"},
+		{"tabs and spaces around entries", proxies, "10.1.2.3:5000", []string{"\t203.0.113.9:80 ,\t10.2.2.2 "}, "203.0.113.9"},
+		{"unbracketed ipv6 is an address, not a port", proxies, "10.1.2.3:5000", []string{"2001:db8:1::5:80"}, "2001:db8:1::5:80"},
+
+		// Whatever the walk reaches and cannot parse: the connection's
+		// peer is charged, never an entry past it.
+		{"garbage", proxies, "10.1.2.3:5000", []string{"garbage, 10.2.2.2"}, "10.1.2.3"},
+		{"unknown", proxies, "10.1.2.3:5000", []string{"unknown"}, "10.1.2.3"},
+		{"empty entry", proxies, "10.1.2.3:5000", []string{"203.0.113.9,,10.2.2.2"}, "10.1.2.3"},
+		{"trailing comma", proxies, "10.1.2.3:5000", []string{"203.0.113.9,"}, "10.1.2.3"},
+		{"empty header", proxies, "10.1.2.3:5000", []string{"203.0.113.9", ""}, "10.1.2.3"},
+		{"port without address", proxies, "10.1.2.3:5000", []string{":80"}, "10.1.2.3"},
+		{"empty port", proxies, "10.1.2.3:5000", []string{"203.0.113.9:"}, "10.1.2.3"},
+		{"port out of range", proxies, "10.1.2.3:5000", []string{"203.0.113.9:65536"}, "10.1.2.3"},
+		{"signed port", proxies, "10.1.2.3:5000", []string{"203.0.113.9:+80"}, "10.1.2.3"},
+		{"two ports", proxies, "10.1.2.3:5000", []string{"203.0.113.9:80:80"}, "10.1.2.3"},
+		{"bracketed ipv4", proxies, "10.1.2.3:5000", []string{"[203.0.113.9]:80"}, "10.1.2.3"},
+		{"bracketed ipv4 without port", proxies, "10.1.2.3:5000", []string{"[203.0.113.9]"}, "10.1.2.3"},
+		{"unclosed bracket", proxies, "10.1.2.3:5000", []string{"[2001:db8:1::5:80"}, "10.1.2.3"},
+		{"ipv6 with port, no brackets", proxies, "10.1.2.3:5000", []string{"::ffff:203.0.113.9:80"}, "10.1.2.3"},
+		{"two addresses in one entry", proxies, "10.1.2.3:5000", []string{"203.0.113.9 198.51.100.4"}, "10.1.2.3"},
+		{"hostname", proxies, "10.1.2.3:5000", []string{"client.example"}, "10.1.2.3"},
+		{"quoted, as Forwarded writes it", proxies, "10.1.2.3:5000", []string{`"[2001:db8:1::5]:80"`}, "10.1.2.3"},
+		{"other whitespace", proxies, "10.1.2.3:5000", []string{"203.0.113.9\v"}, "10.1.2.3"},
+		{"malformed behind a trusted hop", proxies, "10.1.2.3:5000", []string{"bogus:1, 10.2.2.2:80"}, "10.1.2.3"},
+		// A client's own entries left of its real address are never read,
+		// parsable or not.
+		{"client's entries unread", proxies, "10.1.2.3:5000", []string{"garbage, 10.0.0.9:1, 203.0.113.9"}, "203.0.113.9"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,19 +189,104 @@ func TestClientAddress(t *testing.T) {
 			}
 		})
 	}
+	if _, ok := proxies.ClientAddress("@", []string{"203.0.113.9"}); ok {
+		t.Error("ClientAddress accepted a peer address that does not parse")
+	}
 	if _, err := ParseProxies("10.0.0.0/33"); err == nil {
 		t.Error("ParseProxies accepted a bad CIDR")
 	}
+	xff := []string{"203.0.113.9:1, [2001:db8:ffff::9]:3"}
+	if n := testing.AllocsPerRun(100, func() { proxies.ClientAddress("10.1.2.3:5000", xff) }); n != 0 {
+		t.Errorf("ClientAddress allocates %v times per run, want 0", n)
+	}
 }
 
+// FuzzClientAddress: whatever the peer and the header say, the answer is a
+// valid, unmapped address without a zone, and it is either the peer or an
+// entry of the header that parsed.
 func FuzzClientAddress(f *testing.F) {
 	proxies, _ := ParseProxies("10.0.0.0/8,::1")
-	f.Add("10.0.0.1:1", "1.2.3.4, 10.0.0.2")
-	f.Add("[::1]:1", "fe80::1%eth0,::1")
+	for _, seed := range [][2]string{
+		{"10.0.0.1:1", "1.2.3.4, 10.0.0.2"},
+		{"[::1]:1", "fe80::1%eth0,::1"},
+		{"10.0.0.1:1", "1.2.3.4:80, [::1]:443"},
+		{"10.0.0.1:1", "[2001:db8::1]:8080"},
+		{"10.0.0.1:1", "[2001:db8::1]"},
+		{"10.0.0.1:1", "[1.2.3.4]:80,unknown"},
+		{"10.0.0.1:1", "1.2.3.4:,,"},
+		{"[::ffff:10.0.0.1]:1", "[::ffff:1.2.3.4]:65535"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
 	f.Fuzz(func(t *testing.T, remote, xff string) {
 		a, ok := proxies.ClientAddress(remote, []string{xff})
-		if ok && !a.IsValid() {
-			t.Fatalf("ClientAddress(%q, %q) = invalid address with ok", remote, xff)
+		if !ok {
+			return
+		}
+		if !a.IsValid() || a.Is4In6() || a.Zone() != "" {
+			t.Fatalf("ClientAddress(%q, %q) = %v: not a plain valid address", remote, xff, a)
+		}
+		peer, _ := proxies.ClientAddress(remote, nil)
+		if a == peer {
+			return
+		}
+		for _, entry := range strings.Split(xff, ",") {
+			if hop, ok := parseForwardedHop(entry); ok && hop == a {
+				return
+			}
+		}
+		t.Fatalf("ClientAddress(%q, %q) = %v: neither the peer %v nor an entry of the header", remote, xff, a, peer)
+	})
+}
+
+// FuzzClientAddressIgnoresClientEntries: through a trusted proxy, which
+// appends the client's real address (with or without a port), nothing the
+// client wrote itself to the left changes who is charged.
+func FuzzClientAddressIgnoresClientEntries(f *testing.F) {
+	proxies, _ := ParseProxies("10.0.0.0/8")
+	f.Add("", uint32(0xcb007109), uint16(0), false)
+	f.Add("10.0.0.5", uint32(0xcb007109), uint16(443), true)
+	f.Add("garbage,,[::1]:80", uint32(0xc6336401), uint16(1), true)
+	f.Add("1.2.3.4:99999, ", uint32(0x01020304), uint16(80), false)
+	f.Fuzz(func(t *testing.T, written string, client uint32, port uint16, withPort bool) {
+		real := netip.AddrFrom4([4]byte{byte(client >> 24), byte(client >> 16), byte(client >> 8), byte(client)})
+		if proxies.trusts(real) {
+			return
+		}
+		appended := real.String()
+		if withPort {
+			appended = netip.AddrPortFrom(real, port).String()
+		}
+		xff := appended
+		if written != "" {
+			xff = written + ", " + appended
+		}
+		if got, ok := proxies.ClientAddress("10.0.0.1:5000", []string{xff}); !ok || got != real {
+			t.Fatalf("client wrote %q, proxy appended %s: charged %v, want %v", written, appended, got, real)
+		}
+		// The same through a second trusted proxy, on its own header line.
+		if got, ok := proxies.ClientAddress("10.0.0.1:5000", []string{xff, "10.0.0.2:80"}); !ok || got != real {
+			t.Fatalf("client wrote %q, proxies appended %s, 10.0.0.2:80: charged %v, want %v", written, appended, got, real)
+		}
+	})
+}
+
+// FuzzParseForwardedHop: an entry that parses held exactly one address, and
+// comes back as a plain valid one.
+func FuzzParseForwardedHop(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "1.2.3.4:80", "[::1]:80", "[::1]", "::1", " 1.2.3.4\t", "[fe80::1%eth0]:1", "1.2.3.4,5.6.7.8", "[1.2.3.4]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, ok := parseForwardedHop(s)
+		if !ok {
+			return
+		}
+		if !a.IsValid() || a.Is4In6() || a.Zone() != "" {
+			t.Fatalf("parseForwardedHop(%q) = %v: not a plain valid address", s, a)
+		}
+		if strings.ContainsAny(s, ", \"\r\n\v\f") && strings.ContainsAny(trimOWS(s), ", \"\r\n\v\f") {
+			t.Fatalf("parseForwardedHop(%q) accepted a list, quotes or inner whitespace", s)
 		}
 	})
 }
