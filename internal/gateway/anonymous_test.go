@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"testing"
 	"time"
@@ -280,4 +281,54 @@ func TestAnonymousRateLimitForwardedForPorts(t *testing.T) {
 	}
 	// A client the proxy names properly is unaffected.
 	expect("198.51.100.8:5000", 200)
+}
+
+// TestAnonymousRateLimitSurvivesChurn: an attacker rotating through more
+// fresh IPv6 /64s than the limiter keeps buckets for cannot reset the
+// bucket of a client being limited (it stays refused by its own bucket,
+// Retry-After and all), while a granted caller keeps working throughout.
+func TestAnonymousRateLimitSurvivesChurn(t *testing.T) {
+	f := newGatewayFixture(t, false)
+	now := time.Unix(1_800_000_000, 0)
+	gw := gateway.New(gateway.Config{
+		Verifier: f.verifier, Instances: f.instances, CLIAudience: gwFixCLIAudience,
+		Now: func() time.Time { return now },
+	})
+	// Per address: 2 requests, then one every 1000 s. In all: 3, then one a
+	// second, so the attacker's requests are refused cheaply by the overall
+	// bucket once it is spent, yet each still draws an address bucket; a
+	// refusal by the overall bucket says Retry-After: 1.
+	gw.SetTable(gatewayFixtureTable(gatewayFixtureService("svc",
+		map[string]string{apis.AnnotationAnonymousRateLimit: "0.001,burst=2,total=1,total-burst=3"},
+		gatewayFixturePolicy("roles/run.invoker", "allUsers", "serviceAccount:"+gwFixSA))))
+	granted := "Bearer " + f.mint(t, gwFixSA, gatewayFixtureURL("svc"))
+	const heavy = "[2001:db8:aaaa:1::1]:5000"
+	for range 2 {
+		if w := anonymousRequest(gw, "svc", heavy, "", ""); w.Code != 200 {
+			t.Fatalf("heavy client's burst: %d", w.Code)
+		}
+	}
+	stillLimited := func(after int) {
+		t.Helper()
+		w := anonymousRequest(gw, "svc", heavy, "", "")
+		secs, _ := strconv.Atoi(w.Header().Get("Retry-After"))
+		if w.Code != 429 || secs < 500 {
+			t.Fatalf("heavy client after %d fresh /64s: %d, Retry-After %q; want 429 from its own bucket (about 1000 s)", after, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
+	stillLimited(0)
+	const churn = 2 * ratelimit.MaxAddresses
+	for i := range churn {
+		remote := netip.AddrPortFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xbb, byte(i >> 16), byte(i >> 8), byte(i), 15: 1}), 443).String()
+		if w := anonymousRequest(gw, "svc", remote, "", ""); w.Code != 200 && w.Code != 429 {
+			t.Fatalf("attacker request %d: %d", i, w.Code)
+		}
+		if i%4096 == 4095 {
+			stillLimited(i + 1)
+			if w := anonymousRequest(gw, "svc", heavy, "", granted); w.Code != 200 {
+				t.Fatalf("granted caller from the heavy client's address after %d fresh /64s: %d", i+1, w.Code)
+			}
+		}
+	}
+	stillLimited(churn)
 }

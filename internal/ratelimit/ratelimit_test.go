@@ -123,6 +123,111 @@ func TestLimiterBoundedUnderFlood(t *testing.T) {
 	}
 }
 
+// fresh64 is the i-th of ever new IPv6 /64s, as an attacker rotating
+// through its allocation would draw them.
+func fresh64(i int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i), 15: 1})
+}
+
+// TestLimiterKeepsLimitingUnderChurn: a client being limited stays limited
+// while an attacker sends one request each from 100,000 fresh /64s, far
+// more than the limiter holds buckets for, whether time stands still or
+// moves on; memory stays bounded throughout.
+func TestLimiterKeepsLimitingUnderChurn(t *testing.T) {
+	// At 0.02 rps the heavy client gets its next token 50 s after its
+	// burst. With time moving on (40 s in all), its bucket carries less
+	// debt than each fresh one: only its being limiting keeps it.
+	for _, step := range []time.Duration{0, 400 * time.Microsecond} {
+		t.Run("step="+step.String(), func(t *testing.T) {
+			lim := New(Limit{RPS: 0.02, Burst: 2, TotalRPS: maxRPS, TotalBurst: maxBurst})
+			start := time.Unix(1000, 0)
+			now := start
+			heavy := netip.MustParseAddr("2001:db8:aaaa:1::1")
+			for range 2 {
+				if ok, _ := lim.Allow(heavy, now); !ok {
+					t.Fatal("the heavy client's burst was refused")
+				}
+			}
+			if ok, _ := lim.Allow(heavy, now); ok {
+				t.Fatal("the heavy client was allowed past its burst")
+			}
+			for i := range 100_000 {
+				now = now.Add(step)
+				if ok, _ := lim.Allow(fresh64(i), now); !ok {
+					t.Fatalf("fresh /64 number %d refused: its first request", i)
+				}
+				if i%1000 == 999 {
+					if ok, _ := lim.Allow(heavy, now); ok {
+						t.Fatalf("after %d fresh /64s the heavy client was allowed again: its bucket was evicted", i+1)
+					}
+					if n := lim.Addresses(); n > MaxAddresses {
+						t.Fatalf("%d buckets after %d fresh /64s, want at most %d", n, i+1, MaxAddresses)
+					}
+				}
+			}
+			// It gets its next token in its own time.
+			if ok, _ := lim.Allow(heavy, start.Add(50*time.Second)); !ok {
+				t.Error("the heavy client was refused after its bucket refilled")
+			}
+		})
+	}
+}
+
+// TestLimiterEvictsLeastDebt: when a full shard has no refilled bucket,
+// the one to go is a bucket limiting nobody, and among equals the one
+// closest to refilled; a limiting bucket goes only when all are limiting.
+func TestLimiterEvictsLeastDebt(t *testing.T) {
+	s := shard{buckets: map[netip.Addr]bucket{}}
+	addr := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}) }
+	s.buckets[addr(1)] = bucket{tat: 500, limiting: true}
+	s.buckets[addr(2)] = bucket{tat: 300}
+	s.buckets[addr(3)] = bucket{tat: 200}
+	s.buckets[addr(4)] = bucket{tat: 150, limiting: true}
+	s.evictLocked(100)
+	if _, ok := s.buckets[addr(3)]; ok || len(s.buckets) != 3 {
+		t.Fatalf("after one eviction: %v, want 192.0.2.3 (not limiting, least debt) gone", s.buckets)
+	}
+	s.evictLocked(100)
+	if _, ok := s.buckets[addr(2)]; ok || len(s.buckets) != 2 {
+		t.Fatalf("after two evictions: %v, want 192.0.2.2 gone", s.buckets)
+	}
+	s.evictLocked(100)
+	if _, ok := s.buckets[addr(4)]; ok || len(s.buckets) != 1 {
+		t.Fatalf("after three evictions: %v, want 192.0.2.4 (limiting, least debt) gone", s.buckets)
+	}
+	// Refilled buckets all go at once, and nothing else does.
+	s.buckets[addr(5)] = bucket{tat: 50}
+	s.buckets[addr(6)] = bucket{tat: 100, limiting: true}
+	s.evictLocked(100)
+	if _, ok := s.buckets[addr(1)]; !ok || len(s.buckets) != 1 {
+		t.Fatalf("after sweeping refilled buckets: %v, want only 192.0.2.1", s.buckets)
+	}
+}
+
+// TestLimiterLimitingFlag: a refusal marks the bucket limiting; the next
+// allowed request clears it.
+func TestLimiterLimitingFlag(t *testing.T) {
+	lim := New(Limit{RPS: 1, Burst: 1, TotalRPS: 100, TotalBurst: 100})
+	a := netip.MustParseAddr("192.0.2.1")
+	now := time.Unix(1000, 0)
+	get := func() bucket {
+		s := &lim.shards[lim.shardOf(a)]
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.buckets[a]
+	}
+	lim.Allow(a, now)
+	if get().limiting {
+		t.Fatal("an allowed request marked the bucket limiting")
+	}
+	if ok, _ := lim.Allow(a, now); ok || !get().limiting {
+		t.Fatalf("a refused request: ok=%v limiting=%v, want refused and limiting", ok, get().limiting)
+	}
+	if ok, _ := lim.Allow(a, now.Add(time.Second)); !ok || get().limiting {
+		t.Fatalf("after the refill: ok=%v limiting=%v, want allowed and not limiting", ok, get().limiting)
+	}
+}
+
 func TestClientAddress(t *testing.T) {
 	proxies, err := ParseProxies("10.0.0.0/8, 192.0.2.7, 2001:db8:ffff::/48")
 	if err != nil {
