@@ -157,14 +157,22 @@ func TestAnonymousRateLimitFlood(t *testing.T) {
 	}
 
 	// Audit: the refusals are in the trail, aggregated (far fewer records
-	// than refusals), and the total count covers them.
+	// than refusals), and the total count covers them. On a loaded machine
+	// the audit queue can fill under the flood: what it drops is counted in
+	// a project-level record instead, which the total includes.
 	poll(t, 15*time.Second, "rate-limit refusals in the audit trail", func() (bool, string) {
-		records := find(s.auditLog(t, "--service", "limited"), func(r auditRecord) bool { return r.Status == 429 })
-		n := 0
-		for _, r := range records {
-			n += max(r.Count, 1)
+		records, n, dropped := 0, 0, 0
+		for _, r := range s.auditLog(t) {
+			switch {
+			case r.Service == "limited" && r.Status == 429:
+				records++
+				n += max(r.Count, 1)
+			case r.Service == "" && strings.Contains(r.Reason, "not recorded one by one"):
+				dropped += r.Count
+			}
 		}
-		return n >= flood.non2xx && len(records) < flood.non2xx, strconv.Itoa(len(records)) + " records for " + strconv.Itoa(n) + " refusals"
+		return n+dropped >= flood.non2xx && records < flood.non2xx,
+			strconv.Itoa(records) + " records for " + strconv.Itoa(n) + " refusals, " + strconv.Itoa(dropped) + " dropped"
 	})
 
 	// The attacker: a principal that may invoke but not update the service
