@@ -77,15 +77,25 @@ func (a *anonymousLimits) add(k serviceKey, limit ratelimit.Limit) *ratelimit.Li
 // unknownClient is charged for requests without a network peer address.
 var unknownClient = netip.IPv4Unspecified()
 
-// admitAnonymous applies a public target's anonymous rate limit. A caller
-// that presents a token the gateway accepts for this service (signature,
-// kind and audience, as on a private service) is not anonymous and is never
-// limited; anyone else is charged to their client address. It answers 429
-// with Retry-After and reports false when the request is over the limit.
+// admitAnonymous applies a public target's anonymous rate limit. Only a
+// caller the service's owner granted individually is exempt: one presenting
+// a token the gateway accepts for this service (signature, kind and
+// audience, as on a private service) whose principal holds
+// run.routes.invoke through a binding naming it — its user or service
+// account, its domain, a group of its — on the service or its project, so
+// that it would be let in were allUsers removed. Grants to allUsers and
+// allAuthenticatedUsers exempt nobody: anyone can mint a token for some
+// account, so such a caller is charged like an anonymous one. Everyone else
+// is charged to their client address. It answers 429 with Retry-After and
+// reports false when the request is over the limit.
 func (g *Gateway) admitAnonymous(w http.ResponseWriter, r *http.Request, tgt *routing.Target) bool {
+	var principal iam.Principal // who is charged, for the audit trail
 	if r.Header.Get(headerServerlessAuthz) != "" || r.Header.Get(headerAuthorization) != "" {
-		if _, status, _, _ := g.authenticate(r, tgt); status == 0 {
-			return true
+		if _, status, _, p := g.authenticate(r, tgt); status == 0 {
+			if tgt.Invokers.DecideIndividuallyAt(p, g.cfg.Now()).Allowed {
+				return true
+			}
+			principal = p
 		}
 	}
 	lim := g.limits.limiter(tgt)
@@ -103,7 +113,7 @@ func (g *Gateway) admitAnonymous(w http.ResponseWriter, r *http.Request, tgt *ro
 	}
 	refuse(w, r)
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: http.StatusTooManyRequests, Host: r.Host, Target: tgt, Principal: iam.Principal{}, Reason: ReasonAnonymousRateLimit, Client: addr.String()})
+		g.cfg.OnDenied(Denial{Status: http.StatusTooManyRequests, Host: r.Host, Target: tgt, Principal: principal, Reason: ReasonAnonymousRateLimit, Client: addr.String()})
 	}
 	w.Header()["Retry-After"] = []string{strconv.Itoa(ratelimit.RetryAfterSeconds(wait))}
 	writePage(w, http.StatusTooManyRequests, pageRateLimited)

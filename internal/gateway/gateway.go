@@ -84,9 +84,12 @@ type Config struct {
 
 // Denial describes a refused request, for audit trails and explanations.
 type Denial struct {
-	Status    int
-	Host      string
-	Target    *routing.Target // nil when no service matched
+	Status int
+	Host   string
+	Target *routing.Target // nil when no service matched
+	// Principal is the verified caller (anonymous when none): on an
+	// anonymous rate-limit refusal, the holder of a valid token that was
+	// charged because no binding names it.
 	Principal iam.Principal
 	Reason    string
 	// ForwardAuth marks a refusal answered to a forward-auth subrequest

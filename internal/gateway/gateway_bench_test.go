@@ -39,6 +39,9 @@ type benchGateway struct {
 	// limHost is a public service with an anonymous rate limit too high
 	// to refuse anything: the limiter's cost alone.
 	limHost string
+	// limToken is the invoker's token for "limited", where it holds its
+	// own binding: a caller exempt from the anonymous limit.
+	limToken string
 }
 
 func newBenchGateway(b *testing.B) *benchGateway {
@@ -49,7 +52,7 @@ func newBenchGateway(b *testing.B) *benchGateway {
 		gatewayFixtureService("public", nil, gatewayFixturePolicy("roles/run.invoker", "allUsers")),
 		gatewayFixtureService("unbound", nil, nil),
 		gatewayFixtureService("limited", map[string]string{apis.AnnotationInvokerIAMDisabled: "true",
-			apis.AnnotationAnonymousRateLimit: "1000000,burst=1000000"}, nil),
+			apis.AnnotationAnonymousRateLimit: "1000000,burst=1000000"}, gatewayFixturePolicy("roles/run.invoker", "serviceAccount:"+gwFixSA)),
 	)
 	gw := f.newGateway()
 	gw.SetTable(table)
@@ -62,6 +65,7 @@ func newBenchGateway(b *testing.B) *benchGateway {
 		pubHost:  gatewayFixtureHost("public"),
 		unbdHost: gatewayFixtureHost("unbound"),
 		limHost:  gatewayFixtureHost("limited"),
+		limToken: f.mint(b, gwFixSA, gatewayFixtureURL("limited")),
 	}
 }
 
@@ -244,6 +248,15 @@ func BenchmarkPublic(b *testing.B) {
 func BenchmarkPublicAnonymousLimited(b *testing.B) {
 	bg := newBenchGateway(b)
 	benchRecorderLoop(b, bg.gw, newBenchRequest(bg.limHost, nil), http.StatusOK)
+}
+
+// BenchmarkPublicAnonymousLimitedGranted is a caller of that service with
+// a token and a binding of its own, which exempt it from the limit: the
+// cost of telling it apart from an anonymous caller.
+func BenchmarkPublicAnonymousLimitedGranted(b *testing.B) {
+	bg := newBenchGateway(b)
+	req := newBenchRequest(bg.limHost, map[string]string{"Authorization": "Bearer " + bg.limToken})
+	benchRecorderLoop(b, bg.gw, req, http.StatusOK)
 }
 
 // BenchmarkPublicCounted is BenchmarkPublic with a per-service request

@@ -256,6 +256,31 @@ func (g *Grantees) DecideAt(p Principal, now time.Time) Decision {
 	return Decision{Permission: g.permission, conditional: named}
 }
 
+// DecideIndividuallyAt is DecideAt with the grants to allUsers and
+// allAuthenticatedUsers left out: whether p holds the permission through a
+// binding that names it (its user or service account, its email's domain,
+// one of its groups), as it would if every binding open to anyone were
+// removed. It tells a caller the owner granted apart from one that merely
+// has some account (the gateway's anonymous rate limits). Like DecideAt it
+// allocates nothing outside condition evaluation.
+func (g *Grantees) DecideIndividuallyAt(p Principal, now time.Time) Decision {
+	if gr := g.matchNamed(p); gr != nil {
+		return g.allow(gr)
+	}
+	named := false
+	for i := range g.conditional {
+		cg := &g.conditional[i]
+		if cg.member.IsPublic() || !cg.member.admits(p) {
+			continue
+		}
+		named = true
+		if cg.cond.Holds(g.resource, now) {
+			return g.allow(&cg.grant)
+		}
+	}
+	return Decision{Permission: g.permission, conditional: named}
+}
+
 // Decide answers for one principal without request context: conditional
 // bindings grant nothing (they fail closed). Request paths use DecideAt.
 func (g *Grantees) Decide(p Principal) Decision {
@@ -306,6 +331,15 @@ func (g *Grantees) match(p Principal) *grant {
 	}
 	if g.allAuthenticated != nil {
 		return g.allAuthenticated
+	}
+	return g.matchNamed(p)
+}
+
+// matchNamed is match without allUsers and allAuthenticatedUsers: the
+// unconditional grant naming p itself, its domain or a group of its.
+func (g *Grantees) matchNamed(p Principal) *grant {
+	if p.Kind == Anonymous {
+		return nil
 	}
 	switch p.Kind {
 	case User:

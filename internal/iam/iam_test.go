@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseMember(t *testing.T) {
@@ -158,6 +159,62 @@ func TestCheck(t *testing.T) {
 				t.Errorf("empty explanation")
 			}
 		})
+	}
+}
+
+// TestDecideIndividuallyAt: only bindings naming the principal (user,
+// service account, domain, group; conditional ones whose condition holds)
+// count; allUsers and allAuthenticatedUsers, which anyone with or without an
+// account satisfies, never do, conditional or not.
+func TestDecideIndividuallyAt(t *testing.T) {
+	roles := Predefined()
+	alice := NewPrincipal("alice@example.com")
+	sa := NewPrincipal("sa@p.iam.gserviceaccount.com")
+	grouped := Principal{Kind: User, Email: "carol@example.net", Groups: []string{"team@example.com"}}
+	anon := Principal{}
+	invoker := func(members ...string) Binding { return Binding{Role: "roles/run.invoker", Members: members} }
+	conditional := func(expr string, members ...string) *Policy {
+		return &Policy{Version: 3, Bindings: []Binding{{Role: "roles/run.invoker", Members: members, Condition: &Expr{Title: "t", Expression: expr}}}}
+	}
+	tests := []struct {
+		name      string
+		principal Principal
+		project   *Policy
+		service   *Policy
+		want      bool
+	}{
+		{"user bound", alice, nil, policy(invoker("allUsers", "user:alice@example.com")), true},
+		{"service account bound", sa, nil, policy(invoker("allUsers", "serviceAccount:sa@p.iam.gserviceaccount.com")), true},
+		{"domain bound", alice, nil, policy(invoker("allUsers", "domain:example.com")), true},
+		{"group bound", grouped, nil, policy(invoker("allUsers", "group:team@example.com")), true},
+		{"project grant", alice, policy(invoker("user:alice@example.com")), policy(invoker("allUsers")), true},
+		{"conditional binding that holds", alice, nil, conditional("true", "user:alice@example.com"), true},
+		{"attacker: allUsers only", alice, nil, policy(invoker("allUsers")), false},
+		{"attacker: allAuthenticatedUsers", alice, nil, policy(invoker("allUsers", "allAuthenticatedUsers")), false},
+		{"attacker: someone else bound", sa, nil, policy(invoker("allUsers", "user:alice@example.com")), false},
+		{"attacker: conditional allUsers", alice, nil, conditional("true", "allUsers"), false},
+		{"attacker: conditional allAuthenticatedUsers", sa, nil, conditional("true", "allAuthenticatedUsers"), false},
+		{"attacker: condition does not hold", alice, nil, conditional("false", "user:alice@example.com"), false},
+		{"attacker: anonymous", anon, nil, policy(invoker("allUsers", "allAuthenticatedUsers", "user:alice@example.com")), false},
+		{"attacker: deleted member", alice, nil, policy(invoker("allUsers", "deleted:user:alice@example.com?uid=1")), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := roles.Compile(PermRoutesInvoke, Level{Resource: "proj", Policy: tt.project}, Level{Resource: "svc", Policy: tt.service})
+			if d := g.DecideIndividuallyAt(tt.principal, time.Now()); d.Allowed != tt.want {
+				t.Fatalf("DecideIndividuallyAt(%v) allowed = %v (%s), want %v", tt.principal, d.Allowed, d.Explain(tt.principal), tt.want)
+			}
+		})
+	}
+	g := roles.Compile(PermRoutesInvoke, Level{Resource: "svc", Policy: policy(invoker("allUsers", "serviceAccount:sa@p.iam.gserviceaccount.com", "domain:example.com"))})
+	bob := NewPrincipal("bob@other.org")
+	now := time.Now()
+	if n := testing.AllocsPerRun(100, func() {
+		g.DecideIndividuallyAt(sa, now)
+		g.DecideIndividuallyAt(alice, now)
+		g.DecideIndividuallyAt(bob, now)
+	}); n != 0 {
+		t.Errorf("DecideIndividuallyAt allocates %v times per run, want 0", n)
 	}
 }
 

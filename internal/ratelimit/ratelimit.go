@@ -5,14 +5,20 @@
 //
 // It never allocates on the request path once an address has a bucket, never
 // takes a lock shared by all addresses (per-address buckets live in 64
-// shards; the overall bucket is a compare-and-swap), and never holds more
-// than MaxAddresses buckets per service however many distinct addresses
-// flood it. It does no I/O and knows nothing of HTTP.
+// shards, picked by a hash keyed per limiter; the overall bucket is a
+// compare-and-swap), and never holds more than MaxAddresses buckets per
+// service however many distinct addresses flood it. When a shard is full,
+// the buckets that carry the least are evicted first (refilled ones, then
+// those not limiting anyone, then the limiting ones closest to refilled), so
+// that an attacker drawing fresh buckets from ever new addresses cannot
+// reset the bucket of a client being limited. It does no I/O and knows
+// nothing of HTTP.
 package ratelimit
 
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"strconv"
@@ -140,13 +146,35 @@ type Limiter struct {
 	interval, tolerance           int64
 	totalInterval, totalTolerance int64
 	totalTAT                      atomic.Int64
-	shards                        [shards]shard
+	// seed keys the shard hash, so that nobody outside can tell which
+	// addresses share a shard and crowd one client's shard on purpose.
+	seed   maphash.Seed
+	shards [shards]shard
 }
 
 type shard struct {
-	mu sync.Mutex
-	// tat holds each address's theoretical arrival time (unix nanoseconds).
-	tat map[netip.Addr]int64
+	mu      sync.Mutex
+	buckets map[netip.Addr]bucket
+}
+
+// bucket is one address's state.
+type bucket struct {
+	// tat is the theoretical arrival time (unix nanoseconds): the bucket
+	// is full again once it has passed.
+	tat int64
+	// limiting: the address's last request was refused. It says the bucket
+	// is holding someone back right now, which eviction honours.
+	limiting bool
+}
+
+// evictsBefore reports whether b is to go before o when a shard needs room:
+// a bucket that is not limiting anyone before one that is, and then the one
+// that refills first, whose address gains the least by losing it.
+func (b bucket) evictsBefore(o bucket) bool {
+	if b.limiting != o.limiting {
+		return !b.limiting
+	}
+	return b.tat < o.tat
 }
 
 // New returns a limiter enforcing l (which must be Enabled).
@@ -156,8 +184,9 @@ func New(l Limit) *Limiter {
 	lim.tolerance = lim.interval * int64(l.Burst)
 	lim.totalInterval = int64(float64(time.Second) / l.TotalRPS)
 	lim.totalTolerance = lim.totalInterval * int64(l.TotalBurst)
+	lim.seed = maphash.MakeSeed()
 	for i := range lim.shards {
-		lim.shards[i].tat = make(map[netip.Addr]int64)
+		lim.shards[i].buckets = make(map[netip.Addr]bucket)
 	}
 	return lim
 }
@@ -193,38 +222,50 @@ func bucketAddr(a netip.Addr) netip.Addr {
 }
 
 func (l *Limiter) takeAddress(addr netip.Addr, now int64) (wait int64) {
-	s := &l.shards[shardOf(addr)]
+	s := &l.shards[l.shardOf(addr)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tat, ok := s.tat[addr]
-	if !ok && len(s.tat) >= perShard {
+	b, ok := s.buckets[addr]
+	if !ok && len(s.buckets) >= perShard {
 		s.evictLocked(now)
 	}
-	next := max(tat, now) + l.interval
+	next := max(b.tat, now) + l.interval
 	if over := next - now - l.tolerance; over > 0 {
+		if ok && !b.limiting { // (a fresh bucket is never over)
+			s.buckets[addr] = bucket{tat: b.tat, limiting: true}
+		}
 		return over
 	}
-	s.tat[addr] = next
+	s.buckets[addr] = bucket{tat: next}
 	return 0
 }
 
-// evictLocked makes room in a full shard: buckets that have refilled carry
-// no state and go first; if none has, an arbitrary one does (its address
-// gets a fresh bucket, still bounded by the overall one).
+// evictLocked makes room in a full shard, in one pass. Buckets that have
+// refilled carry no state and all go. If none has, one goes: a bucket not
+// limiting anyone before one that is, and among those the one that refills
+// first. An evicted address starts again with a full bucket (still bound by
+// the overall one), so what an eviction gives away is the evicted bucket's
+// debt, and this picks the least. A client being limited thus outlasts any
+// number of fresh addresses drawing one request each; to reach its bucket an
+// attacker must first exhaust every other bucket of its shard, which the
+// keyed hash keeps it from aiming at.
 func (s *shard) evictLocked(now int64) {
 	removed := false
-	for a, tat := range s.tat {
-		if tat <= now {
-			delete(s.tat, a)
+	var victim netip.Addr
+	var least bucket
+	found := false
+	for a, b := range s.buckets {
+		if b.tat <= now {
+			delete(s.buckets, a)
 			removed = true
+			continue
+		}
+		if !found || b.evictsBefore(least) {
+			victim, least, found = a, b, true
 		}
 	}
-	if removed {
-		return
-	}
-	for a := range s.tat {
-		delete(s.tat, a)
-		return
+	if !removed && found {
+		delete(s.buckets, victim)
 	}
 }
 
@@ -247,21 +288,15 @@ func (l *Limiter) Addresses() int {
 	for i := range l.shards {
 		s := &l.shards[i]
 		s.mu.Lock()
-		n += len(s.tat)
+		n += len(s.buckets)
 		s.mu.Unlock()
 	}
 	return n
 }
 
-func shardOf(a netip.Addr) int {
+func (l *Limiter) shardOf(a netip.Addr) int {
 	b := a.As16()
-	// FNV-1a over the address: cheap, and enough to spread a flood.
-	h := uint32(2166136261)
-	for _, c := range b {
-		h ^= uint32(c)
-		h *= 16777619
-	}
-	return int(h % shards)
+	return int(maphash.Bytes(l.seed, b[:]) % shards)
 }
 
 // RetryAfterSeconds rounds a wait up to the whole seconds Retry-After

@@ -39,9 +39,10 @@ func parseWrk(t *testing.T, out string) wrkSummary {
 
 // TestAnonymousRateLimitFlood: a public service with
 // --anonymous-rate-limit holds a wrk flood from one address to its rate
-// (429 with Retry-After), while an authenticated caller is served normally
-// throughout; the limit shows in describe, the refusals in /metrics and in
-// the audit trail (aggregated), and a bad value changes nothing.
+// (429 with Retry-After), while a caller with its own invoker binding is
+// served normally throughout and a valid token without one is limited; the
+// limit shows in describe, the refusals in /metrics and in the audit trail
+// (aggregated), and a bad value changes nothing.
 func TestAnonymousRateLimitFlood(t *testing.T) {
 	wrk, err := exec.LookPath("wrk")
 	if err != nil {
@@ -73,10 +74,14 @@ func TestAnonymousRateLimitFlood(t *testing.T) {
 		t.Errorf("bad limit: %q does not name the flag", line)
 	}
 
-	// The authenticated caller: a service account with no grant at all (the
-	// service is public) but a valid token for it.
+	// The granted caller: a service account the owner bound as invoker
+	// (the service is public anyway), with a valid token for it.
 	sa := s.createSA(t, "steady")
+	s.grant(t, "limited", "serviceAccount:"+sa, "roles/run.invoker")
 	tok := s.idToken(t, sa, svcURL)
+	// The attacker's account: a valid token, but no binding of its own.
+	stranger := s.createSA(t, "stranger")
+	strangerTok := s.idToken(t, stranger, svcURL)
 
 	firstAnonymous := time.Now()
 	if got := s.get(t, svcURL+"/"); got.status != 200 {
@@ -127,6 +132,15 @@ func TestAnonymousRateLimitFlood(t *testing.T) {
 	if got.status != 429 {
 		t.Fatalf("anonymous request right after the flood: %d, want 429", got.status)
 	}
+	// A token proves an account, not a grant: the stranger's is charged to
+	// the flooded address like no token at all.
+	got = s.get(t, svcURL+"/", "Authorization", bearer(strangerTok))
+	if got.status == 200 { // a token may have refilled meanwhile
+		got = s.get(t, svcURL+"/", "Authorization", bearer(strangerTok))
+	}
+	if got.status != 429 {
+		t.Fatalf("valid token without a binding right after the flood: %d, want 429", got.status)
+	}
 	if secs, err := strconv.Atoi(got.header.Get("Retry-After")); err != nil || secs < 1 {
 		t.Errorf("Retry-After = %q, want whole seconds", got.header.Get("Retry-After"))
 	}
@@ -143,19 +157,26 @@ func TestAnonymousRateLimitFlood(t *testing.T) {
 	}
 
 	// Audit: the refusals are in the trail, aggregated (far fewer records
-	// than refusals), and the total count covers them.
+	// than refusals), and the total count covers them. On a loaded machine
+	// the audit queue can fill under the flood: what it drops is counted in
+	// a project-level record instead, which the total includes.
 	poll(t, 15*time.Second, "rate-limit refusals in the audit trail", func() (bool, string) {
-		records := find(s.auditLog(t, "--service", "limited"), func(r auditRecord) bool { return r.Status == 429 })
-		n := 0
-		for _, r := range records {
-			n += max(r.Count, 1)
+		records, n, dropped := 0, 0, 0
+		for _, r := range s.auditLog(t) {
+			switch {
+			case r.Service == "limited" && r.Status == 429:
+				records++
+				n += max(r.Count, 1)
+			case r.Service == "" && strings.Contains(r.Reason, "not recorded one by one"):
+				dropped += r.Count
+			}
 		}
-		return n >= flood.non2xx && len(records) < flood.non2xx, strconv.Itoa(len(records)) + " records for " + strconv.Itoa(n) + " refusals"
+		return n+dropped >= flood.non2xx && records < flood.non2xx,
+			strconv.Itoa(records) + " records for " + strconv.Itoa(n) + " refusals, " + strconv.Itoa(dropped) + " dropped"
 	})
 
 	// The attacker: a principal that may invoke but not update the service
 	// cannot lift the limit, and nothing changes.
-	s.grant(t, "limited", "serviceAccount:"+sa, "roles/run.invoker")
 	denied := s.cli(t, "run", "services", "update", "limited", "--region="+region, "--anonymous-rate-limit=off", "--impersonate-service-account="+sa)
 	if line := cliFails(t, denied); !strings.Contains(line, "run.services.update") && !strings.Contains(strings.ToLower(line), "permission") {
 		t.Errorf("an invoker lifting the limit: %q, want a permission refusal", line)
