@@ -36,7 +36,7 @@ func TestFreshnessFailsClosedAndRecovers(t *testing.T) {
 	defer b.Close()
 	st := &flakyStore{Store: b}
 	m := New(st, Config{
-		Decode:       func(string, []byte) (any, bool, error) { return nil, true, nil },
+		Decode: func(string, []byte) (any, bool, error) { return nil, true, nil },
 		// Generous against a loaded machine (a heartbeat every 20ms must
 		// not be late by the bound), and still far below the waits below.
 		MaxStaleness: time.Second,
