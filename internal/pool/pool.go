@@ -641,6 +641,39 @@ func (p *Pool) Stats(key string) Stats {
 	return s
 }
 
+// InstanceUsage is one instance's CPU time and memory, as its runtime reads
+// them from the kernel.
+type InstanceUsage struct {
+	ID string
+	runtime.Usage
+}
+
+// Usage reads the usage of the revision's instances whose runtime reports
+// it (runtime.UsageReporter); the files are read outside the revision's
+// lock, which requests take.
+func (p *Pool) Usage(key string) []InstanceUsage {
+	v, ok := p.revisions.Load(key)
+	if !ok {
+		return nil
+	}
+	rp := v.(*revisionPool)
+	rp.mu.Lock()
+	live := make([]runtime.Instance, 0, len(rp.instances))
+	for _, in := range rp.instances {
+		live = append(live, in.Instance)
+	}
+	rp.mu.Unlock()
+	var out []InstanceUsage
+	for _, in := range live {
+		if r, ok := in.(runtime.UsageReporter); ok {
+			if u, err := r.Usage(); err == nil {
+				out = append(out, InstanceUsage{ID: in.ID(), Usage: u})
+			}
+		}
+	}
+	return out
+}
+
 // lineLogger records an instance's output, one log record per line (the
 // runtime writes whole lines), in the server log and the service's logs.
 type lineLogger struct {

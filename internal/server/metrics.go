@@ -335,12 +335,23 @@ func serveMetrics(addr string, h http.Handler, log *slog.Logger) (stop func(), e
 type instanceCollector struct {
 	table    func() *routing.Table
 	stats    func(key string) pool.Stats
+	usage    func(key string) []pool.InstanceUsage
 	desc     *prometheus.Desc
 	billable *prometheus.Desc
+	cpu      *prometheus.Desc
+	memory   *prometheus.Desc
 }
 
-func newInstanceCollector(node string, table func() *routing.Table, stats func(key string) pool.Stats) *instanceCollector {
-	return &instanceCollector{table: table, stats: stats, desc: prometheus.NewDesc("usher_run_container_instance_count",
+func newInstanceCollector(node string, table func() *routing.Table, stats func(key string) pool.Stats, usage func(key string) []pool.InstanceUsage) *instanceCollector {
+	perInstance := []string{"project", "region", "service", "revision", "instance"}
+	return &instanceCollector{table: table, stats: stats, usage: usage,
+		cpu: prometheus.NewDesc("usher_run_container_cpu_seconds_total",
+			"CPU time a live instance has used (from its cgroup: sandboxed process instances and containers on a local engine).",
+			perInstance, prometheus.Labels{"node": node}),
+		memory: prometheus.NewDesc("usher_run_container_memory_bytes",
+			"Memory a live instance uses now, as its cgroup counts it (page cache included).",
+			perInstance, prometheus.Labels{"node": node}),
+		desc: prometheus.NewDesc("usher_run_container_instance_count",
 		"Instances of a routed revision on this node (Cloud Run's container/instance_count), by state: active (serving a request), idle, starting.",
 		[]string{"project", "region", "service", "revision", "state"}, prometheus.Labels{"node": node}),
 		billable: prometheus.NewDesc("usher_run_container_billable_instance_time_seconds_total",
@@ -348,7 +359,12 @@ func newInstanceCollector(node string, table func() *routing.Table, stats func(k
 			[]string{"project", "region", "service", "revision"}, prometheus.Labels{"node": node})}
 }
 
-func (c *instanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.billable }
+func (c *instanceCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.billable
+	ch <- c.cpu
+	ch <- c.memory
+}
 
 func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
 	t := c.table()
@@ -370,6 +386,10 @@ func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 			rev := route.Revision.Metadata.Name
+			for _, u := range c.usage(route.Key) {
+				ch <- prometheus.MustNewConstMetric(c.cpu, prometheus.CounterValue, u.CPUSeconds, tgt.Project, tgt.Region, tgt.Service, rev, u.ID)
+				ch <- prometheus.MustNewConstMetric(c.memory, prometheus.GaugeValue, float64(u.MemoryBytes), tgt.Project, tgt.Region, tgt.Service, rev, u.ID)
+			}
 			ch <- prometheus.MustNewConstMetric(c.billable, prometheus.CounterValue, st.Billable.Seconds(), tgt.Project, tgt.Region, tgt.Service, rev)
 			for state, n := range map[string]int{"active": active, "idle": len(st.Instances) - active, "starting": st.Starting} {
 				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), tgt.Project, tgt.Region, tgt.Service, rev, state)

@@ -407,7 +407,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.Handle("GET /readyz", readyz(mir)) // health.go
 	mets.watch(mir, cfg.NodeName)
-	mets.reg.MustRegister(newInstanceCollector(cfg.NodeName, gw.Table, instances.Stats))
+	mets.reg.MustRegister(newInstanceCollector(cfg.NodeName, gw.Table, instances.Stats, instances.Usage))
 	if cfg.MetricsAddr == "" {
 		mux.Handle("GET /metrics", mets.handler())
 	} else {

@@ -41,6 +41,7 @@ type instance struct {
 	service  string
 	revision string
 	key      string // runtime.InstanceSpec.Key
+	pid      int    // the container's main process, as the host sees it (0: unknown)
 	attached client.HijackedResponse
 
 	pumped chan struct{} // closed when the output is drained
@@ -121,6 +122,9 @@ func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id stri
 		return nil, in.abort(fmt.Errorf("instance %s: inspect container: %w", id, err))
 	}
 	in.addr = r.addrOf(insp.Container)
+	if st := insp.Container.State; st != nil {
+		in.pid = st.Pid
+	}
 	if in.addr == "" && insp.Container.State != nil && insp.Container.State.Running {
 		settled()
 		return nil, in.abort(fmt.Errorf("instance %s: container has no address on network %q", id, r.network))
@@ -443,4 +447,23 @@ func (in *instance) Stop(ctx context.Context) error {
 		in.kill()
 		return ctx.Err()
 	}
+}
+
+// Usage implements runtime.UsageReporter: the container's cgroup, found
+// through its main process (a local engine only; Docker Desktop's or a
+// remote engine's processes are not on this host).
+func (in *instance) Usage() (runtime.Usage, error) {
+	if in.pid <= 0 {
+		return runtime.Usage{}, errors.New("container process unknown")
+	}
+	dirs, err := runtime.CgroupDirsOf(in.pid)
+	if err != nil {
+		return runtime.Usage{}, err
+	}
+	select {
+	case <-in.done:
+		return runtime.Usage{}, errors.New("container exited") // its pid may be another's now
+	default:
+	}
+	return runtime.CgroupUsage(dirs...)
 }

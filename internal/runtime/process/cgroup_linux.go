@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/usher-run/usher/internal/runtime"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,7 +66,8 @@ func findCgroups() (*cgroupSet, error) {
 		}
 	}
 	set := &cgroupSet{v1: map[string]string{}}
-	for _, ctrl := range []string{"memory", "pids", "cpu"} {
+	// cpuacct only accounts (the instance's CPU time, for metrics).
+	for _, ctrl := range []string{"memory", "pids", "cpu", "cpuacct"} {
 		m, ok := mounts[ctrl]
 		p, okOwn := own[ctrl]
 		if !ok || !okOwn {
@@ -222,12 +224,15 @@ func (s *cgroupSet) create(id string, lim limits) (*instanceCgroup, error) {
 		}
 		return &g, nil
 	}
-	for _, ctrl := range []string{"memory", "pids", "cpu"} {
+	for _, ctrl := range []string{"memory", "pids", "cpu", "cpuacct"} {
 		base, ok := s.v1[ctrl]
 		if !ok {
 			continue
 		}
 		dir := filepath.Join(base, name)
+		if slices.Contains(g.dirs, dir) {
+			continue // co-mounted controllers (cpu,cpuacct): one directory
+		}
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return fail(err)
 		}
@@ -289,3 +294,6 @@ func (g *instanceCgroup) remove() {
 		}
 	}
 }
+
+// usage reads the instance's CPU time and memory from its cgroup.
+func (g *instanceCgroup) usage() (runtime.Usage, error) { return runtime.CgroupUsage(g.dirs...) }

@@ -950,3 +950,13 @@ func (in *instance) Stop(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// Usage implements runtime.UsageReporter for instances in a cgroup of their
+// own (sandboxed, where the machine gives Usher cgroups); an unsandboxed
+// instance shares Usher's and reports nothing.
+func (in *instance) Usage() (runtime.Usage, error) {
+	if in.cgroup == nil {
+		return runtime.Usage{}, errors.New("instance has no cgroup of its own")
+	}
+	return in.cgroup.usage()
+}

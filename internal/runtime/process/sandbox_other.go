@@ -106,3 +106,5 @@ func serveRelay(ln net.Listener, target string, src netip.Addr) {}
 func hostTarget(addr string) string { return addr }
 
 func relayLocalAddrs(reach []string) []netip.Addr { return nil }
+
+func (g *instanceCgroup) usage() (runtime.Usage, error) { return runtime.Usage{}, sandboxAvailable() }
