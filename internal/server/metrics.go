@@ -352,8 +352,8 @@ func newInstanceCollector(node string, table func() *routing.Table, stats func(k
 			"Memory a live instance uses now, as its cgroup counts it (page cache included).",
 			perInstance, prometheus.Labels{"node": node}),
 		desc: prometheus.NewDesc("usher_run_container_instance_count",
-		"Instances of a routed revision on this node (Cloud Run's container/instance_count), by state: active (serving a request), idle, starting.",
-		[]string{"project", "region", "service", "revision", "state"}, prometheus.Labels{"node": node}),
+			"Instances of a routed revision on this node (Cloud Run's container/instance_count), by state: active (serving a request), idle, starting.",
+			[]string{"project", "region", "service", "revision", "state"}, prometheus.Labels{"node": node}),
 		billable: prometheus.NewDesc("usher_run_container_billable_instance_time_seconds_total",
 			"Seconds this node's instances of a routed revision held at least one request (Cloud Run's container/billable_instance_time).",
 			[]string{"project", "region", "service", "revision"}, prometheus.Labels{"node": node})}
