@@ -63,7 +63,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.IntVar(&cfg.MaxConnsPerClient, "max-conns-per-client", 0, "open connections one client address (IPv6: /64) may hold; more get 429 (default 1000; -1: no cap)")
 	f.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", 30*time.Second, "end a request whose body sends nothing for this long")
 	f.BoolVar(&cfg.UnsandboxedProcesses, "unsandboxed-processes", false, "where file:// instances cannot be sandboxed (not root, no namespaces), run them anyway as Usher's user, with access to the host (every instance's log says so)")
-	f.StringVar(&cfg.InstanceEgress, "instance-egress", "", "whether sandboxed file:// instances reach other hosts: all (through the host, with NAT, like a container) or none (only the gateway and the metadata server); default all as root, none otherwise (pasta cannot filter destinations)")
+	f.StringVar(&cfg.InstanceEgress, "instance-egress", "", "whether sandboxed file:// instances reach other hosts: internet (public addresses only, through the host with NAT; needs root), all (private networks too: the LAN) or none (only the gateway and the metadata server); default internet as root, none otherwise (pasta cannot filter destinations)")
 	f.StringVar(&cfg.InstanceUser, "instance-user", "65534:65534", "UID[:GID] sandboxed file:// instances run as (never root)")
 	return cmd
 }

@@ -21,7 +21,7 @@ func TestProcessConfigFlags(t *testing.T) {
 		{"EgressAll", Config{InstanceEgress: "all"}, true, 0, ""},
 		{"EgressNatAlias", Config{InstanceEgress: "nat"}, true, 0, ""},
 		{"EgressNone", Config{InstanceEgress: "none"}, false, 0, ""},
-		{"EgressBogus", Config{InstanceEgress: "some"}, false, 0, `--instance-egress "some": want all or none`},
+		{"EgressBogus", Config{InstanceEgress: "some"}, false, 0, `--instance-egress "some": want internet, all or none`},
 		{"User", Config{InstanceUser: "1000:1000"}, true, 1000, ""},
 		{"UserRoot", Config{InstanceUser: "0"}, false, 0, "not root"},
 		{"UserJunk", Config{InstanceUser: "nobody"}, false, 0, "want UID[:GID]"},
@@ -50,5 +50,29 @@ func TestProcessConfigFlags(t *testing.T) {
 				t.Errorf("data dir %s not hidden: %v", tc.cfg.DataDir, sb.Hide)
 			}
 		})
+	}
+}
+
+// TestProcessConfigEgressPrivate: only --instance-egress=all lets instances
+// into private networks; the default and internet keep them out, and
+// internet without root is refused (pasta filters no destination).
+func TestProcessConfigEgressPrivate(t *testing.T) {
+	for _, tc := range []struct {
+		egress      string
+		wantPrivate bool
+	}{{"", false}, {"internet", false}, {"all", true}, {"nat", true}, {"none", false}} {
+		pc, err := processConfig(Config{DataDir: t.TempDir(), InstanceEgress: tc.egress}, "127.0.0.1:8080")
+		if tc.egress == "internet" && os.Geteuid() != 0 {
+			if err == nil || !strings.Contains(err.Error(), "needs root") {
+				t.Errorf("internet without root: %v, want refused", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", tc.egress, err)
+		}
+		if pc.Sandbox.EgressPrivate != tc.wantPrivate {
+			t.Errorf("--instance-egress=%q: EgressPrivate %v, want %v", tc.egress, pc.Sandbox.EgressPrivate, tc.wantPrivate)
+		}
 	}
 }

@@ -128,8 +128,9 @@ type Config struct {
 	// (default 65534:65534, nobody).
 	InstanceUser string
 	// InstanceEgress is whether sandboxed instances reach other hosts:
-	// "all" (the default, "" too; "nat" is the same) or "none" (loopback
-	// relays only).
+	// "internet" (public addresses; the default as root), "all" (private
+	// networks too; "nat" is the same) or "none" (loopback relays only; the
+	// default without root).
 	InstanceEgress string
 }
 
@@ -505,8 +506,10 @@ func runtimesFor(ctx context.Context, cfg Config, listenAddr string, log *slog.L
 		switch {
 		case egressErr != nil:
 			log.Warn("sandboxed file:// instances have NO egress (--instance-egress=all asked for it)", "err", egressErr)
+		case hasEgress && os.Geteuid() == 0 && pcfg.Sandbox.EgressPrivate:
+			egress = "all: the internet and private networks (veth pair with NAT)"
 		case hasEgress && os.Geteuid() == 0:
-			egress = "all (veth pair with NAT)"
+			egress = "internet (veth pair with NAT; private networks blocked)"
 		case hasEgress:
 			egress = "all (pasta)"
 			log.Warn("sandboxed file:// instances reach every host the machine reaches, through pasta, which filters no destination: a cloud VM's metadata server (169.254.169.254), the LAN, containers at their bridge addresses; run Usher as root for filtered egress, or --instance-egress=none")
@@ -558,17 +561,23 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 	sb := &process.Sandbox{Reach: []string{listenAddr}}
 	switch cfg.InstanceEgress {
 	case "":
-		// The default: egress as root, where the host's firewall rules keep
-		// instances from the host, other instances, Docker's bridges and
-		// link-local metadata servers. Without root the egress is pasta's,
-		// which cannot filter destinations (a cloud VM's metadata server,
-		// the LAN): the operator asks for it with --instance-egress=all.
+		// The default: the internet as root, where the host's firewall
+		// rules keep instances from the host, other instances, Docker's
+		// bridges, link-local metadata servers and private networks.
+		// Without root the egress is pasta's, which cannot filter
+		// destinations (a cloud VM's metadata server, the LAN): the
+		// operator asks for it with --instance-egress=all.
 		sb.Egress = os.Geteuid() == 0
-	case "all", "nat":
+	case "internet":
+		if os.Geteuid() != 0 {
+			return process.Config{}, errors.New("--instance-egress=internet needs root (its filter is the host's firewall; pasta, used without root, filters no destination): all or none")
+		}
 		sb.Egress = true
+	case "all", "nat":
+		sb.Egress, sb.EgressPrivate = true, true
 	case "none":
 	default:
-		return process.Config{}, fmt.Errorf("--instance-egress %q: want all or none", cfg.InstanceEgress)
+		return process.Config{}, fmt.Errorf("--instance-egress %q: want internet, all or none", cfg.InstanceEgress)
 	}
 	if cfg.InstanceUser != "" {
 		u, g, hasG := strings.Cut(cfg.InstanceUser, ":")

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,7 +26,7 @@ func TestSandboxEscapes(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the process sandbox needs root")
 	}
-	for _, egress := range []string{"none", "all"} {
+	for _, egress := range []string{"none", "internet", "all"} {
 		t.Run("Egress="+egress, func(t *testing.T) { testSandboxEscapes(t, egress) })
 	}
 }
@@ -109,8 +110,16 @@ func testSandboxEscapes(t *testing.T, egress string) {
 		probes = append(probes, probe{"NoEgress", "/dial?addr=10.255.255.1:80", 502, ""})
 	} else {
 		remote := remotehost.Start(t)
-		// The remote host sees the host's address: NAT.
-		probes = append(probes, probe{"EgressWithNAT", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()})
+		// The remote host, at an internet address, sees the host's
+		// address: NAT.
+		internet := remote.Alias(t, netip.MustParseAddr("203.0.113.78"))
+		probes = append(probes, probe{"EgressWithNAT", "/fetch?url=http://" + internet + "/", 200, remote.Local.String()})
+		// At its private address (a LAN neighbour) only with all.
+		if egress == "all" {
+			probes = append(probes, probe{"PrivateNetwork", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()})
+		} else {
+			probes = append(probes, probe{"PrivateNetworkBlocked", "/dial?addr=" + remote.Addr, 502, ""})
+		}
 		for _, ip := range strings.Fields(s.get(t, b+"/addrs").body) {
 			probes = append(probes, probe{"OtherInstanceVeth/" + ip, "/dial?addr=" + net.JoinHostPort(ip, bPort), 502, ""})
 		}

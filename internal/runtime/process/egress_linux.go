@@ -3,12 +3,14 @@ package process
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -47,7 +49,12 @@ import (
 const (
 	// vethHostPrefix starts the host end's name: "usv" and the instance id
 	// (12 hex digits) fill IFNAMSIZ.
-	vethHostPrefix    = "usv"
+	vethHostPrefix = "usv"
+	// vethPrivatePrefix marks an instance allowed into private networks
+	// too (Sandbox.EgressPrivate): "usvP" and 11 digits of its id. The id's
+	// digits are lowercase hex, so no internet-only instance's name starts
+	// so.
+	vethPrivatePrefix = "usvP"
 	egressTablePrefix = "usher-egress-"
 	egressLockPath    = "/run/usher-egress.lock"
 )
@@ -66,6 +73,8 @@ type egress struct {
 	lock *os.File
 	refs int
 	err  error
+	// stopWatch ends watchEgressRules.
+	stopWatch chan struct{}
 }
 
 var sharedEgress egress
@@ -92,6 +101,10 @@ func (e *egress) release() {
 	if e.refs--; e.refs > 0 {
 		return
 	}
+	if e.stopWatch != nil {
+		close(e.stopWatch)
+		e.stopWatch = nil
+	}
 	removeEgressRules(func(pid int) bool { return pid == os.Getpid() })
 	if e.lock != nil {
 		e.lock.Close()
@@ -100,9 +113,6 @@ func (e *egress) release() {
 }
 
 func (e *egress) setupLocked() error {
-	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0); err != nil {
-		return fmt.Errorf("enable IPv4 forwarding: %w", err)
-	}
 	lock, err := os.OpenFile(egressLockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("egress lock: %w", err)
@@ -117,7 +127,49 @@ func (e *egress) setupLocked() error {
 		e.lock = nil
 		return err
 	}
+	// Forwarding only once the rules that confine it are in place.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0); err != nil {
+		removeEgressRules(func(pid int) bool { return pid == os.Getpid() })
+		lock.Close()
+		e.lock = nil
+		return fmt.Errorf("enable IPv4 forwarding: %w", err)
+	}
+	e.stopWatch = make(chan struct{})
+	go watchEgressRules(e.stopWatch)
 	return nil
+}
+
+// egressCheckInterval is how often the rules are checked for.
+const egressCheckInterval = 2 * time.Second
+
+// watchEgressRules puts the rules back when something removed them (a
+// firewall reload, `nft flush ruleset`): without them instances would
+// reach the host, each other and the LAN. It checks until stop closes.
+func watchEgressRules(stop <-chan struct{}) {
+	t := time.NewTicker(egressCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		c, err := nftables.New()
+		if err != nil {
+			continue
+		}
+		if _, err := c.ListTableOfFamily(egressTag(), nftables.TableFamilyINet); err == nil {
+			continue
+		}
+		sharedEgress.mu.Lock()
+		select {
+		case <-stop:
+		default:
+			err := installEgressRules()
+			slog.Error("instance egress rules were removed from the host's firewall; put back", "table", egressTag(), "err", err)
+		}
+		sharedEgress.mu.Unlock()
+	}
 }
 
 func egressTag() string { return egressTablePrefix + strconv.Itoa(os.Getpid()) }
@@ -189,6 +241,25 @@ func rule(verdict expr.VerdictKind, parts ...[]expr.Any) []expr.Any {
 
 var linkLocal = netip.MustParsePrefix("169.254.0.0/16")
 
+// privateNets are the IPv4 ranges that are not the internet: private
+// networks (the LAN, other hosts' containers and VMs), carrier-grade NAT,
+// this network, loopback, IETF protocol assignments, benchmarking,
+// multicast and reserved. Instances reach them only with
+// Sandbox.EgressPrivate, as Cloud Run reaches a VPC only through a
+// connector.
+var privateNets = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("10.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.168.0.0/16"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
 func installEgressRules() error {
 	c, err := nftables.New()
 	if err != nil {
@@ -208,6 +279,14 @@ func installEgressRules() error {
 		rule(expr.VerdictDrop, fromInstance, ifName(expr.MetaKeyOIFNAME, expr.CmpOpEq, "br-")),
 		rule(expr.VerdictDrop, fromInstance, isIPv4(), ipIn(16, linkLocal)),
 		rule(expr.VerdictDrop, fromInstance, isIPv6()),
+	} {
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: r})
+	}
+	internetOnly := append(append([]expr.Any{}, fromInstance...), ifName(expr.MetaKeyIIFNAME, expr.CmpOpNeq, vethPrivatePrefix)...)
+	for _, p := range privateNets {
+		c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: rule(expr.VerdictDrop, internetOnly, isIPv4(), ipIn(16, p))})
+	}
+	for _, r := range [][]expr.Any{
 		rule(expr.VerdictAccept, toInstance, replies()),
 		rule(expr.VerdictDrop, toInstance),
 	} {
@@ -302,8 +381,11 @@ type egressLink struct{ host string }
 
 // attach gives the instance whose network namespace is ns an eth0 with a
 // default route through the host.
-func (e *egress) attach(ns *netns, id string) (*egressLink, error) {
+func (e *egress) attach(ns *netns, id string, private bool) (*egressLink, error) {
 	hostName := vethHostPrefix + id
+	if private {
+		hostName = vethPrivatePrefix + id
+	}
 	if len(hostName) > unix.IFNAMSIZ-1 {
 		hostName = hostName[:unix.IFNAMSIZ-1]
 	}

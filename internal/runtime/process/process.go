@@ -689,7 +689,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 			return err
 		}
 		if r.egress != nil {
-			if in.link, err = r.egress.attach(ns, id); err != nil {
+			if in.link, err = r.egress.attach(ns, id, r.cfg.Sandbox.EgressPrivate); err != nil {
 				return err
 			}
 		}

@@ -50,8 +50,13 @@ type Sandbox struct {
 	// (host:port) are relayed the same way; empty means GCE_METADATA_HOST.
 	ReachEnv []string
 	// Egress gives instances a way to other hosts (Cloud Run instances may
-	// call the internet): a veth pair with NAT (Usher as root).
+	// call the internet): a veth pair with NAT (Usher as root). Private
+	// networks (RFC 1918, carrier-grade NAT and other non-internet ranges)
+	// stay out of reach unless EgressPrivate.
 	Egress bool
+	// EgressPrivate lets instances with Egress into private networks too
+	// (the LAN), as a VPC connector does for Cloud Run.
+	EgressPrivate bool
 	// Pids caps the processes and threads of one instance (its init
 	// included) where cgroups can be had; 0 means DefaultPids.
 	Pids int64

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"github.com/usher-run/usher/internal/runtime"
 	"github.com/usher-run/usher/internal/runtime/runtimetest"
 	"github.com/usher-run/usher/internal/testsupport/remotehost"
@@ -83,10 +84,14 @@ func TestSandboxEscapes(t *testing.T) {
 	}
 	os.Chmod(secretDir, 0o755)
 	// A file outside /tmp, hidden by path (like ~/.config/usher/config.json).
-	homeSecret := filepath.Join("/var/tmp", "usher-sandbox-test-"+strings.ReplaceAll(t.Name(), "/", "-"))
-	if err := os.WriteFile(homeSecret, []byte("credential"), 0o644); err != nil {
+	f, err := os.CreateTemp("/var/tmp", "usher-sandbox-test-")
+	if err != nil {
 		t.Fatal(err)
 	}
+	homeSecret := f.Name()
+	f.WriteString("credential")
+	f.Close()
+	os.Chmod(homeSecret, 0o644)
 	t.Cleanup(func() { os.Remove(homeSecret) })
 
 	// The gateway stand-in: reachable from inside at its own address.
@@ -97,13 +102,10 @@ func TestSandboxEscapes(t *testing.T) {
 	public := httptestServerOn(t, "0.0.0.0:0", "the host itself")
 	_, publicPort, _ := net.SplitHostPort(public)
 
-	for _, egress := range []bool{false, true} {
-		name := "EgressNone"
-		if egress {
-			name = "EgressAll"
-		}
-		t.Run(name, func(t *testing.T) {
-			rt := sandboxRuntime(t, Sandbox{Hide: []string{secretDir, homeSecret}, Reach: []string{gw}, Egress: egress})
+	for _, mode := range []string{"EgressNone", "EgressInternet", "EgressAll"} {
+		egress, private := mode != "EgressNone", mode == "EgressAll"
+		t.Run(mode, func(t *testing.T) {
+			rt := sandboxRuntime(t, Sandbox{Hide: []string{secretDir, homeSecret}, Reach: []string{gw}, Egress: egress, EgressPrivate: private})
 			t.Cleanup(func() { rt.Close() })
 			var remote *remotehost.Host
 			if egress {
@@ -163,9 +165,18 @@ func TestSandboxEscapes(t *testing.T) {
 			if !egress {
 				probes = append(probes, probe{"NoEgress", "/dial?addr=10.255.255.1:80", 502, ""})
 			} else {
-				// Through the host with NAT: the remote machine sees the
-				// host's address, not the instance's.
-				probes = append(probes, probe{"EgressWithNAT", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()})
+				// Through the host with NAT: the remote machine, at an
+				// internet address, sees the host's address, not the
+				// instance's.
+				internet := remote.Alias(t, netip.MustParseAddr("203.0.113.77"))
+				probes = append(probes, probe{"EgressWithNAT", "/fetch?url=http://" + internet + "/", 200, remote.Local.String()})
+				// The same machine at its private address (a LAN
+				// neighbour): only with EgressPrivate.
+				if private {
+					probes = append(probes, probe{"PrivateNetwork", "/fetch?url=http://" + remote.Addr + "/", 200, remote.Local.String()})
+				} else {
+					probes = append(probes, probe{"PrivateNetworkBlocked", "/dial?addr=" + remote.Addr, 502, ""})
+				}
 				// A cloud's metadata server (here the remote host, should
 				// the rule fail) hands out the machine's credentials.
 				metadataIP := remote.Alias(t, netip.MustParseAddr("169.254.169.254"))
@@ -248,4 +259,36 @@ func httptestServerOn(t *testing.T, addr, body string) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
+}
+
+// TestEgressRulesPutBack: rules someone removed from the host's firewall
+// (a firewall reload, `nft flush ruleset`) are put back, or instances would
+// reach the host and the LAN.
+func TestEgressRulesPutBack(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("egress rules need root")
+	}
+	rt := sandboxRuntime(t, Sandbox{Egress: true})
+	t.Cleanup(func() { rt.Close() })
+	if ok, err := rt.Egress(); !ok {
+		t.Skipf("no egress here: %v", err)
+	}
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: egressTag()})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("removing the table: %v", err)
+	}
+	deadline := time.Now().Add(5 * egressCheckInterval)
+	for {
+		if _, err := c.ListTableOfFamily(egressTag(), nftables.TableFamilyINet); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("table %s not put back within %v", egressTag(), 5*egressCheckInterval)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
