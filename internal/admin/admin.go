@@ -98,6 +98,9 @@ type Config struct {
 	ServiceURL func(project, region, name string) string
 	// Logs holds instances' recent output (nil: none kept).
 	Logs *logs.Book[logs.Entry]
+	// Entries, if set, serves the Logging API (instances' output and
+	// requests, durable).
+	Entries LogEntries
 	// Audit, if set, records every write.
 	Audit Auditor
 	// OrgPolicyFile, if set, holds the server's org policies (guardrails).
