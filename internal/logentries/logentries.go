@@ -17,7 +17,9 @@
 // what is kept never grows without bound. On a cluster each node bounds the
 // batches it knows of (those it listed when it first wrote to the stream,
 // and those it wrote since), so a stream holds about MaxPerStream entries
-// per writing node until a node restarts and prunes it all.
+// per writing node until a node restarts and prunes it all. Batches older
+// than MaxAge (Google's 30 days by default) are pruned, so the entries of
+// deleted services go too.
 //
 // Reading (List) decodes the batches that can match (one service's when
 // the filter pins its name and location), turns them into LogEntries,
@@ -53,6 +55,9 @@ const (
 	DefaultQueueSize     = 8192
 	DefaultBatchSize     = 1000
 	DefaultFlushInterval = time.Second
+	// DefaultMaxAge is Google's default retention (the _Default bucket's).
+	DefaultMaxAge        = 30 * 24 * time.Hour
+	DefaultPruneInterval = time.Hour
 	// MaxPageSize bounds one List, as Google's API does.
 	MaxPageSize = 1000
 	// DefaultPageSize is Google's.
@@ -95,6 +100,11 @@ type Config struct {
 	QueueSize     int
 	BatchSize     int
 	FlushInterval time.Duration
+	// MaxAge bounds every entry's age (default DefaultMaxAge), so the
+	// entries of deleted services go too; Run prunes at start and every
+	// PruneInterval.
+	MaxAge        time.Duration
+	PruneInterval time.Duration
 	Now           func() time.Time
 	// Log receives the book's own problems (drops, failed writes).
 	Log *slog.Logger
@@ -186,6 +196,12 @@ func New(cfg Config) *Book {
 	}
 	if cfg.FlushInterval <= 0 {
 		cfg.FlushInterval = DefaultFlushInterval
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = DefaultMaxAge
+	}
+	if cfg.PruneInterval <= 0 {
+		cfg.PruneInterval = DefaultPruneInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -292,6 +308,12 @@ func (b *Book) Run(ctx context.Context) {
 	b.mu.Lock()
 	b.running = true
 	b.mu.Unlock()
+	pruned := make(chan struct{})
+	go func() {
+		defer close(pruned)
+		b.pruneLoop(ctx)
+	}()
+	defer func() { <-pruned }()
 	// Writes outlive ctx: what is queued at shutdown is still written.
 	wctx := context.WithoutCancel(ctx)
 	tick := time.NewTicker(b.cfg.FlushInterval)
@@ -414,6 +436,74 @@ func (b *Book) streamIndex(ctx context.Context, stream string) (*streamIndex, er
 	}
 	b.index[stream] = idx
 	return idx, nil
+}
+
+// pruneLoop prunes at start and every PruneInterval until ctx ends.
+func (b *Book) pruneLoop(ctx context.Context) {
+	tick := time.NewTicker(b.cfg.PruneInterval)
+	defer tick.Stop()
+	for {
+		if n, err := b.Prune(ctx); err != nil {
+			if ctx.Err() == nil {
+				b.cfg.Log.Warn("logs: pruning failed", "err", err)
+			}
+		} else if n > 0 {
+			b.cfg.Log.Info("logs: pruned old batches", "batches", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Prune deletes the batches older than MaxAge (by their oldest entry), of
+// every service, deleted ones included, and returns how many it deleted.
+func (b *Book) Prune(ctx context.Context) (int, error) {
+	entries, _, err := b.cfg.Store.List(ctx, state.LogsPrefix)
+	if err != nil {
+		return 0, err
+	}
+	cutoff := b.cfg.Now().Add(-b.cfg.MaxAge).UnixNano()
+	old := map[string]bool{}
+	var ops []store.Op
+	deleted := 0
+	for i, kv := range entries {
+		parts := state.SplitKey(kv.Key, state.LogsPrefix, 5)
+		var nanos int64
+		if parts != nil {
+			n, _, _ := strings.Cut(parts[4], "-")
+			nanos, _ = strconv.ParseInt(n, 10, 64)
+		}
+		if parts == nil || nanos < cutoff {
+			old[kv.Key] = true
+			ops = append(ops, store.Op{Key: kv.Key, Expected: store.AnyRevision})
+		}
+		if len(ops) == 100 || (i == len(entries)-1 && len(ops) > 0) {
+			if _, err := b.cfg.Store.Txn(ctx, ops); err != nil {
+				return deleted, err
+			}
+			deleted += len(ops)
+			ops = ops[:0]
+		}
+	}
+	if len(old) > 0 {
+		b.mu.Lock()
+		for _, idx := range b.index {
+			kept := idx.batches[:0]
+			idx.total = 0
+			for _, m := range idx.batches {
+				if !old[m.key] {
+					kept = append(kept, m)
+					idx.total += m.count
+				}
+			}
+			idx.batches = kept
+		}
+		b.mu.Unlock()
+	}
+	return deleted, nil
 }
 
 func randomHex(n int) string {

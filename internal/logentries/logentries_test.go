@@ -258,3 +258,27 @@ func TestAdminActivity(t *testing.T) {
 		t.Errorf("another project sees %d entries", len(other))
 	}
 }
+
+// TestPruneByAge: batches older than MaxAge go, deleted services' too;
+// newer ones stay.
+func TestPruneByAge(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	defer st.Close()
+	now := t0
+	b := New(Config{Store: st, MaxAge: 24 * time.Hour, Now: func() time.Time { return now }})
+	b.Output("p", "r", "gone", "gone-1", "i", t0, "old")
+	b.Flush(context.Background())
+	b.Output("p", "r", "kept", "kept-1", "i", t0.Add(23*time.Hour), "new")
+	b.Flush(context.Background())
+	now = t0.Add(25 * time.Hour)
+	if n, err := b.Prune(context.Background()); err != nil || n != 1 {
+		t.Fatalf("Prune = %d, %v; want the 1 old batch", n, err)
+	}
+	got := list(t, b, Query{})
+	if len(got) != 1 || got[0].TextPayload != "new" {
+		t.Errorf("after pruning: %+v, want only the newer line", got)
+	}
+	if idx := b.index[state.LogStreamPrefix("p", "r", "gone", state.LogStreamOutput)]; idx.total != 0 || len(idx.batches) != 0 {
+		t.Errorf("the pruned stream's index still counts %d entries", idx.total)
+	}
+}
