@@ -9,11 +9,14 @@ import (
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/logentries"
 	"github.com/usher-run/usher/internal/logfilter"
+	"github.com/usher-run/usher/internal/logs"
 )
 
 // LogEntries is the Logging API's store (a *logentries.Book).
 type LogEntries interface {
 	List(ctx context.Context, q logentries.Query) (logentries.Page, error)
+	// Lines are a service's newest output lines, as printed.
+	Lines(ctx context.Context, project, region, service, revision string, limit int) ([]logs.Entry, error)
 	// Flush writes what is queued, so a read sees it.
 	Flush(ctx context.Context) error
 }

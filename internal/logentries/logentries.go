@@ -45,6 +45,7 @@ import (
 
 	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/logfilter"
+	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
 )
@@ -631,6 +632,37 @@ func (b *Book) serviceEntries(ctx context.Context, q Query, keep func(*Entry) bo
 				out = append(out, e)
 			}
 		}
+	}
+	return out, nil
+}
+
+// Lines returns up to limit (all if <= 0) of the newest lines a service's
+// instances printed (only revision's when set), oldest first, as printed:
+// what `usher run services logs read` and the console show. Lines still
+// queued are not seen; Flush first to see them.
+func (b *Book) Lines(ctx context.Context, project, region, service, revision string, limit int) ([]logs.Entry, error) {
+	kvs, _, err := b.cfg.Store.List(ctx, state.LogStreamPrefix(project, region, service, state.LogStreamOutput))
+	if err != nil {
+		return nil, err
+	}
+	var out []logs.Entry
+	for _, kv := range kvs {
+		var bt batch
+		if err := json.Unmarshal(kv.Value, &bt); err != nil {
+			b.cfg.Log.Warn("logs: undecodable batch skipped", "key", kv.Key, "err", err)
+			continue
+		}
+		for _, r := range bt.Entries {
+			if revision == "" || r.Revision == revision {
+				out = append(out, logs.Entry{Time: r.Time, Service: service, Revision: r.Revision, Instance: r.Instance, Text: r.Text})
+			}
+		}
+	}
+	// Batches sort by their oldest line; lines of batches written by
+	// different nodes may interleave.
+	slices.SortStableFunc(out, func(x, y logs.Entry) int { return x.Time.Compare(y.Time) })
+	if limit > 0 && len(out) > limit {
+		out = out[len(out)-limit:]
 	}
 	return out, nil
 }

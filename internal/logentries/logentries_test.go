@@ -11,6 +11,7 @@ import (
 
 	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/logfilter"
+	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store/bolt"
 )
@@ -280,5 +281,40 @@ func TestPruneByAge(t *testing.T) {
 	}
 	if idx := b.index[state.LogStreamPrefix("p", "r", "gone", state.LogStreamOutput)]; idx.total != 0 || len(idx.batches) != 0 {
 		t.Errorf("the pruned stream's index still counts %d entries", idx.total)
+	}
+}
+
+// TestLines: a service's output as printed (structured lines too), newest
+// kept, oldest first, of one revision when asked.
+func TestLines(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	defer st.Close()
+	b := New(Config{Store: st})
+	for i := range 5 {
+		rev := "s-1"
+		if i%2 == 1 {
+			rev = "s-2"
+		}
+		b.Output("p", "r", "s", rev, "i", t0.Add(time.Duration(i)*time.Second), fmt.Sprintf(`{"n":%d}`, i))
+	}
+	b.Request("p", "r", "s", Request{Method: "GET", URL: "/", Status: 200})
+	b.Output("p", "r", "other", "o-1", "i", t0, "other's")
+	b.Flush(context.Background())
+	text := func(lines []logs.Entry) string {
+		var out []string
+		for _, l := range lines {
+			out = append(out, l.Text)
+		}
+		return strings.Join(out, " ")
+	}
+	got, err := b.Lines(context.Background(), "p", "r", "s", "", 3)
+	if err != nil || text(got) != `{"n":2} {"n":3} {"n":4}` || got[0].Service != "s" || got[0].Instance != "i" {
+		t.Errorf("newest 3: %q, %v", text(got), err)
+	}
+	if got, _ := b.Lines(context.Background(), "p", "r", "s", "s-2", 0); text(got) != `{"n":1} {"n":3}` {
+		t.Errorf("revision s-2: %q", text(got))
+	}
+	if got, _ := b.Lines(context.Background(), "p", "r", "nope", "", 0); len(got) != 0 {
+		t.Errorf("a service with no output: %q", text(got))
 	}
 }

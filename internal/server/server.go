@@ -279,7 +279,7 @@ func Run(ctx context.Context, cfg Config) error {
 	serviceURL := func(project, region, name string) string {
 		return apis.ServiceURL(pub.Scheme, name, project, region, cfg.Domain, port)
 	}
-	serviceLogs := logs.New[logs.Entry](0)
+	jobLogs := logs.New[logs.Entry](0) // jobs' task output; services' is durable (startLogEntries)
 	md := metadata.New(metadata.Config{Minter: iss, AccountUsable: live.Usable, Log: log.With("component", "metadata")})
 	defer md.Close()
 	runtimes, err := runtimesFor(ctx, cfg, ln.Addr().String(), log)
@@ -306,10 +306,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Runtime:          runtimes,
 		Identity:         identity,
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
-		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
 		OnColdStart:      mets.coldStart,
-		OnOutput:         logOutput(entries),
+		OnOutput:         logOutput(entries), // durable: the Logging API and `usher run services logs read`
 	})
 	var mir *mirror.Mirror
 	// The identity-aware proxy: sessions and assertions (package iap). Its
@@ -349,7 +348,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Jobs (issue 16): executions run on this node's runtimes with the
 	// same metadata servers and logs as services' instances.
 	runner := jobs.New(jobs.Config{
-		Store: st, Runtime: runtimes, Identity: identity, Logs: serviceLogs,
+		Store: st, Runtime: runtimes, Identity: identity, Logs: jobLogs,
 		Node: cfg.NodeName, Log: log.With("component", "jobs"),
 	})
 	if err := runner.Start(ctx); err != nil {
@@ -400,7 +399,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	core := admin.New(admin.Config{
 		Store: st, Roles: roles, Minter: iss, Sync: mir,
-		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs, Entries: entries,
+		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: jobLogs, Entries: entries,
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
 		AccountEnabled: live.Enabled, AccountUsable: live.Usable, TokenURL: strings.TrimRight(cfg.PublicURL, "/") + "/token",
 		Log: log.With("component", "admin"), Builder: newBuilder(cfg.DataDir), // builds.go

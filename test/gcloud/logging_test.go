@@ -89,6 +89,9 @@ func TestGcloudLogging(t *testing.T) {
 		e.Stop()
 		e.Restart(t, "")
 		read(t, "after the restart")
+		if r := e.mustUsher("run", "services", "logs", "read", "logged", "--region="+region); !strings.Contains(r.stdout, "hello: listening") {
+			t.Errorf("%s\nwant the instance's output, kept across the restart", r)
+		}
 	})
 
 	t.Run("a principal without logging.logEntries.list", func(t *testing.T) {
