@@ -94,6 +94,22 @@ func TestGcloudLogging(t *testing.T) {
 		}
 	})
 
+	t.Run("the README's other reads", func(t *testing.T) {
+		r := e.mustGcloud("logging", "read", `httpRequest.status>=400 AND severity>=WARNING`, "--freshness=1h", "--format=json")
+		var entries []logEntry
+		if err := json.Unmarshal([]byte(r.stdout), &entries); err != nil {
+			t.Fatalf("%s\n%v", r, err)
+		}
+		byPath := requestsByPath(entries)
+		if _, ok := byPath["/allowed-path"]; ok || byPath["/anonymous-path"].Severity != "WARNING" || byPath["/refused-path"].Severity != "WARNING" {
+			t.Errorf("%s\nwant the 401 and the 403, not the 200", r)
+		}
+		r = e.mustGcloud("logging", "read", `logName="projects/`+project+`/logs/cloudaudit.googleapis.com%2Factivity"`, "--format=json")
+		if !strings.Contains(r.stdout, "google.cloud.run.v1.Services.CreateService") || !strings.Contains(r.stdout, `"service_name": "logged"`) {
+			t.Errorf("%s\nwant the deploy as admin activity", r)
+		}
+	})
+
 	t.Run("a principal without logging.logEntries.list", func(t *testing.T) {
 		r := e.gcloud("logging", "read", filter, "--impersonate-service-account="+sa, "--format=json")
 		if r.code == 0 || !strings.Contains(r.out(), "logging.logEntries.list") {
