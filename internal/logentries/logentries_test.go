@@ -318,3 +318,40 @@ func TestLines(t *testing.T) {
 		t.Errorf("a service with no output: %q", text(got))
 	}
 }
+
+// TestConcurrentWritersAndReaders: instances, the gateway and readers at
+// once; every line enqueued is written once (run with -race).
+func TestConcurrentWritersAndReaders(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	defer st.Close()
+	b := New(Config{Store: st, FlushInterval: time.Millisecond, BatchSize: 50})
+	ctx, cancel := context.WithCancel(context.Background())
+	go b.Run(ctx)
+	defer func() { cancel(); <-b.Done() }()
+	done := make(chan struct{})
+	for w := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 500 {
+				for !b.Output("p", "r", "s", "s-1", fmt.Sprint(w), time.Time{}, fmt.Sprint(i)) {
+					b.Flush(ctx) // full: let the writer catch up, never block the caller
+				}
+			}
+		}()
+	}
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for range 20 {
+			if _, err := b.List(ctx, Query{Project: "p", PageSize: 10}); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	for range 5 {
+		<-done
+	}
+	lines, err := func() ([]logs.Entry, error) { b.Flush(ctx); return b.Lines(ctx, "p", "r", "s", "", 0) }()
+	if err != nil || len(lines) != 2000 {
+		t.Errorf("%d lines written (%v), want 2000", len(lines), err)
+	}
+}
