@@ -13,7 +13,8 @@
 // parentheses; as in Google's language NOT binds tightest, then OR, then
 // AND. Fields: resource.type, resource.labels.service_name,
 // resource.labels.revision_name, resource.labels.location,
-// resource.labels.project_id, severity (ordered DEFAULT < DEBUG < INFO <
+// resource.labels.project_id, resource.labels.configuration_name,
+// resource.labels.job_name, severity (ordered DEFAULT < DEBUG < INFO <
 // NOTICE < WARNING < ERROR < CRITICAL < ALERT < EMERGENCY), timestamp (RFC
 // 3339, compared as time), logName, textPayload,
 // httpRequest.status (compared as a number) and insertId. Values are bare
@@ -69,21 +70,22 @@ const (
 )
 
 var fields = map[string]kind{
-	"resource.type":                 kindString,
-	"resource.labels.service_name":  kindString,
-	"resource.labels.revision_name": kindString,
-	"resource.labels.location":      kindString,
-	"resource.labels.project_id":    kindString,
-	"resource.labels.job_name":      kindString,
-	"severity":                      kindSeverity,
-	"timestamp":                     kindTime,
-	"receiveTimestamp":              kindTime,
-	"logName":                       kindString,
-	"textPayload":                   kindString,
-	"insertId":                      kindString,
-	"httpRequest.status":            kindNumber,
-	"httpRequest.requestMethod":     kindString,
-	"httpRequest.requestUrl":        kindString,
+	"resource.type":                      kindString,
+	"resource.labels.service_name":       kindString,
+	"resource.labels.revision_name":      kindString,
+	"resource.labels.location":           kindString,
+	"resource.labels.project_id":         kindString,
+	"resource.labels.configuration_name": kindString,
+	"resource.labels.job_name":           kindString,
+	"severity":                           kindSeverity,
+	"timestamp":                          kindTime,
+	"receiveTimestamp":                   kindTime,
+	"logName":                            kindString,
+	"textPayload":                        kindString,
+	"insertId":                           kindString,
+	"httpRequest.status":                 kindNumber,
+	"httpRequest.requestMethod":          kindString,
+	"httpRequest.requestUrl":             kindString,
 }
 
 type node interface{ match(Entry) bool }
