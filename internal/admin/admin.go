@@ -96,8 +96,12 @@ type Config struct {
 	DefaultRegion string
 	// ServiceURL renders a service's URL.
 	ServiceURL func(project, region, name string) string
-	// Logs holds instances' recent output (nil: none kept).
+	// Logs holds jobs' recent task output, and services' instances' when
+	// Entries is nil (nil: none kept).
 	Logs *logs.Book[logs.Entry]
+	// Entries, if set, keeps services' instances' output and requests
+	// durably: it serves the Logging API and ServiceLogs.
+	Entries LogEntries
 	// Audit, if set, records every write.
 	Audit Auditor
 	// OrgPolicyFile, if set, holds the server's org policies (guardrails).

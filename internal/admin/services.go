@@ -724,8 +724,22 @@ func (c *Core) ServiceLogs(ctx context.Context, caller *Caller, project, region,
 		keep = func(e logs.Entry) bool { return e.Revision == revision }
 	}
 	entries := []logs.Entry{}
-	if c.cfg.Logs != nil {
-		if got := c.cfg.Logs.Read(s.Metadata.Namespace+"/"+s.Metadata.Labels[apis.LabelLocation]+"/"+name, limit, keep); got != nil {
+	switch project, region := s.Metadata.Namespace, s.Metadata.Labels[apis.LabelLocation]; {
+	case c.cfg.Entries != nil: // durable
+		// Lines are written in batches: write what is queued so that a
+		// read right after a request sees its lines.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		c.cfg.Entries.Flush(fctx)
+		cancel()
+		got, err := c.cfg.Entries.Lines(ctx, project, region, name, revision, limit)
+		if err != nil {
+			return nil, err
+		}
+		if got != nil {
+			entries = got
+		}
+	case c.cfg.Logs != nil:
+		if got := c.cfg.Logs.Read(project+"/"+region+"/"+name, limit, keep); got != nil {
 			entries = got
 		}
 	}

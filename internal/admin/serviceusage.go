@@ -15,6 +15,7 @@ var ServedAPIs = []string{
 	"cloudresourcemanager.googleapis.com",
 	"iam.googleapis.com",
 	"iamcredentials.googleapis.com",
+	"logging.googleapis.com",
 	"run.googleapis.com",
 	"serviceusage.googleapis.com",
 }
@@ -23,6 +24,7 @@ var apiTitles = map[string]string{
 	"cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
 	"iam.googleapis.com":                  "Identity and Access Management (IAM) API",
 	"iamcredentials.googleapis.com":       "IAM Service Account Credentials API",
+	"logging.googleapis.com":              "Cloud Logging API",
 	"run.googleapis.com":                  "Cloud Run Admin API",
 	"serviceusage.googleapis.com":         "Service Usage API",
 }

@@ -129,6 +129,7 @@ func (a *API) routes() {
 	a.routesRoles() // IAM v1 custom roles, predefined roles, testable permissions (roles.go)
 	// Audit log and policy troubleshooter (audit.go, troubleshoot.go).
 	a.routesAudit()
+	a.routesLogging()     // Cloud Logging API v2: entries.list (logging.go)
 	a.routesOrgPolicies() // Org Policy API v2: guardrails (orgpolicies.go)
 	a.routesJobs()        // Cloud Run jobs, executions, tasks (jobs.go)
 	a.routesBuilds()      // deploying from source (builds.go)

@@ -661,11 +661,42 @@ func (t *Trail) Read(ctx context.Context, q Query) (Page, error) {
 		}
 		after = &c
 	}
+	out, err := t.collect(ctx, t.prefixes(q), q, after)
+	if err != nil {
+		return Page{}, err
+	}
+	slices.SortFunc(out, newer)
+	page := Page{Records: out}
+	if len(out) > size {
+		page.Records = out[:size:size]
+		last := page.Records[size-1]
+		page.NextPageToken = cursor{last.Time.UnixNano(), last.ID}.encode()
+	}
+	if page.Records == nil {
+		page.Records = []Record{}
+	}
+	return page, nil
+}
+
+// AdminRecords returns every admin record (every write; no refusals) that
+// matches q, in no particular order; q's paging fields are ignored. The
+// Logging API serves them as Cloud Audit Logs' admin activity.
+func (t *Trail) AdminRecords(ctx context.Context, q Query) ([]Record, error) {
+	var prefixes []string
+	for _, prefix := range []string{state.AccessPrefix, state.AuditPrefix} {
+		prefixes = append(prefixes, t.dayPrefixes(prefix, q)...)
+	}
+	return t.collect(ctx, prefixes, q, nil)
+}
+
+// collect reads the records under prefixes that match q and come after
+// after (when set), each with its ID.
+func (t *Trail) collect(ctx context.Context, prefixes []string, q Query, after *cursor) ([]Record, error) {
 	var out []Record
-	for _, prefix := range t.prefixes(q) {
+	for _, prefix := range prefixes {
 		entries, _, err := t.cfg.Store.List(ctx, prefix)
 		if err != nil {
-			return Page{}, err
+			return nil, err
 		}
 		for _, e := range entries {
 			var b batch
@@ -689,17 +720,7 @@ func (t *Trail) Read(ctx context.Context, q Query) (Page, error) {
 			}
 		}
 	}
-	slices.SortFunc(out, newer)
-	page := Page{Records: out}
-	if len(out) > size {
-		page.Records = out[:size:size]
-		last := page.Records[size-1]
-		page.NextPageToken = cursor{last.Time.UnixNano(), last.ID}.encode()
-	}
-	if page.Records == nil {
-		page.Records = []Record{}
-	}
-	return page, nil
+	return out, nil
 }
 
 // prefixes are the store prefixes that can hold q's records: every day from

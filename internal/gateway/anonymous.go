@@ -113,7 +113,7 @@ func (g *Gateway) admitAnonymous(w http.ResponseWriter, r *http.Request, tgt *ro
 	}
 	refuse(w, r)
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: http.StatusTooManyRequests, Host: r.Host, Target: tgt, Principal: principal, Reason: ReasonAnonymousRateLimit, Client: addr.String()})
+		g.cfg.OnDenied(Denial{Status: http.StatusTooManyRequests, Host: r.Host, Target: tgt, Principal: principal, Reason: ReasonAnonymousRateLimit, Client: addr.String(), Request: r})
 	}
 	w.Header()["Retry-After"] = []string{strconv.Itoa(ratelimit.RetryAfterSeconds(wait))}
 	writePage(w, http.StatusTooManyRequests, pageRateLimited)

@@ -104,7 +104,7 @@ func (g *Gateway) denyForwardAuth(w http.ResponseWriter, r *http.Request, tgt *r
 			"region", tgt.Region, "host", host, "principal", p.String(), "reason", reason)
 	}
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: status, Host: host, Target: tgt, Principal: p, Reason: reason, ForwardAuth: true})
+		g.cfg.OnDenied(Denial{Status: status, Host: host, Target: tgt, Principal: p, Reason: reason, ForwardAuth: true, Request: r})
 	}
 	switch {
 	case status == http.StatusForbidden:

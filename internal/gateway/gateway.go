@@ -98,6 +98,9 @@ type Denial struct {
 	// Client is the client address charged, on anonymous rate-limit
 	// refusals only.
 	Client string
+	// Request is the refused request (the forward-auth subrequest for
+	// ForwardAuth), for request logs; read it during the call only.
+	Request *http.Request
 }
 
 // Routed describes a request that passed authorization, once answered.
@@ -121,6 +124,9 @@ type Routed struct {
 	// limit charges it (zero if unknown).
 	Anonymous bool
 	Client    netip.Addr
+	// Request is the request, for request logs; read it during the call
+	// only.
+	Request *http.Request
 }
 
 // Gateway serves service hosts.
@@ -233,7 +239,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := proxied{}
-	done := Routed{Target: tgt} // what OnRouted is told
+	done := Routed{Target: tgt, Request: r} // what OnRouted is told
 	if tgt.IAP != nil {
 		if !g.throughIAP(w, r, tgt, &p) { // iap.go; it refused (refuse was called)
 			return
@@ -427,7 +433,7 @@ func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, tgt *routing.Targ
 			"region", tgt.Region, "principal", p.String(), "reason", reason)
 	}
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: status, Host: r.Host, Target: tgt, Principal: p, Reason: reason})
+		g.cfg.OnDenied(Denial{Status: status, Host: r.Host, Target: tgt, Principal: p, Reason: reason, Request: r})
 	}
 	switch {
 	case status == http.StatusForbidden:

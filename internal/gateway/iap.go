@@ -122,7 +122,7 @@ func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routin
 func (g *Gateway) denyIAP(w http.ResponseWriter, r *http.Request, tgt *routing.Target, principal iam.Principal, reason string, agent bool) {
 	refuse(w, r)
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: http.StatusForbidden, Host: r.Host, Target: tgt, Principal: principal, Reason: "iap: " + reason})
+		g.cfg.OnDenied(Denial{Status: http.StatusForbidden, Host: r.Host, Target: tgt, Principal: principal, Reason: "iap: " + reason, Request: r})
 	}
 	if agent {
 		writePage(w, http.StatusForbidden, page(403, "Forbidden", "The identity-aware proxy let you through, but the service does not let its proxy invoke it: its owner must grant "+

@@ -297,6 +297,10 @@ func TestRoleAdminRoles(t *testing.T) {
 		{"roles/viewer", PermRolesGet, true},
 		{"roles/editor", PermRolesCreate, false},
 		{"roles/owner", PermRolesDelete, true},
+		{"roles/logging.viewer", PermLogEntriesList, true},
+		{"roles/logging.viewer", PermRoutesInvoke, false},
+		{"roles/viewer", PermLogEntriesList, true},
+		{"roles/run.invoker", PermLogEntriesList, false},
 	} {
 		r, ok := roles.Lookup(tt.role)
 		if !ok {

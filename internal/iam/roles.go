@@ -207,6 +207,8 @@ func Predefined() *Roles {
 			Permissions: cat(rolesRead, []string{PermRolesCreate, PermRolesUpdate, PermRolesDelete, PermRolesUndelete, PermProjectsGet, PermProjectsGetIamPolicy})},
 		&Role{Name: "roles/iap.httpsResourceAccessor", Title: "IAP-secured Web App User", Description: "Access HTTPS resources which use Identity-Aware Proxy.",
 			Permissions: []string{PermIAPAccess}},
+		&Role{Name: "roles/logging.viewer", Title: "Logs Viewer", Description: "Access to view logs (services' output and requests, admin activity).",
+			Permissions: []string{PermLogEntriesList}},
 		&Role{Name: "roles/iam.roleViewer", Title: "Role Viewer", Description: "Read access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermProjectsGet, PermProjectsGetIamPolicy})},
 	)

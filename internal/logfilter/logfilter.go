@@ -10,9 +10,11 @@
 // The subset: comparisons FIELD OP VALUE with OP one of = != < <= > >= and
 // : (has: substring, case-insensitive, as Google's), joined by AND, OR, NOT,
 // a leading '-' for NOT, implicit AND between adjacent terms, and
-// parentheses. Fields: resource.type, resource.labels.service_name,
+// parentheses; as in Google's language NOT binds tightest, then OR, then
+// AND. Fields: resource.type, resource.labels.service_name,
 // resource.labels.revision_name, resource.labels.location,
-// resource.labels.project_id, severity (ordered DEFAULT < DEBUG < INFO <
+// resource.labels.project_id, resource.labels.configuration_name,
+// resource.labels.job_name, severity (ordered DEFAULT < DEBUG < INFO <
 // NOTICE < WARNING < ERROR < CRITICAL < ALERT < EMERGENCY), timestamp (RFC
 // 3339, compared as time), logName, textPayload,
 // httpRequest.status (compared as a number) and insertId. Values are bare
@@ -68,21 +70,22 @@ const (
 )
 
 var fields = map[string]kind{
-	"resource.type":                 kindString,
-	"resource.labels.service_name":  kindString,
-	"resource.labels.revision_name": kindString,
-	"resource.labels.location":      kindString,
-	"resource.labels.project_id":    kindString,
-	"resource.labels.job_name":      kindString,
-	"severity":                      kindSeverity,
-	"timestamp":                     kindTime,
-	"receiveTimestamp":              kindTime,
-	"logName":                       kindString,
-	"textPayload":                   kindString,
-	"insertId":                      kindString,
-	"httpRequest.status":            kindNumber,
-	"httpRequest.requestMethod":     kindString,
-	"httpRequest.requestUrl":        kindString,
+	"resource.type":                      kindString,
+	"resource.labels.service_name":       kindString,
+	"resource.labels.revision_name":      kindString,
+	"resource.labels.location":           kindString,
+	"resource.labels.project_id":         kindString,
+	"resource.labels.configuration_name": kindString,
+	"resource.labels.job_name":           kindString,
+	"severity":                           kindSeverity,
+	"timestamp":                          kindTime,
+	"receiveTimestamp":                   kindTime,
+	"logName":                            kindString,
+	"textPayload":                        kindString,
+	"insertId":                           kindString,
+	"httpRequest.status":                 kindNumber,
+	"httpRequest.requestMethod":          kindString,
+	"httpRequest.requestUrl":             kindString,
 }
 
 type node interface{ match(Entry) bool }
@@ -170,7 +173,7 @@ func Parse(s string) (*Filter, error) {
 	if len(toks) == 0 {
 		return &Filter{}, nil
 	}
-	root, err := p.or(0)
+	root, err := p.and(0)
 	if err != nil {
 		return nil, err
 	}
@@ -274,41 +277,45 @@ func (p *parser) isWord(w string) bool {
 	return ok && t.kind == tWord && t.text == w
 }
 
+// and parses conjunctions, the loosest binding: in Cloud Logging's
+// language OR binds tighter than AND (and implicit AND), so
+// "a OR b AND c" is "(a OR b) AND c", which is also what gcloud relies on
+// when it appends "AND timestamp>=…" to a user's filter.
+func (p *parser) and(depth int) (node, error) {
+	l, err := p.or(depth)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		t, ok := p.peek()
+		if !ok || t.kind == tRParen {
+			return l, nil
+		}
+		if p.isWord("AND") {
+			p.pos++
+		}
+		r, err := p.or(depth)
+		if err != nil {
+			return nil, err
+		}
+		l = andNode{l, r}
+	}
+}
+
 func (p *parser) or(depth int) (node, error) {
-	l, err := p.and(depth)
+	l, err := p.unary(depth)
 	if err != nil {
 		return nil, err
 	}
 	for p.isWord("OR") {
 		p.pos++
-		r, err := p.and(depth)
+		r, err := p.unary(depth)
 		if err != nil {
 			return nil, err
 		}
 		l = orNode{l, r}
 	}
 	return l, nil
-}
-
-func (p *parser) and(depth int) (node, error) {
-	l, err := p.unary(depth)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		t, ok := p.peek()
-		if !ok || t.kind == tRParen || p.isWord("OR") {
-			return l, nil
-		}
-		if p.isWord("AND") {
-			p.pos++
-		}
-		r, err := p.unary(depth)
-		if err != nil {
-			return nil, err
-		}
-		l = andNode{l, r}
-	}
 }
 
 func (p *parser) unary(depth int) (node, error) {
@@ -329,7 +336,7 @@ func (p *parser) unary(depth int) (node, error) {
 		return notNode{n}, nil
 	case t.kind == tLParen:
 		p.pos++
-		n, err := p.or(depth + 1)
+		n, err := p.and(depth + 1)
 		if err != nil {
 			return nil, err
 		}
@@ -388,4 +395,47 @@ func (p *parser) comparison() (node, error) {
 		c.num = n
 	}
 	return c, nil
+}
+
+// Pinned returns the value field must equal for any entry to match: the
+// value of a FIELD = VALUE comparison that is a top-level conjunct of the
+// filter. Readers use it to read only what can match (one service's logs);
+// ok is false when the filter does not pin field.
+func (f *Filter) Pinned(field string) (value string, ok bool) {
+	if f == nil {
+		return "", false
+	}
+	for _, c := range conjuncts(f.root) {
+		if c.field == field && c.op == "=" {
+			return c.text, true
+		}
+	}
+	return "", false
+}
+
+// Since returns the latest lower bound on timestamp among the filter's
+// top-level conjuncts (timestamp >= T or timestamp > T): no entry older
+// matches. ok is false when there is none.
+func (f *Filter) Since() (t time.Time, ok bool) {
+	if f == nil {
+		return time.Time{}, false
+	}
+	for _, c := range conjuncts(f.root) {
+		if c.field == "timestamp" && (c.op == ">=" || c.op == ">") && (!ok || c.when.After(t)) {
+			t, ok = c.when, true
+		}
+	}
+	return t, ok
+}
+
+// conjuncts are the comparisons every matching entry satisfies: those
+// joined to the root by AND alone.
+func conjuncts(n node) []cmpNode {
+	switch n := n.(type) {
+	case andNode:
+		return append(conjuncts(n.l), conjuncts(n.r)...)
+	case cmpNode:
+		return []cmpNode{n}
+	}
+	return nil
 }

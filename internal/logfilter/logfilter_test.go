@@ -3,6 +3,7 @@ package logfilter
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func entry(m map[string]string) Entry {
@@ -53,6 +54,11 @@ func TestMatch(t *testing.T) {
 		{`httpRequest.status!=403`, false, false}, // stdout has no status: no match
 		{`resource.labels.service_name!="other"`, true, true},
 		{`resource.labels.service_name="a\"b"`, false, false},
+		// OR binds tighter than AND, as in Google's language: gcloud
+		// appends "AND timestamp>=…" to the user's filter unparenthesized.
+		{`severity=WARNING OR textPayload:listening AND timestamp>="2026-12-04T20:30:00Z"`, false, true},
+		{`severity=WARNING OR textPayload:listening AND timestamp<"2026-12-04T20:30:00Z"`, true, false},
+		{`NOT severity=INFO OR severity=INFO AND logName:stdout`, true, false},
 	} {
 		f, err := Parse(c.filter)
 		if err != nil {
@@ -93,6 +99,35 @@ func TestRefusesWhatItDoesNotSupport(t *testing.T) {
 		if !strings.Contains(err.Error(), names) {
 			t.Errorf("Parse(%.40q) = %v; want the error to name %q", filter, err, names)
 		}
+	}
+}
+
+func TestPinnedAndSince(t *testing.T) {
+	f, err := Parse(`resource.type = cloud_run_revision AND resource.labels.service_name = "hello" AND (resource.labels.location="a" OR resource.labels.location="b") AND timestamp>="2026-12-04T19:00:00Z" timestamp>"2026-12-04T20:00:00Z" AND NOT logName="x"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := f.Pinned("resource.labels.service_name"); !ok || v != "hello" {
+		t.Errorf("Pinned(service_name) = %q, %v; want hello", v, ok)
+	}
+	for _, field := range []string{"resource.labels.location", "logName", "severity"} {
+		if v, ok := f.Pinned(field); ok {
+			t.Errorf("Pinned(%s) = %q; the filter does not pin it", field, v)
+		}
+	}
+	if since, ok := f.Since(); !ok || !since.Equal(time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC)) {
+		t.Errorf("Since = %v, %v; want the later bound 20:00", since, ok)
+	}
+	or, _ := Parse(`resource.labels.service_name="a" OR timestamp>="2026-12-04T19:00:00Z"`)
+	if _, ok := or.Pinned("resource.labels.service_name"); ok {
+		t.Error("a disjunct pins nothing")
+	}
+	if _, ok := or.Since(); ok {
+		t.Error("a disjunct bounds nothing")
+	}
+	var empty *Filter
+	if _, ok := empty.Pinned("severity"); ok {
+		t.Error("the empty filter pins nothing")
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package logs keeps recent records per service in memory, bounded, newest
-// kept: what a service's instances printed (Entry), tagged by revision and
-// instance, for `usher run services logs read` and the console; and, with the
-// same Book, the requests the gateway refused. Adding takes only the
+// kept: what a job's tasks printed (Entry), tagged by execution and task,
+// for `usher run jobs logs read`; and, with the same Book, the requests the
+// gateway refused, for the console. (Services' output is kept durably, by
+// package logentries, whose Lines answer with this package's Entry.) Adding takes only the
 // service's own lock, so a flood of refusals for one service never slows
 // another; nothing here does I/O.
 package logs

@@ -69,7 +69,11 @@ type Config struct {
 	// Output, if set, receives every line instances print, keyed by
 	// service (PROJECT/REGION/SERVICE).
 	Output *logs.Book[logs.Entry]
-	Log    *slog.Logger
+	// OnOutput, if set, is also told of every line, with its service key
+	// (durable logs). It is called on the instance's output goroutine and
+	// must not block: a slow one slows the instance down.
+	OnOutput func(serviceKey string, e logs.Entry)
+	Log      *slog.Logger
 	// OnColdStart, if set, is told of every instance that started, with
 	// its service (PROJECT/REGION/SERVICE), revision and start duration
 	// (per-service metrics). It is called with no lock held.
@@ -366,7 +370,7 @@ func (rp *revisionPool) scaleUpLocked() {
 // does not kill an instance others are waiting for.
 func (rp *revisionPool) start() {
 	spec := rp.spec
-	out := &lineLogger{log: rp.log, book: rp.p.cfg.Output, key: rp.serviceKey, service: spec.Service, revision: spec.Revision}
+	out := &lineLogger{log: rp.log, book: rp.p.cfg.Output, also: rp.p.cfg.OnOutput, key: rp.serviceKey, service: spec.Service, revision: spec.Revision}
 	spec.Logs = out
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.WithDefaults().StartupTimeout+5*time.Second)
@@ -679,6 +683,7 @@ func (p *Pool) Usage(key string) []InstanceUsage {
 type lineLogger struct {
 	log                    *slog.Logger
 	book                   *logs.Book[logs.Entry]
+	also                   func(serviceKey string, e logs.Entry)
 	key, service, revision string
 	instance               atomic.Value // string, once started
 }
@@ -690,8 +695,12 @@ func (l *lineLogger) Write(b []byte) (int, error) {
 		id = "starting"
 	}
 	l.log.Info(text, "stream", "instance", "instance", id)
+	e := logs.Entry{Time: time.Now(), Service: l.service, Revision: l.revision, Instance: id, Text: text}
 	if l.book != nil {
-		l.book.Add(l.key, logs.Entry{Time: time.Now(), Service: l.service, Revision: l.revision, Instance: id, Text: text})
+		l.book.Add(l.key, e)
+	}
+	if l.also != nil {
+		l.also(l.key, e)
 	}
 	return len(b), nil
 }

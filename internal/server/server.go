@@ -280,7 +280,7 @@ func Run(ctx context.Context, cfg Config) error {
 	serviceURL := func(project, region, name string) string {
 		return apis.ServiceURL(pub.Scheme, name, project, region, cfg.Domain, port)
 	}
-	serviceLogs := logs.New[logs.Entry](0)
+	jobLogs := logs.New[logs.Entry](0) // jobs' task output; services' is durable (startLogEntries)
 	md := metadata.New(metadata.Config{Minter: iss, AccountUsable: live.Usable, Log: log.With("component", "metadata")})
 	defer md.Close()
 	runtimes, err := runtimesFor(ctx, cfg, ln.Addr().String(), log)
@@ -295,18 +295,22 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	mets := newMetrics(cfg.NodeName) // metrics.go
 	mets.hist = history.New(st, cfg.NodeName)
+	denials := logs.New[console.Denial](200)
+	trail, stopAudit := startAudit(st, cfg, log.With("component", "audit")) // audit.go
+	defer stopAudit()
+	// The Logging API's entries (issue 14): instances' output and requests,
+	// batched into the store off the hot path (logentries.go).
+	entries, stopEntries := startLogEntries(st, trail, mets, cfg.NodeName, log.With("component", "logs"))
+	defer stopEntries()
 	identity := runtimeIdentity(st, md, runtimes)
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
 		Identity:         identity,
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
-		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
 		OnColdStart:      mets.coldStart,
+		OnOutput:         logOutput(entries), // durable: the Logging API and `usher run services logs read`
 	})
-	denials := logs.New[console.Denial](200)
-	trail, stopAudit := startAudit(st, cfg, log.With("component", "audit")) // audit.go
-	defer stopAudit()
 	var mir *mirror.Mirror
 	// The identity-aware proxy: sessions and assertions (package iap). Its
 	// one-time links are asked for with an admin API access token.
@@ -329,10 +333,10 @@ func Run(ctx context.Context, cfg Config) error {
 		Fresh:    func() bool { return mir.Fresh() },
 		Verifier: accounts.Verifier{Next: gwVerifier, Index: live}, Instances: poolInstances{instances}, CLIAudience: issuer.CLIClientID,
 		Log:            log.With("component", "gateway"),
-		OnDenied:       auditDenials(trail, recordDenial(denials, mets)),
+		OnDenied:       logDenials(entries, auditDenials(trail, recordDenial(denials, mets))),
 		IAP:            signIn,
 		TrustedProxies: proxies,
-		OnRouted:       mets.routed,
+		OnRouted:       logRouted(entries, mets.routed),
 		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if p, ok := runtimes.Process.(*process.Runtime); ok {
 				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
@@ -345,7 +349,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Jobs (issue 16): executions run on this node's runtimes with the
 	// same metadata servers and logs as services' instances.
 	runner := jobs.New(jobs.Config{
-		Store: st, Runtime: runtimes, Identity: identity, Logs: serviceLogs,
+		Store: st, Runtime: runtimes, Identity: identity, Logs: jobLogs,
 		Node: cfg.NodeName, Log: log.With("component", "jobs"),
 	})
 	if err := runner.Start(ctx); err != nil {
@@ -396,7 +400,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	core := admin.New(admin.Config{
 		Store: st, Roles: roles, Minter: iss, Sync: mir,
-		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: serviceLogs,
+		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: jobLogs, Entries: entries,
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
 		AccountEnabled: live.Enabled, AccountUsable: live.Usable, TokenURL: strings.TrimRight(cfg.PublicURL, "/") + "/token",
 		Log: log.With("component", "admin"), Builder: newBuilder(cfg.DataDir), // builds.go
