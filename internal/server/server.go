@@ -27,6 +27,7 @@ import (
 	"github.com/usher-run/usher/internal/console"
 	"github.com/usher-run/usher/internal/controller"
 	"github.com/usher-run/usher/internal/gateway"
+	"github.com/usher-run/usher/internal/grpcapi"
 	"github.com/usher-run/usher/internal/history"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/iap"
@@ -407,6 +408,10 @@ func Run(ctx context.Context, cfg Config) error {
 		Metrics: mets.hist,
 	})
 	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
+	// The same API over gRPC, for Google's default Go clients: each call is
+	// replayed through adminAPI (package grpcapi).
+	gapi := grpcapi.New(adminDeadline(adminAPI, cfg.AdminTimeout))
+	defer gapi.Stop()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -438,7 +443,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), signIn.ServiceHandler(), adminDeadline(mux, cfg.AdminTimeout)), cfg.BodyIdleTimeout),
+		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), signIn.ServiceHandler(), grpcOrREST(gapi, adminDeadline(mux, cfg.AdminTimeout))), cfg.BodyIdleTimeout),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -696,6 +701,17 @@ func (p poolInstances) Acquire(ctx context.Context, key string, rev *apis.Revisi
 		return nil, err // never a typed nil inside the interface
 	}
 	return l, nil
+}
+
+// grpcOrREST sends gRPC calls to the gRPC API and the rest to rest.
+func grpcOrREST(g *grpcapi.Server, rest http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if grpcapi.IsGRPC(r) {
+			g.ServeHTTP(w, r)
+			return
+		}
+		rest.ServeHTTP(w, r)
+	})
 }
 
 // byHost sends service hosts to the gateway (and their /_gcp_iap/ paths to
