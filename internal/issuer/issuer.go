@@ -15,7 +15,9 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -117,6 +119,10 @@ type keySet struct {
 	current *signingKey
 	byKID   map[string]*rsa.PublicKey
 	jwks    []byte
+	// certs is the same keys as {kid: PEM certificate}, the shape of
+	// Google's /oauth2/v1/certs (what google-auth for Python reads by
+	// default): each a self-signed certificate of its key.
+	certs []byte
 }
 
 type signingKey struct {
@@ -140,13 +146,15 @@ func New(ctx context.Context, st store.Store, cfg Config) (*Issuer, error) {
 	}
 	var err error
 	if i.discovery, err = json.Marshal(discoveryDoc{
-		Issuer:             i.url,
-		JWKSURI:            i.url + "/oauth2/v3/certs",
-		TokenEndpoint:      i.url + "/token",
-		ResponseTypes:      []string{"id_token"},
-		SubjectTypes:       []string{"public"},
-		IDTokenSigningAlgs: []string{string(jose.RS256)},
-		ClaimsSupported:    []string{"aud", "email", "email_verified", "exp", "iat", "iss", "sub"},
+		Issuer:  i.url,
+		JWKSURI: i.url + "/oauth2/v3/certs",
+		// People sign in through the console (or `usher auth login`).
+		AuthorizationEndpoint: i.url + "/console/signin",
+		TokenEndpoint:         i.url + "/token",
+		ResponseTypes:         []string{"id_token"},
+		SubjectTypes:          []string{"public"},
+		IDTokenSigningAlgs:    []string{string(jose.RS256)},
+		ClaimsSupported:       []string{"aud", "email", "email_verified", "exp", "iat", "iss", "sub"},
 	}); err != nil {
 		return nil, err
 	}
@@ -379,6 +387,7 @@ func decodeKeySet(ent store.Entry) (*keySet, error) {
 	var current *storedKey
 	var currentKey *rsa.PrivateKey
 	var jwks jwkSet
+	certs := map[string]string{}
 	for idx := range kf.Keys {
 		sk := &kf.Keys[idx]
 		priv, err := parsePrivateKey(sk.PrivateKey)
@@ -390,6 +399,11 @@ func decodeKeySet(ent store.Entry) (*keySet, error) {
 		}
 		ks.byKID[sk.KID] = &priv.PublicKey
 		jwks.Keys = append(jwks.Keys, publicJWK(sk.KID, &priv.PublicKey))
+		cert, err := keyCertificate(sk.KID, sk.CreatedAt, priv)
+		if err != nil {
+			return nil, fmt.Errorf("issuer: key %q: certificate: %w", sk.KID, err)
+		}
+		certs[sk.KID] = cert
 		// The current key is the newest unretired one; fall back to the newest
 		// overall so a hand-edited file still yields a signer.
 		if current == nil || betterCurrent(sk, current) {
@@ -408,7 +422,29 @@ func decodeKeySet(ent store.Entry) (*keySet, error) {
 	if ks.jwks, err = json.Marshal(jwks); err != nil {
 		return nil, err
 	}
+	if ks.certs, err = json.Marshal(certs); err != nil {
+		return nil, err
+	}
 	return ks, nil
+}
+
+// keyCertificate is a self-signed X.509 certificate of a signing key, valid
+// from a day before it was made for ten years (it carries the key; when the
+// key may be used is the key file's business).
+func keyCertificate(kid string, created time.Time, priv *rsa.PrivateKey) (string, error) {
+	sum := sha256.Sum256([]byte(kid))
+	tmpl := &x509.Certificate{
+		SerialNumber: new(big.Int).SetBytes(sum[:16]),
+		Subject:      pkix.Name{CommonName: kid},
+		NotBefore:    created.Add(-24 * time.Hour),
+		NotAfter:     created.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		return "", err
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), nil
 }
 
 func betterCurrent(a, b *storedKey) bool {
@@ -648,13 +684,14 @@ func (i *Issuer) Mint(c Claims) (string, error) {
 }
 
 type discoveryDoc struct {
-	Issuer             string   `json:"issuer"`
-	JWKSURI            string   `json:"jwks_uri"`
-	TokenEndpoint      string   `json:"token_endpoint"`
-	ResponseTypes      []string `json:"response_types_supported"`
-	SubjectTypes       []string `json:"subject_types_supported"`
-	IDTokenSigningAlgs []string `json:"id_token_signing_alg_values_supported"`
-	ClaimsSupported    []string `json:"claims_supported"`
+	Issuer                string   `json:"issuer"`
+	JWKSURI               string   `json:"jwks_uri"`
+	AuthorizationEndpoint string   `json:"authorization_endpoint"`
+	TokenEndpoint         string   `json:"token_endpoint"`
+	ResponseTypes         []string `json:"response_types_supported"`
+	SubjectTypes          []string `json:"subject_types_supported"`
+	IDTokenSigningAlgs    []string `json:"id_token_signing_alg_values_supported"`
+	ClaimsSupported       []string `json:"claims_supported"`
 }
 
 type jwkSet struct {
@@ -681,6 +718,12 @@ func publicJWK(kid string, pub *rsa.PublicKey) jwk {
 // Discovery serves /.well-known/openid-configuration.
 func (i *Issuer) Discovery(w http.ResponseWriter, r *http.Request) {
 	serveJSON(w, r, i.discovery, time.Hour)
+}
+
+// Certs serves the published keys as PEM certificates by kid, as Google's
+// /oauth2/v1/certs does.
+func (i *Issuer) Certs(w http.ResponseWriter, r *http.Request) {
+	serveJSON(w, r, i.snap.Load().certs, jwksMaxAge)
 }
 
 // JWKS serves the published public keys (the discovery document's jwks_uri).

@@ -3,8 +3,10 @@ package issuer_test
 import (
 	"context"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"math/big"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/usher-run/usher/internal/authn"
 	"github.com/usher-run/usher/internal/issuer"
 	"github.com/usher-run/usher/internal/store"
@@ -507,6 +510,7 @@ func TestDiscovery(t *testing.T) {
 		"issuer":                                testURL,
 		"jwks_uri":                              testURL + "/oauth2/v3/certs",
 		"token_endpoint":                        testURL + "/token",
+		"authorization_endpoint":                testURL + "/console/signin",
 		"id_token_signing_alg_values_supported": []any{"RS256"},
 		"response_types_supported":              []any{"id_token"},
 		"subject_types_supported":               []any{"public"},
@@ -649,4 +653,41 @@ func TestTokenFromAnotherNodeRightAfterRotation(t *testing.T) {
 	if _, ok := b.Key(newer); !ok {
 		t.Errorf("after a second, the new key is still unknown")
 	}
+}
+
+// TestCertsVerify: /oauth2/v1/certs ({kid: PEM certificate}, what
+// google-auth for Python reads by default) carries the keys tokens are
+// signed with, before and after a rotation.
+func TestCertsVerify(t *testing.T) {
+	clk := newClock()
+	iss := newIssuer(t, newStore(t), clk)
+	check := func(tok string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		iss.Certs(rec, httptest.NewRequest(http.MethodGet, "/oauth2/v1/certs", nil))
+		var certs map[string]string
+		if err := json.Unmarshal(rec.Body.Bytes(), &certs); err != nil || rec.Code != 200 {
+			t.Fatalf("certs: %d %v", rec.Code, err)
+		}
+		block, _ := pem.Decode([]byte(certs[kidOf(t, tok)]))
+		if block == nil {
+			t.Fatalf("no certificate for kid %q in %v", kidOf(t, tok), certs)
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		jws, err := jose.ParseSigned(tok, []jose.SignatureAlgorithm{jose.RS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := jws.Verify(cert.PublicKey); err != nil {
+			t.Errorf("token does not verify with its kid's certificate: %v", err)
+		}
+	}
+	check(mint(t, iss, issuer.Claims{}))
+	if err := iss.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	check(mint(t, iss, issuer.Claims{}))
 }

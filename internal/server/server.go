@@ -429,6 +429,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	mux.HandleFunc("GET /.well-known/openid-configuration", iss.Discovery)
 	mux.HandleFunc("GET /oauth2/v3/certs", iss.JWKS)
+	mux.HandleFunc("GET /oauth2/v1/certs", iss.Certs)
 	mux.Handle("/", adminAPI)
 	signIn.APIRoutes(mux)                                                                       // IAP sign-in pages and keys
 	mux.Handle("GET "+BackupPath, backupHandler(st, verifier, log.With("component", "backup"))) // backup.go
