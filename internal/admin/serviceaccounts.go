@@ -203,6 +203,42 @@ func (c *Core) GetServiceAccount(ctx context.Context, caller *Caller, project, r
 	return &sa, nil
 }
 
+// UpdateServiceAccount changes an account's display name and description,
+// the fields mask names ("displayName", "description"; empty: both). Other
+// fields are Google's or Usher's to set, and are refused.
+func (c *Core) UpdateServiceAccount(ctx context.Context, caller *Caller, project, ref, displayName, description string, mask []string) (*apis.ServiceAccount, error) {
+	if len(mask) == 0 {
+		mask = []string{"displayName", "description"}
+	}
+	for _, f := range mask {
+		if f != "displayName" && f != "description" {
+			return nil, InvalidArgument("updateMask: field %q cannot be updated (only displayName and description)", f)
+		}
+	}
+	if len(displayName) > 100 || len(description) > 256 {
+		return nil, InvalidArgument("displayName is at most 100 characters, description at most 256")
+	}
+	t, sa, rev, err := c.authorizeAccount(ctx, caller, project, ref, iam.PermSAUpdate)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range mask {
+		if f == "displayName" {
+			sa.DisplayName = displayName
+		} else {
+			sa.Description = description
+		}
+	}
+	_, err = c.commit(ctx, caller, change{
+		writes: []write{{key: state.ServiceAccountKey(sa.ProjectID, sa.Email), value: &sa, expected: rev}},
+		record: audit.Record{Kind: audit.KindServiceAccountUpdate, Permission: iam.PermSAUpdate, Resource: t.Resource, Details: &audit.Details{Email: sa.Email}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &sa, nil
+}
+
 // SetServiceAccountDisabled disables or enables an account.
 func (c *Core) SetServiceAccountDisabled(ctx context.Context, caller *Caller, project, ref string, disabled bool) (*apis.ServiceAccount, error) {
 	perm, kind := iam.PermSAEnable, audit.KindServiceAccountEnable

@@ -107,6 +107,7 @@ func (a *API) routes() {
 	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountGetOrPolicy))
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountMethod))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.deleteServiceAccount))
+	m.Handle("PATCH /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.patchServiceAccount))
 	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.listServiceAccountKeys)) // keys.go
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.createServiceAccountKey))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}/keys/{key}", a.authed(a.deleteServiceAccountKey))

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/usher-run/usher/internal/admin"
@@ -46,6 +47,33 @@ func (a *API) serviceAccountGetOrPolicy(w http.ResponseWriter, r *http.Request, 
 		return writeJSON(w, http.StatusOK, sa)
 	}
 	return a.serviceAccountMethod(w, r, c)
+}
+
+// patchServiceAccount answers PATCH …/serviceAccounts/SA (gcloud iam
+// service-accounts update): {serviceAccount: {displayName, description},
+// updateMask}.
+func (a *API) patchServiceAccount(w http.ResponseWriter, r *http.Request, c *caller) error {
+	var req struct {
+		ServiceAccount struct {
+			DisplayName string `json:"displayName"`
+			Description string `json:"description"`
+		} `json:"serviceAccount"`
+		UpdateMask string `json:"updateMask"`
+	}
+	if err := decodeBody(r, &req); err != nil {
+		return err
+	}
+	var mask []string
+	for f := range strings.SplitSeq(req.UpdateMask, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			mask = append(mask, f)
+		}
+	}
+	sa, err := a.cfg.Core.UpdateServiceAccount(r.Context(), c, r.PathValue("project"), r.PathValue("sa"), req.ServiceAccount.DisplayName, req.ServiceAccount.Description, mask)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, sa)
 }
 
 func (a *API) serviceAccountMethod(w http.ResponseWriter, r *http.Request, c *caller) error {

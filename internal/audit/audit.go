@@ -73,6 +73,7 @@ const (
 	KindServiceAccountUndelete  = "serviceAccount.undelete"
 	KindServiceAccountDisable   = "serviceAccount.disable"
 	KindServiceAccountEnable    = "serviceAccount.enable"
+	KindServiceAccountUpdate    = "serviceAccount.update"
 	KindServiceAccountKeyCreate = "serviceAccountKey.create"
 	KindServiceAccountKeyDelete = "serviceAccountKey.delete"
 	// KindConsoleImpersonate is a console sign-in as another principal.

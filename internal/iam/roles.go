@@ -63,6 +63,7 @@ const (
 	PermSADisable              = "iam.serviceAccounts.disable"
 	PermSAEnable               = "iam.serviceAccounts.enable"
 	PermSAUndelete             = "iam.serviceAccounts.undelete"
+	PermSAUpdate               = "iam.serviceAccounts.update"
 	PermSAKeysCreate           = "iam.serviceAccountKeys.create"
 	PermSAKeysList             = "iam.serviceAccountKeys.list"
 	PermSAKeysDelete           = "iam.serviceAccountKeys.delete"
@@ -178,7 +179,7 @@ func Predefined() *Roles {
 	return NewRoles(
 		&Role{Name: "roles/owner", Title: "Owner", Description: "Full access to all resources.", all: true},
 		&Role{Name: "roles/editor", Title: "Editor", Description: "Edit access to all resources; cannot change IAM policies.",
-			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAActAs, PermLogEntriesList, PermServiceUsageEnable, PermServiceUsageDisable})},
+			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAUpdate, PermSAActAs, PermLogEntriesList, PermServiceUsageEnable, PermServiceUsageDisable})},
 		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
 			Permissions: cat(runRead, projectRead, saRead, rolesRead, []string{PermProjectsGetIamPolicy, PermLogEntriesList})},
 		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
@@ -200,7 +201,7 @@ func Predefined() *Roles {
 		&Role{Name: "roles/iam.serviceAccountUser", Title: "Service Account User", Description: "Run operations as the service account.",
 			Permissions: cat(saRead, []string{PermSAActAs})},
 		&Role{Name: "roles/iam.serviceAccountAdmin", Title: "Service Account Admin", Description: "Create and manage service accounts.",
-			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAGetIamPolicy, PermSASetIamPolicy, PermSADisable, PermSAEnable, PermSAUndelete})},
+			Permissions: cat(saRead, []string{PermSACreate, PermSADelete, PermSAUpdate, PermSAGetIamPolicy, PermSASetIamPolicy, PermSADisable, PermSAEnable, PermSAUndelete})},
 		&Role{Name: "roles/iam.serviceAccountKeyAdmin", Title: "Service Account Key Admin", Description: "Create and manage (and rotate) service account keys.",
 			Permissions: cat(saRead, []string{PermSAKeysCreate, PermSAKeysList, PermSAKeysDelete})},
 		&Role{Name: "roles/iam.roleAdmin", Title: "Role Administrator", Description: "Access to all custom roles in the project.",

@@ -163,6 +163,18 @@ func TestGcloudIAM(t *testing.T) {
 				t.Errorf("%s\nwant %q", r, want)
 			}
 		}
+		// A principal without iam.serviceAccounts.update (reader holds
+		// only run.invoker on a service) changes nothing.
+		if r := e.gcloud("iam", "service-accounts", "update", sa, "--display-name=Hijacked", "--impersonate-service-account="+reader); r.code == 0 || !strings.Contains(r.out(), "PERMISSION_DENIED") {
+			t.Errorf("%s\nupdate by a principal without the permission: want PERMISSION_DENIED", r)
+		}
+		e.mustGcloud("iam", "service-accounts", "update", sa, "--display-name=Renamed SA", "--description=Kept for a test")
+		r = e.mustGcloud("iam", "service-accounts", "describe", sa)
+		for _, want := range []string{"displayName: Renamed SA", "description: Kept for a test"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("%s\nafter update, want %q", r, want)
+			}
+		}
 		r = e.mustGcloud("iam", "service-accounts", "delete", sa, "--quiet")
 		if !strings.Contains(r.out(), "deleted service account ["+sa+"]") {
 			t.Errorf("%s\nwant \"deleted service account [%s]\"", r, sa)
