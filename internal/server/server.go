@@ -297,7 +297,7 @@ func Run(ctx context.Context, cfg Config) error {
 	identity := runtimeIdentity(st, md, runtimes)
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
-		Identity:         identity,
+		Identity:         func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) { return identity(pool.Key(rev), rev) },
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Output:           serviceLogs,
 		Log:              log.With("component", "instance"),
@@ -613,7 +613,11 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 // That needs the runtime to address containers by IP; where it does not
 // (Docker Desktop, a rootless engine), or without an engine, a container
 // revision gets no GCE_METADATA_HOST.
-func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) func(*apis.Revision) ([]runtime.EnvVar, func(), error) {
+//
+// key is what the runtime records for the instances (runtime.InstanceSpec.Key):
+// a revision's pool key, or a job execution's runtime.ExecutionKey, never
+// the same for the two.
+func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) func(key string, rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
 	// One listener per kind of instance, shared by every revision.
 	var processes, containers *metadata.Network
 	if p, ok := rts.Process.(*process.Runtime); ok {
@@ -637,7 +641,7 @@ func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) f
 			return p.Key, ok
 		})}
 	}
-	return func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
+	return func(key string, rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
 		network := containers
 		if runtime.IsFileImage(rev.Spec.Containers[0].Image) {
 			network = processes
@@ -659,7 +663,7 @@ func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) f
 			sa.UniqueID = "" // a deleted or external account: sub is the email
 		}
 		reg, err := md.Register(network, metadata.Identity{
-			Key:            pool.Key(rev),
+			Key:            key,
 			ServiceAccount: email,
 			UniqueID:       sa.UniqueID,
 			ProjectID:      project,
