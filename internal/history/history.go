@@ -639,11 +639,26 @@ func percentiles(h *[latencyBuckets]uint32) Percentiles {
 
 // clientCounts counts anonymous requests per client address over two
 // 10-minute windows (the current one and the one before), at most
-// maxClients addresses each: past that, new addresses are not counted (the
-// busiest got in early or fill the next window).
+// maxClients addresses each. A full window counts a new address in place of
+// its least-counted one, which the newcomer's count starts from
+// (Space-Saving): whoever sent more than 1/maxClients of a window's
+// requests is always listed, however many addresses came first (a flooder
+// cannot hide behind one request from each of many addresses), and a
+// count is at most the true one plus the least count when it came in.
 type clientCounts struct {
 	window    int64
-	cur, prev map[netip.Addr]uint64
+	cur, prev clientTable
+}
+
+// clientTable is one window's counts: index maps an address to its slot.
+type clientTable struct {
+	index map[netip.Addr]int
+	slots []clientSlot
+}
+
+type clientSlot struct {
+	addr netip.Addr
+	n    uint64
 }
 
 const (
@@ -651,8 +666,38 @@ const (
 	maxClients   = 512
 )
 
+func (t *clientTable) clear() {
+	if t.index == nil {
+		t.index = map[netip.Addr]int{}
+	}
+	clear(t.index)
+	t.slots = t.slots[:0]
+}
+
+func (t *clientTable) add(a netip.Addr) {
+	if i, ok := t.index[a]; ok {
+		t.slots[i].n++
+		return
+	}
+	if len(t.slots) < maxClients {
+		t.index[a] = len(t.slots)
+		t.slots = append(t.slots, clientSlot{a, 1})
+		return
+	}
+	least := 0
+	for i := range t.slots {
+		if t.slots[i].n < t.slots[least].n {
+			least = i
+		}
+	}
+	delete(t.index, t.slots[least].addr)
+	t.index[a] = least
+	t.slots[least] = clientSlot{a, t.slots[least].n + 1}
+}
+
 func (c *clientCounts) reset() {
-	c.cur, c.prev = map[netip.Addr]uint64{}, map[netip.Addr]uint64{}
+	c.cur.clear()
+	c.prev.clear()
 }
 
 func (c *clientCounts) roll(now int64) {
@@ -660,7 +705,8 @@ func (c *clientCounts) roll(now int64) {
 	switch {
 	case w == c.window:
 	case w == c.window+clientWindow:
-		c.prev, c.cur = c.cur, map[netip.Addr]uint64{}
+		c.prev, c.cur = c.cur, c.prev
+		c.cur.clear()
 		c.window = w
 	default:
 		c.reset()
@@ -670,19 +716,17 @@ func (c *clientCounts) roll(now int64) {
 
 func (c *clientCounts) add(a netip.Addr, now int64) {
 	c.roll(now)
-	if _, ok := c.cur[a]; ok || len(c.cur) < maxClients {
-		c.cur[a]++
-	}
+	c.cur.add(a)
 }
 
 func (c *clientCounts) top(now int64, n int) []Client {
 	c.roll(now)
 	sum := map[netip.Addr]uint64{}
-	for a, v := range c.prev {
-		sum[a] += v
+	for _, sl := range c.prev.slots {
+		sum[sl.addr] += sl.n
 	}
-	for a, v := range c.cur {
-		sum[a] += v
+	for _, sl := range c.cur.slots {
+		sum[sl.addr] += sl.n
 	}
 	out := make([]Client, 0, len(sum))
 	for a, v := range sum {
