@@ -177,6 +177,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.checkOrgPolicyFile(); err != nil { // orgpolicy.go
 		return err
 	}
+	// The node's name is a segment of store keys (metrics history chunks
+	// metrics/…/NODE/…, lock owners): with a "/" one node's keys would fall
+	// under another's prefix ("a" would list, and delete, "a/b"'s).
+	if cfg.NodeName == "" || strings.ContainsAny(cfg.NodeName, "/ \t\r\n") {
+		return fmt.Errorf("--node-name %q: want a name without '/' or spaces (default: the hostname)", cfg.NodeName)
+	}
 	log := cfg.Log.With("node", cfg.NodeName)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
