@@ -145,11 +145,10 @@ func (r *ring) at(now int64) *bucket {
 
 // series is one service's rings and clients on this node.
 type series struct {
-	mu        sync.Mutex
-	rings     [len(resolutions)]ring
-	clients   clientCounts
-	billable  time.Duration // the pool's cumulative figure last seen
-	forgotten bool          // the service is gone: delete its chunks
+	mu       sync.Mutex
+	rings    [len(resolutions)]ring
+	clients  clientCounts
+	billable time.Duration // the pool's cumulative figure last seen
 }
 
 func newSeries() *series {
@@ -170,6 +169,11 @@ type Recorder struct {
 	seed maphash.Seed
 
 	shards [64]shard
+
+	// gone are services forgotten (deleted) whose chunks this node has
+	// still to delete at the next Flush.
+	goneMu sync.Mutex
+	gone   map[Key]bool
 }
 
 type shard struct {
@@ -179,7 +183,7 @@ type shard struct {
 
 // New returns a Recorder for node's share, stored in st.
 func New(st store.Store, node string) *Recorder {
-	r := &Recorder{st: st, node: node, now: time.Now, seed: maphash.MakeSeed()}
+	r := &Recorder{st: st, node: node, now: time.Now, seed: maphash.MakeSeed(), gone: map[Key]bool{}}
 	for i := range r.shards {
 		r.shards[i].m = map[Key]*series{}
 	}
@@ -219,7 +223,6 @@ func (r *Recorder) Record(k Key, smp Sample) {
 	class := smp.Status/100 - 2
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.forgotten = false
 	for i := range s.rings {
 		b := s.rings[i].at(now)
 		b.Decisions[smp.Decision]++
@@ -265,14 +268,18 @@ func (r *Recorder) Instances(k Key, instances int, billable time.Duration) {
 	}
 }
 
-// Forget marks k's history for deletion (the service is gone): its chunks
-// are deleted at the next Flush, unless it records again first.
+// Forget drops k's history (the service is gone): at once from memory, and
+// its chunks at the next Flush. A service created again under the name
+// starts afresh, whatever it records before that Flush: it never shows the
+// deleted one's requests or clients.
 func (r *Recorder) Forget(k Key) {
-	if s := r.get(k, false); s != nil {
-		s.mu.Lock()
-		s.forgotten = true
-		s.mu.Unlock()
-	}
+	sh := r.shard(k)
+	sh.mu.Lock()
+	delete(sh.m, k)
+	sh.mu.Unlock()
+	r.goneMu.Lock()
+	r.gone[k] = true
+	r.goneMu.Unlock()
 }
 
 func latencyBucket(d time.Duration) int {
@@ -297,6 +304,37 @@ func chunkKey(k Key, node string, step, start int64) string {
 func (r *Recorder) Flush(ctx context.Context) error {
 	now := r.now().Unix()
 	var errs []error
+	r.goneMu.Lock()
+	gone := make([]Key, 0, len(r.gone))
+	for k := range r.gone {
+		gone = append(gone, k)
+	}
+	clear(r.gone)
+	r.goneMu.Unlock()
+	for _, k := range gone {
+		if err := r.deleteOwn(ctx, k, func(int64, int64) bool { return true }); err != nil {
+			r.goneMu.Lock()
+			r.gone[k] = true // next time
+			r.goneMu.Unlock()
+			errs = append(errs, err)
+			continue
+		}
+		// Recorded since under the name (created again): its chunks went
+		// too, and are written again below.
+		if s := r.get(k, false); s != nil {
+			s.mu.Lock()
+			for i := range s.rings {
+				rg := &s.rings[i]
+				span := rg.res.step * chunkSlots
+				for _, b := range rg.slots {
+					if b.Start != 0 {
+						rg.dirty[b.Start-b.Start%span] = true
+					}
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.RLock()
@@ -320,16 +358,6 @@ func (r *Recorder) flushSeries(ctx context.Context, k Key, now int64) error {
 		return nil
 	}
 	s.mu.Lock()
-	if s.forgotten {
-		s.mu.Unlock()
-		sh := r.shard(k)
-		sh.mu.Lock()
-		if sh.m[k] == s {
-			delete(sh.m, k)
-		}
-		sh.mu.Unlock()
-		return r.deleteOwn(ctx, k, func(int64, int64) bool { return true })
-	}
 	var ops []store.Op
 	for i := range s.rings {
 		rg := &s.rings[i]
@@ -422,6 +450,12 @@ func (r *Recorder) Load(ctx context.Context, exists func(Key) bool) error {
 	if err != nil {
 		return err
 	}
+	gone := map[Key]bool{}
+	defer func() {
+		for k := range gone {
+			r.Forget(k)
+		}
+	}()
 	for _, e := range entries {
 		k, node, step, _, ok := splitChunkKey(e.Key)
 		if !ok || node != r.node {
@@ -448,10 +482,10 @@ func (r *Recorder) Load(ctx context.Context, exists func(Key) bool) error {
 				}
 			}
 		}
-		if exists != nil && !exists(k) {
-			s.forgotten = true
-		}
 		s.mu.Unlock()
+		if exists != nil && !exists(k) {
+			gone[k] = true
+		}
 	}
 	return nil
 }

@@ -275,3 +275,43 @@ func BenchmarkRecordFreshClients(b *testing.B) {
 		r.Record(svc, smp)
 	}
 }
+
+// A service deleted and created again under its name (by someone else,
+// maybe) before the next flush starts with no history: none of the old
+// service's requests or anonymous client addresses show on the new one,
+// in memory or, after the flush, in the store.
+func TestRecreatedServiceStartsAfresh(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	clock := &at{time.Unix(1_800_000_000, 0)}
+	r := newRecorder(st, "a", clock)
+	traffic(r)
+	r.Record(svc, Sample{Decision: Allowed, Status: 200, Anonymous: true, Client: netip.MustParseAddr("192.0.2.44")})
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Forget(svc)                                         // deleted
+	r.Record(svc, Sample{Decision: Allowed, Status: 200}) // created again, called once
+	check := func(when string) {
+		t.Helper()
+		res, err := r.Query(ctx, svc, "1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := res.Summary.Requests["allowed"]; n != 1 || len(res.BusiestClients) != 0 {
+			t.Errorf("%s: the new service shows %d allowed requests and clients %v; want 1 and none", when, n, res.BusiestClients)
+		}
+	}
+	check("before the flush")
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after the flush")
+	fresh := newRecorder(st, "a", clock)
+	if err := fresh.Load(ctx, func(Key) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := fresh.Query(ctx, svc, "1h"); res.Summary.Requests["allowed"] != 1 {
+		t.Errorf("after a restart: %d allowed requests, want 1", res.Summary.Requests["allowed"])
+	}
+}
