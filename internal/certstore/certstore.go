@@ -244,8 +244,18 @@ func (s *Storage) Lock(ctx context.Context, name string) error {
 	}
 }
 
-// TryLock implements certmagic.TryLocker.
+// TryLock implements certmagic.TryLocker. A lock this process holds is
+// not free, even when its record went stale (the store was unreachable for
+// a lease): its holder is alive and will Unlock it, and Unlock names only
+// the lock, so a second holder here would be released by the first one's
+// Unlock while it still works under the lock.
 func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
+	s.mu.Lock()
+	_, ours := s.held[name]
+	s.mu.Unlock()
+	if ours {
+		return false, nil
+	}
 	key := LocksPrefix + name
 	expected := store.MustNotExist
 	e, err := s.st.Get(ctx, key)
@@ -269,8 +279,11 @@ func (s *Storage) TryLock(ctx context.Context, name string) (bool, error) {
 	}
 	h := &heldLock{key: key, revision: rev, lease: s.lease, stop: make(chan struct{})}
 	s.mu.Lock()
-	if old := s.held[name]; old != nil {
-		close(old.stop) // ours but stale: the new record replaces it
+	if s.held[name] != nil {
+		// Another holder here got it meanwhile (by its own takeover): the
+		// compare-and-swap above cannot have succeeded for both.
+		s.mu.Unlock()
+		return false, fmt.Errorf("certstore: lock %q taken twice in this process", name)
 	}
 	s.held[name] = h
 	s.mu.Unlock()

@@ -193,3 +193,47 @@ func FuzzStoreKey(f *testing.F) {
 		}
 	})
 }
+
+// Two holders in one process (certmagic's renewal and an on-demand
+// issuance of one name both lock it): when the first one's record goes
+// stale (the store was unreachable for a lease), the second must not take
+// it over while the first still works under it, else the first one's
+// Unlock, which names only the lock, releases the second's and a third
+// (another node) gets in while the second still holds.
+func TestStaleOwnLockNotTakenOverInProcess(t *testing.T) {
+	ctx := context.Background()
+	ss := newStorages(t, 2)
+	a, other := ss[0], ss[1]
+	a.lease = time.Hour // no refresh during the test: the record stays as written
+	if ok, err := a.TryLock(ctx, "issue_cert_x"); !ok || err != nil {
+		t.Fatalf("first holder's TryLock = %v, %v", ok, err)
+	}
+	// The first holder's record went stale (its refreshes failed).
+	stale, _ := json.Marshal(lockRecord{Owner: "a", Expires: time.Now().Add(-time.Second)})
+	a.mu.Lock()
+	h := a.held["issue_cert_x"]
+	a.mu.Unlock()
+	h.mu.Lock()
+	rev, err := a.st.Put(ctx, LocksPrefix+"issue_cert_x", stale, h.revision)
+	if err == nil {
+		h.revision = rev
+	}
+	h.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	secondGot, err := a.TryLock(ctx, "issue_cert_x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Unlock(ctx, "issue_cert_x"); err != nil { // the first holder is done
+		t.Fatal(err)
+	}
+	if !secondGot {
+		return // the second waits for the first: nothing more to check
+	}
+	// The second holder still holds: nobody else may get the lock.
+	if ok, err := other.TryLock(ctx, "issue_cert_x"); ok || err != nil {
+		t.Fatalf("another node got the lock while this process's second holder holds it: %v, %v", ok, err)
+	}
+}

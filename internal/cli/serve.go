@@ -53,7 +53,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.TrustedProxies, "trusted-proxies", "", "CIDR,... of reverse proxies whose X-Forwarded-For names the client that anonymous rate limits charge (default: none; the connection's peer is charged)")
 	f.StringArrayVar(&cfg.TrustedIssuers, "trusted-issuer", nil, "an external OIDC issuer URL whose identity tokens the gateway accepts (repeatable; groups from the \"groups\" claim)")
 	f.DurationVar(&cfg.MaxStaleness, "max-staleness", 5*time.Second, "with an etcd store: how long this node serves after it last confirmed its state is current; after that every service request gets 503 and /readyz fails until it catches up")
-	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in logs (default: the hostname)")
+	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in logs and in the store's per-node keys, no '/' or spaces (default: the hostname)")
 	f.StringArrayVar(&cfg.ProcessImageDirs, "process-images", nil, "a directory whose executables anyone allowed to deploy may run as file:// images (repeatable); other file:// images need usher.hostExecutables.run (roles/run.admin, roles/owner)")
 	f.IntVar(&cfg.DenialMaxRecords, "audit-max-denials", 0, "how many refused invocations the audit trail keeps, apart from admin records (default 50000)")
 	f.BoolVar(&cfg.Reinitialize, "reinitialize", false, "start over on a data dir whose usher.db is missing, empty or corrupt (the file is moved aside; every service, policy and credential in it is lost)")

@@ -145,11 +145,10 @@ func (r *ring) at(now int64) *bucket {
 
 // series is one service's rings and clients on this node.
 type series struct {
-	mu        sync.Mutex
-	rings     [len(resolutions)]ring
-	clients   clientCounts
-	billable  time.Duration // the pool's cumulative figure last seen
-	forgotten bool          // the service is gone: delete its chunks
+	mu       sync.Mutex
+	rings    [len(resolutions)]ring
+	clients  clientCounts
+	billable time.Duration // the pool's cumulative figure last seen
 }
 
 func newSeries() *series {
@@ -170,6 +169,11 @@ type Recorder struct {
 	seed maphash.Seed
 
 	shards [64]shard
+
+	// gone are services forgotten (deleted) whose chunks this node has
+	// still to delete at the next Flush.
+	goneMu sync.Mutex
+	gone   map[Key]bool
 }
 
 type shard struct {
@@ -179,7 +183,7 @@ type shard struct {
 
 // New returns a Recorder for node's share, stored in st.
 func New(st store.Store, node string) *Recorder {
-	r := &Recorder{st: st, node: node, now: time.Now, seed: maphash.MakeSeed()}
+	r := &Recorder{st: st, node: node, now: time.Now, seed: maphash.MakeSeed(), gone: map[Key]bool{}}
 	for i := range r.shards {
 		r.shards[i].m = map[Key]*series{}
 	}
@@ -219,7 +223,6 @@ func (r *Recorder) Record(k Key, smp Sample) {
 	class := smp.Status/100 - 2
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.forgotten = false
 	for i := range s.rings {
 		b := s.rings[i].at(now)
 		b.Decisions[smp.Decision]++
@@ -265,14 +268,18 @@ func (r *Recorder) Instances(k Key, instances int, billable time.Duration) {
 	}
 }
 
-// Forget marks k's history for deletion (the service is gone): its chunks
-// are deleted at the next Flush, unless it records again first.
+// Forget drops k's history (the service is gone): at once from memory, and
+// its chunks at the next Flush. A service created again under the name
+// starts afresh, whatever it records before that Flush: it never shows the
+// deleted one's requests or clients.
 func (r *Recorder) Forget(k Key) {
-	if s := r.get(k, false); s != nil {
-		s.mu.Lock()
-		s.forgotten = true
-		s.mu.Unlock()
-	}
+	sh := r.shard(k)
+	sh.mu.Lock()
+	delete(sh.m, k)
+	sh.mu.Unlock()
+	r.goneMu.Lock()
+	r.gone[k] = true
+	r.goneMu.Unlock()
 }
 
 func latencyBucket(d time.Duration) int {
@@ -297,6 +304,37 @@ func chunkKey(k Key, node string, step, start int64) string {
 func (r *Recorder) Flush(ctx context.Context) error {
 	now := r.now().Unix()
 	var errs []error
+	r.goneMu.Lock()
+	gone := make([]Key, 0, len(r.gone))
+	for k := range r.gone {
+		gone = append(gone, k)
+	}
+	clear(r.gone)
+	r.goneMu.Unlock()
+	for _, k := range gone {
+		if err := r.deleteOwn(ctx, k, func(int64, int64) bool { return true }); err != nil {
+			r.goneMu.Lock()
+			r.gone[k] = true // next time
+			r.goneMu.Unlock()
+			errs = append(errs, err)
+			continue
+		}
+		// Recorded since under the name (created again): its chunks went
+		// too, and are written again below.
+		if s := r.get(k, false); s != nil {
+			s.mu.Lock()
+			for i := range s.rings {
+				rg := &s.rings[i]
+				span := rg.res.step * chunkSlots
+				for _, b := range rg.slots {
+					if b.Start != 0 {
+						rg.dirty[b.Start-b.Start%span] = true
+					}
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
 	for i := range r.shards {
 		sh := &r.shards[i]
 		sh.mu.RLock()
@@ -320,16 +358,6 @@ func (r *Recorder) flushSeries(ctx context.Context, k Key, now int64) error {
 		return nil
 	}
 	s.mu.Lock()
-	if s.forgotten {
-		s.mu.Unlock()
-		sh := r.shard(k)
-		sh.mu.Lock()
-		if sh.m[k] == s {
-			delete(sh.m, k)
-		}
-		sh.mu.Unlock()
-		return r.deleteOwn(ctx, k, func(int64, int64) bool { return true })
-	}
 	var ops []store.Op
 	for i := range s.rings {
 		rg := &s.rings[i]
@@ -422,6 +450,12 @@ func (r *Recorder) Load(ctx context.Context, exists func(Key) bool) error {
 	if err != nil {
 		return err
 	}
+	gone := map[Key]bool{}
+	defer func() {
+		for k := range gone {
+			r.Forget(k)
+		}
+	}()
 	for _, e := range entries {
 		k, node, step, _, ok := splitChunkKey(e.Key)
 		if !ok || node != r.node {
@@ -448,10 +482,10 @@ func (r *Recorder) Load(ctx context.Context, exists func(Key) bool) error {
 				}
 			}
 		}
-		if exists != nil && !exists(k) {
-			s.forgotten = true
-		}
 		s.mu.Unlock()
+		if exists != nil && !exists(k) {
+			gone[k] = true
+		}
 	}
 	return nil
 }
@@ -639,11 +673,26 @@ func percentiles(h *[latencyBuckets]uint32) Percentiles {
 
 // clientCounts counts anonymous requests per client address over two
 // 10-minute windows (the current one and the one before), at most
-// maxClients addresses each: past that, new addresses are not counted (the
-// busiest got in early or fill the next window).
+// maxClients addresses each. A full window counts a new address in place of
+// its least-counted one, which the newcomer's count starts from
+// (Space-Saving): whoever sent more than 1/maxClients of a window's
+// requests is always listed, however many addresses came first (a flooder
+// cannot hide behind one request from each of many addresses), and a
+// count is at most the true one plus the least count when it came in.
 type clientCounts struct {
 	window    int64
-	cur, prev map[netip.Addr]uint64
+	cur, prev clientTable
+}
+
+// clientTable is one window's counts: index maps an address to its slot.
+type clientTable struct {
+	index map[netip.Addr]int
+	slots []clientSlot
+}
+
+type clientSlot struct {
+	addr netip.Addr
+	n    uint64
 }
 
 const (
@@ -651,8 +700,38 @@ const (
 	maxClients   = 512
 )
 
+func (t *clientTable) clear() {
+	if t.index == nil {
+		t.index = map[netip.Addr]int{}
+	}
+	clear(t.index)
+	t.slots = t.slots[:0]
+}
+
+func (t *clientTable) add(a netip.Addr) {
+	if i, ok := t.index[a]; ok {
+		t.slots[i].n++
+		return
+	}
+	if len(t.slots) < maxClients {
+		t.index[a] = len(t.slots)
+		t.slots = append(t.slots, clientSlot{a, 1})
+		return
+	}
+	least := 0
+	for i := range t.slots {
+		if t.slots[i].n < t.slots[least].n {
+			least = i
+		}
+	}
+	delete(t.index, t.slots[least].addr)
+	t.index[a] = least
+	t.slots[least] = clientSlot{a, t.slots[least].n + 1}
+}
+
 func (c *clientCounts) reset() {
-	c.cur, c.prev = map[netip.Addr]uint64{}, map[netip.Addr]uint64{}
+	c.cur.clear()
+	c.prev.clear()
 }
 
 func (c *clientCounts) roll(now int64) {
@@ -660,7 +739,8 @@ func (c *clientCounts) roll(now int64) {
 	switch {
 	case w == c.window:
 	case w == c.window+clientWindow:
-		c.prev, c.cur = c.cur, map[netip.Addr]uint64{}
+		c.prev, c.cur = c.cur, c.prev
+		c.cur.clear()
 		c.window = w
 	default:
 		c.reset()
@@ -670,19 +750,17 @@ func (c *clientCounts) roll(now int64) {
 
 func (c *clientCounts) add(a netip.Addr, now int64) {
 	c.roll(now)
-	if _, ok := c.cur[a]; ok || len(c.cur) < maxClients {
-		c.cur[a]++
-	}
+	c.cur.add(a)
 }
 
 func (c *clientCounts) top(now int64, n int) []Client {
 	c.roll(now)
 	sum := map[netip.Addr]uint64{}
-	for a, v := range c.prev {
-		sum[a] += v
+	for _, sl := range c.prev.slots {
+		sum[sl.addr] += sl.n
 	}
-	for a, v := range c.cur {
-		sum[a] += v
+	for _, sl := range c.cur.slots {
+		sum[sl.addr] += sl.n
 	}
 	out := make([]Client, 0, len(sum))
 	for a, v := range sum {

@@ -219,3 +219,99 @@ func BenchmarkRecord(b *testing.B) {
 		r.Record(svc, smp)
 	}
 }
+
+// Attacker's view: a flooder first sends one request from each of many
+// fresh addresses (an IPv6 prefix has plenty), filling the client table,
+// then floods from one more address. The flooder must still be listed
+// first among the busiest clients, in this window and the next.
+func TestFlooderListedAfterTableFilled(t *testing.T) {
+	clock := &at{time.Unix(1_700_000_000, 0)}
+	clock.t = clock.t.Add(-time.Duration(clock.t.Unix()%clientWindow) * time.Second) // a window's start
+	r := newRecorder(openStore(t), "a", clock)
+	base := netip.MustParseAddr("2001:db8::")
+	decoy := func(i int) netip.Addr {
+		b := base.As16()
+		b[14], b[15] = byte(i>>8), byte(i)
+		return netip.AddrFrom16(b)
+	}
+	flooder := netip.MustParseAddr("198.51.100.7")
+	anon := func(a netip.Addr) { r.Record(svc, Sample{Decision: Allowed, Status: 200, Anonymous: true, Client: a}) }
+	for round := range 2 {
+		for i := range 4 * maxClients {
+			anon(decoy(round*4*maxClients + i))
+		}
+		for range 1000 {
+			anon(flooder)
+		}
+		res, err := r.Query(context.Background(), svc, "1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.BusiestClients) == 0 || res.BusiestClients[0].Address != flooder.String() || res.BusiestClients[0].Requests < 1000 {
+			t.Fatalf("window %d: busiest clients %v, want %s first with at least 1000", round, res.BusiestClients, flooder)
+		}
+		clock.t = clock.t.Add(clientWindow * time.Second)
+	}
+}
+
+// BenchmarkRecordFreshClients is the worst case of an anonymous flood:
+// every request from a new address, the client table full.
+func BenchmarkRecordFreshClients(b *testing.B) {
+	r := New(nil, "a")
+	smp := Sample{Decision: Allowed, Status: 200, Anonymous: true}
+	var i uint32
+	next := func() netip.Addr {
+		i++
+		return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+	}
+	for range 2 * maxClients {
+		smp.Client = next()
+		r.Record(svc, smp)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		smp.Client = next()
+		r.Record(svc, smp)
+	}
+}
+
+// A service deleted and created again under its name (by someone else,
+// maybe) before the next flush starts with no history: none of the old
+// service's requests or anonymous client addresses show on the new one,
+// in memory or, after the flush, in the store.
+func TestRecreatedServiceStartsAfresh(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	clock := &at{time.Unix(1_800_000_000, 0)}
+	r := newRecorder(st, "a", clock)
+	traffic(r)
+	r.Record(svc, Sample{Decision: Allowed, Status: 200, Anonymous: true, Client: netip.MustParseAddr("192.0.2.44")})
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Forget(svc)                                         // deleted
+	r.Record(svc, Sample{Decision: Allowed, Status: 200}) // created again, called once
+	check := func(when string) {
+		t.Helper()
+		res, err := r.Query(ctx, svc, "1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := res.Summary.Requests["allowed"]; n != 1 || len(res.BusiestClients) != 0 {
+			t.Errorf("%s: the new service shows %d allowed requests and clients %v; want 1 and none", when, n, res.BusiestClients)
+		}
+	}
+	check("before the flush")
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after the flush")
+	fresh := newRecorder(st, "a", clock)
+	if err := fresh.Load(ctx, func(Key) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := fresh.Query(ctx, svc, "1h"); res.Summary.Requests["allowed"] != 1 {
+		t.Errorf("after a restart: %d allowed requests, want 1", res.Summary.Requests["allowed"])
+	}
+}

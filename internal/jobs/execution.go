@@ -39,6 +39,10 @@ func (ex *execution) cancelled() bool {
 	}
 }
 
+// runtimeKey names the execution's tasks to the runtime and its identity to the
+// metadata server; never a revision's key (runtime.ExecutionKey).
+func (ex *execution) runtimeKey() string { return runtime.ExecutionKey(ex.project, ex.region, ex.name) }
+
 // run runs the tasks, parallelism at a time, then finishes the execution.
 func (ex *execution) run(ctx context.Context) {
 	r := ex.r
@@ -46,7 +50,7 @@ func (ex *execution) run(ctx context.Context) {
 	var extra []runtime.EnvVar
 	if r.cfg.Identity != nil {
 		ts := ex.spec.Template.Spec
-		env, release, err := r.cfg.Identity(&apis.Revision{
+		env, release, err := r.cfg.Identity(ex.runtimeKey(), &apis.Revision{
 			Metadata: apis.ObjectMeta{Name: ex.name, Namespace: ex.project, Labels: map[string]string{apis.LabelLocation: ex.region, apis.LabelService: ex.job}},
 			Spec:     apis.RevisionSpec{ServiceAccountName: ts.ServiceAccountName, Containers: ts.Containers},
 		})
@@ -128,7 +132,7 @@ func (ex *execution) runTask(ctx context.Context, i int32, extra []runtime.EnvVa
 		}
 		spec := runtime.InstanceSpec{
 			Image: c.Image, Command: c.Command, Args: c.Args, Env: env,
-			Revision: ex.name, Key: runtime.RevisionKey(ex.project, ex.region, ex.name),
+			Revision: ex.name, Key: ex.runtimeKey(),
 			RunToCompletion: true, StopGrace: r.cfg.StopGrace,
 			ExtraEnv: append(append([]runtime.EnvVar{}, extra...),
 				runtime.EnvVar{Name: "CLOUD_RUN_JOB", Value: ex.job},

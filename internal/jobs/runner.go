@@ -48,8 +48,9 @@ type Config struct {
 	Store   store.Store
 	Runtime runtime.Runtime
 	// Identity gives a task its metadata server (the job's service
-	// account), as the pool does for a revision; nil: none.
-	Identity func(*apis.Revision) ([]runtime.EnvVar, func(), error)
+	// account), as the pool does for a revision, registered under key (the
+	// tasks' runtime.InstanceSpec.Key, a runtime.ExecutionKey); nil: none.
+	Identity func(key string, execution *apis.Revision) ([]runtime.EnvVar, func(), error)
 	// Logs receives the tasks' output under admin.JobLogKey.
 	Logs *logs.Book[logs.Entry]
 	// Node names this node in the executions it claims.

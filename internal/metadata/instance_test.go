@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"time"
 
 	gcemd "cloud.google.com/go/compute/metadata"
@@ -26,6 +27,9 @@ const helperEnv = "USHER_METADATA_TEST_INSTANCE"
 //	/call?url=U     GET U with idtoken.NewClient(U): "STATUS BODY"
 //	/raw?path=P[&host=H]  GET $GCE_METADATA_HOST/P (or H/P) with
 //	                Metadata-Flavor on a fresh connection: "STATUS BODY"
+//	/join?pgid=G&path=P  runs a child of the instance (joinMain) that moves
+//	                into process group G, then does what /raw does:
+//	                "STATUS BODY", or the child's error
 func instanceMain() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	startup, startupErr := gcemd.NewClient(&http.Client{}).EmailWithContext(ctx, "")
@@ -83,6 +87,21 @@ func instanceMain() {
 		defer res.Body.Close()
 		b, _ := io.ReadAll(res.Body)
 		fmt.Fprintf(w, "%d %s", res.StatusCode, b)
+	})
+	mux.HandleFunc("/join", func(w http.ResponseWriter, r *http.Request) {
+		exe, err := os.Executable()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		cmd := exec.CommandContext(r.Context(), exe)
+		cmd.Env = append(os.Environ(), helperEnv+"=join", "JOIN_PGID="+r.URL.Query().Get("pgid"), "JOIN_PATH="+r.URL.Query().Get("path"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(w, "child: %v: %s", err, out)
+			return
+		}
+		w.Write(out)
 	})
 	l, err := net.Listen("tcp", "127.0.0.1:"+os.Getenv("PORT"))
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,62 @@ func TestProcessInstances(t *testing.T) {
 	if _, body := call(in, emailPath); body != "200 "+saEmail {
 		t.Errorf("revision 1's instance after revision 2's registration closed: %q", body)
 	}
+}
+
+// TestInstanceCannotJoinAnothersGroup: a process of one unsandboxed
+// instance that moves into another instance's process group (setpgid(2)
+// allows any group of the caller's session) must not be answered as that
+// other instance's revision. Instances each lead a session of their own,
+// so the move is refused; were it allowed, ProcessInstances would take the
+// group for the other instance.
+func TestInstanceCannotJoinAnothersGroup(t *testing.T) {
+	f := newFixture(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Skip(err)
+	}
+	rt := process.New(process.Config{WorkDir: t.TempDir()})
+	network := &metadata.Network{Identify: metadata.ProcessInstances(func(pgid int) (string, bool) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return rt.WaitInstanceOfGroup(ctx, pgid)
+	})}
+	attacker := frontend()
+	attacker.ServiceAccount = "attacker@other-project.iam.gserviceaccount.com"
+	attacker.Revision = "attacker-00001-abc"
+	attacker.Key = project + "/" + region + "/" + attacker.Revision
+	victim := frontend()
+	regA := f.registerOn(t, network, attacker)
+	f.registerOn(t, network, victim)
+	start := func(id metadata.Identity) runtime.Instance {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		in, err := rt.Start(ctx, runtime.InstanceSpec{
+			Image:    "file://" + exe,
+			Service:  id.Service,
+			Revision: id.Revision,
+			Key:      id.Key,
+			Env:      []runtime.EnvVar{{Name: helperEnv, Value: "1"}, {Name: "HOME", Value: t.TempDir()}},
+			ExtraEnv: []runtime.EnvVar{{Name: "GCE_METADATA_HOST", Value: regA.Host()}},
+		})
+		if err != nil {
+			t.Fatalf("start instance: %v", err)
+		}
+		t.Cleanup(func() { in.Stop(context.Background()) })
+		return in
+	}
+	a := start(attacker)
+	v := start(victim)
+	pgid := v.(process.ProcessGrouper).ProcessGroup()
+	res, err := http.Get("http://" + a.Addr() + "/join?pgid=" + strconv.Itoa(pgid) + "&path=" + url.QueryEscape(v1+"instance/service-accounts/default/email"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if strings.Contains(string(b), victim.ServiceAccount) {
+		t.Fatalf("a process of the attacker's instance that joined the victim's group was answered as the victim: %q", b)
+	}
+	t.Logf("attacker's child: %q", b)
 }

@@ -42,8 +42,12 @@ const (
 
 func TestMain(m *testing.M) {
 	process.SandboxInit() // sandboxed instances' init is this binary
-	if os.Getenv(helperEnv) == "1" {
+	switch os.Getenv(helperEnv) {
+	case "1":
 		instanceMain()
+		return
+	case "join":
+		joinMain()
 		return
 	}
 	os.Exit(m.Run())

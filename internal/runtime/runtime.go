@@ -40,10 +40,22 @@ const (
 // BasePath is the PATH an instance gets unless the user sets its own.
 const BasePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// RevisionKey names a revision (or a job's execution) uniquely across
-// projects and regions: InstanceSpec.Key.
+// RevisionKey names a revision uniquely across projects and regions:
+// InstanceSpec.Key.
 func RevisionKey(project, region, name string) string {
 	return project + "/" + region + "/" + name
+}
+
+// ExecutionKey names a job's execution uniquely across projects and
+// regions, apart from every revision: InstanceSpec.Key of its tasks.
+// Revisions and executions are named in separate namespaces (a service
+// "web" may have a revision "web-abcde", a job "web" an execution of that
+// name), and the metadata server answers a key's instances as the identity
+// registered under it: a shared key would answer one's instances with the
+// other's account. Revision names are DNS labels, so no RevisionKey has
+// this one's extra "/".
+func ExecutionKey(project, region, name string) string {
+	return project + "/" + region + "/executions/" + name
 }
 
 // InstanceSpec describes one instance of a service revision.
@@ -58,8 +70,8 @@ type InstanceSpec struct {
 	Service, Revision, Configuration string
 
 	// Key names the revision uniquely across projects and regions (the
-	// pool's key, PROJECT/REGION/REVISION; for a job's task, of its
-	// execution), made by RevisionKey. The runtime keeps it with the
+	// pool's key, PROJECT/REGION/REVISION, made by RevisionKey; for a
+	// job's task, its execution's, made by ExecutionKey). The runtime keeps it with the
 	// instance and reports it when asked which instance a connection comes
 	// from (the metadata server's identity). Not shown to the instance.
 	Key string

@@ -179,6 +179,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.checkOrgPolicyFile(); err != nil { // orgpolicy.go
 		return err
 	}
+	// The node's name is a segment of store keys (metrics history chunks
+	// metrics/…/NODE/…, lock owners): with a "/" one node's keys would fall
+	// under another's prefix ("a" would list, and delete, "a/b"'s).
+	if cfg.NodeName == "" || strings.ContainsAny(cfg.NodeName, "/ \t\r\n") {
+		return fmt.Errorf("--node-name %q: want a name without '/' or spaces (default: the hostname)", cfg.NodeName)
+	}
 	log := cfg.Log.With("node", cfg.NodeName)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
@@ -306,7 +312,7 @@ func Run(ctx context.Context, cfg Config) error {
 	identity := runtimeIdentity(st, md, runtimes)
 	instances := pool.New(pool.Config{
 		Runtime:          runtimes,
-		Identity:         identity,
+		Identity:         func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) { return identity(pool.Key(rev), rev) },
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Log:              log.With("component", "instance"),
 		OnColdStart:      mets.coldStart,
@@ -632,7 +638,11 @@ func processConfig(cfg Config, listenAddr string) (process.Config, error) {
 // That needs the runtime to address containers by IP; where it does not
 // (Docker Desktop, a rootless engine), or without an engine, a container
 // revision gets no GCE_METADATA_HOST.
-func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) func(*apis.Revision) ([]runtime.EnvVar, func(), error) {
+//
+// key is what the runtime records for the instances (runtime.InstanceSpec.Key):
+// a revision's pool key, or a job execution's runtime.ExecutionKey, never
+// the same for the two.
+func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) func(key string, rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
 	// One listener per kind of instance, shared by every revision.
 	var processes, containers *metadata.Network
 	if p, ok := rts.Process.(*process.Runtime); ok {
@@ -656,7 +666,7 @@ func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) f
 			return p.Key, ok
 		})}
 	}
-	return func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
+	return func(key string, rev *apis.Revision) ([]runtime.EnvVar, func(), error) {
 		network := containers
 		if runtime.IsFileImage(rev.Spec.Containers[0].Image) {
 			network = processes
@@ -678,7 +688,7 @@ func runtimeIdentity(st store.Store, md *metadata.Server, rts runtime.ByImage) f
 			sa.UniqueID = "" // a deleted or external account: sub is the email
 		}
 		reg, err := md.Register(network, metadata.Identity{
-			Key:            pool.Key(rev),
+			Key:            key,
 			ServiceAccount: email,
 			UniqueID:       sa.UniqueID,
 			ProjectID:      project,

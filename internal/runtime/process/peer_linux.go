@@ -68,6 +68,9 @@ func PeerPIDs(local, remote netip.AddrPort) ([]int, error) {
 	return pids, nil
 }
 
+// errNoSocket is wrapped by socketInode when the tables hold no such socket.
+var errNoSocket = errors.New("no socket")
+
 // socketInode finds the TCP socket whose local address is src and whose
 // remote address is dst, owned by our uid, and returns its inode.
 func socketInode(src, dst netip.AddrPort) (uint64, error) {
@@ -93,7 +96,7 @@ func socketInode(src, dst netip.AddrPort) (uint64, error) {
 	if err := errors.Join(errs...); err != nil {
 		return 0, fmt.Errorf("peer %s: %w", src, err)
 	}
-	return 0, fmt.Errorf("peer %s: no socket connected to %s in this network namespace", src, dst)
+	return 0, fmt.Errorf("peer %s: %w connected to %s in this network namespace", src, errNoSocket, dst)
 }
 
 // scanTCPTable scans one /proc/net/tcp{,6} file. Rows look like
@@ -341,32 +344,54 @@ func Environ(pid int) (map[string]string, error) {
 	return env, nil
 }
 
-// ListensOnPort reports whether a process of group pgid holds a listening
-// TCP socket on port, on the wildcard or loopback address. A socket of
-// another user, or one held by no process of the group, answers false.
+// ListensOnPort reports whether the listener that takes TCP connections to
+// 127.0.0.1:port (where the runtime probes and the gateway forwards) is a
+// process of group pgid's: the listening socket on 127.0.0.1:port or
+// 0.0.0.0:port when there is one (an IPv4 socket takes IPv4 connections
+// before a dual-stack [::] one could), else the one on [::]:port. A
+// listener elsewhere (::1, or an IPv6-only [::]) vouches for nothing: it
+// leaves 127.0.0.1:port to another program. A socket of another user, or
+// one held by no process of the group, answers false.
 func ListensOnPort(pgid int, port uint16) bool {
-	for _, addr := range []netip.Addr{
-		netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{127, 0, 0, 1}),
-		netip.IPv6Unspecified(), netip.IPv6Loopback(),
-	} {
-		// A listening socket's row has the family's zero remote address.
-		remote := netip.IPv4Unspecified()
-		if addr.Is6() {
-			remote = netip.IPv6Unspecified()
+	ipv4Found := false
+	for _, addr := range []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv4Unspecified()} {
+		found, ours := listenerOf(pgid, addr, port)
+		if found && !ours {
+			return false
 		}
-		inode, err := socketInode(netip.AddrPortFrom(addr, port), netip.AddrPortFrom(remote, 0))
-		if err != nil {
-			continue
-		}
-		pids, err := socketOwners(inode)
-		if err != nil {
-			continue
-		}
-		for _, pid := range pids {
-			if InGroup(pid, pgid) {
-				return true
-			}
+		ipv4Found = ipv4Found || found
+	}
+	if ipv4Found {
+		return true
+	}
+	_, ours := listenerOf(pgid, netip.IPv6Unspecified(), port)
+	return ours
+}
+
+// listenerOf tells whether a listening socket on addr:port exists (or
+// cannot be ruled out: another user's, an unreadable table), and whether a
+// process of group pgid holds it.
+func listenerOf(pgid int, addr netip.Addr, port uint16) (found, ours bool) {
+	// A listening socket's row has the family's zero remote address.
+	remote := netip.IPv4Unspecified()
+	if addr.Is6() {
+		remote = netip.IPv6Unspecified()
+	}
+	inode, err := socketInode(netip.AddrPortFrom(addr, port), netip.AddrPortFrom(remote, 0))
+	if errors.Is(err, errNoSocket) {
+		return false, false
+	}
+	if err != nil {
+		return true, false
+	}
+	pids, err := socketOwners(inode)
+	if err != nil {
+		return true, false
+	}
+	for _, pid := range pids {
+		if InGroup(pid, pgid) {
+			return true, true
 		}
 	}
-	return false
+	return true, false
 }

@@ -9,7 +9,13 @@ import (
 
 func setProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid: true,
+		// A session of its own, whose process group the main process
+		// leads (its pid is the group id, as with Setpgid): setpgid(2)
+		// moves a process only into groups of its own session, so no
+		// process of another instance (nor of Usher's session) can join
+		// this instance's group and pass for it (metadata.ProcessInstances
+		// tells instances apart by group).
+		Setsid: true,
 		// Kill the main process if Usher dies, even by SIGKILL.
 		Pdeathsig: syscall.SIGKILL,
 	}

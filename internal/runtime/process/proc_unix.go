@@ -17,7 +17,7 @@ func termGroup(p *os.Process) { signalGroup(p, syscall.SIGTERM) }
 func killGroup(p *os.Process) { signalGroup(p, syscall.SIGKILL) }
 
 func signalGroup(p *os.Process, sig syscall.Signal) {
-	// The group id is the main process's pid (Setpgid). Errors mean there is
+	// The group id is the main process's pid (Setsid). Errors mean there is
 	// nobody left to signal.
 	_ = syscall.Kill(-p.Pid, sig)
 	_ = p.Signal(sig)

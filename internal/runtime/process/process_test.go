@@ -8,10 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +220,63 @@ func TestPortLostToAnotherProgram(t *testing.T) {
 	defer in.Stop(context.Background())
 	if picks != 2 || in.Addr() == taken.Addr().String() {
 		t.Fatalf("instance at %s after %d picks; the taken port was %s", in.Addr(), picks, taken.Addr())
+	}
+}
+
+// TestPortProbeReachesAnotherProgram: an instance that listens on IPv6
+// only (a program binding "localhost" may get ::1; nginx's [::] is
+// IPv6-only) leaves 127.0.0.1:PORT free, and another program that binds it
+// answers the runtime's probe and then every request the gateway forwards
+// to the instance's address. The instance's own listener elsewhere must not
+// vouch for the one the probe reached.
+func TestPortProbeReachesAnotherProgram(t *testing.T) {
+	port, err := kernelFreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := New(Config{WorkDir: t.TempDir()})
+	picks := 0
+	rt.freePort = func() (int, error) {
+		picks++
+		if picks == 1 {
+			return port, nil
+		}
+		return kernelFreePort()
+	}
+	type started struct {
+		in  runtime.Instance
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		in, err := rt.Start(context.Background(), runtime.InstanceSpec{Image: "file://" + buildTestApp(t),
+			Env: []runtime.EnvVar{{Name: "TESTAPP_LISTEN_HOST", Value: "::1"}}, StartupTimeout: 10 * time.Second})
+		done <- started{in, err}
+	}()
+	// Once the instance listens on [::1]:PORT, the other program takes
+	// 127.0.0.1:PORT, where the runtime probes.
+	var other net.Listener
+	for other == nil {
+		select {
+		case s := <-done:
+			t.Fatalf("Start returned before the other program listened: %v, %v", s.in, s.err)
+		default:
+		}
+		if _, err := socketInode(netip.AddrPortFrom(netip.IPv6Loopback(), uint16(port)), netip.AddrPortFrom(netip.IPv6Unspecified(), 0)); err != nil {
+			time.Sleep(10 * time.Millisecond) // not listening yet
+			continue
+		}
+		if other, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer other.Close()
+	s := <-done
+	if s.err != nil {
+		return // refused: fine
+	}
+	defer s.in.Stop(context.Background())
+	if s.in.Addr() == other.Addr().String() {
+		t.Fatalf("instance started at %s, which another program holds", s.in.Addr())
 	}
 }

@@ -232,7 +232,9 @@ func main() {
 		fmt.Fprintln(w, cmd.Process.Pid)
 	})
 
-	l, err := net.Listen("tcp", ":"+os.Getenv("PORT"))
+	// TESTAPP_LISTEN_HOST: listen on that address only (e.g. ::1), as a
+	// program that binds "localhost" may.
+	l, err := net.Listen("tcp", net.JoinHostPort(os.Getenv("TESTAPP_LISTEN_HOST"), os.Getenv("PORT")))
 	if err != nil {
 		log.Fatal(err)
 	}
