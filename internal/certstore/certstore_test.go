@@ -27,7 +27,7 @@ func newStorages(t *testing.T, n int) []*Storage {
 	var out []*Storage
 	for i := range n {
 		s := New(st, string(rune('a'+i)))
-		s.lease = 300 * time.Millisecond
+		s.lease = time.Second // short, but not shorter than a loaded machine's pauses
 		out = append(out, s)
 	}
 	return out

@@ -332,7 +332,10 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 		case err == nil && !ListensOnPort(in.cmd.Process.Pid, uint16(port)):
 			in.kill()
 			lost, err = true, fmt.Errorf("instance %s: port %d answered by another program", in.id, port)
-		case err != nil && in.exited() && portTaken(port):
+		case err != nil && in.exited() && (portTaken(port) || saysPortInUse(in.lastOutput())):
+			// The other program may have let the port go again by now
+			// (a passing free-port check): the instance's last words
+			// tell.
 			lost = true
 		}
 		if !lost && err != nil {
@@ -350,6 +353,13 @@ func (r *Runtime) Start(ctx context.Context, spec runtime.InstanceSpec) (runtime
 // maxPortAttempts bounds Start's retries after losing its port to another
 // program.
 const maxPortAttempts = 3
+
+// saysPortInUse reports whether a program's output says it could not bind
+// its port, as Go, C, Python, Java and Node word it.
+func saysPortInUse(output string) bool {
+	o := strings.ToLower(output)
+	return strings.Contains(o, "address already in use") || strings.Contains(o, "eaddrinuse")
+}
 
 // portTaken reports whether something else listens on the loopback port.
 func portTaken(port int) bool {
