@@ -1,5 +1,7 @@
 package apis
 
+import "strconv"
+
 // Defaults Cloud Run applies.
 const (
 	DefaultContainerConcurrency = 80
@@ -27,6 +29,10 @@ func (s *Service) SetDefaults(project, defaultServiceAccount string) {
 	}
 	for i := range spec.Containers {
 		c := &spec.Containers[i]
+		if c.Name == "" && s.Metadata.Name != "" {
+			// As Cloud Run names an unnamed container: SERVICE-1, ….
+			c.Name = s.Metadata.Name + "-" + strconv.Itoa(i+1)
+		}
 		if len(c.Ports) == 0 {
 			c.Ports = []ContainerPort{{Name: "http1", ContainerPort: DefaultContainerPort}}
 		}
