@@ -123,17 +123,27 @@ func (c *Core) decorate(s *apis.Service, rev int64) {
 	url := c.cfg.ServiceURL(s.Metadata.Namespace, region, s.Metadata.Name)
 	s.Metadata.ResourceVersion = revisionString(rev)
 	s.Metadata.SelfLink = "/apis/serving.knative.dev/v1/namespaces/" + s.Metadata.Namespace + "/services/" + s.Metadata.Name
+	if s.Metadata.Annotations == nil {
+		s.Metadata.Annotations = map[string]string{}
+	}
+	// What gcloud's describe reads: the ingress setting in force, and the
+	// URLs the service answers on.
+	s.Metadata.Annotations[apis.AnnotationIngress] = s.Ingress()
+	s.Metadata.Annotations[apis.AnnotationIngressStatus] = s.Ingress()
+	if s.DefaultURLDisabled() {
+		// As on Cloud Run: no URL is shown, since none answers (the
+		// gateway routes none of the service's hosts, tags' included).
+		s.Status.URL, s.Status.Address = "", nil
+		for i := range s.Status.Traffic {
+			s.Status.Traffic[i].URL = ""
+		}
+		delete(s.Metadata.Annotations, apis.AnnotationURLs)
+		return
+	}
 	if s.Status.ObservedGeneration > 0 || s.Status.LatestCreatedRevisionName != "" {
 		s.Status.URL = url
 		s.Status.Address = &apis.Addressable{URL: url}
 	}
-	if s.Metadata.Annotations == nil {
-		s.Metadata.Annotations = map[string]string{}
-	}
-	// What gcloud's describe reads: all ingress is accepted (Usher has no
-	// internal-only networks), and the URLs the service answers on.
-	s.Metadata.Annotations[apis.AnnotationIngress] = "all"
-	s.Metadata.Annotations[apis.AnnotationIngressStatus] = "all"
 	urls, _ := json.Marshal([]string{url})
 	s.Metadata.Annotations[apis.AnnotationURLs] = string(urls)
 }

@@ -3,9 +3,8 @@ package apis
 // What a v1 request may carry, field by field.
 //
 // encoding/json drops a field the Go types lack, so a setting Usher does not
-// implement (a secret reference, a volume, a probe, ingress=internal) would
-// be accepted and silently ignored: a service the user believes is
-// internal-only would answer everyone. ParseService therefore walks the raw
+// implement (a secret reference, a volume, a probe) would be accepted and
+// silently ignored: a service the user believes is protected would not be. ParseService therefore walks the raw
 // JSON against v1Fields first, and Validate checks every annotation with
 // meaning to Cloud Run against v1Annotations. Each field and annotation of
 // Cloud Run's v1 shape is one of:
@@ -14,7 +13,7 @@ package apis
 //   - server-owned: clients send back what they read (status, uid,
 //     resourceVersion, the URLs); ignored and replaced by the server;
 //   - accepted only with the value that is what Usher does anyway
-//     (ingress "all", protocol "TCP", a tcpSocket startup probe);
+//     (protocol "TCP", a tcpSocket startup probe);
 //   - refused with INVALID_ARGUMENT naming the field.
 //
 // A field name the v1 shape does not define is refused too.
@@ -322,10 +321,10 @@ var serviceAnnotations = map[string]annotationRule{
 	AnnotationURLs:               annServerOwn,
 	AnnotationCreator:            annServerOwn,
 	AnnotationLastModifier:       annServerOwn,
-	AnnotationIngress: {allowed: []string{"all"},
-		why: "Usher does not implement internal-only ingress: every service is reachable at its URL (invocation IAM still applies); only \"all\" is accepted"},
-	AnnotationDefaultURLDisabled: {allowed: []string{"false"},
-		why: "Usher cannot disable a service's URL: it is how the service is reached; only \"false\" is accepted"},
+	AnnotationIngress: {allowed: []string{IngressAll, IngressInternal, IngressInternalAndLB},
+		why: "ingress is \"all\", \"internal\" or \"internal-and-cloud-load-balancing\""},
+	AnnotationDefaultURLDisabled: {allowed: []string{"true", "false"},
+		why: "run.googleapis.com/default-url-disabled is \"true\" or \"false\""},
 }
 
 var templateAnnotations = map[string]annotationRule{
@@ -343,7 +342,7 @@ var templateAnnotations = map[string]annotationRule{
 
 // ServerOwnedAnnotations are service annotations the server writes on every
 // read; a write's values are dropped and replaced.
-var ServerOwnedAnnotations = []string{AnnotationIngressStatus, AnnotationURLs, AnnotationIngress}
+var ServerOwnedAnnotations = []string{AnnotationIngressStatus, AnnotationURLs}
 
 func checkSystemAnnotations(path string, ann map[string]string, rules map[string]annotationRule) error {
 	keys := make([]string, 0, len(ann))

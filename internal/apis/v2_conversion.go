@@ -42,7 +42,14 @@ func userKeys(m map[string]string) map[string]string {
 var serviceAnnotationsOfV2 = []string{
 	AnnotationInvokerIAMDisabled, AnnotationIAPEnabled, AnnotationCustomAudiences, AnnotationDescription,
 	AnnotationClientName, AnnotationClientVersion, AnnotationLaunchStage,
-	AnnotationIngress, AnnotationIngressStatus, AnnotationURLs,
+	AnnotationIngress, AnnotationIngressStatus, AnnotationURLs, AnnotationDefaultURLDisabled,
+}
+
+// ingressToV2 maps the v1 annotation's values to v2's enum and back.
+var ingressToV2 = map[string]string{
+	IngressAll:           V2IngressAll,
+	IngressInternal:      V2IngressInternalOnly,
+	IngressInternalAndLB: V2IngressInternalLoadBalancer,
 }
 
 // templateAnnotationsOfV2 are the template annotations v2 fields decide.
@@ -67,7 +74,8 @@ func ServiceToV2(s *Service, url string) *V2Service {
 		LastModifier:       ann[AnnotationLastModifier],
 		Client:             ann[AnnotationClientName],
 		ClientVersion:      ann[AnnotationClientVersion],
-		Ingress:            V2IngressAll,
+		Ingress:            ingressToV2[s.Ingress()],
+		DefaultURIDisabled: s.DefaultURLDisabled(),
 		LaunchStage:        V2LaunchStageGA,
 		InvokerIAMDisabled: s.InvokerIAMDisabled(),
 		IAPEnabled:         s.IAPEnabled(),
@@ -79,7 +87,7 @@ func ServiceToV2(s *Service, url string) *V2Service {
 	if ls := strings.ToUpper(ann[AnnotationLaunchStage]); slices.Contains(slices.Collect(maps.Values(enumLaunchStage)), ls) && ls != v2LaunchStageUnspecified {
 		v.LaunchStage = ls
 	}
-	if url != "" {
+	if url != "" && !s.DefaultURLDisabled() {
 		v.URI = url
 		v.URLs = []string{url}
 	}
@@ -103,7 +111,11 @@ func ServiceToV2(s *Service, url string) *V2Service {
 		v.Traffic = append(v.Traffic, V2TrafficTarget{Type: trafficType(t), Revision: t.RevisionName, Percent: int32(t.Percent), Tag: t.Tag})
 	}
 	for _, t := range s.Status.Traffic {
-		v.TrafficStatuses = append(v.TrafficStatuses, V2TrafficTargetStatus{Type: trafficType(t), Revision: t.RevisionName, Percent: int32(t.Percent), Tag: t.Tag, URI: t.URL})
+		st := V2TrafficTargetStatus{Type: trafficType(t), Revision: t.RevisionName, Percent: int32(t.Percent), Tag: t.Tag, URI: t.URL}
+		if s.DefaultURLDisabled() {
+			st.URI = "" // no run URL answers, tags' included
+		}
+		v.TrafficStatuses = append(v.TrafficStatuses, st)
 	}
 	if n := s.Status.LatestReadyRevisionName; n != "" {
 		v.LatestReadyRevision = V2RevisionName(project, region, name, n)
@@ -261,6 +273,14 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 	}
 	if v.IAPEnabled {
 		setAnn(&s.Metadata.Annotations, AnnotationIAPEnabled, "true")
+	}
+	for v1, v2 := range ingressToV2 {
+		if v.Ingress == v2 && v1 != IngressAll {
+			setAnn(&s.Metadata.Annotations, AnnotationIngress, v1)
+		}
+	}
+	if v.DefaultURIDisabled {
+		setAnn(&s.Metadata.Annotations, AnnotationDefaultURLDisabled, "true")
 	}
 	if len(v.CustomAudiences) > 0 {
 		b, err := json.Marshal(v.CustomAudiences)

@@ -494,8 +494,8 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"vpc access snake_case", `{"template":{"vpc_access":{"connector":"c"}}}`, "", "service.template.vpcAccess: is not supported"},
 		{"volumes", `{"template":{"volumes":[{"name":"v"}]}}`, "", "service.template.volumes"},
 		{"binary authorization", `{"binaryAuthorization":{"useDefault":true}}`, "", "service.binaryAuthorization"},
-		{"internal ingress", `{"ingress":"INGRESS_TRAFFIC_INTERNAL_ONLY"}`, "", "service.ingress: INGRESS_TRAFFIC_INTERNAL_ONLY is not supported"},
-		{"ingress by number", `{"ingress":2}`, "", "service.ingress: INGRESS_TRAFFIC_INTERNAL_ONLY"},
+		{"ingress none", `{"ingress":"INGRESS_TRAFFIC_NONE"}`, "", "service.ingress: INGRESS_TRAFFIC_NONE is not supported"},
+		{"ingress none by number", `{"ingress":4}`, "", "service.ingress: INGRESS_TRAFFIC_NONE"},
 		{"unknown enum name", `{"launchStage":"GENERALLY"}`, "", "service.launchStage: invalid value"},
 		{"unknown enum number", `{"traffic":[{"type":9}]}`, "", "service.traffic[0].type: invalid value"},
 		{"service-level min instances", `{"scaling":{"minInstanceCount":1}}`, "", "service.scaling.minInstanceCount"},
@@ -669,5 +669,42 @@ func TestV2AnyJSON(t *testing.T) {
 				t.Errorf("got %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestV2IngressAndDefaultURI: v2's ingress enum and defaultUriDisabled are
+// stored as the v1 annotations and shown back; a disabled default URI hides
+// every URL, tags' included.
+func TestV2IngressAndDefaultURI(t *testing.T) {
+	for _, tc := range []struct{ body, annotation string }{
+		{`{"ingress":"INGRESS_TRAFFIC_ALL"}`, ""},
+		{`{"ingress":"INGRESS_TRAFFIC_INTERNAL_ONLY"}`, IngressInternal},
+		{`{"ingress":2}`, IngressInternal},
+		{`{"ingress":"INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"}`, IngressInternalAndLB},
+	} {
+		body := strings.TrimSuffix(tc.body, "}") + `,"defaultUriDisabled":true,"template":{"containers":[{"image":"i"}]}}`
+		v, err := ParseV2Service([]byte(body), nil, "")
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if got := s.Metadata.Annotations[AnnotationIngress]; got != tc.annotation {
+			t.Errorf("%s: ingress annotation %q, want %q", body, got, tc.annotation)
+		}
+		if !s.DefaultURLDisabled() {
+			t.Errorf("%s: default URL not disabled", body)
+		}
+		if err := s.Validate(); err != nil {
+			t.Errorf("%s: Validate: %v", body, err)
+		}
+		s.Status.Traffic = []TrafficTarget{{RevisionName: "svc-1", Tag: "blue", URL: "https://blue---svc"}}
+		back := ServiceToV2(s, testURL)
+		if back.Ingress != v.Ingress || !back.DefaultURIDisabled || back.URI != "" || len(back.URLs) != 0 || back.TrafficStatuses[0].URI != "" {
+			t.Errorf("%s: shown back as ingress %s, defaultUriDisabled %v, uri %q, urls %v, tag uri %q; want %s, true and no URL",
+				body, back.Ingress, back.DefaultURIDisabled, back.URI, back.URLs, back.TrafficStatuses[0].URI, v.Ingress)
+		}
 	}
 }

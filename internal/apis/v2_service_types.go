@@ -13,7 +13,11 @@ package apis
 //	name, description                          metadata.name, annotation run.googleapis.com/description
 //	labels, annotations                        metadata.labels/annotations (system prefixes refused)
 //	client, clientVersion                      annotations run.googleapis.com/client-name, client-version
-//	ingress                                    INGRESS_TRAFFIC_ALL or unset only (Usher has no private networks)
+//	ingress                                    annotation run.googleapis.com/ingress: INGRESS_TRAFFIC_ALL (all),
+//	                                           INGRESS_TRAFFIC_INTERNAL_ONLY (internal),
+//	                                           INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER
+//	                                           (internal-and-cloud-load-balancing)
+//	defaultUriDisabled                         annotation run.googleapis.com/default-url-disabled
 //	launchStage                                annotation run.googleapis.com/launch-stage (GA: none)
 //	invokerIamDisabled                         annotation run.googleapis.com/invoker-iam-disabled
 //	iapEnabled                                 annotation run.googleapis.com/iap-enabled
@@ -40,7 +44,7 @@ package apis
 // Refused with INVALID_ARGUMENT naming the field when set to anything but
 // its empty value: binaryAuthorization, buildConfig, scaling (service-level:
 // minInstanceCount, maxInstanceCount, manualInstanceCount, scalingMode other
-// than AUTOMATIC), defaultUriDisabled, sshEnabled,
+// than AUTOMATIC), sshEnabled,
 // multiRegionSettings, functionalType; template.vpcAccess, volumes,
 // encryptionKey*, executionEnvironment, nodeSelector, sessionAffinity,
 // healthCheckDisabled, gpuZonalRedundancyDisabled, serviceMesh, sandboxes,
@@ -70,16 +74,18 @@ const (
 
 // v2 enum values Usher produces or checks.
 const (
-	V2IngressAll             = "INGRESS_TRAFFIC_ALL"
-	V2LaunchStageGA          = "GA"
-	V2TrafficLatest          = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-	V2TrafficRevision        = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-	V2ConditionPending       = "CONDITION_PENDING"
-	V2ConditionReconciling   = "CONDITION_RECONCILING"
-	V2ConditionFailed        = "CONDITION_FAILED"
-	V2ConditionSucceeded     = "CONDITION_SUCCEEDED"
-	v2TrafficUnspecified     = "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED"
-	v2LaunchStageUnspecified = "LAUNCH_STAGE_UNSPECIFIED"
+	V2IngressAll                  = "INGRESS_TRAFFIC_ALL"
+	V2IngressInternalOnly         = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+	V2IngressInternalLoadBalancer = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+	V2LaunchStageGA               = "GA"
+	V2TrafficLatest               = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+	V2TrafficRevision             = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+	V2ConditionPending            = "CONDITION_PENDING"
+	V2ConditionReconciling        = "CONDITION_RECONCILING"
+	V2ConditionFailed             = "CONDITION_FAILED"
+	V2ConditionSucceeded          = "CONDITION_SUCCEEDED"
+	v2TrafficUnspecified          = "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED"
+	v2LaunchStageUnspecified      = "LAUNCH_STAGE_UNSPECIFIED"
 )
 
 // V2Service is google.cloud.run.v2.Service.
@@ -103,6 +109,7 @@ type V2Service struct {
 	Traffic               []V2TrafficTarget       `json:"traffic,omitempty"`
 	InvokerIAMDisabled    bool                    `json:"invokerIamDisabled,omitempty"`
 	IAPEnabled            bool                    `json:"iapEnabled,omitempty"`
+	DefaultURIDisabled    bool                    `json:"defaultUriDisabled,omitempty"`
 	CustomAudiences       []string                `json:"customAudiences,omitempty"`
 	ObservedGeneration    int64                   `json:"observedGeneration,omitempty,string"`
 	TerminalCondition     *V2Condition            `json:"terminalCondition,omitempty"`

@@ -68,8 +68,8 @@ func onlyBool(want bool, why string) v2Field {
 }
 
 var (
-	enumIngress = map[int]string{0: "INGRESS_TRAFFIC_UNSPECIFIED", 1: V2IngressAll, 2: "INGRESS_TRAFFIC_INTERNAL_ONLY",
-		3: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", 4: "INGRESS_TRAFFIC_NONE"}
+	enumIngress = map[int]string{0: "INGRESS_TRAFFIC_UNSPECIFIED", 1: V2IngressAll, 2: V2IngressInternalOnly,
+		3: V2IngressInternalLoadBalancer, 4: "INGRESS_TRAFFIC_NONE"}
 	enumLaunchStage = map[int]string{0: v2LaunchStageUnspecified, 6: "UNIMPLEMENTED", 7: "PRELAUNCH", 1: "EARLY_ACCESS",
 		2: "ALPHA", 3: "BETA", 4: V2LaunchStageGA, 5: "DEPRECATED"}
 	enumExecutionEnvironment = map[int]string{0: "EXECUTION_ENVIRONMENT_UNSPECIFIED", 1: "EXECUTION_ENVIRONMENT_GEN1", 2: "EXECUTION_ENVIRONMENT_GEN2"}
@@ -149,7 +149,7 @@ var v2ServiceSchema = v2Schema{
 	"annotations":        v2In,
 	"client":             v2In,
 	"clientVersion":      v2In,
-	"ingress":            onlyEnum(enumIngress, V2IngressAll),
+	"ingress":            onlyEnum(enumIngress, V2IngressAll, V2IngressInternalOnly, V2IngressInternalLoadBalancer),
 	"launchStage":        {enum: enumLaunchStage},
 	"template":           v2Message(v2TemplateSchema),
 	"traffic":            v2Message(v2Schema{"type": {enum: enumTrafficType}, "revision": v2In, "percent": v2Num, "tag": v2In}),
@@ -165,7 +165,7 @@ var v2ServiceSchema = v2Schema{
 	}),
 	"binaryAuthorization":    notImplemented(""),
 	"buildConfig":            notImplemented(""),
-	"defaultUriDisabled":     onlyBool(false, "is not supported by Usher; leave it unset"),
+	"defaultUriDisabled":     v2In,
 	"sshEnabled":             onlyBool(false, "is not supported by Usher; leave it unset"),
 	"multiRegionSettings":    notImplemented(""),
 	"functionalType":         onlyEnum(enumFunctionalType),

@@ -74,6 +74,9 @@ type deployFlags struct {
 	noUseHTTP2        bool
 	source            string
 	anonymousLimit    string
+	ingress           string
+	defaultURL        bool
+	noDefaultURL      bool
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -114,6 +117,9 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.BoolVar(&f.iap, "iap", false, "put the service behind the identity-aware proxy: people sign in with a browser and need roles/iap.httpsResourceAccessor")
 	fl.BoolVar(&f.noIAP, "no-iap", false, "take the service out from behind the identity-aware proxy")
 	fl.StringVar(&f.anonymousLimit, "anonymous-rate-limit", "", "hold anonymous callers of the (public) service to RPS[,burst=N][,total=RPS][,total-burst=N] per client address; \"off\" removes the limit")
+	fl.StringVar(&f.ingress, "ingress", "", "where requests may come from: all (the default), internal (Usher's instances and usher serve --internal-cidrs) or internal-and-cloud-load-balancing (also usher serve --trusted-proxies); others get 404")
+	fl.BoolVar(&f.defaultURL, "default-url", false, "answer on the service's URL (the default)")
+	fl.BoolVar(&f.noDefaultURL, "no-default-url", false, "answer on none of the service's URLs (its tags' included): every request gets 404")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
 	fl.StringVar(&f.cpu, "cpu", "", "CPU limit per instance, e.g. 1, 0.5, 500m (container images)")
 	fl.StringVar(&f.memory, "memory", "", "memory limit per instance, e.g. 512Mi, 1Gi (container images)")
@@ -139,6 +145,14 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 	}
 	if f.iap && f.noIAP {
 		return fmt.Errorf("--iap and --no-iap are mutually exclusive")
+	}
+	if f.defaultURL && f.noDefaultURL {
+		return fmt.Errorf("--default-url and --no-default-url are mutually exclusive")
+	}
+	switch f.ingress {
+	case "", apis.IngressAll, apis.IngressInternal, apis.IngressInternalAndLB:
+	default:
+		return fmt.Errorf("--ingress=%s: want all, internal or internal-and-cloud-load-balancing", f.ingress)
 	}
 	if f.source != "" {
 		if f.image != "" {
@@ -251,7 +265,9 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 		}
 	}
 	fmt.Fprintf(g.stderr, "Service [%s] revision [%s] has been deployed and is serving %d percent of traffic.\n", name, ready.Status.LatestReadyRevisionName, served)
-	fmt.Fprintf(g.stdout, "Service URL: %s\n", ready.Status.URL)
+	if ready.Status.URL != "" { // none with --no-default-url
+		fmt.Fprintf(g.stdout, "Service URL: %s\n", ready.Status.URL)
+	}
 	for _, t := range ready.Status.Traffic {
 		if t.Tag != "" && t.RevisionName == ready.Status.LatestReadyRevisionName {
 			fmt.Fprintf(g.stdout, "The revision can be reached directly at %s\n", t.URL)
@@ -349,6 +365,18 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 		s.Metadata.Annotations[apis.AnnotationIAPEnabled] = "true"
 	case f.noIAP:
 		delete(s.Metadata.Annotations, apis.AnnotationIAPEnabled)
+	}
+	if f.ingress != "" {
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[apis.AnnotationIngress] = f.ingress
+	}
+	if f.defaultURL || f.noDefaultURL { // as gcloud: the annotation says whether it is disabled
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[apis.AnnotationDefaultURLDisabled] = strconv.FormatBool(f.noDefaultURL)
 	}
 	switch f.anonymousLimit {
 	case "":

@@ -80,6 +80,12 @@ type Config struct {
 	// TrustedProxies may name the client in X-Forwarded-For, which anonymous
 	// rate limits charge (anonymous.go); from anyone else it is ignored.
 	TrustedProxies ratelimit.Proxies
+	// InternalNetworks are the operator's networks whose requests count as
+	// internal for ingress (ingress.go).
+	InternalNetworks []netip.Prefix
+	// FromInstance, if set, tells whether a request's connection comes
+	// from one of Usher's instances: internal for ingress (ingress.go).
+	FromInstance FromInstanceFunc
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -236,6 +242,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tgt == nil {
 		refuse(w, r)
 		writePage(w, http.StatusNotFound, pageNotFound)
+		return
+	}
+	if !g.ingressAllows(r, tgt) { // ingress.go: before anything else, as if the service did not exist
+		refuse(w, r)
+		g.denyIngress(w, r, tgt, false, r.Host)
 		return
 	}
 	p := proxied{}

@@ -92,6 +92,9 @@ type Config struct {
 	// TrustedProxies ("CIDR,...") may name the client in X-Forwarded-For,
 	// which anonymous rate limits charge; empty: the connection's peer is.
 	TrustedProxies string
+	// InternalCIDRs ("CIDR,...") are networks whose requests count as
+	// internal for ingress, besides Usher's own instances (ingress.go).
+	InternalCIDRs string
 	// MaxStaleness bounds how long a node whose mirror cannot confirm it is
 	// current keeps serving (etcd store only; default 5s): after it every
 	// gateway request gets 503 and /readyz fails (health.go).
@@ -328,16 +331,22 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	internal, err := ratelimit.ParseCIDRs("--internal-cidrs", cfg.InternalCIDRs)
+	if err != nil {
+		return err
+	}
 	signIn := iap.New(iap.Config{Keys: iapKeys, Store: st, PublicURL: cfg.PublicURL, Domain: cfg.Domain, Providers: providers,
 		Authenticate: func(r *http.Request) (iam.Principal, error) { return adminAPI.Authenticate(r) }})
 	gw := gateway.New(gateway.Config{
 		Fresh:    func() bool { return mir.Fresh() },
 		Verifier: accounts.Verifier{Next: gwVerifier, Index: live}, Instances: poolInstances{instances}, CLIAudience: issuer.CLIClientID,
-		Log:            log.With("component", "gateway"),
-		OnDenied:       logDenials(entries, auditDenials(trail, recordDenial(denials, mets))),
-		IAP:            signIn,
-		TrustedProxies: proxies,
-		OnRouted:       logRouted(entries, mets.routed),
+		Log:              log.With("component", "gateway"),
+		OnDenied:         logDenials(entries, auditDenials(trail, recordDenial(denials, mets))),
+		IAP:              signIn,
+		TrustedProxies:   proxies,
+		InternalNetworks: internal,
+		FromInstance:     fromInstance(runtimes), // ingress.go
+		OnRouted:         logRouted(entries, mets.routed),
 		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if p, ok := runtimes.Process.(*process.Runtime); ok {
 				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
@@ -449,6 +458,7 @@ func Run(ctx context.Context, cfg Config) error {
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       relayedConns(runtimes), // ingress.go
 	}
 	serveErr := make(chan error, 1)
 	// HTTP/2 over TLS by ALPN; without TLS, h2c with prior knowledge too, so

@@ -21,8 +21,6 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		flags []string
 		want  string // named in the error
 	}{
-		{"ingress internal", []string{"--ingress=internal"}, "run.googleapis.com/ingress"},
-		{"ingress internal and load balancing", []string{"--ingress=internal-and-cloud-load-balancing"}, "run.googleapis.com/ingress"},
 		{"secrets as env", []string{"--set-secrets=TOKEN=tok:latest"}, "env[0].valueFrom"},
 		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "containers[0].volumeMounts"},
 		{"vpc connector", []string{"--vpc-connector=conn"}, "run.googleapis.com/vpc-access-connector"},
@@ -72,18 +70,11 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		}
 	})
 
-	t.Run("beta no-default-url", func(t *testing.T) {
-		r := e.gcloud("beta", "run", "services", "update", "plain", "--region="+region, "--no-default-url", "--quiet")
-		if r.code == 0 || !strings.Contains(r.stderr, "run.googleapis.com/default-url-disabled") {
-			t.Errorf("%s\nwant a failure naming run.googleapis.com/default-url-disabled", r)
-		}
-	})
-
 	t.Run("replace with YAML", func(t *testing.T) {
 		yaml := e.mustGcloud("run", "services", "describe", "plain", "--region="+region, "--format=export").stdout
 		for _, tt := range []struct{ name, from, to, want string }{
 			{"workingDir", "      - image:", "      - workingDir: /srv\n        image:", "workingDir"},
-			{"ingress", "  annotations:\n", "  annotations:\n    run.googleapis.com/ingress: internal\n", "run.googleapis.com/ingress"},
+			{"ingress none", "  annotations:\n", "  annotations:\n    run.googleapis.com/ingress: none\n", "run.googleapis.com/ingress"},
 			{"unknown field", "spec:\n", "spec:\n  bogus: 1\n", "spec.bogus"},
 		} {
 			edited := strings.Replace(yaml, tt.from, tt.to, 1)

@@ -1,0 +1,63 @@
+package gcloud
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestGcloudIngressAndDefaultURL: gcloud's --ingress and --no-default-url
+// are stored, shown back as gcloud reads them and honoured: the test (not
+// an instance, not an internal network) gets 404 from an internal service
+// and from a service whose URL is disabled; YAML replace carries both.
+func TestGcloudIngressAndDefaultURL(t *testing.T) {
+	e := newEnv(t)
+	url := e.deploy("svc", helloBin, "--allow-unauthenticated", "--ingress=internal")
+	if got := e.describe("svc").Metadata.Annotations["run.googleapis.com/ingress"]; got != "internal" {
+		t.Errorf("after --ingress=internal: annotation %q, want internal", got)
+	}
+	if got := strings.TrimSpace(e.mustGcloud("run", "services", "describe", "svc", "--region="+region,
+		"--format=value(metadata.annotations['run.googleapis.com/ingress-status'])").stdout); got != "internal" {
+		t.Errorf("ingress-status %q, want internal", got)
+	}
+	e.expectGet(t, "internal, from outside", url, http.StatusNotFound, "")
+	e.expectGet(t, "internal, from outside with a forged X-Forwarded-For", url, http.StatusNotFound, "", "X-Forwarded-For", "127.77.0.2")
+	e.mustGcloud("run", "services", "update", "svc", "--region="+region, "--quiet", "--ingress=internal-and-cloud-load-balancing")
+	e.expectGet(t, "internal-and-cloud-load-balancing, from outside (no trusted proxy)", url, http.StatusNotFound, "")
+	e.mustGcloud("run", "services", "update", "svc", "--region="+region, "--quiet", "--ingress=all")
+	e.expectGet(t, "ingress all", url, http.StatusOK, "Hello")
+
+	e.mustGcloud("beta", "run", "services", "update", "svc", "--region="+region, "--quiet", "--no-default-url")
+	d := e.describe("svc")
+	if d.Status.URL != "" || d.Metadata.Annotations["run.googleapis.com/urls"] != "" {
+		t.Errorf("after --no-default-url: status.url %q, urls %q; want none", d.Status.URL, d.Metadata.Annotations["run.googleapis.com/urls"])
+	}
+	if got := d.Metadata.Annotations["run.googleapis.com/default-url-disabled"]; !strings.EqualFold(got, "true") {
+		t.Errorf("after --no-default-url: annotation %q, want true", got)
+	}
+	e.expectGet(t, "--no-default-url", url, http.StatusNotFound, "")
+
+	// YAML replace: the export round-trips, and an edit turns the URL back on
+	// and the ingress to internal.
+	yaml := e.mustGcloud("run", "services", "describe", "svc", "--region="+region, "--format=export").stdout
+	edited := strings.NewReplacer(
+		"run.googleapis.com/default-url-disabled: 'True'", "run.googleapis.com/default-url-disabled: 'false'",
+		"run.googleapis.com/default-url-disabled: 'true'", "run.googleapis.com/default-url-disabled: 'false'",
+		"run.googleapis.com/ingress: all", "run.googleapis.com/ingress: internal",
+	).Replace(yaml)
+	if edited == yaml || !strings.Contains(edited, "ingress: internal") {
+		t.Fatalf("the export has no ingress or default-url-disabled annotation to edit:\n%s", yaml)
+	}
+	file := filepath.Join(e.dir, "svc.yaml")
+	if err := os.WriteFile(file, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.mustGcloud("run", "services", "replace", file, "--region="+region)
+	d = e.describe("svc")
+	if d.Status.URL != url || d.Metadata.Annotations["run.googleapis.com/ingress"] != "internal" {
+		t.Errorf("after replace: status.url %q, ingress %q; want %s and internal", d.Status.URL, d.Metadata.Annotations["run.googleapis.com/ingress"], url)
+	}
+	e.expectGet(t, "internal again, after replace", url, http.StatusNotFound, "")
+}
