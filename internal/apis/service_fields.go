@@ -103,7 +103,7 @@ var v1Container = map[string]v1Field{
 	"startupProbe":             v1Message(v1Probe),
 	"livenessProbe":            v1Refused(notByUsher),
 	"readinessProbe":           v1Refused(notByUsher),
-	"workingDir":               v1Refused(notByUsher + ": set the directory in the image or the command"),
+	"workingDir":               v1In, // an absolute path (Validate)
 	"volumeMounts":             v1Refused(notByUsher + " (no volumes)"),
 	"envFrom":                  v1Refused(notByUsher + " (no secrets or config maps): set env"),
 	"securityContext":          v1Refused(notByUsher),

@@ -80,13 +80,16 @@ type RevisionSpec struct {
 
 // Container is the single container of a revision.
 type Container struct {
-	Name      string          `json:"name,omitempty"`
-	Image     string          `json:"image"`
-	Command   []string        `json:"command,omitempty"`
-	Args      []string        `json:"args,omitempty"`
-	Env       []EnvVar        `json:"env,omitempty"`
-	Ports     []ContainerPort `json:"ports,omitempty"`
-	Resources *Resources      `json:"resources,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	Image   string   `json:"image"`
+	Command []string `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	// WorkingDir is the absolute directory the program starts in
+	// (default: the image's, or the process runtime's own).
+	WorkingDir string          `json:"workingDir,omitempty"`
+	Env        []EnvVar        `json:"env,omitempty"`
+	Ports      []ContainerPort `json:"ports,omitempty"`
+	Resources  *Resources      `json:"resources,omitempty"`
 	// StartupProbe may only say what Usher checks anyway: that the
 	// container accepts TCP connections on its port (service_fields.go).
 	StartupProbe *Probe `json:"startupProbe,omitempty"`

@@ -3,6 +3,7 @@ package apis
 import (
 	"encoding/json"
 	"fmt"
+	pathpkg "path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -111,6 +112,9 @@ func (s *Service) Validate() error {
 			return fieldErr(p, "%s is reserved: Cloud Run sets it for every instance", e.Name)
 		}
 	}
+	if err := ValidateWorkingDir("spec.template.spec.containers[0].workingDir", c.WorkingDir); err != nil {
+		return err
+	}
 	if len(c.Ports) > 1 {
 		return fieldErr("spec.template.spec.containers[0].ports", "at most one port may be set")
 	}
@@ -215,4 +219,20 @@ func scaleAnnotation(ann map[string]string, key string) (int, error) {
 		return 0, fieldErr("spec.template.metadata.annotations", "%s must be a whole number from 0 to 1000, got %q", key, v)
 	}
 	return n, nil
+}
+
+// ValidateWorkingDir checks a container's workingDir: unset, or a clean
+// absolute path (in the container or the process sandbox, not on the host).
+func ValidateWorkingDir(path, dir string) error {
+	switch {
+	case dir == "":
+		return nil
+	case !strings.HasPrefix(dir, "/"):
+		return fieldErr(path, "%q must be an absolute path", dir)
+	case strings.ContainsRune(dir, 0) || len(dir) > 4096:
+		return fieldErr(path, "%q is not a valid path", dir)
+	case pathpkg.Clean(dir) != dir:
+		return fieldErr(path, "%q must be a clean path (no \"..\", \".\", \"//\" or trailing \"/\"): %q", dir, pathpkg.Clean(dir))
+	}
+	return nil
 }

@@ -198,7 +198,7 @@ func durationToV2(seconds int64) string {
 func containersToV2(cs []Container) []V2Container {
 	var out []V2Container
 	for _, c := range cs {
-		vc := V2Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args}
+		vc := V2Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir}
 		for _, e := range c.Env {
 			vc.Env = append(vc.Env, V2EnvVar(e))
 		}
@@ -334,7 +334,7 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 		if strings.TrimSpace(vc.Image) == "" {
 			return nil, fieldErr(fmt.Sprintf("service.template.containers[%d].image", i), "is required")
 		}
-		c := Container{Name: vc.Name, Image: vc.Image, Command: vc.Command, Args: vc.Args}
+		c := Container{Name: vc.Name, Image: vc.Image, Command: vc.Command, Args: vc.Args, WorkingDir: vc.WorkingDir}
 		for _, e := range vc.Env {
 			c.Env = append(c.Env, EnvVar(e))
 		}

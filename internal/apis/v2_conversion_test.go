@@ -708,3 +708,29 @@ func TestV2IngressAndDefaultURI(t *testing.T) {
 		}
 	}
 }
+
+// TestV2WorkingDir: a service container's workingDir round-trips through
+// v2 and is checked like v1's; a job's is refused (jobs do not run it yet).
+func TestV2WorkingDir(t *testing.T) {
+	v, err := ParseV2Service([]byte(`{"template":{"containers":[{"image":"i","working_dir":"/srv"}]}}`), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Spec.Template.Spec.Containers[0].WorkingDir; got != "/srv" {
+		t.Fatalf("workingDir %q, want /srv", got)
+	}
+	if got := ServiceToV2(s, testURL).Template.Containers[0].WorkingDir; got != "/srv" {
+		t.Errorf("shown back as %q, want /srv", got)
+	}
+	s.Spec.Template.Spec.Containers[0].WorkingDir = "srv"
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "workingDir") {
+		t.Errorf("relative workingDir: %v, want a refusal naming workingDir", err)
+	}
+	if _, err := ParseV2Job([]byte(`{"template":{"template":{"containers":[{"image":"i","workingDir":"/srv"}]}}}`)); err == nil || !strings.Contains(err.Error(), "workingDir") {
+		t.Errorf("a job's workingDir: %v, want a refusal naming it", err)
+	}
+}

@@ -38,6 +38,7 @@ package apis
 //	  resources.cpuIdle                        true or unset only
 //	  resources.startupCpuBoost                false or unset only
 //	  ports[] {name, containerPort}            ports (at most one)
+//	  workingDir                               workingDir (an absolute path)
 //	  startupProbe                             a tcpSocket probe on the serving port only: Usher's
 //	                                           own start check; its timings are ignored
 //
@@ -49,7 +50,7 @@ package apis
 // encryptionKey*, executionEnvironment, nodeSelector, sessionAffinity,
 // healthCheckDisabled, gpuZonalRedundancyDisabled, serviceMesh, sandboxes,
 // workloadIdentityConfig, ambientNetworking, scaling.cpuUtilization,
-// scaling.concurrencyUtilization; containers[].volumeMounts, workingDir,
+// scaling.concurrencyUtilization; containers[].volumeMounts,
 // livenessProbe, readinessProbe, dependsOn, baseImageUri, buildConfig,
 // sourceCode, sandboxLauncher, env[].valueSource. A name v2 does not define
 // is refused too. Output-only fields (uid, generation, conditions, uri, …)
@@ -145,13 +146,14 @@ type V2RevisionScaling struct {
 
 // V2Container is google.cloud.run.v2.Container.
 type V2Container struct {
-	Name      string                  `json:"name,omitempty"`
-	Image     string                  `json:"image,omitempty"`
-	Command   []string                `json:"command,omitempty"`
-	Args      []string                `json:"args,omitempty"`
-	Env       []V2EnvVar              `json:"env,omitempty"`
-	Resources *V2ResourceRequirements `json:"resources,omitempty"`
-	Ports     []V2ContainerPort       `json:"ports,omitempty"`
+	Name       string                  `json:"name,omitempty"`
+	Image      string                  `json:"image,omitempty"`
+	Command    []string                `json:"command,omitempty"`
+	Args       []string                `json:"args,omitempty"`
+	WorkingDir string                  `json:"workingDir,omitempty"`
+	Env        []V2EnvVar              `json:"env,omitempty"`
+	Resources  *V2ResourceRequirements `json:"resources,omitempty"`
+	Ports      []V2ContainerPort       `json:"ports,omitempty"`
 }
 
 // V2EnvVar is google.cloud.run.v2.EnvVar with a literal value.

@@ -101,7 +101,7 @@ var v2ContainerSchema = v2Schema{
 	"livenessProbe":   notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
 	"readinessProbe":  notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
 	"volumeMounts":    notImplemented(""),
-	"workingDir":      notImplemented(""),
+	"workingDir":      v2In,
 	"dependsOn":       notImplemented(""),
 	"baseImageUri":    notImplemented(""),
 	"buildConfig":     notImplemented(""),

@@ -220,6 +220,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 		Image:          c.Image,
 		Command:        c.Command,
 		Args:           c.Args,
+		WorkingDir:     c.WorkingDir,
 		Service:        rev.Metadata.Labels[apis.LabelService],
 		Revision:       rev.Metadata.Name,
 		Configuration:  rev.Metadata.Labels[apis.LabelConfiguration],

@@ -51,7 +51,12 @@ type InstanceSpec struct {
 	Image   string   // "file:///abs/path" for the process runtime
 	Command []string // overrides the image's entrypoint (Cloud Run --command)
 	Args    []string // arguments (Cloud Run --args)
-	Env     []EnvVar // user env, in order; see ValidateEnv
+	// WorkingDir, if set, is the absolute directory the program starts in:
+	// in the container, in the process sandbox's file system, or on the
+	// host for unsandboxed processes (else the image's, /tmp in the
+	// sandbox, a fresh directory for unsandboxed processes).
+	WorkingDir string
+	Env        []EnvVar // user env, in order; see ValidateEnv
 
 	// Service, Revision and Configuration become K_SERVICE, K_REVISION and
 	// K_CONFIGURATION.

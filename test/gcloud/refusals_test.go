@@ -73,7 +73,7 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 	t.Run("replace with YAML", func(t *testing.T) {
 		yaml := e.mustGcloud("run", "services", "describe", "plain", "--region="+region, "--format=export").stdout
 		for _, tt := range []struct{ name, from, to, want string }{
-			{"workingDir", "      - image:", "      - workingDir: /srv\n        image:", "workingDir"},
+			{"relative workingDir", "      - image:", "      - workingDir: srv\n        image:", "workingDir"},
 			{"ingress none", "  annotations:\n", "  annotations:\n    run.googleapis.com/ingress: none\n", "run.googleapis.com/ingress"},
 			{"unknown field", "spec:\n", "spec:\n  bogus: 1\n", "spec.bogus"},
 		} {

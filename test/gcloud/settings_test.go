@@ -61,3 +61,36 @@ func TestGcloudIngressAndDefaultURL(t *testing.T) {
 	}
 	e.expectGet(t, "internal again, after replace", url, http.StatusNotFound, "")
 }
+
+// TestGcloudWorkingDir: a workingDir set by YAML replace is stored, shown
+// back and used: the sandbox makes a missing one under /tmp, and a revision
+// whose workingDir does not exist in the sandbox fails, saying so, while
+// the previous revision keeps serving.
+func TestGcloudWorkingDir(t *testing.T) {
+	e := newEnv(t)
+	url := e.deploy("wd", helloBin, "--allow-unauthenticated")
+	yaml := e.mustGcloud("run", "services", "describe", "wd", "--region="+region, "--format=export").stdout
+	replace := func(dir string) result {
+		edited := strings.Replace(yaml, "      - image:", "      - workingDir: "+dir+"\n        image:", 1)
+		if edited == yaml {
+			t.Fatalf("no container in the export:\n%s", yaml)
+		}
+		file := filepath.Join(e.dir, "wd.yaml")
+		if err := os.WriteFile(file, []byte(edited), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return e.gcloud("run", "services", "replace", file, "--region="+region)
+	}
+	if r := replace("/tmp/work"); r.code != 0 {
+		t.Fatalf("%s\nwant workingDir /tmp/work accepted", r)
+	}
+	if got := strings.TrimSpace(e.mustGcloud("run", "services", "describe", "wd", "--region="+region,
+		"--format=value(spec.template.spec.containers[0].workingDir)").stdout); got != "/tmp/work" {
+		t.Errorf("workingDir shown back as %q, want /tmp/work", got)
+	}
+	e.expectGet(t, "the revision in /tmp/work", url, http.StatusOK, "Hello")
+	if r := replace("/no/such/dir"); r.code == 0 || !strings.Contains(r.out(), "/no/such/dir") {
+		t.Errorf("%s\nwant the revision to fail naming /no/such/dir", r)
+	}
+	e.expectGet(t, "the previous revision, after a failed one", url, http.StatusOK, "Hello")
+}

@@ -662,6 +662,7 @@ func (r *Runtime) containerConfigs(spec runtime.InstanceSpec, id string, res con
 	}
 	// Cloud Run: --command replaces ENTRYPOINT (and then the image's CMD is
 	// not used), --args replaces CMD.
+	cfg.WorkingDir = spec.WorkingDir // Docker makes it when the image lacks it
 	if len(spec.Command) > 0 {
 		cfg.Entrypoint = slices.Clone(spec.Command)
 		cfg.Cmd = append([]string{}, spec.Args...)

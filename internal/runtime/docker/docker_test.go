@@ -236,6 +236,9 @@ func TestContainerEnvAndConfig(t *testing.T) {
 	if strings.Contains(env, "PATH=") {
 		t.Errorf("env sets PATH, which is the image's unless the user sets it: %q", cfg.Env)
 	}
+	if cfg.WorkingDir != "" {
+		t.Errorf("no workingDir: WorkingDir %q, want the image's", cfg.WorkingDir)
+	}
 	if cfg.Entrypoint != nil || strings.Join(cfg.Cmd, " ") != "a" {
 		t.Errorf("args only: Entrypoint %q Cmd %q, want the image's entrypoint and Cmd [a]", cfg.Entrypoint, cfg.Cmd)
 	}
@@ -248,7 +251,11 @@ func TestContainerEnvAndConfig(t *testing.T) {
 
 	spec.Command = []string{"/bin/other"}
 	spec.Args = nil
+	spec.WorkingDir = "/srv"
 	cfg, _ = r.containerConfigs(spec, "0123456789ab", container.Resources{})
+	if cfg.WorkingDir != "/srv" {
+		t.Errorf("workingDir /srv: WorkingDir %q", cfg.WorkingDir)
+	}
 	if strings.Join(cfg.Entrypoint, " ") != "/bin/other" || cfg.Cmd == nil || len(cfg.Cmd) != 0 {
 		t.Errorf("command only: Entrypoint %q Cmd %#v, want [/bin/other] and an empty (not inherited) Cmd", cfg.Entrypoint, cfg.Cmd)
 	}

@@ -513,11 +513,15 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("output pipe: %w", err)
 	}
+	run := dir
+	if spec.WorkingDir != "" {
+		run = spec.WorkingDir // the host's: nothing else is in reach
+	}
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
 		Env:    env,
-		Dir:    dir,
+		Dir:    run,
 		Stdout: pw, // an *os.File: passed as is, no copying goroutine
 		Stderr: pw,
 	}
@@ -649,7 +653,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 	if ctl != nil {
 		in.ctl = &initControl{c: ctl}
 	}
-	config := initConfig{Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe}
+	config := initConfig{Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe, Dir: spec.WorkingDir}
 	setup := func() error {
 		if r.cgroups != nil {
 			// Before the init starts the program: all it runs is counted.

@@ -46,6 +46,8 @@ type initConfig struct {
 	UID, GID int
 	Hide     []string
 	Image    string // the image's path on the host, mapped in at the same path
+	// Dir is the program's working directory in the sandbox ("": /tmp).
+	Dir string
 
 	// In a user namespace (Usher not root), Usher cannot enter the
 	// instance's network namespace (that takes CAP_SYS_ADMIN in its own),
@@ -113,6 +115,13 @@ func sandboxInit() (int, error) {
 	if cfg.UID == 0 {
 		return 125, errors.New("refusing to run an instance as root")
 	}
+	dir := "/tmp"
+	if cfg.Dir != "" {
+		if err := makeWorkingDir(cfg.Dir, cfg.UID, cfg.GID); err != nil {
+			return 125, err
+		}
+		dir = cfg.Dir
+	}
 	var ctl *net.UnixConn
 	if cfg.UserNS {
 		var err error
@@ -147,7 +156,7 @@ func sandboxInit() (int, error) {
 		Path:       "/proc/self/fd/3", // the program, as the child sees it
 		Args:       cfg.Args,
 		Env:        cfg.Env,
-		Dir:        "/tmp",
+		Dir:        dir,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		ExtraFiles: []*os.File{exe},
@@ -770,4 +779,33 @@ func absPaths(paths []string) []string {
 		}
 	}
 	return out
+}
+
+// inMemory are the sandbox's writable directories (private tmpfs): a
+// directory the program needs may be made under them.
+var inMemory = []string{"/tmp/", "/dev/shm/"}
+
+// makeWorkingDir makes sure dir, the program's working directory, exists in
+// the sandbox: a directory of the (read-only) host file system that is not
+// hidden, or one under /tmp or /dev/shm, made here for the instance's user
+// if missing (as Docker makes a missing WORKDIR).
+func makeWorkingDir(dir string, uid, gid int) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("working directory %s is not a directory", dir)
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("working directory %s: %w", dir, err)
+	}
+	for _, m := range inMemory {
+		if strings.HasPrefix(dir, m) {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("working directory %s: %w", dir, err)
+			}
+			return os.Chown(dir, uid, gid)
+		}
+	}
+	return fmt.Errorf("working directory %s does not exist in the sandbox, whose file system is the host's, read-only: use a directory that exists there or one under /tmp", dir)
 }
