@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -358,8 +360,12 @@ func newUID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// validateLimits checks --cpu and --memory the way the runtimes will read them.
+// validateLimits checks --cpu and --memory, and in-memory volumes, the way
+// the runtimes will read them.
 func validateLimits(s *apis.Service) error {
+	if err := validateVolumes(s.Spec.Template.Spec); err != nil {
+		return err
+	}
 	r := s.Spec.Template.Spec.Containers[0].Resources
 	if r == nil {
 		return nil
@@ -754,4 +760,33 @@ func (c *Core) ServiceLogs(ctx context.Context, caller *Caller, project, region,
 		}
 	}
 	return entries, nil
+}
+
+// validateVolumes checks in-memory volumes' size limits and, for file://
+// images, that the process sandbox can mount them: its file system is the
+// host's, read-only, so a mount path must be under its private /tmp or
+// /dev/shm (made there), or a directory that exists on the host.
+func validateVolumes(spec apis.RevisionSpec) error {
+	for i, v := range spec.Volumes {
+		if v.EmptyDir == nil || v.EmptyDir.SizeLimit == "" {
+			continue
+		}
+		if _, err := runtime.ParseMemory(v.EmptyDir.SizeLimit); err != nil {
+			return InvalidField(&apis.FieldError{Path: fmt.Sprintf("spec.template.spec.volumes[%d].emptyDir.sizeLimit", i), Message: err.Error()})
+		}
+	}
+	if !runtime.IsFileImage(spec.Containers[0].Image) {
+		return nil
+	}
+	for i, m := range spec.Containers[0].VolumeMounts {
+		if strings.HasPrefix(m.MountPath, "/tmp/") || strings.HasPrefix(m.MountPath, "/dev/shm/") {
+			continue
+		}
+		if fi, err := os.Stat(m.MountPath); err == nil && fi.IsDir() {
+			continue
+		}
+		return InvalidField(&apis.FieldError{Path: fmt.Sprintf("spec.template.spec.containers[0].volumeMounts[%d].mountPath", i),
+			Message: fmt.Sprintf("%q: a file:// image runs in the process sandbox, whose file system is the host's, read-only: mount volumes under /tmp or /dev/shm, or at a directory that exists on the host", m.MountPath)})
+	}
+	return nil
 }

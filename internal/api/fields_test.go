@@ -76,7 +76,24 @@ var v1FieldCases = []fieldCase{
 	{"spec.template.spec.containers[].workingDir", "/srv", "kept"},
 	{"spec.template.spec.containers[].workingDir", "srv", "refused"},
 	{"spec.template.spec.containers[].workingDir", "/srv/../etc", "refused"},
-	{"spec.template.spec.containers[].volumeMounts", []any{map[string]any{"name": "v", "mountPath": "/v"}}, "refused"},
+	// Volume cases start from a valid in-memory volume "v" mounted at
+	// /tmp/v (withVolume), then change one field.
+	{"spec.template.spec.volumes[].name", "v", "kept"},
+	{"spec.template.spec.volumes[].emptyDir.medium", "Memory", "kept"},
+	{"spec.template.spec.volumes[].emptyDir.medium", "Disk", "refused"},
+	{"spec.template.spec.volumes[].emptyDir.sizeLimit", "64Mi", "kept"},
+	{"spec.template.spec.volumes[].emptyDir.sizeLimit", "lots", "refused"},
+	{"spec.template.spec.volumes[].secret", map[string]any{"secretName": "s"}, "refused"},
+	{"spec.template.spec.volumes[].configMap", map[string]any{"name": "c"}, "refused"},
+	{"spec.template.spec.volumes[].csi", map[string]any{"driver": "gcsfuse.run.googleapis.com"}, "refused"},
+	{"spec.template.spec.volumes[].nfs", map[string]any{"server": "s", "path": "/"}, "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].name", "v", "kept"},
+	{"spec.template.spec.containers[].volumeMounts[].name", "w", "refused"}, // no such volume
+	{"spec.template.spec.containers[].volumeMounts[].mountPath", "/tmp/cache", "kept"},
+	{"spec.template.spec.containers[].volumeMounts[].mountPath", "cache", "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].mountPath", "/proc/x", "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].readOnly", true, "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].subPath", "x", "refused"},
 	{"spec.template.spec.containers[].envFrom", []any{map[string]any{"prefix": "X"}}, "refused"},
 	{"spec.template.spec.containers[].securityContext", map[string]any{"runAsUser": 0.0}, "refused"},
 	{"spec.template.spec.containers[].imagePullPolicy", "Always", "refused"},
@@ -190,6 +207,9 @@ func TestEveryV1FieldKeptOrRefused(t *testing.T) {
 			if s, ok := v.(string); ok {
 				v = strings.ReplaceAll(s, "NAME", name)
 			}
+			if strings.Contains(c.path, "volume") {
+				withVolume(svc)
+			}
 			set(svc, c.path, v)
 			try(t, svc, name, c.path, v, c.want)
 		})
@@ -285,4 +305,10 @@ func contains(got, want any) bool {
 		}
 	}
 	return true
+}
+
+// withVolume gives svc an in-memory volume "v" mounted at /tmp/v.
+func withVolume(svc map[string]any) {
+	set(svc, "spec.template.spec.volumes", []any{map[string]any{"name": "v", "emptyDir": map[string]any{"medium": "Memory"}}})
+	set(svc, "spec.template.spec.containers[].volumeMounts", []any{map[string]any{"name": "v", "mountPath": "/tmp/v"}})
 }

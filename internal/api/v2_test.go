@@ -527,8 +527,9 @@ func TestV2Requests(t *testing.T) {
 		name, body, want string
 	}{
 		{"vpc access", `{"template":{` + ctr + `,"vpcAccess":{"connector":"c"}}}`, "service.template.vpcAccess"},
-		{"volumes", `{"template":{` + ctr + `,"volumes":[{"name":"v"}]}}`, "service.template.volumes"},
-		{"volume mounts", `{"template":{"containers":[{"image":"x","volumeMounts":[{"name":"v","mountPath":"/v"}]}]}}`, "service.template.containers[0].volumeMounts"},
+		{"volume of no kind", `{"template":{` + ctr + `,"volumes":[{"name":"v"}]}}`, "service.template.volumes"},
+		{"secret volume", `{"template":{` + ctr + `,"volumes":[{"name":"v","secret":{"secret":"s"}}]}}`, "service.template.volumes[0].secret"},
+		{"mount of no volume", `{"template":{"containers":[{"image":"x","volumeMounts":[{"name":"v","mountPath":"/v"}]}]}}`, "volumeMounts[0].name"},
 		{"gen2", `{"template":{` + ctr + `,"executionEnvironment":"EXECUTION_ENVIRONMENT_GEN2"}}`, "service.template.executionEnvironment"},
 		{"no ingress by name", `{"ingress":"INGRESS_TRAFFIC_NONE","template":{` + ctr + `}}`, "service.ingress"},
 		{"no ingress by number", `{"ingress":4,"template":{` + ctr + `}}`, "service.ingress"},

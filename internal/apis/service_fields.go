@@ -100,11 +100,16 @@ var v1Container = map[string]v1Field{
 	// Usher checks that an instance accepts TCP connections on its port
 	// before routing to it: a tcpSocket startup probe says just that. Its
 	// timings are not honoured.
-	"startupProbe":             v1Message(v1Probe),
-	"livenessProbe":            v1Refused(notByUsher),
-	"readinessProbe":           v1Refused(notByUsher),
-	"workingDir":               v1In, // an absolute path (Validate)
-	"volumeMounts":             v1Refused(notByUsher + " (no volumes)"),
+	"startupProbe":   v1Message(v1Probe),
+	"livenessProbe":  v1Refused(notByUsher),
+	"readinessProbe": v1Refused(notByUsher),
+	"workingDir":     v1In, // an absolute path (Validate)
+	"volumeMounts": v1Message(map[string]v1Field{
+		"name":      v1In,
+		"mountPath": v1In,
+		"readOnly":  v1Refused(notByUsher + ": in-memory volumes are writable"),
+		"subPath":   v1Refused(notByUsher),
+	}),
 	"envFrom":                  v1Refused(notByUsher + " (no secrets or config maps): set env"),
 	"securityContext":          v1Refused(notByUsher),
 	"imagePullPolicy":          v1Refused(notByUsher),
@@ -117,11 +122,21 @@ var v1RevisionSpec = map[string]v1Field{
 	"timeoutSeconds":       v1In,
 	"serviceAccountName":   v1In,
 	"containers":           v1Message(v1Container),
-	"volumes":              v1Refused(notByUsher + " (no volumes)"),
-	"imagePullSecrets":     v1Refused(notByUsher),
-	"nodeSelector":         v1Refused(notByUsher + " (no GPUs)"),
-	"runtimeClassName":     v1Refused(notByUsher),
-	"enableServiceLinks":   v1Refused(notByUsher),
+	"volumes": v1Message(map[string]v1Field{
+		"name": v1In,
+		"emptyDir": v1Message(map[string]v1Field{
+			"medium":    {check: oneOf(MediumMemory)},
+			"sizeLimit": v1In,
+		}),
+		"secret":    v1Refused(notByUsher + " (no secrets): only in-memory volumes (emptyDir, medium Memory)"),
+		"configMap": v1Refused(notByUsher + ": only in-memory volumes (emptyDir, medium Memory)"),
+		"csi":       v1Refused(notByUsher + " (no Cloud Storage): only in-memory volumes (emptyDir, medium Memory)"),
+		"nfs":       v1Refused(notByUsher + ": only in-memory volumes (emptyDir, medium Memory)"),
+	}),
+	"imagePullSecrets":   v1Refused(notByUsher),
+	"nodeSelector":       v1Refused(notByUsher + " (no GPUs)"),
+	"runtimeClassName":   v1Refused(notByUsher),
+	"enableServiceLinks": v1Refused(notByUsher),
 }
 
 var v1TrafficTarget = map[string]v1Field{
@@ -401,8 +416,10 @@ func V1FieldPaths() map[string]string {
 
 // listFields are the v1 fields that hold a list of messages.
 var listFields = map[string]bool{
-	"spec.traffic":                          true,
-	"spec.template.spec.containers":         true,
-	"spec.template.spec.containers[].env":   true,
-	"spec.template.spec.containers[].ports": true,
+	"spec.traffic":                                 true,
+	"spec.template.spec.containers":                true,
+	"spec.template.spec.containers[].env":          true,
+	"spec.template.spec.containers[].ports":        true,
+	"spec.template.spec.containers[].volumeMounts": true,
+	"spec.template.spec.volumes":                   true,
 }

@@ -76,6 +76,31 @@ type RevisionSpec struct {
 	TimeoutSeconds       int64       `json:"timeoutSeconds,omitempty"`
 	ServiceAccountName   string      `json:"serviceAccountName,omitempty"`
 	Containers           []Container `json:"containers"`
+	// Volumes are in-memory only (emptyDir with medium Memory).
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Volume is a revision's volume: Usher implements in-memory ones.
+type Volume struct {
+	Name     string                `json:"name"`
+	EmptyDir *EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+}
+
+// EmptyDirVolumeSource is an in-memory volume (gcloud --add-volume
+// type=in-memory): a tmpfs per instance, its size bounded by SizeLimit
+// (a memory quantity) when set.
+type EmptyDirVolumeSource struct {
+	Medium    string `json:"medium,omitempty"`
+	SizeLimit string `json:"sizeLimit,omitempty"`
+}
+
+// MediumMemory is the only emptyDir medium (as on Cloud Run).
+const MediumMemory = "Memory"
+
+// VolumeMount mounts a volume in the container.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
 }
 
 // Container is the single container of a revision.
@@ -86,10 +111,11 @@ type Container struct {
 	Args    []string `json:"args,omitempty"`
 	// WorkingDir is the absolute directory the program starts in
 	// (default: the image's, or the process runtime's own).
-	WorkingDir string          `json:"workingDir,omitempty"`
-	Env        []EnvVar        `json:"env,omitempty"`
-	Ports      []ContainerPort `json:"ports,omitempty"`
-	Resources  *Resources      `json:"resources,omitempty"`
+	WorkingDir   string          `json:"workingDir,omitempty"`
+	Env          []EnvVar        `json:"env,omitempty"`
+	VolumeMounts []VolumeMount   `json:"volumeMounts,omitempty"`
+	Ports        []ContainerPort `json:"ports,omitempty"`
+	Resources    *Resources      `json:"resources,omitempty"`
 	// StartupProbe may only say what Usher checks anyway: that the
 	// container accepts TCP connections on its port (service_fields.go).
 	StartupProbe *Probe `json:"startupProbe,omitempty"`

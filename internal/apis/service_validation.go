@@ -115,6 +115,9 @@ func (s *Service) Validate() error {
 	if err := ValidateWorkingDir("spec.template.spec.containers[0].workingDir", c.WorkingDir); err != nil {
 		return err
 	}
+	if err := validateVolumes(spec); err != nil {
+		return err
+	}
 	if len(c.Ports) > 1 {
 		return fieldErr("spec.template.spec.containers[0].ports", "at most one port may be set")
 	}
@@ -233,6 +236,57 @@ func ValidateWorkingDir(path, dir string) error {
 		return fieldErr(path, "%q is not a valid path", dir)
 	case pathpkg.Clean(dir) != dir:
 		return fieldErr(path, "%q must be a clean path (no \"..\", \".\", \"//\" or trailing \"/\"): %q", dir, pathpkg.Clean(dir))
+	}
+	return nil
+}
+
+// reservedMountPaths are where the runtimes keep their own file systems: no
+// volume may cover them (nor "/").
+var reservedMountPaths = []string{"/proc", "/sys", "/dev"}
+
+// validateVolumes checks in-memory volumes and their mounts: unique names,
+// each volume an emptyDir of medium Memory, each mount naming a volume at a
+// clean absolute path of its own. Size limits are checked where memory
+// quantities are read (admin).
+func validateVolumes(spec RevisionSpec) error {
+	names := map[string]bool{}
+	for i, v := range spec.Volumes {
+		p := fmt.Sprintf("spec.template.spec.volumes[%d]", i)
+		if !serviceNameRE.MatchString(v.Name) || len(v.Name) > 63 {
+			return fieldErr(p+".name", "%q must be a DNS label: lowercase letters, digits and dashes", v.Name)
+		}
+		if names[v.Name] {
+			return fieldErr(p+".name", "%q is the name of another volume", v.Name)
+		}
+		names[v.Name] = true
+		if v.EmptyDir == nil {
+			return fieldErr(p, "only in-memory volumes (emptyDir, medium Memory) are supported by Usher")
+		}
+		if v.EmptyDir.Medium != MediumMemory {
+			return fieldErr(p+".emptyDir.medium", "%q: only Memory is supported", v.EmptyDir.Medium)
+		}
+	}
+	paths := map[string]bool{}
+	for i, m := range spec.Containers[0].VolumeMounts {
+		p := fmt.Sprintf("spec.template.spec.containers[0].volumeMounts[%d]", i)
+		if !names[m.Name] {
+			return fieldErr(p+".name", "%q names no volume of the revision", m.Name)
+		}
+		if m.MountPath == "" || m.MountPath == "/" {
+			return fieldErr(p+".mountPath", "%q: a mount path below / is required", m.MountPath)
+		}
+		if err := ValidateWorkingDir(p+".mountPath", m.MountPath); err != nil {
+			return err
+		}
+		for _, r := range reservedMountPaths {
+			if m.MountPath == r || strings.HasPrefix(m.MountPath, r+"/") {
+				return fieldErr(p+".mountPath", "%q is under %s, which the runtime provides", m.MountPath, r)
+			}
+		}
+		if paths[m.MountPath] {
+			return fieldErr(p+".mountPath", "%q is mounted twice", m.MountPath)
+		}
+		paths[m.MountPath] = true
 	}
 	return nil
 }

@@ -101,6 +101,7 @@ func ServiceToV2(s *Service, url string) *V2Service {
 		Timeout:        durationToV2(spec.TimeoutSeconds),
 		ServiceAccount: spec.ServiceAccountName,
 		Containers:     containersToV2(spec.Containers),
+		Volumes:        volumesToV2(spec.Volumes),
 		Client:         tmpl.Metadata.Annotations[AnnotationClientName],
 		ClientVersion:  tmpl.Metadata.Annotations[AnnotationClientVersion],
 	}
@@ -159,6 +160,7 @@ func RevisionToV2(r *Revision) *V2Revision {
 		Timeout:            durationToV2(r.Spec.TimeoutSeconds),
 		ServiceAccount:     r.Spec.ServiceAccountName,
 		Containers:         containersToV2(r.Spec.Containers),
+		Volumes:            volumesToV2(r.Spec.Volumes),
 		ObservedGeneration: r.Status.ObservedGeneration,
 	}
 	if cc := r.Spec.ContainerConcurrency; cc != nil {
@@ -195,10 +197,25 @@ func durationToV2(seconds int64) string {
 	return strconv.FormatInt(seconds, 10) + "s"
 }
 
+func volumesToV2(vs []Volume) []V2Volume {
+	var out []V2Volume
+	for _, v := range vs {
+		vv := V2Volume{Name: v.Name}
+		if v.EmptyDir != nil {
+			vv.EmptyDir = &V2EmptyDir{Medium: V2MediumMemory, SizeLimit: v.EmptyDir.SizeLimit}
+		}
+		out = append(out, vv)
+	}
+	return out
+}
+
 func containersToV2(cs []Container) []V2Container {
 	var out []V2Container
 	for _, c := range cs {
 		vc := V2Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir}
+		for _, m := range c.VolumeMounts {
+			vc.VolumeMounts = append(vc.VolumeMounts, V2VolumeMount(m))
+		}
 		for _, e := range c.Env {
 			vc.Env = append(vc.Env, V2EnvVar(e))
 		}
@@ -335,6 +352,9 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 			return nil, fieldErr(fmt.Sprintf("service.template.containers[%d].image", i), "is required")
 		}
 		c := Container{Name: vc.Name, Image: vc.Image, Command: vc.Command, Args: vc.Args, WorkingDir: vc.WorkingDir}
+		for _, m := range vc.VolumeMounts {
+			c.VolumeMounts = append(c.VolumeMounts, VolumeMount(m))
+		}
 		for _, e := range vc.Env {
 			c.Env = append(c.Env, EnvVar(e))
 		}
@@ -345,6 +365,13 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 			c.Ports = append(c.Ports, ContainerPort(p))
 		}
 		spec.Containers = append(spec.Containers, c)
+	}
+	for i, vv := range t.Volumes {
+		if vv.EmptyDir == nil {
+			return nil, fieldErr(fmt.Sprintf("service.template.volumes[%d]", i), "only emptyDir (in-memory) volumes are supported by Usher")
+		}
+		// Cloud Run's only medium: unset means MEMORY too.
+		spec.Volumes = append(spec.Volumes, Volume{Name: vv.Name, EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory, SizeLimit: vv.EmptyDir.SizeLimit}})
 	}
 	for i, tt := range v.Traffic {
 		p := fmt.Sprintf("service.traffic[%d]", i)

@@ -492,7 +492,9 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"unknown nested field", `{"template":{"containers":[{"image":"i","privileged":true}]}}`, "", `Unknown name "privileged" at 'service.template.containers[0]'`},
 		{"vpc access", `{"template":{"vpcAccess":{"connector":"c"}}}`, "", "service.template.vpcAccess: is not supported"},
 		{"vpc access snake_case", `{"template":{"vpc_access":{"connector":"c"}}}`, "", "service.template.vpcAccess: is not supported"},
-		{"volumes", `{"template":{"volumes":[{"name":"v"}]}}`, "", "service.template.volumes"},
+		{"secret volume", `{"template":{"volumes":[{"name":"v","secret":{"secret":"s"}}]}}`, "", "service.template.volumes[0].secret"},
+		{"nfs volume", `{"template":{"volumes":[{"name":"v","nfs":{"server":"s"}}]}}`, "", "service.template.volumes[0].nfs"},
+		{"volume mount subPath", `{"template":{"containers":[{"image":"i","volumeMounts":[{"name":"v","mountPath":"/v","subPath":"x"}]}]}}`, "", "volumeMounts[0].subPath"},
 		{"binary authorization", `{"binaryAuthorization":{"useDefault":true}}`, "", "service.binaryAuthorization"},
 		{"ingress none", `{"ingress":"INGRESS_TRAFFIC_NONE"}`, "", "service.ingress: INGRESS_TRAFFIC_NONE is not supported"},
 		{"ingress none by number", `{"ingress":4}`, "", "service.ingress: INGRESS_TRAFFIC_NONE"},
@@ -732,5 +734,73 @@ func TestV2WorkingDir(t *testing.T) {
 	}
 	if _, err := ParseV2Job([]byte(`{"template":{"template":{"containers":[{"image":"i","workingDir":"/srv"}]}}}`)); err == nil || !strings.Contains(err.Error(), "workingDir") {
 		t.Errorf("a job's workingDir: %v, want a refusal naming it", err)
+	}
+}
+
+// TestV2Volumes: in-memory volumes and their mounts round-trip through v2
+// (medium MEMORY, or unset: Cloud Run's only medium); a volume of another
+// kind, or none, is refused.
+func TestV2Volumes(t *testing.T) {
+	body := `{"template":{"volumes":[{"name":"cache","emptyDir":{"medium":"MEMORY","sizeLimit":"64Mi"}},{"name":"scratch","emptyDir":{}}],
+		"containers":[{"image":"i","volumeMounts":[{"name":"cache","mountPath":"/cache"},{"name":"scratch","mountPath":"/tmp/s"}]}]}}`
+	v, err := ParseV2Service([]byte(body), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	spec := s.Spec.Template.Spec
+	want := []Volume{{Name: "cache", EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory, SizeLimit: "64Mi"}}, {Name: "scratch", EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory}}}
+	if !reflect.DeepEqual(spec.Volumes, want) || len(spec.Containers[0].VolumeMounts) != 2 || spec.Containers[0].VolumeMounts[0] != (VolumeMount{Name: "cache", MountPath: "/cache"}) {
+		t.Fatalf("stored volumes %+v, mounts %+v", spec.Volumes, spec.Containers[0].VolumeMounts)
+	}
+	back := ServiceToV2(s, testURL).Template
+	if len(back.Volumes) != 2 || back.Volumes[0].EmptyDir.Medium != V2MediumMemory || back.Volumes[0].EmptyDir.SizeLimit != "64Mi" || len(back.Containers[0].VolumeMounts) != 2 {
+		t.Errorf("shown back as %+v, %+v", back.Volumes, back.Containers[0].VolumeMounts)
+	}
+	if _, err := ServiceFromV2(&V2Service{Template: &V2RevisionTemplate{Volumes: []V2Volume{{Name: "v"}}, Containers: []V2Container{{Image: "i"}}}}, "proj", "us-central1", "svc"); err == nil {
+		t.Errorf("a volume of no kind accepted")
+	}
+}
+
+// TestValidateVolumes: what a v1 revision's volumes and mounts may be.
+func TestValidateVolumes(t *testing.T) {
+	mem := func(name string) Volume {
+		return Volume{Name: name, EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory}}
+	}
+	for _, tc := range []struct {
+		name    string
+		volumes []Volume
+		mounts  []VolumeMount
+		want    string // "" accepted
+	}{
+		{"in memory", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/cache"}}, ""},
+		{"unmounted", []Volume{mem("v")}, nil, ""},
+		{"disk medium", []Volume{{Name: "v", EmptyDir: &EmptyDirVolumeSource{}}}, nil, "volumes[0].emptyDir.medium"},
+		{"no source", []Volume{{Name: "v"}}, nil, "volumes[0]"},
+		{"bad name", []Volume{mem("V_1")}, nil, "volumes[0].name"},
+		{"same name twice", []Volume{mem("v"), mem("v")}, nil, "volumes[1].name"},
+		{"mount of no volume", nil, []VolumeMount{{Name: "v", MountPath: "/v"}}, "volumeMounts[0].name"},
+		{"relative mount", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "v"}}, "volumeMounts[0].mountPath"},
+		{"root", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/"}}, "volumeMounts[0].mountPath"},
+		{"escape", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/v/../etc"}}, "volumeMounts[0].mountPath"},
+		{"over /proc", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/proc/self"}}, "volumeMounts[0].mountPath"},
+		{"over /dev", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/dev"}}, "volumeMounts[0].mountPath"},
+		{"one path twice", []Volume{mem("v"), mem("w")}, []VolumeMount{{Name: "v", MountPath: "/a"}, {Name: "w", MountPath: "/a"}}, "volumeMounts[1].mountPath"},
+	} {
+		s := &Service{Metadata: ObjectMeta{Name: "svc"}, Spec: ServiceSpec{Template: RevisionTemplate{Spec: RevisionSpec{
+			Containers: []Container{{Image: "i", VolumeMounts: tc.mounts}}, Volumes: tc.volumes}}}}
+		err := s.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want accepted", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want a refusal naming %s", tc.name, err, tc.want)
+		}
 	}
 }

@@ -39,6 +39,9 @@ package apis
 //	  resources.startupCpuBoost                false or unset only
 //	  ports[] {name, containerPort}            ports (at most one)
 //	  workingDir                               workingDir (an absolute path)
+//	  volumeMounts[] {name, mountPath}         volumeMounts
+//	template.volumes[] {name, emptyDir}        volumes: emptyDir (medium MEMORY or unset: in memory;
+//	                                           sizeLimit) only
 //	  startupProbe                             a tcpSocket probe on the serving port only: Usher's
 //	                                           own start check; its timings are ignored
 //
@@ -50,7 +53,7 @@ package apis
 // encryptionKey*, executionEnvironment, nodeSelector, sessionAffinity,
 // healthCheckDisabled, gpuZonalRedundancyDisabled, serviceMesh, sandboxes,
 // workloadIdentityConfig, ambientNetworking, scaling.cpuUtilization,
-// scaling.concurrencyUtilization; containers[].volumeMounts,
+// scaling.concurrencyUtilization, volumes other than emptyDir; containers[]
 // livenessProbe, readinessProbe, dependsOn, baseImageUri, buildConfig,
 // sourceCode, sandboxLauncher, env[].valueSource. A name v2 does not define
 // is refused too. Output-only fields (uid, generation, conditions, uri, …)
@@ -135,6 +138,7 @@ type V2RevisionTemplate struct {
 	Containers                    []V2Container      `json:"containers,omitempty"`
 	MaxInstanceRequestConcurrency int32              `json:"maxInstanceRequestConcurrency,omitempty"`
 	Client                        string             `json:"client,omitempty"`
+	Volumes                       []V2Volume         `json:"volumes,omitempty"`
 	ClientVersion                 string             `json:"clientVersion,omitempty"`
 }
 
@@ -146,14 +150,36 @@ type V2RevisionScaling struct {
 
 // V2Container is google.cloud.run.v2.Container.
 type V2Container struct {
-	Name       string                  `json:"name,omitempty"`
-	Image      string                  `json:"image,omitempty"`
-	Command    []string                `json:"command,omitempty"`
-	Args       []string                `json:"args,omitempty"`
-	WorkingDir string                  `json:"workingDir,omitempty"`
-	Env        []V2EnvVar              `json:"env,omitempty"`
-	Resources  *V2ResourceRequirements `json:"resources,omitempty"`
-	Ports      []V2ContainerPort       `json:"ports,omitempty"`
+	Name         string                  `json:"name,omitempty"`
+	Image        string                  `json:"image,omitempty"`
+	Command      []string                `json:"command,omitempty"`
+	Args         []string                `json:"args,omitempty"`
+	WorkingDir   string                  `json:"workingDir,omitempty"`
+	VolumeMounts []V2VolumeMount         `json:"volumeMounts,omitempty"`
+	Env          []V2EnvVar              `json:"env,omitempty"`
+	Resources    *V2ResourceRequirements `json:"resources,omitempty"`
+	Ports        []V2ContainerPort       `json:"ports,omitempty"`
+}
+
+// V2Volume is google.cloud.run.v2.Volume: in-memory (emptyDir) only.
+type V2Volume struct {
+	Name     string      `json:"name"`
+	EmptyDir *V2EmptyDir `json:"emptyDir,omitempty"`
+}
+
+// V2EmptyDir is google.cloud.run.v2.EmptyDirVolumeSource.
+type V2EmptyDir struct {
+	Medium    string `json:"medium,omitempty"`
+	SizeLimit string `json:"sizeLimit,omitempty"`
+}
+
+// V2MediumMemory is EmptyDirVolumeSource.Medium MEMORY.
+const V2MediumMemory = "MEMORY"
+
+// V2VolumeMount is google.cloud.run.v2.VolumeMount.
+type V2VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
 }
 
 // V2EnvVar is google.cloud.run.v2.EnvVar with a literal value.

@@ -74,6 +74,7 @@ var (
 		2: "ALPHA", 3: "BETA", 4: V2LaunchStageGA, 5: "DEPRECATED"}
 	enumExecutionEnvironment = map[int]string{0: "EXECUTION_ENVIRONMENT_UNSPECIFIED", 1: "EXECUTION_ENVIRONMENT_GEN1", 2: "EXECUTION_ENVIRONMENT_GEN2"}
 	enumTrafficType          = map[int]string{0: v2TrafficUnspecified, 1: V2TrafficLatest, 2: V2TrafficRevision}
+	enumMedium               = map[int]string{0: "MEDIUM_UNSPECIFIED", 1: V2MediumMemory}
 	enumScalingMode          = map[int]string{0: "SCALING_MODE_UNSPECIFIED", 1: "AUTOMATIC", 2: "MANUAL"}
 	enumFunctionalType       = map[int]string{0: "FUNCTIONAL_TYPE_UNSPECIFIED", 1: "FUNCTIONAL_TYPE_AGENT", 2: "FUNCTIONAL_TYPE_MCP_SERVER"}
 )
@@ -97,10 +98,14 @@ var v2ContainerSchema = v2Schema{
 		"name":          v2In,
 		"containerPort": v2Num,
 	}),
-	"startupProbe":    {check: tcpStartupProbeOnly},
-	"livenessProbe":   notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
-	"readinessProbe":  notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
-	"volumeMounts":    notImplemented(""),
+	"startupProbe":   {check: tcpStartupProbeOnly},
+	"livenessProbe":  notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
+	"readinessProbe": notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
+	"volumeMounts": v2Message(v2Schema{
+		"name":      v2In,
+		"mountPath": v2In,
+		"subPath":   notImplemented(""),
+	}),
 	"workingDir":      v2In,
 	"dependsOn":       notImplemented(""),
 	"baseImageUri":    notImplemented(""),
@@ -131,7 +136,14 @@ var v2TemplateSchema = v2Schema{
 	"healthCheckDisabled":           onlyBool(false, "is not supported by Usher; leave it unset"),
 	"gpuZonalRedundancyDisabled":    onlyBool(false, "is not supported by Usher; leave it unset"),
 	"vpcAccess":                     notImplemented("is not supported by Usher: instances reach the network directly"),
-	"volumes":                       notImplemented(""),
+	"volumes": v2Message(v2Schema{
+		"name":             v2In,
+		"emptyDir":         v2Message(v2Schema{"medium": {enum: enumMedium}, "sizeLimit": v2In}),
+		"secret":           notImplemented("is not supported by Usher (no Secret Manager): only emptyDir volumes"),
+		"cloudSqlInstance": notImplemented("is not supported by Usher: only emptyDir volumes"),
+		"gcs":              notImplemented("is not supported by Usher: only emptyDir volumes"),
+		"nfs":              notImplemented("is not supported by Usher: only emptyDir volumes"),
+	}),
 	"encryptionKey":                 notImplemented(""),
 	"encryptionKeyRevocationAction": notImplemented(""),
 	"encryptionKeyShutdownDuration": notImplemented(""),

@@ -77,6 +77,12 @@ type deployFlags struct {
 	ingress           string
 	defaultURL        bool
 	noDefaultURL      bool
+	addVolumes        []string
+	removeVolumes     []string
+	clearVolumes      bool
+	addMounts         []string
+	removeMounts      []string
+	clearMounts       bool
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -120,6 +126,12 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.StringVar(&f.ingress, "ingress", "", "where requests may come from: all (the default), internal (Usher's instances and usher serve --internal-cidrs) or internal-and-cloud-load-balancing (also usher serve --trusted-proxies); others get 404")
 	fl.BoolVar(&f.defaultURL, "default-url", false, "answer on the service's URL (the default)")
 	fl.BoolVar(&f.noDefaultURL, "no-default-url", false, "answer on none of the service's URLs (its tags' included): every request gets 404")
+	fl.StringArrayVar(&f.addVolumes, "add-volume", nil, "add an in-memory volume: name=NAME,type=in-memory[,size-limit=QUANTITY] (repeatable)")
+	fl.StringSliceVar(&f.removeVolumes, "remove-volume", nil, "remove volumes by name: NAME,...")
+	fl.BoolVar(&f.clearVolumes, "clear-volumes", false, "remove every volume")
+	fl.StringArrayVar(&f.addMounts, "add-volume-mount", nil, "mount a volume: volume=NAME,mount-path=/PATH (repeatable)")
+	fl.StringSliceVar(&f.removeMounts, "remove-volume-mount", nil, "remove volume mounts by mount path: /PATH,...")
+	fl.BoolVar(&f.clearMounts, "clear-volume-mounts", false, "remove every volume mount")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
 	fl.StringVar(&f.cpu, "cpu", "", "CPU limit per instance, e.g. 1, 0.5, 500m (container images)")
 	fl.StringVar(&f.memory, "memory", "", "memory limit per instance, e.g. 512Mi, 1Gi (container images)")
@@ -365,6 +377,9 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 		s.Metadata.Annotations[apis.AnnotationIAPEnabled] = "true"
 	case f.noIAP:
 		delete(s.Metadata.Annotations, apis.AnnotationIAPEnabled)
+	}
+	if err := applyVolumeFlags(&tmpl.Spec, f); err != nil {
+		return err
 	}
 	if f.ingress != "" {
 		if s.Metadata.Annotations == nil {
@@ -691,4 +706,59 @@ func parseTimeout(v string) (int64, error) {
 		return 0, fmt.Errorf("--timeout %q: want whole seconds (300) or a duration (5m)", v)
 	}
 	return int64(d / time.Second), nil
+}
+
+// applyVolumeFlags applies gcloud's volume flags, in gcloud's order:
+// clear, remove, then add (volumes first, then mounts).
+func applyVolumeFlags(spec *apis.RevisionSpec, f *deployFlags) error {
+	ctr := &spec.Containers[0]
+	if f.clearVolumes {
+		spec.Volumes = nil
+	}
+	if f.clearMounts {
+		ctr.VolumeMounts = nil
+	}
+	spec.Volumes = slices.DeleteFunc(spec.Volumes, func(v apis.Volume) bool { return slices.Contains(f.removeVolumes, v.Name) })
+	ctr.VolumeMounts = slices.DeleteFunc(ctr.VolumeMounts, func(m apis.VolumeMount) bool { return slices.Contains(f.removeMounts, m.MountPath) })
+	for _, a := range f.addVolumes {
+		kv, err := keyValues("--add-volume", a, "name", "type", "size-limit")
+		if err != nil {
+			return err
+		}
+		if kv["name"] == "" || kv["type"] == "" {
+			return fmt.Errorf("--add-volume=%s: name and type are required", a)
+		}
+		if kv["type"] != "in-memory" {
+			return fmt.Errorf("--add-volume=%s: type %q is not supported by Usher: only in-memory", a, kv["type"])
+		}
+		v := apis.Volume{Name: kv["name"], EmptyDir: &apis.EmptyDirVolumeSource{Medium: apis.MediumMemory, SizeLimit: kv["size-limit"]}}
+		spec.Volumes = slices.DeleteFunc(spec.Volumes, func(old apis.Volume) bool { return old.Name == v.Name })
+		spec.Volumes = append(spec.Volumes, v)
+	}
+	for _, a := range f.addMounts {
+		kv, err := keyValues("--add-volume-mount", a, "volume", "mount-path")
+		if err != nil {
+			return err
+		}
+		if kv["volume"] == "" || kv["mount-path"] == "" {
+			return fmt.Errorf("--add-volume-mount=%s: volume and mount-path are required", a)
+		}
+		m := apis.VolumeMount{Name: kv["volume"], MountPath: kv["mount-path"]}
+		ctr.VolumeMounts = slices.DeleteFunc(ctr.VolumeMounts, func(old apis.VolumeMount) bool { return old.MountPath == m.MountPath })
+		ctr.VolumeMounts = append(ctr.VolumeMounts, m)
+	}
+	return nil
+}
+
+// keyValues parses "k=v,k=v" with only the allowed keys.
+func keyValues(flag, s string, allowed ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || !slices.Contains(allowed, k) {
+			return nil, fmt.Errorf("%s=%s: want %s", flag, s, strings.Join(allowed, "=…,")+"=…")
+		}
+		out[k] = v
+	}
+	return out, nil
 }

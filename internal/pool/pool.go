@@ -235,6 +235,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	if c.Resources != nil {
 		spec.CPU, spec.Memory = c.Resources.Limits["cpu"], c.Resources.Limits["memory"]
 	}
+	spec.Volumes = volumesOf(rev)
 	rp := &revisionPool{
 		p:           p,
 		key:         key,
@@ -704,4 +705,28 @@ func (l *lineLogger) Write(b []byte) (int, error) {
 		l.also(l.key, e)
 	}
 	return len(b), nil
+}
+
+// volumesOf turns a revision's mounted in-memory volumes into the runtime's.
+// A size limit validation refused never gets here; were one to, the mount
+// would not start unbounded: it gets the smallest tmpfs (1 byte: unusable).
+func volumesOf(rev *apis.Revision) []runtime.Volume {
+	var out []runtime.Volume
+	for _, m := range rev.Spec.Containers[0].VolumeMounts {
+		for _, v := range rev.Spec.Volumes {
+			if v.Name != m.Name || v.EmptyDir == nil {
+				continue
+			}
+			vol := runtime.Volume{Path: m.MountPath}
+			if l := v.EmptyDir.SizeLimit; l != "" {
+				n, err := runtime.ParseMemory(l)
+				if err != nil {
+					n = 1
+				}
+				vol.SizeBytes = n
+			}
+			out = append(out, vol)
+		}
+	}
+	return out
 }

@@ -56,7 +56,10 @@ type InstanceSpec struct {
 	// host for unsandboxed processes (else the image's, /tmp in the
 	// sandbox, a fresh directory for unsandboxed processes).
 	WorkingDir string
-	Env        []EnvVar // user env, in order; see ValidateEnv
+	// Volumes are in-memory file systems (tmpfs) the program finds mounted,
+	// each instance its own, empty at start.
+	Volumes []Volume
+	Env     []EnvVar // user env, in order; see ValidateEnv
 
 	// Service, Revision and Configuration become K_SERVICE, K_REVISION and
 	// K_CONFIGURATION.
@@ -106,6 +109,15 @@ func (s InstanceSpec) WithDefaults() InstanceSpec {
 		s.StopGrace = DefaultStopGrace
 	}
 	return s
+}
+
+// Volume is an in-memory volume: a tmpfs at Path (absolute, clean; checked
+// by package apis), at most SizeBytes large (0: the runtime's default,
+// half the memory of the machine or container). What it holds counts as
+// the instance's memory where limits apply.
+type Volume struct {
+	Path      string
+	SizeBytes int64
 }
 
 // EnvVar is one environment variable.

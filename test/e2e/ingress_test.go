@@ -135,3 +135,39 @@ func TestNoDefaultURL(t *testing.T) {
 		t.Errorf("after --default-url: status.url %q, want %q", sv.Status.URL, u)
 	}
 }
+
+// TestInMemoryVolume: a sandboxed instance finds its in-memory volume
+// (usher run deploy --add-volume type=in-memory --add-volume-mount),
+// writable and bounded by its size limit. The attacker's view: a volume
+// mounted over Usher's own data directory (a host path the sandbox hides)
+// shows an empty file system, never the data under it.
+func TestInMemoryVolume(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the process sandbox needs root")
+	}
+	s := startServer(t)
+	u := s.deploy(t, "vol", proberBin, "--allow-unauthenticated",
+		"--add-volume=name=cache,type=in-memory,size-limit=1Mi", "--add-volume-mount=volume=cache,mount-path=/tmp/cache",
+		"--add-volume=name=peek,type=in-memory", "--add-volume-mount=volume=peek,mount-path="+s.dataDir)
+	if r := s.get(t, u+"/write?bytes=1000&path=/tmp/cache/f"); r.status != http.StatusOK {
+		t.Errorf("write to the volume: %d %s", r.status, r.body)
+	}
+	if r := s.get(t, u+"/write?bytes=2097152&path=/tmp/cache/big"); r.status == http.StatusOK {
+		t.Errorf("2 MiB written to a 1 MiB volume")
+	}
+	if r := s.get(t, u+"/read?path="+s.dataDir+"/usher.db"); r.status == http.StatusOK {
+		t.Errorf("a volume over the data dir reads usher.db (%d bytes)", len(r.body))
+	}
+	if _, err := os.Stat(s.dataDir + "/usher.db"); err != nil {
+		t.Errorf("usher.db on the host: %v", err)
+	}
+	// A mount path the sandbox cannot have is refused at deploy.
+	r := s.cli(t, "run", "services", "update", "vol", "--region="+region,
+		"--add-volume=name=x,type=in-memory", "--add-volume-mount=volume=x,mount-path=/no-such-dir-on-the-host")
+	if r.code == 0 || !strings.Contains(r.stderr, "mountPath") {
+		t.Errorf("mount at /no-such-dir-on-the-host: %s, want a refusal naming mountPath", r)
+	}
+	if r := s.cli(t, "run", "services", "update", "vol", "--region="+region, "--add-volume=name=x,type=nfs"); r.code == 0 {
+		t.Errorf("--add-volume type=nfs accepted: %s", r)
+	}
+}

@@ -22,10 +22,10 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		want  string // named in the error
 	}{
 		{"secrets as env", []string{"--set-secrets=TOKEN=tok:latest"}, "env[0].valueFrom"},
-		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "containers[0].volumeMounts"},
+		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "volumes[0].secret"},
 		{"vpc connector", []string{"--vpc-connector=conn"}, "run.googleapis.com/vpc-access-connector"},
 		{"direct vpc", []string{"--network=default"}, "run.googleapis.com/network-interfaces"},
-		{"in-memory volume", []string{"--add-volume=name=v,type=in-memory,size-limit=10Mi", "--add-volume-mount=volume=v,mount-path=/v"}, "containers[0].volumeMounts"},
+		{"cloud storage volume", []string{"--add-volume=name=v,type=cloud-storage,bucket=b", "--add-volume-mount=volume=v,mount-path=/tmp/v"}, "volumes[0].csi"},
 		{"liveness probe", []string{"--liveness-probe=httpGet.path=/healthz"}, "livenessProbe"},
 		{"http startup probe", []string{"--startup-probe=httpGet.path=/ready"}, "startupProbe.httpGet"},
 		{"cpu always allocated", []string{"--no-cpu-throttling"}, "run.googleapis.com/cpu-throttling"},

@@ -94,3 +94,36 @@ func TestGcloudWorkingDir(t *testing.T) {
 	}
 	e.expectGet(t, "the previous revision, after a failed one", url, http.StatusOK, "Hello")
 }
+
+// TestGcloudInMemoryVolume: gcloud's --add-volume type=in-memory and
+// --add-volume-mount are stored and shown back; for a file:// image a mount
+// path the process sandbox cannot have is refused at deploy, naming it, and
+// changes nothing; --clear-volumes with --clear-volume-mounts removes them.
+func TestGcloudInMemoryVolume(t *testing.T) {
+	e := newEnv(t)
+	url := e.deploy("vol", helloBin, "--allow-unauthenticated",
+		"--add-volume=name=cache,type=in-memory,size-limit=8Mi", "--add-volume-mount=volume=cache,mount-path=/tmp/cache")
+	value := func(field string) string {
+		return strings.TrimSpace(e.mustGcloud("run", "services", "describe", "vol", "--region="+region, "--format=value("+field+")").stdout)
+	}
+	if got := value("spec.template.spec.volumes[0].emptyDir.sizeLimit"); got != "8Mi" {
+		t.Errorf("sizeLimit %q, want 8Mi", got)
+	}
+	if got := value("spec.template.spec.containers[0].volumeMounts[0].mountPath"); got != "/tmp/cache" {
+		t.Errorf("mountPath %q, want /tmp/cache", got)
+	}
+	e.expectGet(t, "with its volume", url, http.StatusOK, "Hello")
+	before := e.describe("vol").Status.LatestCreatedRevisionName
+	r := e.gcloud("run", "services", "update", "vol", "--region="+region, "--quiet",
+		"--add-volume=name=other,type=in-memory", "--add-volume-mount=volume=other,mount-path=/no-such-dir-on-the-host")
+	if r.code == 0 || !strings.Contains(r.stderr, "volumeMounts[1].mountPath") {
+		t.Errorf("%s\nwant a refusal naming volumeMounts[1].mountPath", r)
+	}
+	if after := e.describe("vol").Status.LatestCreatedRevisionName; after != before {
+		t.Errorf("a refused update made revision %s", after)
+	}
+	e.mustGcloud("run", "services", "update", "vol", "--region="+region, "--quiet", "--clear-volumes", "--clear-volume-mounts")
+	if got := value("spec.template.spec.volumes"); got != "" {
+		t.Errorf("after --clear-volumes: volumes %q", got)
+	}
+}

@@ -82,3 +82,77 @@ func TestUnsandboxedWorkingDir(t *testing.T) {
 		t.Errorf("the program runs in %s, want %s", got, dir)
 	}
 }
+
+// TestSandboxVolumes: an in-memory volume is a tmpfs of the instance's own,
+// writable by its user, bounded by its size; a host directory it covers
+// stays untouched, and another instance does not see what one wrote.
+// A mount path that cannot exist in the sandbox fails the start.
+func TestSandboxVolumes(t *testing.T) {
+	app := buildTestApp(t)
+	hostDir, err := os.MkdirTemp("/var/tmp", "usher-volume-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(hostDir) })
+	rt := sandboxRuntime(t, Sandbox{})
+	t.Cleanup(func() { rt.Close() })
+	spec := runtime.InstanceSpec{Image: "file://" + app, Revision: "r1",
+		Volumes: []runtime.Volume{{Path: hostDir, SizeBytes: 1 << 20}, {Path: "/tmp/cache/a"}}}
+	start := func() runtime.Instance {
+		in, err := rt.Start(context.Background(), spec)
+		if err != nil {
+			t.Fatalf("Start: %v", err)
+		}
+		t.Cleanup(func() { in.Stop(context.Background()) })
+		return in
+	}
+	a, b := start(), start()
+	get := func(in runtime.Instance, path string) (int, string) {
+		code, body, err := runtimetest.Get(in, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, body
+	}
+	if code, body := get(a, "/write?bytes=1000&path="+hostDir+"/f"); code != 200 {
+		t.Errorf("write 1000 bytes to the volume at %s: %d %s", hostDir, code, body)
+	}
+	if code, body := get(a, "/write?bytes=4000&path=/tmp/cache/a/f"); code != 200 {
+		t.Errorf("write to the volume at /tmp/cache/a: %d %s", code, body)
+	}
+	if code, body := get(a, "/write?bytes=2097152&path="+hostDir+"/big"); code != 507 {
+		t.Errorf("write 2 MiB to a 1 MiB volume: %d %s, want a failure", code, body)
+	}
+	if code, _ := get(a, "/read?path="+hostDir+"/f"); code != 200 {
+		t.Errorf("read back from the volume: %d", code)
+	}
+	if code, _ := get(b, "/read?path="+hostDir+"/f"); code == 200 {
+		t.Errorf("another instance reads what one wrote to its volume")
+	}
+	if entries, _ := os.ReadDir(hostDir); len(entries) != 0 {
+		t.Errorf("the host directory under the volume got %v", entries)
+	}
+
+	spec.Volumes = []runtime.Volume{{Path: "/no-such-dir-in-the-root"}}
+	if in, err := rt.Start(context.Background(), spec); err == nil {
+		in.Stop(context.Background())
+		t.Errorf("a volume at a path the sandbox cannot have: started")
+	} else if !strings.Contains(err.Error(), "/no-such-dir-in-the-root") {
+		t.Errorf("a volume at a path the sandbox cannot have: %v, want it named", err)
+	}
+}
+
+// TestUnsandboxedVolumes: without the sandbox there is nowhere private to
+// mount a volume: the start fails rather than run without it.
+func TestUnsandboxedVolumes(t *testing.T) {
+	app := buildTestApp(t)
+	in, err := New(Config{}).Start(context.Background(), runtime.InstanceSpec{Image: "file://" + app, Revision: "r1",
+		Volumes: []runtime.Volume{{Path: "/tmp/v"}}})
+	if err == nil {
+		in.Stop(context.Background())
+		t.Fatal("started without its volume")
+	}
+	if !strings.Contains(err.Error(), "in-memory volumes need the process sandbox") {
+		t.Errorf("error %v, want it to say why", err)
+	}
+}

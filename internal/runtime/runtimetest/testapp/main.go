@@ -189,6 +189,16 @@ func main() {
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
 	})
+	// /write?path=P&bytes=N writes N bytes to P (volume tests): 507 when
+	// it cannot, with the error.
+	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
+		if err := os.WriteFile(r.URL.Query().Get("path"), make([]byte, n), 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusInsufficientStorage)
+			return
+		}
+		fmt.Fprintln(w, "written")
+	})
 	mux.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
 		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
 		for range mb {
