@@ -68,10 +68,28 @@ var v1FieldCases = []fieldCase{
 	{"spec.template.spec.containers[].startupProbe.periodSeconds", 240.0, "kept"},
 	{"spec.template.spec.containers[].startupProbe.failureThreshold", 1.0, "kept"},
 	{"spec.template.spec.containers[].startupProbe.successThreshold", 1.0, "kept"},
-	{"spec.template.spec.containers[].startupProbe.httpGet", map[string]any{"path": "/"}, "refused"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.path", "/ready", "kept"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.path", "ready", "refused"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.port", 9999.0, "refused"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.httpHeaders", []any{map[string]any{"name": "a", "value": "b"}}, "refused"},
 	{"spec.template.spec.containers[].startupProbe.grpc", map[string]any{"port": 8080.0}, "refused"},
 	{"spec.template.spec.containers[].startupProbe.exec", map[string]any{"command": []any{"true"}}, "refused"},
-	{"spec.template.spec.containers[].livenessProbe", map[string]any{"httpGet": map[string]any{"path": "/"}}, "refused"},
+	// Liveness cases other than httpGet's start from a tcpSocket probe
+	// (withLiveness): a liveness probe needs an action.
+	{"spec.template.spec.containers[].livenessProbe.tcpSocket.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.tcpSocket.port", 9999.0, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.httpGet.path", "/healthz", "kept"},
+	{"spec.template.spec.containers[].livenessProbe.httpGet.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.httpGet.httpHeaders", []any{map[string]any{"name": "a", "value": "b"}}, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.initialDelaySeconds", 1.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.timeoutSeconds", 1.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.periodSeconds", 5.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.periodSeconds", -1.0, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.failureThreshold", 3.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.successThreshold", 1.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.grpc", map[string]any{"port": 8080.0}, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.exec", map[string]any{"command": []any{"true"}}, "refused"},
 	{"spec.template.spec.containers[].readinessProbe", map[string]any{"tcpSocket": map[string]any{}}, "refused"},
 	{"spec.template.spec.containers[].workingDir", "/srv", "kept"},
 	{"spec.template.spec.containers[].workingDir", "srv", "refused"},
@@ -209,6 +227,9 @@ func TestEveryV1FieldKeptOrRefused(t *testing.T) {
 			}
 			if strings.Contains(c.path, "volume") {
 				withVolume(svc)
+			}
+			if strings.Contains(c.path, "livenessProbe") && !strings.Contains(c.path, "httpGet") {
+				set(svc, "spec.template.spec.containers[].livenessProbe", map[string]any{"tcpSocket": map[string]any{}})
 			}
 			set(svc, c.path, v)
 			try(t, svc, name, c.path, v, c.want)

@@ -13,7 +13,7 @@ package apis
 //   - server-owned: clients send back what they read (status, uid,
 //     resourceVersion, the URLs); ignored and replaced by the server;
 //   - accepted only with the value that is what Usher does anyway
-//     (protocol "TCP", a tcpSocket startup probe);
+//     (protocol "TCP");
 //   - refused with INVALID_ARGUMENT naming the field.
 //
 // A field name the v1 shape does not define is refused too.
@@ -67,14 +67,20 @@ var v1ObjectMeta = map[string]v1Field{
 }
 
 var v1Probe = map[string]v1Field{
-	"tcpSocket":           v1Message(map[string]v1Field{"port": v1In}),
-	"initialDelaySeconds": v1Hint,
-	"timeoutSeconds":      v1Hint,
-	"periodSeconds":       v1Hint,
-	"failureThreshold":    v1Hint,
+	"tcpSocket": v1Message(map[string]v1Field{"port": v1In}),
+	"httpGet": v1Message(map[string]v1Field{
+		"path":        v1In,
+		"port":        v1In,
+		"httpHeaders": v1Refused(notByUsher + ": probes send no extra headers"),
+	}),
+	// Honoured by httpGet probes and liveness probes; a tcpSocket startup
+	// probe is the runtime's own start check (see Probe).
+	"initialDelaySeconds": v1In,
+	"timeoutSeconds":      v1In,
+	"periodSeconds":       v1In,
+	"failureThreshold":    v1In,
 	"successThreshold":    v1Hint,
-	"httpGet":             v1Refused(notByUsher + ": Usher's only start check is a TCP connection to the serving port"),
-	"grpc":                v1Refused(notByUsher + ": Usher's only start check is a TCP connection to the serving port"),
+	"grpc":                v1Refused(notByUsher + ": probes are tcpSocket or httpGet"),
 	"exec":                v1Refused(notByUsher),
 }
 
@@ -97,11 +103,8 @@ var v1Container = map[string]v1Field{
 		"limits":   {check: onlyKeys("cpu", "memory")},
 		"requests": v1Refused(notByUsher + ": set resources.limits"),
 	}),
-	// Usher checks that an instance accepts TCP connections on its port
-	// before routing to it: a tcpSocket startup probe says just that. Its
-	// timings are not honoured.
 	"startupProbe":   v1Message(v1Probe),
-	"livenessProbe":  v1Refused(notByUsher),
+	"livenessProbe":  v1Message(v1Probe),
 	"readinessProbe": v1Refused(notByUsher),
 	"workingDir":     v1In, // an absolute path (Validate)
 	"volumeMounts": v1Message(map[string]v1Field{

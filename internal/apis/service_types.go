@@ -116,21 +116,34 @@ type Container struct {
 	VolumeMounts []VolumeMount   `json:"volumeMounts,omitempty"`
 	Ports        []ContainerPort `json:"ports,omitempty"`
 	Resources    *Resources      `json:"resources,omitempty"`
-	// StartupProbe may only say what Usher checks anyway: that the
-	// container accepts TCP connections on its port (service_fields.go).
-	StartupProbe *Probe `json:"startupProbe,omitempty"`
+	// StartupProbe decides when an instance may take requests: tcpSocket
+	// is Usher's own start check (a connection to the serving port);
+	// httpGet adds GETs until one answers 2xx or 3xx. LivenessProbe, once
+	// started, restarts an instance that fails it failureThreshold times
+	// in a row.
+	StartupProbe  *Probe `json:"startupProbe,omitempty"`
+	LivenessProbe *Probe `json:"livenessProbe,omitempty"`
 }
 
-// Probe is a startup probe: a TCP connection to the serving port. Its
-// timings are kept so a describe shows them back, but Usher's own start
-// check decides when an instance is ready.
+// Probe is a startup or liveness probe: a TCP connection or an HTTP GET to
+// the serving port. Unset timings take Kubernetes' defaults (timeout 1s,
+// period 10s, failure threshold 3). A tcpSocket startup probe is Usher's
+// own start check, whose bound is the runtime's start timeout: its timings
+// are shown back but not used; successThreshold is never used (1).
 type Probe struct {
 	TCPSocket           *TCPSocketAction `json:"tcpSocket,omitempty"`
+	HTTPGet             *HTTPGetAction   `json:"httpGet,omitempty"`
 	InitialDelaySeconds int32            `json:"initialDelaySeconds,omitempty"`
 	TimeoutSeconds      int32            `json:"timeoutSeconds,omitempty"`
 	PeriodSeconds       int32            `json:"periodSeconds,omitempty"`
 	FailureThreshold    int32            `json:"failureThreshold,omitempty"`
 	SuccessThreshold    int32            `json:"successThreshold,omitempty"`
+}
+
+// HTTPGetAction is a probe's GET: Path (default "/") on the serving port.
+type HTTPGetAction struct {
+	Path string `json:"path,omitempty"`
+	Port int32  `json:"port,omitempty"`
 }
 
 // TCPSocketAction is a probe's TCP check.

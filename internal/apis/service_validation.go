@@ -121,14 +121,15 @@ func (s *Service) Validate() error {
 	if len(c.Ports) > 1 {
 		return fieldErr("spec.template.spec.containers[0].ports", "at most one port may be set")
 	}
-	if p := c.StartupProbe; p != nil && p.TCPSocket != nil && p.TCPSocket.Port != 0 {
-		port := int32(DefaultContainerPort)
-		if len(c.Ports) == 1 && c.Ports[0].ContainerPort != 0 {
-			port = c.Ports[0].ContainerPort
-		}
-		if p.TCPSocket.Port != port {
-			return fieldErr("spec.template.spec.containers[0].startupProbe.tcpSocket.port", "%d is not the serving port %d: Usher's start check connects to the serving port only", p.TCPSocket.Port, port)
-		}
+	port := int32(DefaultContainerPort)
+	if len(c.Ports) == 1 && c.Ports[0].ContainerPort != 0 {
+		port = c.Ports[0].ContainerPort
+	}
+	if err := validateProbe("spec.template.spec.containers[0].startupProbe", c.StartupProbe, port, false); err != nil {
+		return err
+	}
+	if err := validateProbe("spec.template.spec.containers[0].livenessProbe", c.LivenessProbe, port, true); err != nil {
+		return err
 	}
 	if cc := spec.ContainerConcurrency; cc != nil && (*cc < 0 || *cc > MaxContainerConcurrency) {
 		return fieldErr("spec.template.spec.containerConcurrency", "%d must be between 0 and %d", *cc, MaxContainerConcurrency)
@@ -287,6 +288,55 @@ func validateVolumes(spec RevisionSpec) error {
 			return fieldErr(p+".mountPath", "%q is mounted twice", m.MountPath)
 		}
 		paths[m.MountPath] = true
+	}
+	return nil
+}
+
+// MaxProbeSeconds bounds a probe's timings.
+const MaxProbeSeconds = 3600
+
+// validateProbe checks a startup or liveness probe: at most one action (a
+// liveness probe needs one), on the serving port, with sane timings.
+func validateProbe(path string, p *Probe, port int32, needsAction bool) error {
+	if p == nil {
+		return nil
+	}
+	switch {
+	case p.TCPSocket != nil && p.HTTPGet != nil:
+		return fieldErr(path, "set one of tcpSocket or httpGet, not both")
+	case needsAction && p.TCPSocket == nil && p.HTTPGet == nil:
+		return fieldErr(path, "tcpSocket or httpGet is required")
+	}
+	if p.TCPSocket != nil && p.TCPSocket.Port != 0 && p.TCPSocket.Port != port {
+		return fieldErr(path+".tcpSocket.port", "%d is not the serving port %d: probes connect to the serving port only", p.TCPSocket.Port, port)
+	}
+	if h := p.HTTPGet; h != nil {
+		if h.Port != 0 && h.Port != port {
+			return fieldErr(path+".httpGet.port", "%d is not the serving port %d: probes connect to the serving port only", h.Port, port)
+		}
+		if h.Path != "" && (!strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \r\n\x00") || len(h.Path) > 2048) {
+			return fieldErr(path+".httpGet.path", "%q must be an absolute URL path", h.Path)
+		}
+	}
+	for _, t := range []struct {
+		name string
+		v    int32
+	}{
+		{"initialDelaySeconds", p.InitialDelaySeconds},
+		{"timeoutSeconds", p.TimeoutSeconds},
+		{"periodSeconds", p.PeriodSeconds},
+		{"failureThreshold", p.FailureThreshold},
+		{"successThreshold", p.SuccessThreshold},
+	} {
+		if t.v < 0 || t.v > MaxProbeSeconds {
+			return fieldErr(path+"."+t.name, "%d must be between 0 and %d", t.v, MaxProbeSeconds)
+		}
+	}
+	if p.SuccessThreshold > 1 {
+		return fieldErr(path+".successThreshold", "%d: only 1 is supported", p.SuccessThreshold)
+	}
+	if p.TimeoutSeconds > 0 && p.PeriodSeconds > 0 && p.TimeoutSeconds > p.PeriodSeconds {
+		return fieldErr(path+".timeoutSeconds", "%d must not exceed periodSeconds (%d)", p.TimeoutSeconds, p.PeriodSeconds)
 	}
 	return nil
 }

@@ -197,6 +197,34 @@ func durationToV2(seconds int64) string {
 	return strconv.FormatInt(seconds, 10) + "s"
 }
 
+func probeToV2(p *Probe) *V2Probe {
+	if p == nil {
+		return nil
+	}
+	v := &V2Probe{InitialDelaySeconds: p.InitialDelaySeconds, TimeoutSeconds: p.TimeoutSeconds, PeriodSeconds: p.PeriodSeconds, FailureThreshold: p.FailureThreshold}
+	if p.HTTPGet != nil {
+		v.HTTPGet = &V2HTTPGetAction{Path: p.HTTPGet.Path, Port: p.HTTPGet.Port}
+	}
+	if p.TCPSocket != nil {
+		v.TCPSocket = &V2TCPSocketAction{Port: p.TCPSocket.Port}
+	}
+	return v
+}
+
+func probeFromV2(v *V2Probe) *Probe {
+	if v == nil {
+		return nil
+	}
+	p := &Probe{InitialDelaySeconds: v.InitialDelaySeconds, TimeoutSeconds: v.TimeoutSeconds, PeriodSeconds: v.PeriodSeconds, FailureThreshold: v.FailureThreshold}
+	if v.HTTPGet != nil {
+		p.HTTPGet = &HTTPGetAction{Path: v.HTTPGet.Path, Port: v.HTTPGet.Port}
+	}
+	if v.TCPSocket != nil {
+		p.TCPSocket = &TCPSocketAction{Port: v.TCPSocket.Port}
+	}
+	return p
+}
+
 func volumesToV2(vs []Volume) []V2Volume {
 	var out []V2Volume
 	for _, v := range vs {
@@ -216,6 +244,7 @@ func containersToV2(cs []Container) []V2Container {
 		for _, m := range c.VolumeMounts {
 			vc.VolumeMounts = append(vc.VolumeMounts, V2VolumeMount(m))
 		}
+		vc.StartupProbe, vc.LivenessProbe = probeToV2(c.StartupProbe), probeToV2(c.LivenessProbe)
 		for _, e := range c.Env {
 			vc.Env = append(vc.Env, V2EnvVar(e))
 		}
@@ -355,6 +384,7 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 		for _, m := range vc.VolumeMounts {
 			c.VolumeMounts = append(c.VolumeMounts, VolumeMount(m))
 		}
+		c.StartupProbe, c.LivenessProbe = probeFromV2(vc.StartupProbe), probeFromV2(vc.LivenessProbe)
 		for _, e := range vc.Env {
 			c.Env = append(c.Env, EnvVar(e))
 		}

@@ -503,8 +503,8 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"service-level min instances", `{"scaling":{"minInstanceCount":1}}`, "", "service.scaling.minInstanceCount"},
 		{"manual scaling", `{"scaling":{"scalingMode":"MANUAL"}}`, "", "service.scaling.scalingMode: MANUAL is not supported"},
 		{"secret env", `{"template":{"containers":[{"image":"i","env":[{"name":"S","valueSource":{"secretKeyRef":{"secret":"s"}}}]}]}}`, "", "service.template.containers[0].env[0].valueSource"},
-		{"liveness probe", `{"template":{"containers":[{"image":"i","livenessProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].livenessProbe"},
-		{"http startup probe", `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].startupProbe"},
+		{"grpc liveness probe", `{"template":{"containers":[{"image":"i","livenessProbe":{"grpc":{"port":8080}}}]}}`, "", "service.template.containers[0].livenessProbe.grpc"},
+		{"probe headers", `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/","httpHeaders":[{"name":"a","value":"b"}]}}}]}}`, "", "service.template.containers[0].startupProbe.httpGet.httpHeaders"},
 		{"startup probe on another port name", `{"template":{"containers":[{"image":"i","startupProbe":{"tcpSocket":{"host":"10.0.0.1"}}}]}}`, "", "service.template.containers[0].startupProbe"},
 		{"cpu throttled", `{"template":{"containers":[{"image":"i","resources":{"cpuIdle":false}}]}}`, "", "service.template.containers[0].resources.cpuIdle"},
 		{"gen1", `{"template":{"executionEnvironment":"EXECUTION_ENVIRONMENT_GEN1"}}`, "", "service.template.executionEnvironment"},
@@ -801,6 +801,46 @@ func TestValidateVolumes(t *testing.T) {
 			t.Errorf("%s: %v, want accepted", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want a refusal naming %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestV2Probes: startup and liveness probes round-trip through v2 and are
+// checked like v1's.
+func TestV2Probes(t *testing.T) {
+	body := `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/ready"},"periodSeconds":"2","failureThreshold":5},
+		"livenessProbe":{"tcpSocket":{"port":8080},"periodSeconds":3}}]}}`
+	v, err := ParseV2Service([]byte(body), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Spec.Template.Spec.Containers[0]
+	if c.StartupProbe == nil || c.StartupProbe.HTTPGet == nil || c.StartupProbe.HTTPGet.Path != "/ready" || c.StartupProbe.PeriodSeconds != 2 || c.StartupProbe.FailureThreshold != 5 ||
+		c.LivenessProbe == nil || c.LivenessProbe.TCPSocket == nil || c.LivenessProbe.PeriodSeconds != 3 {
+		t.Fatalf("stored probes %+v, %+v", c.StartupProbe, c.LivenessProbe)
+	}
+	back := ServiceToV2(s, testURL).Template.Containers[0]
+	if back.StartupProbe == nil || back.StartupProbe.HTTPGet.Path != "/ready" || back.LivenessProbe == nil || back.LivenessProbe.TCPSocket == nil {
+		t.Errorf("shown back as %+v, %+v", back.StartupProbe, back.LivenessProbe)
+	}
+	for _, bad := range []Probe{
+		{}, // a liveness probe needs an action
+		{HTTPGet: &HTTPGetAction{Path: "ready"}},
+		{HTTPGet: &HTTPGetAction{Path: "/"}, TCPSocket: &TCPSocketAction{}},
+		{TCPSocket: &TCPSocketAction{}, PeriodSeconds: 1, TimeoutSeconds: 2},
+		{TCPSocket: &TCPSocketAction{}, FailureThreshold: -1},
+		{TCPSocket: &TCPSocketAction{}, SuccessThreshold: 2},
+	} {
+		s.Spec.Template.Spec.Containers[0].LivenessProbe = &bad
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "livenessProbe") {
+			t.Errorf("liveness probe %+v: %v, want a refusal naming it", bad, err)
 		}
 	}
 }

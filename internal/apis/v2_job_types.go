@@ -156,6 +156,8 @@ var v2JobContainerSchema = func() v2Schema {
 	s := maps.Clone(v2ContainerSchema)
 	s["workingDir"] = notImplemented("is not supported by Usher for jobs")
 	s["volumeMounts"] = notImplemented("is not supported by Usher for jobs")
+	s["livenessProbe"] = notImplemented("is not supported by Usher for jobs")
+	s["startupProbe"] = notImplemented("is not supported by Usher for jobs")
 	return s
 }()
 

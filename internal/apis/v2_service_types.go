@@ -42,8 +42,8 @@ package apis
 //	  volumeMounts[] {name, mountPath}         volumeMounts
 //	template.volumes[] {name, emptyDir}        volumes: emptyDir (medium MEMORY or unset: in memory;
 //	                                           sizeLimit) only
-//	  startupProbe                             a tcpSocket probe on the serving port only: Usher's
-//	                                           own start check; its timings are ignored
+//	  startupProbe, livenessProbe               startupProbe, livenessProbe: tcpSocket or httpGet
+//	                                           (no httpHeaders) on the serving port
 //
 // Refused with INVALID_ARGUMENT naming the field when set to anything but
 // its empty value: binaryAuthorization, buildConfig, scaling (service-level:
@@ -54,7 +54,7 @@ package apis
 // healthCheckDisabled, gpuZonalRedundancyDisabled, serviceMesh, sandboxes,
 // workloadIdentityConfig, ambientNetworking, scaling.cpuUtilization,
 // scaling.concurrencyUtilization, volumes other than emptyDir; containers[]
-// livenessProbe, readinessProbe, dependsOn, baseImageUri, buildConfig,
+// readinessProbe, dependsOn, baseImageUri, buildConfig,
 // sourceCode, sandboxLauncher, env[].valueSource. A name v2 does not define
 // is refused too. Output-only fields (uid, generation, conditions, uri, …)
 // are ignored, since clients send back what they read.
@@ -150,15 +150,17 @@ type V2RevisionScaling struct {
 
 // V2Container is google.cloud.run.v2.Container.
 type V2Container struct {
-	Name         string                  `json:"name,omitempty"`
-	Image        string                  `json:"image,omitempty"`
-	Command      []string                `json:"command,omitempty"`
-	Args         []string                `json:"args,omitempty"`
-	WorkingDir   string                  `json:"workingDir,omitempty"`
-	VolumeMounts []V2VolumeMount         `json:"volumeMounts,omitempty"`
-	Env          []V2EnvVar              `json:"env,omitempty"`
-	Resources    *V2ResourceRequirements `json:"resources,omitempty"`
-	Ports        []V2ContainerPort       `json:"ports,omitempty"`
+	Name          string                  `json:"name,omitempty"`
+	Image         string                  `json:"image,omitempty"`
+	Command       []string                `json:"command,omitempty"`
+	Args          []string                `json:"args,omitempty"`
+	WorkingDir    string                  `json:"workingDir,omitempty"`
+	VolumeMounts  []V2VolumeMount         `json:"volumeMounts,omitempty"`
+	StartupProbe  *V2Probe                `json:"startupProbe,omitempty"`
+	LivenessProbe *V2Probe                `json:"livenessProbe,omitempty"`
+	Env           []V2EnvVar              `json:"env,omitempty"`
+	Resources     *V2ResourceRequirements `json:"resources,omitempty"`
+	Ports         []V2ContainerPort       `json:"ports,omitempty"`
 }
 
 // V2Volume is google.cloud.run.v2.Volume: in-memory (emptyDir) only.
@@ -180,6 +182,27 @@ const V2MediumMemory = "MEMORY"
 type V2VolumeMount struct {
 	Name      string `json:"name"`
 	MountPath string `json:"mountPath"`
+}
+
+// V2Probe is google.cloud.run.v2.Probe (tcpSocket or httpGet).
+type V2Probe struct {
+	InitialDelaySeconds int32              `json:"initialDelaySeconds,omitempty"`
+	TimeoutSeconds      int32              `json:"timeoutSeconds,omitempty"`
+	PeriodSeconds       int32              `json:"periodSeconds,omitempty"`
+	FailureThreshold    int32              `json:"failureThreshold,omitempty"`
+	HTTPGet             *V2HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket           *V2TCPSocketAction `json:"tcpSocket,omitempty"`
+}
+
+// V2HTTPGetAction is google.cloud.run.v2.HTTPGetAction.
+type V2HTTPGetAction struct {
+	Path string `json:"path,omitempty"`
+	Port int32  `json:"port,omitempty"`
+}
+
+// V2TCPSocketAction is google.cloud.run.v2.TCPSocketAction.
+type V2TCPSocketAction struct {
+	Port int32 `json:"port,omitempty"`
 }
 
 // V2EnvVar is google.cloud.run.v2.EnvVar with a literal value.

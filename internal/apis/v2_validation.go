@@ -98,8 +98,8 @@ var v2ContainerSchema = v2Schema{
 		"name":          v2In,
 		"containerPort": v2Num,
 	}),
-	"startupProbe":   {check: tcpStartupProbeOnly},
-	"livenessProbe":  notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
+	"startupProbe":   v2Message(v2ProbeSchema),
+	"livenessProbe":  v2Message(v2ProbeSchema),
 	"readinessProbe": notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
 	"volumeMounts": v2Message(v2Schema{
 		"name":      v2In,
@@ -202,34 +202,19 @@ var v2ServiceSchema = v2Schema{
 	"reconciling":            v2Output,
 }
 
-// tcpStartupProbeOnly accepts the startup check Usher always does: TCP on
-// the serving port. Its timings are not honoured.
-func tcpStartupProbeOnly(v any) string {
-	m, ok := v.(map[string]any)
-	if !ok || isEmptyJSON(v) {
-		return ""
-	}
-	const why = "is supported by Usher only as a tcpSocket probe on the serving port"
-	for k, val := range m {
-		switch lowerCamel(k) {
-		case "tcpSocket":
-			sock, ok := val.(map[string]any)
-			if !ok {
-				return why
-			}
-			for sk := range sock {
-				if lowerCamel(sk) != "port" {
-					return why
-				}
-			}
-		case "initialDelaySeconds", "timeoutSeconds", "periodSeconds", "failureThreshold":
-		default:
-			if !isEmptyJSON(val) {
-				return why
-			}
-		}
-	}
-	return ""
+// v2ProbeSchema is a startup or liveness probe (validated as v1's).
+var v2ProbeSchema = v2Schema{
+	"tcpSocket": v2Message(v2Schema{"port": v2Num}),
+	"httpGet": v2Message(v2Schema{
+		"path":        v2In,
+		"port":        v2Num,
+		"httpHeaders": notImplemented("is not supported by Usher: probes send no extra headers"),
+	}),
+	"grpc":                notImplemented("is not supported by Usher: probes are tcpSocket or httpGet"),
+	"initialDelaySeconds": v2Num,
+	"timeoutSeconds":      v2Num,
+	"periodSeconds":       v2Num,
+	"failureThreshold":    v2Num,
 }
 
 func isEmptyJSON(v any) bool {

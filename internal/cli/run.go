@@ -83,6 +83,8 @@ type deployFlags struct {
 	addMounts         []string
 	removeMounts      []string
 	clearMounts       bool
+	startupProbe      string
+	livenessProbe     string
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -132,6 +134,8 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.StringArrayVar(&f.addMounts, "add-volume-mount", nil, "mount a volume: volume=NAME,mount-path=/PATH (repeatable)")
 	fl.StringSliceVar(&f.removeMounts, "remove-volume-mount", nil, "remove volume mounts by mount path: /PATH,...")
 	fl.BoolVar(&f.clearMounts, "clear-volume-mounts", false, "remove every volume mount")
+	fl.StringVar(&f.startupProbe, "startup-probe", "", "startup probe as KEY=VALUE,...: tcpSocket.port, httpGet.path, httpGet.port, initialDelaySeconds, timeoutSeconds, periodSeconds, failureThreshold; \"\" removes it")
+	fl.StringVar(&f.livenessProbe, "liveness-probe", "", "liveness probe (an instance failing it is restarted), keys as --startup-probe; \"\" removes it")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
 	fl.StringVar(&f.cpu, "cpu", "", "CPU limit per instance, e.g. 1, 0.5, 500m (container images)")
 	fl.StringVar(&f.memory, "memory", "", "memory limit per instance, e.g. 512Mi, 1Gi (container images)")
@@ -380,6 +384,20 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 	}
 	if err := applyVolumeFlags(&tmpl.Spec, f); err != nil {
 		return err
+	}
+	for _, pf := range []struct {
+		name  string
+		value string
+		dst   **apis.Probe
+	}{{"startup-probe", f.startupProbe, &ctr.StartupProbe}, {"liveness-probe", f.livenessProbe, &ctr.LivenessProbe}} {
+		if !changed(pf.name) {
+			continue
+		}
+		p, err := parseProbeFlag("--"+pf.name, pf.value)
+		if err != nil {
+			return err
+		}
+		*pf.dst = p
 	}
 	if f.ingress != "" {
 		if s.Metadata.Annotations == nil {
@@ -761,4 +779,51 @@ func keyValues(flag, s string, allowed ...string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// parseProbeFlag reads gcloud's --startup-probe/--liveness-probe value:
+// KEY=VALUE,... naming fields of the probe (a whole new probe), or "" for
+// none.
+func parseProbeFlag(flag, s string) (*apis.Probe, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	p := &apis.Probe{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s=%s: want KEY=VALUE,...", flag, s)
+		}
+		if k == "httpGet.path" {
+			if p.HTTPGet == nil {
+				p.HTTPGet = &apis.HTTPGetAction{}
+			}
+			p.HTTPGet.Path = v
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s: value for key [%s] must be an integer", flag, k)
+		}
+		switch k {
+		case "tcpSocket.port":
+			p.TCPSocket = &apis.TCPSocketAction{Port: int32(n)}
+		case "httpGet.port":
+			if p.HTTPGet == nil {
+				p.HTTPGet = &apis.HTTPGetAction{}
+			}
+			p.HTTPGet.Port = int32(n)
+		case "initialDelaySeconds":
+			p.InitialDelaySeconds = int32(n)
+		case "timeoutSeconds":
+			p.TimeoutSeconds = int32(n)
+		case "periodSeconds":
+			p.PeriodSeconds = int32(n)
+		case "failureThreshold":
+			p.FailureThreshold = int32(n)
+		default:
+			return nil, fmt.Errorf("%s: key [%s] is not supported by Usher: tcpSocket.port, httpGet.path, httpGet.port, initialDelaySeconds, timeoutSeconds, periodSeconds, failureThreshold", flag, k)
+		}
+	}
+	return p, nil
 }

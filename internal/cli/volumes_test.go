@@ -43,3 +43,25 @@ func TestApplyVolumeFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestParseProbeFlag: gcloud's --startup-probe/--liveness-probe syntax.
+func TestParseProbeFlag(t *testing.T) {
+	p, err := parseProbeFlag("--startup-probe", "httpGet.path=/ready,httpGet.port=8080,initialDelaySeconds=1,timeoutSeconds=2,periodSeconds=3,failureThreshold=4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.HTTPGet == nil || p.HTTPGet.Path != "/ready" || p.HTTPGet.Port != 8080 || p.InitialDelaySeconds != 1 || p.TimeoutSeconds != 2 || p.PeriodSeconds != 3 || p.FailureThreshold != 4 {
+		t.Errorf("parsed %+v", p)
+	}
+	if p, err := parseProbeFlag("--startup-probe", "tcpSocket.port=8080"); err != nil || p.TCPSocket == nil || p.TCPSocket.Port != 8080 {
+		t.Errorf("tcpSocket: %+v %v", p, err)
+	}
+	if p, err := parseProbeFlag("--liveness-probe", ""); err != nil || p != nil {
+		t.Errorf("empty: %+v %v, want no probe", p, err)
+	}
+	for _, bad := range []string{"grpc.port=8080", "periodSeconds=x", "httpGet.path", "exec.command=true"} {
+		if _, err := parseProbeFlag("--liveness-probe", bad); err == nil || !strings.Contains(err.Error(), "--liveness-probe") {
+			t.Errorf("%q: %v, want a refusal naming the flag", bad, err)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +79,10 @@ type Config struct {
 	// its service (PROJECT/REGION/SERVICE), revision and start duration
 	// (per-service metrics). It is called with no lock held.
 	OnColdStart func(serviceKey, revision string, took time.Duration)
+	// Dial, if set, connects to an instance's address for probes (the
+	// gateway's DialInstance: sandboxed instances listen only inside their
+	// network namespace); default a plain TCP dial.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Pool holds instances per revision.
@@ -102,6 +107,10 @@ func New(cfg Config) *Pool {
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = d.DialContext
 	}
 	p := &Pool{cfg: cfg, stopReap: make(chan struct{})}
 	go p.reapLoop()
@@ -167,6 +176,9 @@ type revisionPool struct {
 	billable time.Duration
 	minScale int
 	maxScale int
+	// startup (httpGet only: tcpSocket is the runtime's own check) and
+	// liveness probes (probe.go); nil when none.
+	startup, liveness *probe
 
 	mu        sync.Mutex
 	instances []*instance
@@ -255,6 +267,12 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	}
 	if rp.maxScale <= 0 {
 		rp.maxScale = DefaultMaxInstances
+	}
+	if sp := c.StartupProbe; sp != nil && sp.HTTPGet != nil {
+		rp.startup = newProbe(sp, p.cfg.Dial)
+	}
+	if c.LivenessProbe != nil {
+		rp.liveness = newProbe(c.LivenessProbe, p.cfg.Dial)
 	}
 	return rp
 }
@@ -380,6 +398,13 @@ func (rp *revisionPool) start() {
 	cancel()
 	if err == nil {
 		out.instance.Store(rin.ID())
+		if rp.startup != nil {
+			// Listening is not enough: the startup probe decides.
+			if err = rp.startup.untilReady(rin); err != nil {
+				err = fmt.Errorf("instance %s: startup probe: %w", rin.ID(), err)
+				rin.Stop(context.Background())
+			}
+		}
 	}
 
 	rp.mu.Lock()
@@ -414,6 +439,28 @@ func (rp *revisionPool) start() {
 		f(rp.serviceKey, spec.Revision, took)
 	}
 	go rp.supervise(in)
+	if rp.liveness != nil {
+		go rp.keepAlive(in)
+	}
+}
+
+// keepAlive probes a live instance until it is gone; after the liveness
+// probe's failureThreshold failures in a row it stops the instance, which
+// supervise then replaces.
+func (rp *revisionPool) keepAlive(in *instance) {
+	if err := rp.liveness.untilDead(in.Instance); err != nil {
+		rp.log.Warn("instance failed its liveness probe: restarting it", "instance", in.ID(), "err", err)
+		rp.mu.Lock()
+		if !in.gone { // no new requests while it stops; a replacement as supervise would start one
+			rp.removeLocked(in)
+			if !rp.retired && !rp.p.closed.Load() {
+				rp.ensureMinLocked()
+				rp.scaleUpLocked()
+			}
+		}
+		rp.mu.Unlock()
+		in.Stop(context.Background())
+	}
 }
 
 // failWaitersLocked wakes every waiter with no slot: they see the start error.

@@ -307,7 +307,15 @@ func Run(ctx context.Context, cfg Config) error {
 	entries, stopEntries := startLogEntries(st, trail, mets, cfg.NodeName, log.With("component", "logs"))
 	defer stopEntries()
 	identity := runtimeIdentity(st, md, runtimes)
+	dialInstance := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if p, ok := runtimes.Process.(*process.Runtime); ok {
+			return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
 	instances := pool.New(pool.Config{
+		Dial:             dialInstance, // startup and liveness probes
 		Runtime:          runtimes,
 		Identity:         identity,
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
@@ -347,13 +355,7 @@ func Run(ctx context.Context, cfg Config) error {
 		InternalNetworks: internal,
 		FromInstance:     fromInstance(runtimes), // ingress.go
 		OnRouted:         logRouted(entries, mets.routed),
-		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if p, ok := runtimes.Process.(*process.Runtime); ok {
-				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
+		DialInstance:     dialInstance,
 	})
 	gwTable = gw.Table
 	// Jobs (issue 16): executions run on this node's runtimes with the

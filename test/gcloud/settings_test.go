@@ -127,3 +127,32 @@ func TestGcloudInMemoryVolume(t *testing.T) {
 		t.Errorf("after --clear-volumes: volumes %q", got)
 	}
 }
+
+// TestGcloudProbes: gcloud's --startup-probe (httpGet, tcpSocket) and
+// --liveness-probe (httpGet) are stored, shown back and pass on a healthy service;
+// --liveness-probe="" removes the probe. (A failing probe's behaviour is
+// test/e2e's TestProbes: hello answers every path.)
+func TestGcloudProbes(t *testing.T) {
+	e := newEnv(t)
+	url := e.deploy("probed", helloBin, "--allow-unauthenticated",
+		"--startup-probe=httpGet.path=/,periodSeconds=1,failureThreshold=5", "--liveness-probe=httpGet.path=/healthz,periodSeconds=5")
+	value := func(field string) string {
+		return strings.TrimSpace(e.mustGcloud("run", "services", "describe", "probed", "--region="+region, "--format=value("+field+")").stdout)
+	}
+	if got := value("spec.template.spec.containers[0].startupProbe.httpGet.path"); got != "/" {
+		t.Errorf("startupProbe.httpGet.path %q, want /", got)
+	}
+	if got := value("spec.template.spec.containers[0].livenessProbe.periodSeconds"); got != "5" {
+		t.Errorf("livenessProbe.periodSeconds %q, want 5", got)
+	}
+	e.expectGet(t, "probed service", url, http.StatusOK, "Hello")
+	e.mustGcloud("run", "services", "update", "probed", "--region="+region, "--quiet", "--startup-probe=tcpSocket.port=8080,periodSeconds=1")
+	if got := value("spec.template.spec.containers[0].startupProbe.tcpSocket.port"); got != "8080" {
+		t.Errorf("startupProbe.tcpSocket.port %q, want 8080", got)
+	}
+	e.mustGcloud("run", "services", "update", "probed", "--region="+region, "--quiet", "--liveness-probe=")
+	if got := value("spec.template.spec.containers[0].livenessProbe"); got != "" {
+		t.Errorf("after --liveness-probe=\"\": livenessProbe %q, want none", got)
+	}
+	e.expectGet(t, "after removing the liveness probe", url, http.StatusOK, "Hello")
+}
