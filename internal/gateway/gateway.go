@@ -1,5 +1,7 @@
 // Package gateway is Usher's data plane: every request to a service host goes
-// route → authenticate → authorize → proxy, in that order, as separate steps.
+// route → ingress → authenticate → authorize → proxy, in that order, as
+// separate steps (ingress.go: a service that is not "all" answers 404 to
+// connections from outside, as if it did not exist).
 //
 // It reads an immutable routing table swapped in atomically; it never reads the
 // store, never calls the admin API and never blocks on a global lock. It fails
