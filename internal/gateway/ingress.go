@@ -84,3 +84,20 @@ func ingressReason(remoteAddr string, in routing.Ingress) string {
 // Usher's instances. It is called on the request path: it must neither
 // allocate nor do I/O.
 type FromInstanceFunc func(ctx context.Context, addr netip.Addr) bool
+
+// GuardIngress wraps h, a handler of service hosts outside the gateway's
+// flow (the identity-aware proxy's /_gcp_iap/ sign-in paths), so that a
+// service's ingress holds there too: a refused connection gets the same 404
+// and denial record, and never learns the service exists.
+func (g *Gateway) GuardIngress(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if t := g.table.Load(); t != nil {
+			if tgt := t.Lookup(r.Host); tgt != nil && !g.ingressAllows(r, tgt) {
+				refuse(w, r)
+				g.denyIngress(w, r, tgt, false, r.Host)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -142,6 +143,35 @@ func TestIngressForwardAuth(t *testing.T) {
 	}
 	if len(denials) != 2 || !denials[0].ForwardAuth {
 		t.Errorf("denials %+v, want two forward-auth refusals", denials)
+	}
+}
+
+// TestIngressGuardsIAPPaths: the identity-aware proxy's sign-in paths on a
+// service host are held to the service's ingress too.
+func TestIngressGuardsIAPPaths(t *testing.T) {
+	f := newGatewayFixture(t, false)
+	var denials []gateway.Denial
+	gw := newIngressGateway(t, f, &denials)
+	signIn := gw.GuardIngress(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "sign in") }))
+	for _, tc := range []struct {
+		service, remote string
+		want            int
+	}{
+		{"internal", "203.0.113.7:1000", 404},
+		{"internal", instanceAddr + ":1000", 200},
+		{"open", "203.0.113.7:1000", 200},
+		{"no-such-service", "203.0.113.7:1000", 200}, // the sign-in handler's to answer
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://"+gatewayFixtureHost(tc.service)+"/_gcp_iap/start", nil)
+		r.RemoteAddr = tc.remote
+		w := httptest.NewRecorder()
+		signIn.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("/_gcp_iap/ of %s from %s: %d, want %d", tc.service, tc.remote, w.Code, tc.want)
+		}
+	}
+	if len(denials) != 1 {
+		t.Errorf("denials %+v, want one", denials)
 	}
 }
 

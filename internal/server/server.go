@@ -455,7 +455,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), signIn.ServiceHandler(), grpcOrREST(gapi, adminDeadline(mux, cfg.AdminTimeout))), cfg.BodyIdleTimeout),
+		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), gw.GuardIngress(signIn.ServiceHandler()), grpcOrREST(gapi, adminDeadline(mux, cfg.AdminTimeout))), cfg.BodyIdleTimeout),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
