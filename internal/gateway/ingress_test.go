@@ -191,3 +191,18 @@ func BenchmarkPublicInternalIngress(b *testing.B) {
 	req.RemoteAddr = instanceAddr + ":40000"
 	benchRecorderLoop(b, gw, req, http.StatusOK)
 }
+
+// BenchmarkDenied404Ingress is an outsider refused by a service's internal
+// ingress: the refusal's cost (its explanation is built for OnDenied).
+func BenchmarkDenied404Ingress(b *testing.B) {
+	f := newGatewayFixture(b, false)
+	gw := gateway.New(gateway.Config{
+		Verifier: f.verifier, Instances: f.instances, CLIAudience: gwFixCLIAudience,
+		FromInstance: func(context.Context, netip.Addr) bool { return false },
+	})
+	gw.SetTable(gatewayFixtureTable(gatewayFixtureService("internal", map[string]string{apis.AnnotationIngress: apis.IngressInternal},
+		gatewayFixturePolicy("roles/run.invoker", "allUsers"))))
+	req := newBenchRequest(gatewayFixtureHost("internal"), nil)
+	req.RemoteAddr = "203.0.113.7:40000"
+	benchRecorderLoop(b, gw, req, http.StatusNotFound)
+}
