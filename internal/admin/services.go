@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -123,17 +125,27 @@ func (c *Core) decorate(s *apis.Service, rev int64) {
 	url := c.cfg.ServiceURL(s.Metadata.Namespace, region, s.Metadata.Name)
 	s.Metadata.ResourceVersion = revisionString(rev)
 	s.Metadata.SelfLink = "/apis/serving.knative.dev/v1/namespaces/" + s.Metadata.Namespace + "/services/" + s.Metadata.Name
+	if s.Metadata.Annotations == nil {
+		s.Metadata.Annotations = map[string]string{}
+	}
+	// What gcloud's describe reads: the ingress setting in force, and the
+	// URLs the service answers on.
+	s.Metadata.Annotations[apis.AnnotationIngress] = s.Ingress()
+	s.Metadata.Annotations[apis.AnnotationIngressStatus] = s.Ingress()
+	if s.DefaultURLDisabled() {
+		// As on Cloud Run: no URL is shown, since none answers (the
+		// gateway routes none of the service's hosts, tags' included).
+		s.Status.URL, s.Status.Address = "", nil
+		for i := range s.Status.Traffic {
+			s.Status.Traffic[i].URL = ""
+		}
+		delete(s.Metadata.Annotations, apis.AnnotationURLs)
+		return
+	}
 	if s.Status.ObservedGeneration > 0 || s.Status.LatestCreatedRevisionName != "" {
 		s.Status.URL = url
 		s.Status.Address = &apis.Addressable{URL: url}
 	}
-	if s.Metadata.Annotations == nil {
-		s.Metadata.Annotations = map[string]string{}
-	}
-	// What gcloud's describe reads: all ingress is accepted (Usher has no
-	// internal-only networks), and the URLs the service answers on.
-	s.Metadata.Annotations[apis.AnnotationIngress] = "all"
-	s.Metadata.Annotations[apis.AnnotationIngressStatus] = "all"
 	urls, _ := json.Marshal([]string{url})
 	s.Metadata.Annotations[apis.AnnotationURLs] = string(urls)
 }
@@ -348,8 +360,12 @@ func newUID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
-// validateLimits checks --cpu and --memory the way the runtimes will read them.
+// validateLimits checks --cpu and --memory, and in-memory volumes, the way
+// the runtimes will read them.
 func validateLimits(s *apis.Service) error {
+	if err := validateVolumes(s.Spec.Template.Spec); err != nil {
+		return err
+	}
 	r := s.Spec.Template.Spec.Containers[0].Resources
 	if r == nil {
 		return nil
@@ -744,4 +760,33 @@ func (c *Core) ServiceLogs(ctx context.Context, caller *Caller, project, region,
 		}
 	}
 	return entries, nil
+}
+
+// validateVolumes checks in-memory volumes' size limits and, for file://
+// images, that the process sandbox can mount them: its file system is the
+// host's, read-only, so a mount path must be under its private /tmp or
+// /dev/shm (made there), or a directory that exists on the host.
+func validateVolumes(spec apis.RevisionSpec) error {
+	for i, v := range spec.Volumes {
+		if v.EmptyDir == nil || v.EmptyDir.SizeLimit == "" {
+			continue
+		}
+		if _, err := runtime.ParseMemory(v.EmptyDir.SizeLimit); err != nil {
+			return InvalidField(&apis.FieldError{Path: fmt.Sprintf("spec.template.spec.volumes[%d].emptyDir.sizeLimit", i), Message: err.Error()})
+		}
+	}
+	if !runtime.IsFileImage(spec.Containers[0].Image) {
+		return nil
+	}
+	for i, m := range spec.Containers[0].VolumeMounts {
+		if strings.HasPrefix(m.MountPath, "/tmp/") || strings.HasPrefix(m.MountPath, "/dev/shm/") {
+			continue
+		}
+		if fi, err := os.Stat(m.MountPath); err == nil && fi.IsDir() {
+			continue
+		}
+		return InvalidField(&apis.FieldError{Path: fmt.Sprintf("spec.template.spec.containers[0].volumeMounts[%d].mountPath", i),
+			Message: fmt.Sprintf("%q: a file:// image runs in the process sandbox, whose file system is the host's, read-only: mount volumes under /tmp or /dev/shm, or at a directory that exists on the host", m.MountPath)})
+	}
+	return nil
 }

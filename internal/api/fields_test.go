@@ -68,13 +68,50 @@ var v1FieldCases = []fieldCase{
 	{"spec.template.spec.containers[].startupProbe.periodSeconds", 240.0, "kept"},
 	{"spec.template.spec.containers[].startupProbe.failureThreshold", 1.0, "kept"},
 	{"spec.template.spec.containers[].startupProbe.successThreshold", 1.0, "kept"},
-	{"spec.template.spec.containers[].startupProbe.httpGet", map[string]any{"path": "/"}, "refused"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.path", "/ready", "kept"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.path", "ready", "refused"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.port", 9999.0, "refused"},
+	{"spec.template.spec.containers[].startupProbe.httpGet.httpHeaders", []any{map[string]any{"name": "a", "value": "b"}}, "refused"},
 	{"spec.template.spec.containers[].startupProbe.grpc", map[string]any{"port": 8080.0}, "refused"},
 	{"spec.template.spec.containers[].startupProbe.exec", map[string]any{"command": []any{"true"}}, "refused"},
-	{"spec.template.spec.containers[].livenessProbe", map[string]any{"httpGet": map[string]any{"path": "/"}}, "refused"},
+	// Liveness cases other than httpGet's start from a tcpSocket probe
+	// (withLiveness): a liveness probe needs an action.
+	{"spec.template.spec.containers[].livenessProbe.tcpSocket.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.tcpSocket.port", 9999.0, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.httpGet.path", "/healthz", "kept"},
+	{"spec.template.spec.containers[].livenessProbe.httpGet.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.httpGet.httpHeaders", []any{map[string]any{"name": "a", "value": "b"}}, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.initialDelaySeconds", 1.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.timeoutSeconds", 1.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.periodSeconds", 5.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.periodSeconds", -1.0, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.failureThreshold", 3.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.successThreshold", 1.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.grpc", map[string]any{"port": 8080.0}, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.exec", map[string]any{"command": []any{"true"}}, "refused"},
 	{"spec.template.spec.containers[].readinessProbe", map[string]any{"tcpSocket": map[string]any{}}, "refused"},
-	{"spec.template.spec.containers[].workingDir", "/srv", "refused"},
-	{"spec.template.spec.containers[].volumeMounts", []any{map[string]any{"name": "v", "mountPath": "/v"}}, "refused"},
+	{"spec.template.spec.containers[].workingDir", "/srv", "kept"},
+	{"spec.template.spec.containers[].workingDir", "srv", "refused"},
+	{"spec.template.spec.containers[].workingDir", "/srv/../etc", "refused"},
+	// Volume cases start from a valid in-memory volume "v" mounted at
+	// /tmp/v (withVolume), then change one field.
+	{"spec.template.spec.volumes[].name", "v", "kept"},
+	{"spec.template.spec.volumes[].emptyDir.medium", "Memory", "kept"},
+	{"spec.template.spec.volumes[].emptyDir.medium", "Disk", "refused"},
+	{"spec.template.spec.volumes[].emptyDir.sizeLimit", "64Mi", "kept"},
+	{"spec.template.spec.volumes[].emptyDir.sizeLimit", "lots", "refused"},
+	{"spec.template.spec.volumes[].secret", map[string]any{"secretName": "s"}, "refused"},
+	{"spec.template.spec.volumes[].configMap", map[string]any{"name": "c"}, "refused"},
+	{"spec.template.spec.volumes[].csi", map[string]any{"driver": "gcsfuse.run.googleapis.com"}, "refused"},
+	{"spec.template.spec.volumes[].nfs", map[string]any{"server": "s", "path": "/"}, "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].name", "v", "kept"},
+	{"spec.template.spec.containers[].volumeMounts[].name", "w", "refused"}, // no such volume
+	{"spec.template.spec.containers[].volumeMounts[].mountPath", "/tmp/cache", "kept"},
+	{"spec.template.spec.containers[].volumeMounts[].mountPath", "cache", "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].mountPath", "/proc/x", "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].readOnly", true, "refused"},
+	{"spec.template.spec.containers[].volumeMounts[].subPath", "x", "refused"},
 	{"spec.template.spec.containers[].envFrom", []any{map[string]any{"prefix": "X"}}, "refused"},
 	{"spec.template.spec.containers[].securityContext", map[string]any{"runAsUser": 0.0}, "refused"},
 	{"spec.template.spec.containers[].imagePullPolicy", "Always", "refused"},
@@ -103,10 +140,12 @@ var v1AnnotationCases = []struct {
 	{false, apis.AnnotationClientVersion, "1", "kept"},
 	{false, apis.AnnotationLaunchStage, "BETA", "kept"},
 	{false, apis.AnnotationIngress, "all", "kept"},
-	{false, apis.AnnotationIngress, "internal", "refused"},
-	{false, apis.AnnotationIngress, "internal-and-cloud-load-balancing", "refused"},
+	{false, apis.AnnotationIngress, "internal", "kept"},
+	{false, apis.AnnotationIngress, "internal-and-cloud-load-balancing", "kept"},
+	{false, apis.AnnotationIngress, "none", "refused"},
 	{false, apis.AnnotationDefaultURLDisabled, "false", "kept"},
-	{false, apis.AnnotationDefaultURLDisabled, "true", "refused"},
+	{false, apis.AnnotationDefaultURLDisabled, "True", "kept"},
+	{false, apis.AnnotationDefaultURLDisabled, "maybe", "refused"},
 	{false, apis.AnnotationIAPEnabled, "true", "kept"},
 	{false, apis.AnnotationIAPEnabled, "yes", "refused"},
 	{false, "run.googleapis.com/binary-authorization", "default", "refused"},
@@ -185,6 +224,12 @@ func TestEveryV1FieldKeptOrRefused(t *testing.T) {
 			v := c.value
 			if s, ok := v.(string); ok {
 				v = strings.ReplaceAll(s, "NAME", name)
+			}
+			if strings.Contains(c.path, "volume") {
+				withVolume(svc)
+			}
+			if strings.Contains(c.path, "livenessProbe") && !strings.Contains(c.path, "httpGet") {
+				set(svc, "spec.template.spec.containers[].livenessProbe", map[string]any{"tcpSocket": map[string]any{}})
 			}
 			set(svc, c.path, v)
 			try(t, svc, name, c.path, v, c.want)
@@ -281,4 +326,10 @@ func contains(got, want any) bool {
 		}
 	}
 	return true
+}
+
+// withVolume gives svc an in-memory volume "v" mounted at /tmp/v.
+func withVolume(svc map[string]any) {
+	set(svc, "spec.template.spec.volumes", []any{map[string]any{"name": "v", "emptyDir": map[string]any{"medium": "Memory"}}})
+	set(svc, "spec.template.spec.containers[].volumeMounts", []any{map[string]any{"name": "v", "mountPath": "/tmp/v"}})
 }

@@ -3,9 +3,8 @@ package apis
 // What a v1 request may carry, field by field.
 //
 // encoding/json drops a field the Go types lack, so a setting Usher does not
-// implement (a secret reference, a volume, a probe, ingress=internal) would
-// be accepted and silently ignored: a service the user believes is
-// internal-only would answer everyone. ParseService therefore walks the raw
+// implement (a secret reference, a volume, a probe) would be accepted and
+// silently ignored: a service the user believes is protected would not be. ParseService therefore walks the raw
 // JSON against v1Fields first, and Validate checks every annotation with
 // meaning to Cloud Run against v1Annotations. Each field and annotation of
 // Cloud Run's v1 shape is one of:
@@ -14,7 +13,7 @@ package apis
 //   - server-owned: clients send back what they read (status, uid,
 //     resourceVersion, the URLs); ignored and replaced by the server;
 //   - accepted only with the value that is what Usher does anyway
-//     (ingress "all", protocol "TCP", a tcpSocket startup probe);
+//     (protocol "TCP");
 //   - refused with INVALID_ARGUMENT naming the field.
 //
 // A field name the v1 shape does not define is refused too.
@@ -68,14 +67,20 @@ var v1ObjectMeta = map[string]v1Field{
 }
 
 var v1Probe = map[string]v1Field{
-	"tcpSocket":           v1Message(map[string]v1Field{"port": v1In}),
-	"initialDelaySeconds": v1Hint,
-	"timeoutSeconds":      v1Hint,
-	"periodSeconds":       v1Hint,
-	"failureThreshold":    v1Hint,
+	"tcpSocket": v1Message(map[string]v1Field{"port": v1In}),
+	"httpGet": v1Message(map[string]v1Field{
+		"path":        v1In,
+		"port":        v1In,
+		"httpHeaders": v1Refused(notByUsher + ": probes send no extra headers"),
+	}),
+	// Honoured by httpGet probes and liveness probes; a tcpSocket startup
+	// probe is the runtime's own start check (see Probe).
+	"initialDelaySeconds": v1In,
+	"timeoutSeconds":      v1In,
+	"periodSeconds":       v1In,
+	"failureThreshold":    v1In,
 	"successThreshold":    v1Hint,
-	"httpGet":             v1Refused(notByUsher + ": Usher's only start check is a TCP connection to the serving port"),
-	"grpc":                v1Refused(notByUsher + ": Usher's only start check is a TCP connection to the serving port"),
+	"grpc":                v1Refused(notByUsher + ": probes are tcpSocket or httpGet"),
 	"exec":                v1Refused(notByUsher),
 }
 
@@ -98,14 +103,16 @@ var v1Container = map[string]v1Field{
 		"limits":   {check: onlyKeys("cpu", "memory")},
 		"requests": v1Refused(notByUsher + ": set resources.limits"),
 	}),
-	// Usher checks that an instance accepts TCP connections on its port
-	// before routing to it: a tcpSocket startup probe says just that. Its
-	// timings are not honoured.
-	"startupProbe":             v1Message(v1Probe),
-	"livenessProbe":            v1Refused(notByUsher),
-	"readinessProbe":           v1Refused(notByUsher),
-	"workingDir":               v1Refused(notByUsher + ": set the directory in the image or the command"),
-	"volumeMounts":             v1Refused(notByUsher + " (no volumes)"),
+	"startupProbe":   v1Message(v1Probe),
+	"livenessProbe":  v1Message(v1Probe),
+	"readinessProbe": v1Refused(notByUsher),
+	"workingDir":     v1In, // an absolute path (Validate)
+	"volumeMounts": v1Message(map[string]v1Field{
+		"name":      v1In,
+		"mountPath": v1In,
+		"readOnly":  v1Refused(notByUsher + ": in-memory volumes are writable"),
+		"subPath":   v1Refused(notByUsher),
+	}),
 	"envFrom":                  v1Refused(notByUsher + " (no secrets or config maps): set env"),
 	"securityContext":          v1Refused(notByUsher),
 	"imagePullPolicy":          v1Refused(notByUsher),
@@ -118,11 +125,21 @@ var v1RevisionSpec = map[string]v1Field{
 	"timeoutSeconds":       v1In,
 	"serviceAccountName":   v1In,
 	"containers":           v1Message(v1Container),
-	"volumes":              v1Refused(notByUsher + " (no volumes)"),
-	"imagePullSecrets":     v1Refused(notByUsher),
-	"nodeSelector":         v1Refused(notByUsher + " (no GPUs)"),
-	"runtimeClassName":     v1Refused(notByUsher),
-	"enableServiceLinks":   v1Refused(notByUsher),
+	"volumes": v1Message(map[string]v1Field{
+		"name": v1In,
+		"emptyDir": v1Message(map[string]v1Field{
+			"medium":    {check: oneOf(MediumMemory)},
+			"sizeLimit": v1In,
+		}),
+		"secret":    v1Refused(notByUsher + " (no secrets): only in-memory volumes (emptyDir, medium Memory)"),
+		"configMap": v1Refused(notByUsher + ": only in-memory volumes (emptyDir, medium Memory)"),
+		"csi":       v1Refused(notByUsher + " (no Cloud Storage): only in-memory volumes (emptyDir, medium Memory)"),
+		"nfs":       v1Refused(notByUsher + ": only in-memory volumes (emptyDir, medium Memory)"),
+	}),
+	"imagePullSecrets":   v1Refused(notByUsher),
+	"nodeSelector":       v1Refused(notByUsher + " (no GPUs)"),
+	"runtimeClassName":   v1Refused(notByUsher),
+	"enableServiceLinks": v1Refused(notByUsher),
 }
 
 var v1TrafficTarget = map[string]v1Field{
@@ -322,10 +339,10 @@ var serviceAnnotations = map[string]annotationRule{
 	AnnotationURLs:               annServerOwn,
 	AnnotationCreator:            annServerOwn,
 	AnnotationLastModifier:       annServerOwn,
-	AnnotationIngress: {allowed: []string{"all"},
-		why: "Usher does not implement internal-only ingress: every service is reachable at its URL (invocation IAM still applies); only \"all\" is accepted"},
-	AnnotationDefaultURLDisabled: {allowed: []string{"false"},
-		why: "Usher cannot disable a service's URL: it is how the service is reached; only \"false\" is accepted"},
+	AnnotationIngress: {allowed: []string{IngressAll, IngressInternal, IngressInternalAndLB},
+		why: "ingress is \"all\", \"internal\" or \"internal-and-cloud-load-balancing\""},
+	AnnotationDefaultURLDisabled: {allowed: []string{"true", "false"},
+		why: "run.googleapis.com/default-url-disabled is \"true\" or \"false\""},
 }
 
 var templateAnnotations = map[string]annotationRule{
@@ -343,7 +360,7 @@ var templateAnnotations = map[string]annotationRule{
 
 // ServerOwnedAnnotations are service annotations the server writes on every
 // read; a write's values are dropped and replaced.
-var ServerOwnedAnnotations = []string{AnnotationIngressStatus, AnnotationURLs, AnnotationIngress}
+var ServerOwnedAnnotations = []string{AnnotationIngressStatus, AnnotationURLs}
 
 func checkSystemAnnotations(path string, ann map[string]string, rules map[string]annotationRule) error {
 	keys := make([]string, 0, len(ann))
@@ -402,8 +419,10 @@ func V1FieldPaths() map[string]string {
 
 // listFields are the v1 fields that hold a list of messages.
 var listFields = map[string]bool{
-	"spec.traffic":                          true,
-	"spec.template.spec.containers":         true,
-	"spec.template.spec.containers[].env":   true,
-	"spec.template.spec.containers[].ports": true,
+	"spec.traffic":                                 true,
+	"spec.template.spec.containers":                true,
+	"spec.template.spec.containers[].env":          true,
+	"spec.template.spec.containers[].ports":        true,
+	"spec.template.spec.containers[].volumeMounts": true,
+	"spec.template.spec.volumes":                   true,
 }

@@ -105,3 +105,32 @@ func SetCondition(conds []Condition, c Condition, now time.Time) []Condition {
 	c.LastTransitionTime = now.UTC().Format(time.RFC3339)
 	return append(conds, c)
 }
+
+// Ingress values (annotation run.googleapis.com/ingress, gcloud --ingress).
+const (
+	// IngressAll: anyone may send requests (the default).
+	IngressAll = "all"
+	// IngressInternal: only Usher's own instances and the operator's
+	// internal networks (usher serve --internal-cidrs) may.
+	IngressInternal = "internal"
+	// IngressInternalAndLB: internal, plus the operator's trusted proxies
+	// (usher serve --trusted-proxies), Usher's stand-in for Cloud Load
+	// Balancing.
+	IngressInternalAndLB = "internal-and-cloud-load-balancing"
+)
+
+// Ingress is the service's ingress setting, IngressAll when unset.
+func (s *Service) Ingress() string {
+	v := strings.ToLower(strings.TrimSpace(s.Metadata.Annotations[AnnotationIngress]))
+	if v == "" {
+		return IngressAll
+	}
+	return v
+}
+
+// DefaultURLDisabled reports whether the service's run URLs are off
+// (annotation run.googleapis.com/default-url-disabled; gcloud writes "True").
+func (s *Service) DefaultURLDisabled() bool {
+	b, err := strconv.ParseBool(strings.ToLower(strings.TrimSpace(s.Metadata.Annotations[AnnotationDefaultURLDisabled])))
+	return err == nil && b
+}

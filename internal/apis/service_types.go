@@ -76,32 +76,74 @@ type RevisionSpec struct {
 	TimeoutSeconds       int64       `json:"timeoutSeconds,omitempty"`
 	ServiceAccountName   string      `json:"serviceAccountName,omitempty"`
 	Containers           []Container `json:"containers"`
+	// Volumes are in-memory only (emptyDir with medium Memory).
+	Volumes []Volume `json:"volumes,omitempty"`
+}
+
+// Volume is a revision's volume: Usher implements in-memory ones.
+type Volume struct {
+	Name     string                `json:"name"`
+	EmptyDir *EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+}
+
+// EmptyDirVolumeSource is an in-memory volume (gcloud --add-volume
+// type=in-memory): a tmpfs per instance, its size bounded by SizeLimit
+// (a memory quantity) when set.
+type EmptyDirVolumeSource struct {
+	Medium    string `json:"medium,omitempty"`
+	SizeLimit string `json:"sizeLimit,omitempty"`
+}
+
+// MediumMemory is the only emptyDir medium (as on Cloud Run).
+const MediumMemory = "Memory"
+
+// VolumeMount mounts a volume in the container.
+type VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
 }
 
 // Container is the single container of a revision.
 type Container struct {
-	Name      string          `json:"name,omitempty"`
-	Image     string          `json:"image"`
-	Command   []string        `json:"command,omitempty"`
-	Args      []string        `json:"args,omitempty"`
-	Env       []EnvVar        `json:"env,omitempty"`
-	Ports     []ContainerPort `json:"ports,omitempty"`
-	Resources *Resources      `json:"resources,omitempty"`
-	// StartupProbe may only say what Usher checks anyway: that the
-	// container accepts TCP connections on its port (service_fields.go).
-	StartupProbe *Probe `json:"startupProbe,omitempty"`
+	Name    string   `json:"name,omitempty"`
+	Image   string   `json:"image"`
+	Command []string `json:"command,omitempty"`
+	Args    []string `json:"args,omitempty"`
+	// WorkingDir is the absolute directory the program starts in
+	// (default: the image's, or the process runtime's own).
+	WorkingDir   string          `json:"workingDir,omitempty"`
+	Env          []EnvVar        `json:"env,omitempty"`
+	VolumeMounts []VolumeMount   `json:"volumeMounts,omitempty"`
+	Ports        []ContainerPort `json:"ports,omitempty"`
+	Resources    *Resources      `json:"resources,omitempty"`
+	// StartupProbe decides when an instance may take requests: tcpSocket
+	// is Usher's own start check (a connection to the serving port);
+	// httpGet adds GETs until one answers 2xx or 3xx. LivenessProbe, once
+	// started, restarts an instance that fails it failureThreshold times
+	// in a row.
+	StartupProbe  *Probe `json:"startupProbe,omitempty"`
+	LivenessProbe *Probe `json:"livenessProbe,omitempty"`
 }
 
-// Probe is a startup probe: a TCP connection to the serving port. Its
-// timings are kept so a describe shows them back, but Usher's own start
-// check decides when an instance is ready.
+// Probe is a startup or liveness probe: a TCP connection or an HTTP GET to
+// the serving port. Unset timings take Kubernetes' defaults (timeout 1s,
+// period 10s, failure threshold 3). A tcpSocket startup probe is Usher's
+// own start check, whose bound is the runtime's start timeout: its timings
+// are shown back but not used; successThreshold is never used (1).
 type Probe struct {
 	TCPSocket           *TCPSocketAction `json:"tcpSocket,omitempty"`
+	HTTPGet             *HTTPGetAction   `json:"httpGet,omitempty"`
 	InitialDelaySeconds int32            `json:"initialDelaySeconds,omitempty"`
 	TimeoutSeconds      int32            `json:"timeoutSeconds,omitempty"`
 	PeriodSeconds       int32            `json:"periodSeconds,omitempty"`
 	FailureThreshold    int32            `json:"failureThreshold,omitempty"`
 	SuccessThreshold    int32            `json:"successThreshold,omitempty"`
+}
+
+// HTTPGetAction is a probe's GET: Path (default "/") on the serving port.
+type HTTPGetAction struct {
+	Path string `json:"path,omitempty"`
+	Port int32  `json:"port,omitempty"`
 }
 
 // TCPSocketAction is a probe's TCP check.

@@ -3,6 +3,7 @@ package apis
 import (
 	"encoding/json"
 	"fmt"
+	pathpkg "path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -111,17 +112,24 @@ func (s *Service) Validate() error {
 			return fieldErr(p, "%s is reserved: Cloud Run sets it for every instance", e.Name)
 		}
 	}
+	if err := ValidateWorkingDir("spec.template.spec.containers[0].workingDir", c.WorkingDir); err != nil {
+		return err
+	}
+	if err := validateVolumes(spec); err != nil {
+		return err
+	}
 	if len(c.Ports) > 1 {
 		return fieldErr("spec.template.spec.containers[0].ports", "at most one port may be set")
 	}
-	if p := c.StartupProbe; p != nil && p.TCPSocket != nil && p.TCPSocket.Port != 0 {
-		port := int32(DefaultContainerPort)
-		if len(c.Ports) == 1 && c.Ports[0].ContainerPort != 0 {
-			port = c.Ports[0].ContainerPort
-		}
-		if p.TCPSocket.Port != port {
-			return fieldErr("spec.template.spec.containers[0].startupProbe.tcpSocket.port", "%d is not the serving port %d: Usher's start check connects to the serving port only", p.TCPSocket.Port, port)
-		}
+	port := int32(DefaultContainerPort)
+	if len(c.Ports) == 1 && c.Ports[0].ContainerPort != 0 {
+		port = c.Ports[0].ContainerPort
+	}
+	if err := validateProbe("spec.template.spec.containers[0].startupProbe", c.StartupProbe, port, false); err != nil {
+		return err
+	}
+	if err := validateProbe("spec.template.spec.containers[0].livenessProbe", c.LivenessProbe, port, true); err != nil {
+		return err
 	}
 	if cc := spec.ContainerConcurrency; cc != nil && (*cc < 0 || *cc > MaxContainerConcurrency) {
 		return fieldErr("spec.template.spec.containerConcurrency", "%d must be between 0 and %d", *cc, MaxContainerConcurrency)
@@ -215,4 +223,120 @@ func scaleAnnotation(ann map[string]string, key string) (int, error) {
 		return 0, fieldErr("spec.template.metadata.annotations", "%s must be a whole number from 0 to 1000, got %q", key, v)
 	}
 	return n, nil
+}
+
+// ValidateWorkingDir checks a container's workingDir: unset, or a clean
+// absolute path (in the container or the process sandbox, not on the host).
+func ValidateWorkingDir(path, dir string) error {
+	switch {
+	case dir == "":
+		return nil
+	case !strings.HasPrefix(dir, "/"):
+		return fieldErr(path, "%q must be an absolute path", dir)
+	case strings.ContainsRune(dir, 0) || len(dir) > 4096:
+		return fieldErr(path, "%q is not a valid path", dir)
+	case pathpkg.Clean(dir) != dir:
+		return fieldErr(path, "%q must be a clean path (no \"..\", \".\", \"//\" or trailing \"/\"): %q", dir, pathpkg.Clean(dir))
+	}
+	return nil
+}
+
+// reservedMountPaths are where the runtimes keep their own file systems: no
+// volume may cover them (nor "/").
+var reservedMountPaths = []string{"/proc", "/sys", "/dev"}
+
+// validateVolumes checks in-memory volumes and their mounts: unique names,
+// each volume an emptyDir of medium Memory, each mount naming a volume at a
+// clean absolute path of its own. Size limits are checked where memory
+// quantities are read (admin).
+func validateVolumes(spec RevisionSpec) error {
+	names := map[string]bool{}
+	for i, v := range spec.Volumes {
+		p := fmt.Sprintf("spec.template.spec.volumes[%d]", i)
+		if !serviceNameRE.MatchString(v.Name) || len(v.Name) > 63 {
+			return fieldErr(p+".name", "%q must be a DNS label: lowercase letters, digits and dashes", v.Name)
+		}
+		if names[v.Name] {
+			return fieldErr(p+".name", "%q is the name of another volume", v.Name)
+		}
+		names[v.Name] = true
+		if v.EmptyDir == nil {
+			return fieldErr(p, "only in-memory volumes (emptyDir, medium Memory) are supported by Usher")
+		}
+		if v.EmptyDir.Medium != MediumMemory {
+			return fieldErr(p+".emptyDir.medium", "%q: only Memory is supported", v.EmptyDir.Medium)
+		}
+	}
+	paths := map[string]bool{}
+	for i, m := range spec.Containers[0].VolumeMounts {
+		p := fmt.Sprintf("spec.template.spec.containers[0].volumeMounts[%d]", i)
+		if !names[m.Name] {
+			return fieldErr(p+".name", "%q names no volume of the revision", m.Name)
+		}
+		if m.MountPath == "" || m.MountPath == "/" {
+			return fieldErr(p+".mountPath", "%q: a mount path below / is required", m.MountPath)
+		}
+		if err := ValidateWorkingDir(p+".mountPath", m.MountPath); err != nil {
+			return err
+		}
+		for _, r := range reservedMountPaths {
+			if m.MountPath == r || strings.HasPrefix(m.MountPath, r+"/") {
+				return fieldErr(p+".mountPath", "%q is under %s, which the runtime provides", m.MountPath, r)
+			}
+		}
+		if paths[m.MountPath] {
+			return fieldErr(p+".mountPath", "%q is mounted twice", m.MountPath)
+		}
+		paths[m.MountPath] = true
+	}
+	return nil
+}
+
+// MaxProbeSeconds bounds a probe's timings.
+const MaxProbeSeconds = 3600
+
+// validateProbe checks a startup or liveness probe: at most one action (a
+// liveness probe needs one), on the serving port, with sane timings.
+func validateProbe(path string, p *Probe, port int32, needsAction bool) error {
+	if p == nil {
+		return nil
+	}
+	switch {
+	case p.TCPSocket != nil && p.HTTPGet != nil:
+		return fieldErr(path, "set one of tcpSocket or httpGet, not both")
+	case needsAction && p.TCPSocket == nil && p.HTTPGet == nil:
+		return fieldErr(path, "tcpSocket or httpGet is required")
+	}
+	if p.TCPSocket != nil && p.TCPSocket.Port != 0 && p.TCPSocket.Port != port {
+		return fieldErr(path+".tcpSocket.port", "%d is not the serving port %d: probes connect to the serving port only", p.TCPSocket.Port, port)
+	}
+	if h := p.HTTPGet; h != nil {
+		if h.Port != 0 && h.Port != port {
+			return fieldErr(path+".httpGet.port", "%d is not the serving port %d: probes connect to the serving port only", h.Port, port)
+		}
+		if h.Path != "" && (!strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \r\n\x00") || len(h.Path) > 2048) {
+			return fieldErr(path+".httpGet.path", "%q must be an absolute URL path", h.Path)
+		}
+	}
+	for _, t := range []struct {
+		name string
+		v    int32
+	}{
+		{"initialDelaySeconds", p.InitialDelaySeconds},
+		{"timeoutSeconds", p.TimeoutSeconds},
+		{"periodSeconds", p.PeriodSeconds},
+		{"failureThreshold", p.FailureThreshold},
+		{"successThreshold", p.SuccessThreshold},
+	} {
+		if t.v < 0 || t.v > MaxProbeSeconds {
+			return fieldErr(path+"."+t.name, "%d must be between 0 and %d", t.v, MaxProbeSeconds)
+		}
+	}
+	if p.SuccessThreshold > 1 {
+		return fieldErr(path+".successThreshold", "%d: only 1 is supported", p.SuccessThreshold)
+	}
+	if p.TimeoutSeconds > 0 && p.PeriodSeconds > 0 && p.TimeoutSeconds > p.PeriodSeconds {
+		return fieldErr(path+".timeoutSeconds", "%d must not exceed periodSeconds (%d)", p.TimeoutSeconds, p.PeriodSeconds)
+	}
+	return nil
 }

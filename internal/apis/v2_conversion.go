@@ -42,7 +42,14 @@ func userKeys(m map[string]string) map[string]string {
 var serviceAnnotationsOfV2 = []string{
 	AnnotationInvokerIAMDisabled, AnnotationIAPEnabled, AnnotationCustomAudiences, AnnotationDescription,
 	AnnotationClientName, AnnotationClientVersion, AnnotationLaunchStage,
-	AnnotationIngress, AnnotationIngressStatus, AnnotationURLs,
+	AnnotationIngress, AnnotationIngressStatus, AnnotationURLs, AnnotationDefaultURLDisabled,
+}
+
+// ingressToV2 maps the v1 annotation's values to v2's enum and back.
+var ingressToV2 = map[string]string{
+	IngressAll:           V2IngressAll,
+	IngressInternal:      V2IngressInternalOnly,
+	IngressInternalAndLB: V2IngressInternalLoadBalancer,
 }
 
 // templateAnnotationsOfV2 are the template annotations v2 fields decide.
@@ -67,7 +74,8 @@ func ServiceToV2(s *Service, url string) *V2Service {
 		LastModifier:       ann[AnnotationLastModifier],
 		Client:             ann[AnnotationClientName],
 		ClientVersion:      ann[AnnotationClientVersion],
-		Ingress:            V2IngressAll,
+		Ingress:            ingressToV2[s.Ingress()],
+		DefaultURIDisabled: s.DefaultURLDisabled(),
 		LaunchStage:        V2LaunchStageGA,
 		InvokerIAMDisabled: s.InvokerIAMDisabled(),
 		IAPEnabled:         s.IAPEnabled(),
@@ -79,7 +87,7 @@ func ServiceToV2(s *Service, url string) *V2Service {
 	if ls := strings.ToUpper(ann[AnnotationLaunchStage]); slices.Contains(slices.Collect(maps.Values(enumLaunchStage)), ls) && ls != v2LaunchStageUnspecified {
 		v.LaunchStage = ls
 	}
-	if url != "" {
+	if url != "" && !s.DefaultURLDisabled() {
 		v.URI = url
 		v.URLs = []string{url}
 	}
@@ -93,6 +101,7 @@ func ServiceToV2(s *Service, url string) *V2Service {
 		Timeout:        durationToV2(spec.TimeoutSeconds),
 		ServiceAccount: spec.ServiceAccountName,
 		Containers:     containersToV2(spec.Containers),
+		Volumes:        volumesToV2(spec.Volumes),
 		Client:         tmpl.Metadata.Annotations[AnnotationClientName],
 		ClientVersion:  tmpl.Metadata.Annotations[AnnotationClientVersion],
 	}
@@ -103,7 +112,11 @@ func ServiceToV2(s *Service, url string) *V2Service {
 		v.Traffic = append(v.Traffic, V2TrafficTarget{Type: trafficType(t), Revision: t.RevisionName, Percent: int32(t.Percent), Tag: t.Tag})
 	}
 	for _, t := range s.Status.Traffic {
-		v.TrafficStatuses = append(v.TrafficStatuses, V2TrafficTargetStatus{Type: trafficType(t), Revision: t.RevisionName, Percent: int32(t.Percent), Tag: t.Tag, URI: t.URL})
+		st := V2TrafficTargetStatus{Type: trafficType(t), Revision: t.RevisionName, Percent: int32(t.Percent), Tag: t.Tag, URI: t.URL}
+		if s.DefaultURLDisabled() {
+			st.URI = "" // no run URL answers, tags' included
+		}
+		v.TrafficStatuses = append(v.TrafficStatuses, st)
 	}
 	if n := s.Status.LatestReadyRevisionName; n != "" {
 		v.LatestReadyRevision = V2RevisionName(project, region, name, n)
@@ -147,6 +160,7 @@ func RevisionToV2(r *Revision) *V2Revision {
 		Timeout:            durationToV2(r.Spec.TimeoutSeconds),
 		ServiceAccount:     r.Spec.ServiceAccountName,
 		Containers:         containersToV2(r.Spec.Containers),
+		Volumes:            volumesToV2(r.Spec.Volumes),
 		ObservedGeneration: r.Status.ObservedGeneration,
 	}
 	if cc := r.Spec.ContainerConcurrency; cc != nil {
@@ -183,10 +197,54 @@ func durationToV2(seconds int64) string {
 	return strconv.FormatInt(seconds, 10) + "s"
 }
 
+func probeToV2(p *Probe) *V2Probe {
+	if p == nil {
+		return nil
+	}
+	v := &V2Probe{InitialDelaySeconds: p.InitialDelaySeconds, TimeoutSeconds: p.TimeoutSeconds, PeriodSeconds: p.PeriodSeconds, FailureThreshold: p.FailureThreshold}
+	if p.HTTPGet != nil {
+		v.HTTPGet = &V2HTTPGetAction{Path: p.HTTPGet.Path, Port: p.HTTPGet.Port}
+	}
+	if p.TCPSocket != nil {
+		v.TCPSocket = &V2TCPSocketAction{Port: p.TCPSocket.Port}
+	}
+	return v
+}
+
+func probeFromV2(v *V2Probe) *Probe {
+	if v == nil {
+		return nil
+	}
+	p := &Probe{InitialDelaySeconds: v.InitialDelaySeconds, TimeoutSeconds: v.TimeoutSeconds, PeriodSeconds: v.PeriodSeconds, FailureThreshold: v.FailureThreshold}
+	if v.HTTPGet != nil {
+		p.HTTPGet = &HTTPGetAction{Path: v.HTTPGet.Path, Port: v.HTTPGet.Port}
+	}
+	if v.TCPSocket != nil {
+		p.TCPSocket = &TCPSocketAction{Port: v.TCPSocket.Port}
+	}
+	return p
+}
+
+func volumesToV2(vs []Volume) []V2Volume {
+	var out []V2Volume
+	for _, v := range vs {
+		vv := V2Volume{Name: v.Name}
+		if v.EmptyDir != nil {
+			vv.EmptyDir = &V2EmptyDir{Medium: V2MediumMemory, SizeLimit: v.EmptyDir.SizeLimit}
+		}
+		out = append(out, vv)
+	}
+	return out
+}
+
 func containersToV2(cs []Container) []V2Container {
 	var out []V2Container
 	for _, c := range cs {
-		vc := V2Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args}
+		vc := V2Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args, WorkingDir: c.WorkingDir}
+		for _, m := range c.VolumeMounts {
+			vc.VolumeMounts = append(vc.VolumeMounts, V2VolumeMount(m))
+		}
+		vc.StartupProbe, vc.LivenessProbe = probeToV2(c.StartupProbe), probeToV2(c.LivenessProbe)
 		for _, e := range c.Env {
 			vc.Env = append(vc.Env, V2EnvVar(e))
 		}
@@ -262,6 +320,14 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 	if v.IAPEnabled {
 		setAnn(&s.Metadata.Annotations, AnnotationIAPEnabled, "true")
 	}
+	for v1, v2 := range ingressToV2 {
+		if v.Ingress == v2 && v1 != IngressAll {
+			setAnn(&s.Metadata.Annotations, AnnotationIngress, v1)
+		}
+	}
+	if v.DefaultURIDisabled {
+		setAnn(&s.Metadata.Annotations, AnnotationDefaultURLDisabled, "true")
+	}
 	if len(v.CustomAudiences) > 0 {
 		b, err := json.Marshal(v.CustomAudiences)
 		if err != nil {
@@ -314,7 +380,11 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 		if strings.TrimSpace(vc.Image) == "" {
 			return nil, fieldErr(fmt.Sprintf("service.template.containers[%d].image", i), "is required")
 		}
-		c := Container{Name: vc.Name, Image: vc.Image, Command: vc.Command, Args: vc.Args}
+		c := Container{Name: vc.Name, Image: vc.Image, Command: vc.Command, Args: vc.Args, WorkingDir: vc.WorkingDir}
+		for _, m := range vc.VolumeMounts {
+			c.VolumeMounts = append(c.VolumeMounts, VolumeMount(m))
+		}
+		c.StartupProbe, c.LivenessProbe = probeFromV2(vc.StartupProbe), probeFromV2(vc.LivenessProbe)
 		for _, e := range vc.Env {
 			c.Env = append(c.Env, EnvVar(e))
 		}
@@ -325,6 +395,13 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 			c.Ports = append(c.Ports, ContainerPort(p))
 		}
 		spec.Containers = append(spec.Containers, c)
+	}
+	for i, vv := range t.Volumes {
+		if vv.EmptyDir == nil {
+			return nil, fieldErr(fmt.Sprintf("service.template.volumes[%d]", i), "only emptyDir (in-memory) volumes are supported by Usher")
+		}
+		// Cloud Run's only medium: unset means MEMORY too.
+		spec.Volumes = append(spec.Volumes, Volume{Name: vv.Name, EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory, SizeLimit: vv.EmptyDir.SizeLimit}})
 	}
 	for i, tt := range v.Traffic {
 		p := fmt.Sprintf("service.traffic[%d]", i)

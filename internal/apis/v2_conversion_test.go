@@ -492,17 +492,19 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"unknown nested field", `{"template":{"containers":[{"image":"i","privileged":true}]}}`, "", `Unknown name "privileged" at 'service.template.containers[0]'`},
 		{"vpc access", `{"template":{"vpcAccess":{"connector":"c"}}}`, "", "service.template.vpcAccess: is not supported"},
 		{"vpc access snake_case", `{"template":{"vpc_access":{"connector":"c"}}}`, "", "service.template.vpcAccess: is not supported"},
-		{"volumes", `{"template":{"volumes":[{"name":"v"}]}}`, "", "service.template.volumes"},
+		{"secret volume", `{"template":{"volumes":[{"name":"v","secret":{"secret":"s"}}]}}`, "", "service.template.volumes[0].secret"},
+		{"nfs volume", `{"template":{"volumes":[{"name":"v","nfs":{"server":"s"}}]}}`, "", "service.template.volumes[0].nfs"},
+		{"volume mount subPath", `{"template":{"containers":[{"image":"i","volumeMounts":[{"name":"v","mountPath":"/v","subPath":"x"}]}]}}`, "", "volumeMounts[0].subPath"},
 		{"binary authorization", `{"binaryAuthorization":{"useDefault":true}}`, "", "service.binaryAuthorization"},
-		{"internal ingress", `{"ingress":"INGRESS_TRAFFIC_INTERNAL_ONLY"}`, "", "service.ingress: INGRESS_TRAFFIC_INTERNAL_ONLY is not supported"},
-		{"ingress by number", `{"ingress":2}`, "", "service.ingress: INGRESS_TRAFFIC_INTERNAL_ONLY"},
+		{"ingress none", `{"ingress":"INGRESS_TRAFFIC_NONE"}`, "", "service.ingress: INGRESS_TRAFFIC_NONE is not supported"},
+		{"ingress none by number", `{"ingress":4}`, "", "service.ingress: INGRESS_TRAFFIC_NONE"},
 		{"unknown enum name", `{"launchStage":"GENERALLY"}`, "", "service.launchStage: invalid value"},
 		{"unknown enum number", `{"traffic":[{"type":9}]}`, "", "service.traffic[0].type: invalid value"},
 		{"service-level min instances", `{"scaling":{"minInstanceCount":1}}`, "", "service.scaling.minInstanceCount"},
 		{"manual scaling", `{"scaling":{"scalingMode":"MANUAL"}}`, "", "service.scaling.scalingMode: MANUAL is not supported"},
 		{"secret env", `{"template":{"containers":[{"image":"i","env":[{"name":"S","valueSource":{"secretKeyRef":{"secret":"s"}}}]}]}}`, "", "service.template.containers[0].env[0].valueSource"},
-		{"liveness probe", `{"template":{"containers":[{"image":"i","livenessProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].livenessProbe"},
-		{"http startup probe", `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].startupProbe"},
+		{"grpc liveness probe", `{"template":{"containers":[{"image":"i","livenessProbe":{"grpc":{"port":8080}}}]}}`, "", "service.template.containers[0].livenessProbe.grpc"},
+		{"probe headers", `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/","httpHeaders":[{"name":"a","value":"b"}]}}}]}}`, "", "service.template.containers[0].startupProbe.httpGet.httpHeaders"},
 		{"startup probe on another port name", `{"template":{"containers":[{"image":"i","startupProbe":{"tcpSocket":{"host":"10.0.0.1"}}}]}}`, "", "service.template.containers[0].startupProbe"},
 		{"cpu throttled", `{"template":{"containers":[{"image":"i","resources":{"cpuIdle":false}}]}}`, "", "service.template.containers[0].resources.cpuIdle"},
 		{"gen1", `{"template":{"executionEnvironment":"EXECUTION_ENVIRONMENT_GEN1"}}`, "", "service.template.executionEnvironment"},
@@ -669,5 +671,176 @@ func TestV2AnyJSON(t *testing.T) {
 				t.Errorf("got %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestV2IngressAndDefaultURI: v2's ingress enum and defaultUriDisabled are
+// stored as the v1 annotations and shown back; a disabled default URI hides
+// every URL, tags' included.
+func TestV2IngressAndDefaultURI(t *testing.T) {
+	for _, tc := range []struct{ body, annotation string }{
+		{`{"ingress":"INGRESS_TRAFFIC_ALL"}`, ""},
+		{`{"ingress":"INGRESS_TRAFFIC_INTERNAL_ONLY"}`, IngressInternal},
+		{`{"ingress":2}`, IngressInternal},
+		{`{"ingress":"INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"}`, IngressInternalAndLB},
+	} {
+		body := strings.TrimSuffix(tc.body, "}") + `,"defaultUriDisabled":true,"template":{"containers":[{"image":"i"}]}}`
+		v, err := ParseV2Service([]byte(body), nil, "")
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if got := s.Metadata.Annotations[AnnotationIngress]; got != tc.annotation {
+			t.Errorf("%s: ingress annotation %q, want %q", body, got, tc.annotation)
+		}
+		if !s.DefaultURLDisabled() {
+			t.Errorf("%s: default URL not disabled", body)
+		}
+		if err := s.Validate(); err != nil {
+			t.Errorf("%s: Validate: %v", body, err)
+		}
+		s.Status.Traffic = []TrafficTarget{{RevisionName: "svc-1", Tag: "blue", URL: "https://blue---svc"}}
+		back := ServiceToV2(s, testURL)
+		if back.Ingress != v.Ingress || !back.DefaultURIDisabled || back.URI != "" || len(back.URLs) != 0 || back.TrafficStatuses[0].URI != "" {
+			t.Errorf("%s: shown back as ingress %s, defaultUriDisabled %v, uri %q, urls %v, tag uri %q; want %s, true and no URL",
+				body, back.Ingress, back.DefaultURIDisabled, back.URI, back.URLs, back.TrafficStatuses[0].URI, v.Ingress)
+		}
+	}
+}
+
+// TestV2WorkingDir: a service container's workingDir round-trips through
+// v2 and is checked like v1's; a job's is refused (jobs do not run it yet).
+func TestV2WorkingDir(t *testing.T) {
+	v, err := ParseV2Service([]byte(`{"template":{"containers":[{"image":"i","working_dir":"/srv"}]}}`), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Spec.Template.Spec.Containers[0].WorkingDir; got != "/srv" {
+		t.Fatalf("workingDir %q, want /srv", got)
+	}
+	if got := ServiceToV2(s, testURL).Template.Containers[0].WorkingDir; got != "/srv" {
+		t.Errorf("shown back as %q, want /srv", got)
+	}
+	s.Spec.Template.Spec.Containers[0].WorkingDir = "srv"
+	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "workingDir") {
+		t.Errorf("relative workingDir: %v, want a refusal naming workingDir", err)
+	}
+	if _, err := ParseV2Job([]byte(`{"template":{"template":{"containers":[{"image":"i","workingDir":"/srv"}]}}}`)); err == nil || !strings.Contains(err.Error(), "workingDir") {
+		t.Errorf("a job's workingDir: %v, want a refusal naming it", err)
+	}
+}
+
+// TestV2Volumes: in-memory volumes and their mounts round-trip through v2
+// (medium MEMORY, or unset: Cloud Run's only medium); a volume of another
+// kind, or none, is refused.
+func TestV2Volumes(t *testing.T) {
+	body := `{"template":{"volumes":[{"name":"cache","emptyDir":{"medium":"MEMORY","sizeLimit":"64Mi"}},{"name":"scratch","emptyDir":{}}],
+		"containers":[{"image":"i","volumeMounts":[{"name":"cache","mountPath":"/cache"},{"name":"scratch","mountPath":"/tmp/s"}]}]}}`
+	v, err := ParseV2Service([]byte(body), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	spec := s.Spec.Template.Spec
+	want := []Volume{{Name: "cache", EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory, SizeLimit: "64Mi"}}, {Name: "scratch", EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory}}}
+	if !reflect.DeepEqual(spec.Volumes, want) || len(spec.Containers[0].VolumeMounts) != 2 || spec.Containers[0].VolumeMounts[0] != (VolumeMount{Name: "cache", MountPath: "/cache"}) {
+		t.Fatalf("stored volumes %+v, mounts %+v", spec.Volumes, spec.Containers[0].VolumeMounts)
+	}
+	back := ServiceToV2(s, testURL).Template
+	if len(back.Volumes) != 2 || back.Volumes[0].EmptyDir.Medium != V2MediumMemory || back.Volumes[0].EmptyDir.SizeLimit != "64Mi" || len(back.Containers[0].VolumeMounts) != 2 {
+		t.Errorf("shown back as %+v, %+v", back.Volumes, back.Containers[0].VolumeMounts)
+	}
+	if _, err := ServiceFromV2(&V2Service{Template: &V2RevisionTemplate{Volumes: []V2Volume{{Name: "v"}}, Containers: []V2Container{{Image: "i"}}}}, "proj", "us-central1", "svc"); err == nil {
+		t.Errorf("a volume of no kind accepted")
+	}
+}
+
+// TestValidateVolumes: what a v1 revision's volumes and mounts may be.
+func TestValidateVolumes(t *testing.T) {
+	mem := func(name string) Volume {
+		return Volume{Name: name, EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory}}
+	}
+	for _, tc := range []struct {
+		name    string
+		volumes []Volume
+		mounts  []VolumeMount
+		want    string // "" accepted
+	}{
+		{"in memory", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/cache"}}, ""},
+		{"unmounted", []Volume{mem("v")}, nil, ""},
+		{"disk medium", []Volume{{Name: "v", EmptyDir: &EmptyDirVolumeSource{}}}, nil, "volumes[0].emptyDir.medium"},
+		{"no source", []Volume{{Name: "v"}}, nil, "volumes[0]"},
+		{"bad name", []Volume{mem("V_1")}, nil, "volumes[0].name"},
+		{"same name twice", []Volume{mem("v"), mem("v")}, nil, "volumes[1].name"},
+		{"mount of no volume", nil, []VolumeMount{{Name: "v", MountPath: "/v"}}, "volumeMounts[0].name"},
+		{"relative mount", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "v"}}, "volumeMounts[0].mountPath"},
+		{"root", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/"}}, "volumeMounts[0].mountPath"},
+		{"escape", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/v/../etc"}}, "volumeMounts[0].mountPath"},
+		{"over /proc", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/proc/self"}}, "volumeMounts[0].mountPath"},
+		{"over /dev", []Volume{mem("v")}, []VolumeMount{{Name: "v", MountPath: "/dev"}}, "volumeMounts[0].mountPath"},
+		{"one path twice", []Volume{mem("v"), mem("w")}, []VolumeMount{{Name: "v", MountPath: "/a"}, {Name: "w", MountPath: "/a"}}, "volumeMounts[1].mountPath"},
+	} {
+		s := &Service{Metadata: ObjectMeta{Name: "svc"}, Spec: ServiceSpec{Template: RevisionTemplate{Spec: RevisionSpec{
+			Containers: []Container{{Image: "i", VolumeMounts: tc.mounts}}, Volumes: tc.volumes}}}}
+		err := s.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v, want accepted", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want a refusal naming %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestV2Probes: startup and liveness probes round-trip through v2 and are
+// checked like v1's.
+func TestV2Probes(t *testing.T) {
+	body := `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/ready"},"periodSeconds":"2","failureThreshold":5},
+		"livenessProbe":{"tcpSocket":{"port":8080},"periodSeconds":3}}]}}`
+	v, err := ParseV2Service([]byte(body), nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ServiceFromV2(v, "proj", "us-central1", "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	c := s.Spec.Template.Spec.Containers[0]
+	if c.StartupProbe == nil || c.StartupProbe.HTTPGet == nil || c.StartupProbe.HTTPGet.Path != "/ready" || c.StartupProbe.PeriodSeconds != 2 || c.StartupProbe.FailureThreshold != 5 ||
+		c.LivenessProbe == nil || c.LivenessProbe.TCPSocket == nil || c.LivenessProbe.PeriodSeconds != 3 {
+		t.Fatalf("stored probes %+v, %+v", c.StartupProbe, c.LivenessProbe)
+	}
+	back := ServiceToV2(s, testURL).Template.Containers[0]
+	if back.StartupProbe == nil || back.StartupProbe.HTTPGet.Path != "/ready" || back.LivenessProbe == nil || back.LivenessProbe.TCPSocket == nil {
+		t.Errorf("shown back as %+v, %+v", back.StartupProbe, back.LivenessProbe)
+	}
+	for _, bad := range []Probe{
+		{}, // a liveness probe needs an action
+		{HTTPGet: &HTTPGetAction{Path: "ready"}},
+		{HTTPGet: &HTTPGetAction{Path: "/"}, TCPSocket: &TCPSocketAction{}},
+		{TCPSocket: &TCPSocketAction{}, PeriodSeconds: 1, TimeoutSeconds: 2},
+		{TCPSocket: &TCPSocketAction{}, FailureThreshold: -1},
+		{TCPSocket: &TCPSocketAction{}, SuccessThreshold: 2},
+	} {
+		s.Spec.Template.Spec.Containers[0].LivenessProbe = &bad
+		if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "livenessProbe") {
+			t.Errorf("liveness probe %+v: %v, want a refusal naming it", bad, err)
+		}
 	}
 }

@@ -150,8 +150,19 @@ func V2ExecutionName(project, region, job, execution string) string {
 	return JobResource(project, region, job) + "/executions/" + execution
 }
 
+// v2JobContainerSchema is a service's container schema less what jobs do
+// not implement yet (their tasks run without these).
+var v2JobContainerSchema = func() v2Schema {
+	s := maps.Clone(v2ContainerSchema)
+	s["workingDir"] = notImplemented("is not supported by Usher for jobs")
+	s["volumeMounts"] = notImplemented("is not supported by Usher for jobs")
+	s["livenessProbe"] = notImplemented("is not supported by Usher for jobs")
+	s["startupProbe"] = notImplemented("is not supported by Usher for jobs")
+	return s
+}()
+
 var v2TaskTemplateSchema = v2Schema{
-	"containers":                 v2Message(v2ContainerSchema),
+	"containers":                 v2Message(v2JobContainerSchema),
 	"maxRetries":                 v2Num,
 	"timeout":                    v2In,
 	"serviceAccount":             v2In,

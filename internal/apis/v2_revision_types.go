@@ -15,6 +15,7 @@ type V2Revision struct {
 	Timeout                       string             `json:"timeout,omitempty"`
 	ServiceAccount                string             `json:"serviceAccount,omitempty"`
 	Containers                    []V2Container      `json:"containers,omitempty"`
+	Volumes                       []V2Volume         `json:"volumes,omitempty"`
 	MaxInstanceRequestConcurrency int32              `json:"maxInstanceRequestConcurrency,omitempty"`
 	Conditions                    []V2Condition      `json:"conditions,omitempty"`
 	ObservedGeneration            int64              `json:"observedGeneration,omitempty,string"`

@@ -13,7 +13,11 @@ package apis
 //	name, description                          metadata.name, annotation run.googleapis.com/description
 //	labels, annotations                        metadata.labels/annotations (system prefixes refused)
 //	client, clientVersion                      annotations run.googleapis.com/client-name, client-version
-//	ingress                                    INGRESS_TRAFFIC_ALL or unset only (Usher has no private networks)
+//	ingress                                    annotation run.googleapis.com/ingress: INGRESS_TRAFFIC_ALL (all),
+//	                                           INGRESS_TRAFFIC_INTERNAL_ONLY (internal),
+//	                                           INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER
+//	                                           (internal-and-cloud-load-balancing)
+//	defaultUriDisabled                         annotation run.googleapis.com/default-url-disabled
 //	launchStage                                annotation run.googleapis.com/launch-stage (GA: none)
 //	invokerIamDisabled                         annotation run.googleapis.com/invoker-iam-disabled
 //	iapEnabled                                 annotation run.googleapis.com/iap-enabled
@@ -34,19 +38,23 @@ package apis
 //	  resources.cpuIdle                        true or unset only
 //	  resources.startupCpuBoost                false or unset only
 //	  ports[] {name, containerPort}            ports (at most one)
-//	  startupProbe                             a tcpSocket probe on the serving port only: Usher's
-//	                                           own start check; its timings are ignored
+//	  workingDir                               workingDir (an absolute path)
+//	  volumeMounts[] {name, mountPath}         volumeMounts
+//	template.volumes[] {name, emptyDir}        volumes: emptyDir (medium MEMORY or unset: in memory;
+//	                                           sizeLimit) only
+//	  startupProbe, livenessProbe               startupProbe, livenessProbe: tcpSocket or httpGet
+//	                                           (no httpHeaders) on the serving port
 //
 // Refused with INVALID_ARGUMENT naming the field when set to anything but
 // its empty value: binaryAuthorization, buildConfig, scaling (service-level:
 // minInstanceCount, maxInstanceCount, manualInstanceCount, scalingMode other
-// than AUTOMATIC), defaultUriDisabled, sshEnabled,
+// than AUTOMATIC), sshEnabled,
 // multiRegionSettings, functionalType; template.vpcAccess, volumes,
 // encryptionKey*, executionEnvironment, nodeSelector, sessionAffinity,
 // healthCheckDisabled, gpuZonalRedundancyDisabled, serviceMesh, sandboxes,
 // workloadIdentityConfig, ambientNetworking, scaling.cpuUtilization,
-// scaling.concurrencyUtilization; containers[].volumeMounts, workingDir,
-// livenessProbe, readinessProbe, dependsOn, baseImageUri, buildConfig,
+// scaling.concurrencyUtilization, volumes other than emptyDir; containers[]
+// readinessProbe, dependsOn, baseImageUri, buildConfig,
 // sourceCode, sandboxLauncher, env[].valueSource. A name v2 does not define
 // is refused too. Output-only fields (uid, generation, conditions, uri, …)
 // are ignored, since clients send back what they read.
@@ -70,16 +78,18 @@ const (
 
 // v2 enum values Usher produces or checks.
 const (
-	V2IngressAll             = "INGRESS_TRAFFIC_ALL"
-	V2LaunchStageGA          = "GA"
-	V2TrafficLatest          = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
-	V2TrafficRevision        = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
-	V2ConditionPending       = "CONDITION_PENDING"
-	V2ConditionReconciling   = "CONDITION_RECONCILING"
-	V2ConditionFailed        = "CONDITION_FAILED"
-	V2ConditionSucceeded     = "CONDITION_SUCCEEDED"
-	v2TrafficUnspecified     = "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED"
-	v2LaunchStageUnspecified = "LAUNCH_STAGE_UNSPECIFIED"
+	V2IngressAll                  = "INGRESS_TRAFFIC_ALL"
+	V2IngressInternalOnly         = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+	V2IngressInternalLoadBalancer = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+	V2LaunchStageGA               = "GA"
+	V2TrafficLatest               = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+	V2TrafficRevision             = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+	V2ConditionPending            = "CONDITION_PENDING"
+	V2ConditionReconciling        = "CONDITION_RECONCILING"
+	V2ConditionFailed             = "CONDITION_FAILED"
+	V2ConditionSucceeded          = "CONDITION_SUCCEEDED"
+	v2TrafficUnspecified          = "TRAFFIC_TARGET_ALLOCATION_TYPE_UNSPECIFIED"
+	v2LaunchStageUnspecified      = "LAUNCH_STAGE_UNSPECIFIED"
 )
 
 // V2Service is google.cloud.run.v2.Service.
@@ -103,6 +113,7 @@ type V2Service struct {
 	Traffic               []V2TrafficTarget       `json:"traffic,omitempty"`
 	InvokerIAMDisabled    bool                    `json:"invokerIamDisabled,omitempty"`
 	IAPEnabled            bool                    `json:"iapEnabled,omitempty"`
+	DefaultURIDisabled    bool                    `json:"defaultUriDisabled,omitempty"`
 	CustomAudiences       []string                `json:"customAudiences,omitempty"`
 	ObservedGeneration    int64                   `json:"observedGeneration,omitempty,string"`
 	TerminalCondition     *V2Condition            `json:"terminalCondition,omitempty"`
@@ -127,6 +138,7 @@ type V2RevisionTemplate struct {
 	Containers                    []V2Container      `json:"containers,omitempty"`
 	MaxInstanceRequestConcurrency int32              `json:"maxInstanceRequestConcurrency,omitempty"`
 	Client                        string             `json:"client,omitempty"`
+	Volumes                       []V2Volume         `json:"volumes,omitempty"`
 	ClientVersion                 string             `json:"clientVersion,omitempty"`
 }
 
@@ -138,13 +150,59 @@ type V2RevisionScaling struct {
 
 // V2Container is google.cloud.run.v2.Container.
 type V2Container struct {
-	Name      string                  `json:"name,omitempty"`
-	Image     string                  `json:"image,omitempty"`
-	Command   []string                `json:"command,omitempty"`
-	Args      []string                `json:"args,omitempty"`
-	Env       []V2EnvVar              `json:"env,omitempty"`
-	Resources *V2ResourceRequirements `json:"resources,omitempty"`
-	Ports     []V2ContainerPort       `json:"ports,omitempty"`
+	Name          string                  `json:"name,omitempty"`
+	Image         string                  `json:"image,omitempty"`
+	Command       []string                `json:"command,omitempty"`
+	Args          []string                `json:"args,omitempty"`
+	WorkingDir    string                  `json:"workingDir,omitempty"`
+	VolumeMounts  []V2VolumeMount         `json:"volumeMounts,omitempty"`
+	StartupProbe  *V2Probe                `json:"startupProbe,omitempty"`
+	LivenessProbe *V2Probe                `json:"livenessProbe,omitempty"`
+	Env           []V2EnvVar              `json:"env,omitempty"`
+	Resources     *V2ResourceRequirements `json:"resources,omitempty"`
+	Ports         []V2ContainerPort       `json:"ports,omitempty"`
+}
+
+// V2Volume is google.cloud.run.v2.Volume: in-memory (emptyDir) only.
+type V2Volume struct {
+	Name     string      `json:"name"`
+	EmptyDir *V2EmptyDir `json:"emptyDir,omitempty"`
+}
+
+// V2EmptyDir is google.cloud.run.v2.EmptyDirVolumeSource.
+type V2EmptyDir struct {
+	Medium    string `json:"medium,omitempty"`
+	SizeLimit string `json:"sizeLimit,omitempty"`
+}
+
+// V2MediumMemory is EmptyDirVolumeSource.Medium MEMORY.
+const V2MediumMemory = "MEMORY"
+
+// V2VolumeMount is google.cloud.run.v2.VolumeMount.
+type V2VolumeMount struct {
+	Name      string `json:"name"`
+	MountPath string `json:"mountPath"`
+}
+
+// V2Probe is google.cloud.run.v2.Probe (tcpSocket or httpGet).
+type V2Probe struct {
+	InitialDelaySeconds int32              `json:"initialDelaySeconds,omitempty"`
+	TimeoutSeconds      int32              `json:"timeoutSeconds,omitempty"`
+	PeriodSeconds       int32              `json:"periodSeconds,omitempty"`
+	FailureThreshold    int32              `json:"failureThreshold,omitempty"`
+	HTTPGet             *V2HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket           *V2TCPSocketAction `json:"tcpSocket,omitempty"`
+}
+
+// V2HTTPGetAction is google.cloud.run.v2.HTTPGetAction.
+type V2HTTPGetAction struct {
+	Path string `json:"path,omitempty"`
+	Port int32  `json:"port,omitempty"`
+}
+
+// V2TCPSocketAction is google.cloud.run.v2.TCPSocketAction.
+type V2TCPSocketAction struct {
+	Port int32 `json:"port,omitempty"`
 }
 
 // V2EnvVar is google.cloud.run.v2.EnvVar with a literal value.

@@ -68,12 +68,13 @@ func onlyBool(want bool, why string) v2Field {
 }
 
 var (
-	enumIngress = map[int]string{0: "INGRESS_TRAFFIC_UNSPECIFIED", 1: V2IngressAll, 2: "INGRESS_TRAFFIC_INTERNAL_ONLY",
-		3: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", 4: "INGRESS_TRAFFIC_NONE"}
+	enumIngress = map[int]string{0: "INGRESS_TRAFFIC_UNSPECIFIED", 1: V2IngressAll, 2: V2IngressInternalOnly,
+		3: V2IngressInternalLoadBalancer, 4: "INGRESS_TRAFFIC_NONE"}
 	enumLaunchStage = map[int]string{0: v2LaunchStageUnspecified, 6: "UNIMPLEMENTED", 7: "PRELAUNCH", 1: "EARLY_ACCESS",
 		2: "ALPHA", 3: "BETA", 4: V2LaunchStageGA, 5: "DEPRECATED"}
 	enumExecutionEnvironment = map[int]string{0: "EXECUTION_ENVIRONMENT_UNSPECIFIED", 1: "EXECUTION_ENVIRONMENT_GEN1", 2: "EXECUTION_ENVIRONMENT_GEN2"}
 	enumTrafficType          = map[int]string{0: v2TrafficUnspecified, 1: V2TrafficLatest, 2: V2TrafficRevision}
+	enumMedium               = map[int]string{0: "MEDIUM_UNSPECIFIED", 1: V2MediumMemory}
 	enumScalingMode          = map[int]string{0: "SCALING_MODE_UNSPECIFIED", 1: "AUTOMATIC", 2: "MANUAL"}
 	enumFunctionalType       = map[int]string{0: "FUNCTIONAL_TYPE_UNSPECIFIED", 1: "FUNCTIONAL_TYPE_AGENT", 2: "FUNCTIONAL_TYPE_MCP_SERVER"}
 )
@@ -97,11 +98,15 @@ var v2ContainerSchema = v2Schema{
 		"name":          v2In,
 		"containerPort": v2Num,
 	}),
-	"startupProbe":    {check: tcpStartupProbeOnly},
-	"livenessProbe":   notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
-	"readinessProbe":  notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
-	"volumeMounts":    notImplemented(""),
-	"workingDir":      notImplemented(""),
+	"startupProbe":   v2Message(v2ProbeSchema),
+	"livenessProbe":  v2Message(v2ProbeSchema),
+	"readinessProbe": notImplemented("is not supported by Usher: instances are checked once, by TCP, at start"),
+	"volumeMounts": v2Message(v2Schema{
+		"name":      v2In,
+		"mountPath": v2In,
+		"subPath":   notImplemented(""),
+	}),
+	"workingDir":      v2In,
 	"dependsOn":       notImplemented(""),
 	"baseImageUri":    notImplemented(""),
 	"buildConfig":     notImplemented(""),
@@ -131,7 +136,14 @@ var v2TemplateSchema = v2Schema{
 	"healthCheckDisabled":           onlyBool(false, "is not supported by Usher; leave it unset"),
 	"gpuZonalRedundancyDisabled":    onlyBool(false, "is not supported by Usher; leave it unset"),
 	"vpcAccess":                     notImplemented("is not supported by Usher: instances reach the network directly"),
-	"volumes":                       notImplemented(""),
+	"volumes": v2Message(v2Schema{
+		"name":             v2In,
+		"emptyDir":         v2Message(v2Schema{"medium": {enum: enumMedium}, "sizeLimit": v2In}),
+		"secret":           notImplemented("is not supported by Usher (no Secret Manager): only emptyDir volumes"),
+		"cloudSqlInstance": notImplemented("is not supported by Usher: only emptyDir volumes"),
+		"gcs":              notImplemented("is not supported by Usher: only emptyDir volumes"),
+		"nfs":              notImplemented("is not supported by Usher: only emptyDir volumes"),
+	}),
 	"encryptionKey":                 notImplemented(""),
 	"encryptionKeyRevocationAction": notImplemented(""),
 	"encryptionKeyShutdownDuration": notImplemented(""),
@@ -149,7 +161,7 @@ var v2ServiceSchema = v2Schema{
 	"annotations":        v2In,
 	"client":             v2In,
 	"clientVersion":      v2In,
-	"ingress":            onlyEnum(enumIngress, V2IngressAll),
+	"ingress":            onlyEnum(enumIngress, V2IngressAll, V2IngressInternalOnly, V2IngressInternalLoadBalancer),
 	"launchStage":        {enum: enumLaunchStage},
 	"template":           v2Message(v2TemplateSchema),
 	"traffic":            v2Message(v2Schema{"type": {enum: enumTrafficType}, "revision": v2In, "percent": v2Num, "tag": v2In}),
@@ -165,7 +177,7 @@ var v2ServiceSchema = v2Schema{
 	}),
 	"binaryAuthorization":    notImplemented(""),
 	"buildConfig":            notImplemented(""),
-	"defaultUriDisabled":     onlyBool(false, "is not supported by Usher; leave it unset"),
+	"defaultUriDisabled":     v2In,
 	"sshEnabled":             onlyBool(false, "is not supported by Usher; leave it unset"),
 	"multiRegionSettings":    notImplemented(""),
 	"functionalType":         onlyEnum(enumFunctionalType),
@@ -190,34 +202,19 @@ var v2ServiceSchema = v2Schema{
 	"reconciling":            v2Output,
 }
 
-// tcpStartupProbeOnly accepts the startup check Usher always does: TCP on
-// the serving port. Its timings are not honoured.
-func tcpStartupProbeOnly(v any) string {
-	m, ok := v.(map[string]any)
-	if !ok || isEmptyJSON(v) {
-		return ""
-	}
-	const why = "is supported by Usher only as a tcpSocket probe on the serving port"
-	for k, val := range m {
-		switch lowerCamel(k) {
-		case "tcpSocket":
-			sock, ok := val.(map[string]any)
-			if !ok {
-				return why
-			}
-			for sk := range sock {
-				if lowerCamel(sk) != "port" {
-					return why
-				}
-			}
-		case "initialDelaySeconds", "timeoutSeconds", "periodSeconds", "failureThreshold":
-		default:
-			if !isEmptyJSON(val) {
-				return why
-			}
-		}
-	}
-	return ""
+// v2ProbeSchema is a startup or liveness probe (validated as v1's).
+var v2ProbeSchema = v2Schema{
+	"tcpSocket": v2Message(v2Schema{"port": v2Num}),
+	"httpGet": v2Message(v2Schema{
+		"path":        v2In,
+		"port":        v2Num,
+		"httpHeaders": notImplemented("is not supported by Usher: probes send no extra headers"),
+	}),
+	"grpc":                notImplemented("is not supported by Usher: probes are tcpSocket or httpGet"),
+	"initialDelaySeconds": v2Num,
+	"timeoutSeconds":      v2Num,
+	"periodSeconds":       v2Num,
+	"failureThreshold":    v2Num,
 }
 
 func isEmptyJSON(v any) bool {

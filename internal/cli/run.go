@@ -74,6 +74,17 @@ type deployFlags struct {
 	noUseHTTP2        bool
 	source            string
 	anonymousLimit    string
+	ingress           string
+	defaultURL        bool
+	noDefaultURL      bool
+	addVolumes        []string
+	removeVolumes     []string
+	clearVolumes      bool
+	addMounts         []string
+	removeMounts      []string
+	clearMounts       bool
+	startupProbe      string
+	livenessProbe     string
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -114,6 +125,17 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.BoolVar(&f.iap, "iap", false, "put the service behind the identity-aware proxy: people sign in with a browser and need roles/iap.httpsResourceAccessor")
 	fl.BoolVar(&f.noIAP, "no-iap", false, "take the service out from behind the identity-aware proxy")
 	fl.StringVar(&f.anonymousLimit, "anonymous-rate-limit", "", "hold anonymous callers of the (public) service to RPS[,burst=N][,total=RPS][,total-burst=N] per client address; \"off\" removes the limit")
+	fl.StringVar(&f.ingress, "ingress", "", "where requests may come from: all (the default), internal (Usher's instances and usher serve --internal-cidrs) or internal-and-cloud-load-balancing (also usher serve --trusted-proxies); others get 404")
+	fl.BoolVar(&f.defaultURL, "default-url", false, "answer on the service's URL (the default)")
+	fl.BoolVar(&f.noDefaultURL, "no-default-url", false, "answer on none of the service's URLs (its tags' included): every request gets 404")
+	fl.StringArrayVar(&f.addVolumes, "add-volume", nil, "add an in-memory volume: name=NAME,type=in-memory[,size-limit=QUANTITY] (repeatable)")
+	fl.StringSliceVar(&f.removeVolumes, "remove-volume", nil, "remove volumes by name: NAME,...")
+	fl.BoolVar(&f.clearVolumes, "clear-volumes", false, "remove every volume")
+	fl.StringArrayVar(&f.addMounts, "add-volume-mount", nil, "mount a volume: volume=NAME,mount-path=/PATH (repeatable)")
+	fl.StringSliceVar(&f.removeMounts, "remove-volume-mount", nil, "remove volume mounts by mount path: /PATH,...")
+	fl.BoolVar(&f.clearMounts, "clear-volume-mounts", false, "remove every volume mount")
+	fl.StringVar(&f.startupProbe, "startup-probe", "", "startup probe as KEY=VALUE,...: tcpSocket.port, httpGet.path, httpGet.port, initialDelaySeconds, timeoutSeconds, periodSeconds, failureThreshold; \"\" removes it")
+	fl.StringVar(&f.livenessProbe, "liveness-probe", "", "liveness probe (an instance failing it is restarted), keys as --startup-probe; \"\" removes it")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
 	fl.StringVar(&f.cpu, "cpu", "", "CPU limit per instance, e.g. 1, 0.5, 500m (container images)")
 	fl.StringVar(&f.memory, "memory", "", "memory limit per instance, e.g. 512Mi, 1Gi (container images)")
@@ -139,6 +161,14 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 	}
 	if f.iap && f.noIAP {
 		return fmt.Errorf("--iap and --no-iap are mutually exclusive")
+	}
+	if f.defaultURL && f.noDefaultURL {
+		return fmt.Errorf("--default-url and --no-default-url are mutually exclusive")
+	}
+	switch f.ingress {
+	case "", apis.IngressAll, apis.IngressInternal, apis.IngressInternalAndLB:
+	default:
+		return fmt.Errorf("--ingress=%s: want all, internal or internal-and-cloud-load-balancing", f.ingress)
 	}
 	if f.source != "" {
 		if f.image != "" {
@@ -251,7 +281,9 @@ func deploy(cmd *cobra.Command, g *globals, name string, f *deployFlags, create 
 		}
 	}
 	fmt.Fprintf(g.stderr, "Service [%s] revision [%s] has been deployed and is serving %d percent of traffic.\n", name, ready.Status.LatestReadyRevisionName, served)
-	fmt.Fprintf(g.stdout, "Service URL: %s\n", ready.Status.URL)
+	if ready.Status.URL != "" { // none with --no-default-url
+		fmt.Fprintf(g.stdout, "Service URL: %s\n", ready.Status.URL)
+	}
 	for _, t := range ready.Status.Traffic {
 		if t.Tag != "" && t.RevisionName == ready.Status.LatestReadyRevisionName {
 			fmt.Fprintf(g.stdout, "The revision can be reached directly at %s\n", t.URL)
@@ -349,6 +381,35 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 		s.Metadata.Annotations[apis.AnnotationIAPEnabled] = "true"
 	case f.noIAP:
 		delete(s.Metadata.Annotations, apis.AnnotationIAPEnabled)
+	}
+	if err := applyVolumeFlags(&tmpl.Spec, f); err != nil {
+		return err
+	}
+	for _, pf := range []struct {
+		name  string
+		value string
+		dst   **apis.Probe
+	}{{"startup-probe", f.startupProbe, &ctr.StartupProbe}, {"liveness-probe", f.livenessProbe, &ctr.LivenessProbe}} {
+		if !changed(pf.name) {
+			continue
+		}
+		p, err := parseProbeFlag("--"+pf.name, pf.value)
+		if err != nil {
+			return err
+		}
+		*pf.dst = p
+	}
+	if f.ingress != "" {
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[apis.AnnotationIngress] = f.ingress
+	}
+	if f.defaultURL || f.noDefaultURL { // as gcloud: the annotation says whether it is disabled
+		if s.Metadata.Annotations == nil {
+			s.Metadata.Annotations = map[string]string{}
+		}
+		s.Metadata.Annotations[apis.AnnotationDefaultURLDisabled] = strconv.FormatBool(f.noDefaultURL)
 	}
 	switch f.anonymousLimit {
 	case "":
@@ -663,4 +724,106 @@ func parseTimeout(v string) (int64, error) {
 		return 0, fmt.Errorf("--timeout %q: want whole seconds (300) or a duration (5m)", v)
 	}
 	return int64(d / time.Second), nil
+}
+
+// applyVolumeFlags applies gcloud's volume flags, in gcloud's order:
+// clear, remove, then add (volumes first, then mounts).
+func applyVolumeFlags(spec *apis.RevisionSpec, f *deployFlags) error {
+	ctr := &spec.Containers[0]
+	if f.clearVolumes {
+		spec.Volumes = nil
+	}
+	if f.clearMounts {
+		ctr.VolumeMounts = nil
+	}
+	spec.Volumes = slices.DeleteFunc(spec.Volumes, func(v apis.Volume) bool { return slices.Contains(f.removeVolumes, v.Name) })
+	ctr.VolumeMounts = slices.DeleteFunc(ctr.VolumeMounts, func(m apis.VolumeMount) bool { return slices.Contains(f.removeMounts, m.MountPath) })
+	for _, a := range f.addVolumes {
+		kv, err := keyValues("--add-volume", a, "name", "type", "size-limit")
+		if err != nil {
+			return err
+		}
+		if kv["name"] == "" || kv["type"] == "" {
+			return fmt.Errorf("--add-volume=%s: name and type are required", a)
+		}
+		if kv["type"] != "in-memory" {
+			return fmt.Errorf("--add-volume=%s: type %q is not supported by Usher: only in-memory", a, kv["type"])
+		}
+		v := apis.Volume{Name: kv["name"], EmptyDir: &apis.EmptyDirVolumeSource{Medium: apis.MediumMemory, SizeLimit: kv["size-limit"]}}
+		spec.Volumes = slices.DeleteFunc(spec.Volumes, func(old apis.Volume) bool { return old.Name == v.Name })
+		spec.Volumes = append(spec.Volumes, v)
+	}
+	for _, a := range f.addMounts {
+		kv, err := keyValues("--add-volume-mount", a, "volume", "mount-path")
+		if err != nil {
+			return err
+		}
+		if kv["volume"] == "" || kv["mount-path"] == "" {
+			return fmt.Errorf("--add-volume-mount=%s: volume and mount-path are required", a)
+		}
+		m := apis.VolumeMount{Name: kv["volume"], MountPath: kv["mount-path"]}
+		ctr.VolumeMounts = slices.DeleteFunc(ctr.VolumeMounts, func(old apis.VolumeMount) bool { return old.MountPath == m.MountPath })
+		ctr.VolumeMounts = append(ctr.VolumeMounts, m)
+	}
+	return nil
+}
+
+// keyValues parses "k=v,k=v" with only the allowed keys.
+func keyValues(flag, s string, allowed ...string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || !slices.Contains(allowed, k) {
+			return nil, fmt.Errorf("%s=%s: want %s", flag, s, strings.Join(allowed, "=…,")+"=…")
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// parseProbeFlag reads gcloud's --startup-probe/--liveness-probe value:
+// KEY=VALUE,... naming fields of the probe (a whole new probe), or "" for
+// none.
+func parseProbeFlag(flag, s string) (*apis.Probe, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	p := &apis.Probe{}
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s=%s: want KEY=VALUE,...", flag, s)
+		}
+		if k == "httpGet.path" {
+			if p.HTTPGet == nil {
+				p.HTTPGet = &apis.HTTPGetAction{}
+			}
+			p.HTTPGet.Path = v
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("%s: value for key [%s] must be an integer", flag, k)
+		}
+		switch k {
+		case "tcpSocket.port":
+			p.TCPSocket = &apis.TCPSocketAction{Port: int32(n)}
+		case "httpGet.port":
+			if p.HTTPGet == nil {
+				p.HTTPGet = &apis.HTTPGetAction{}
+			}
+			p.HTTPGet.Port = int32(n)
+		case "initialDelaySeconds":
+			p.InitialDelaySeconds = int32(n)
+		case "timeoutSeconds":
+			p.TimeoutSeconds = int32(n)
+		case "periodSeconds":
+			p.PeriodSeconds = int32(n)
+		case "failureThreshold":
+			p.FailureThreshold = int32(n)
+		default:
+			return nil, fmt.Errorf("%s: key [%s] is not supported by Usher: tcpSocket.port, httpGet.path, httpGet.port, initialDelaySeconds, timeoutSeconds, periodSeconds, failureThreshold", flag, k)
+		}
+	}
+	return p, nil
 }

@@ -51,6 +51,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f.StringVar(&cfg.OrgPolicyFile, "org-policy-file", "", "org policies (guardrails) for every project, YAML or JSON; projects cannot lift them")
 	f.StringVar(&cfg.TrustedIssuersFile, "trusted-issuers", "", "external OIDC issuers whose identity tokens the gateway accepts: a JSON or YAML list of {issuer: URL, groupsClaim: NAME}")
 	f.StringVar(&cfg.TrustedProxies, "trusted-proxies", "", "CIDR,... of reverse proxies whose X-Forwarded-For names the client that anonymous rate limits charge (default: none; the connection's peer is charged)")
+	f.StringVar(&cfg.InternalCIDRs, "internal-cidrs", "", "CIDR,... whose requests count as internal for services with --ingress=internal or internal-and-cloud-load-balancing, besides Usher's own instances (default: none)")
 	f.StringArrayVar(&cfg.TrustedIssuers, "trusted-issuer", nil, "an external OIDC issuer URL whose identity tokens the gateway accepts (repeatable; groups from the \"groups\" claim)")
 	f.DurationVar(&cfg.MaxStaleness, "max-staleness", 5*time.Second, "with an etcd store: how long this node serves after it last confirmed its state is current; after that every service request gets 503 and /readyz fails until it catches up")
 	f.StringVar(&cfg.NodeName, "node-name", "", "this node's name in logs and in the store's per-node keys, no '/' or spaces (default: the hostname)")

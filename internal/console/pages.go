@@ -170,9 +170,11 @@ type serviceHead struct {
 	serviceRef
 	ServicesLink string
 	URL          string
-	Status       statusView
-	Auth         authView
-	Tabs         []tab
+	// URLDisabled: --no-default-url, so no URL answers (URL is empty).
+	URLDisabled bool
+	Status      statusView
+	Auth        authView
+	Tabs        []tab
 }
 
 // loadedService is a service and what the tabs share about it.
@@ -206,6 +208,7 @@ func (c *Console) loadService(r *http.Request, s *session, current string) (*loa
 		serviceRef:   ref,
 		ServicesLink: servicesURL(ref.Project),
 		URL:          svc.Status.URL,
+		URLDisabled:  svc.DefaultURLDisabled(),
 		Status:       readiness(svc.Status.Conditions),
 		Auth:         authentication(svc, ls.Policy, c.cfg.Roles),
 	}
@@ -251,6 +254,13 @@ type overviewView struct {
 	// CanToggleIAP: the principal may update the service and set its policy.
 	CanToggleIAP bool
 	IAPAction    string
+	// Ingress is run.googleapis.com/ingress; DefaultURLDisabled its
+	// default-url-disabled.
+	Ingress            string
+	DefaultURLDisabled bool
+	// WorkingDir and Volumes ("NAME at PATH, SIZE") of the container.
+	WorkingDir string
+	Volumes    []string
 }
 
 func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -261,18 +271,20 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 	svc := ls.Service
 	spec := svc.Spec.Template.Spec
 	v := overviewView{
-		Head:              ls.Head,
-		LatestReady:       svc.Status.LatestReadyRevisionName,
-		LatestCreated:     svc.Status.LatestCreatedRevisionName,
-		ServiceAccount:    spec.ServiceAccountName,
-		Created:           timestamp(svc.Metadata.CreationTimestamp),
-		Creator:           svc.Metadata.Annotations[apis.AnnotationCreator],
-		LastModifier:      svc.Metadata.Annotations[apis.AnnotationLastModifier],
-		StatusMessage:     ls.Head.Status.Message,
-		CustomAudiences:   svc.CustomAudiences(),
-		InvokerIAMChecked: !svc.InvokerIAMDisabled(),
-		IAPEnabled:        svc.IAPEnabled(),
-		IAPAction:         ls.Head.serviceRef.URL("iap"),
+		Head:               ls.Head,
+		LatestReady:        svc.Status.LatestReadyRevisionName,
+		LatestCreated:      svc.Status.LatestCreatedRevisionName,
+		ServiceAccount:     spec.ServiceAccountName,
+		Created:            timestamp(svc.Metadata.CreationTimestamp),
+		Creator:            svc.Metadata.Annotations[apis.AnnotationCreator],
+		LastModifier:       svc.Metadata.Annotations[apis.AnnotationLastModifier],
+		StatusMessage:      ls.Head.Status.Message,
+		CustomAudiences:    svc.CustomAudiences(),
+		InvokerIAMChecked:  !svc.InvokerIAMDisabled(),
+		IAPEnabled:         svc.IAPEnabled(),
+		IAPAction:          ls.Head.serviceRef.URL("iap"),
+		Ingress:            svc.Ingress(),
+		DefaultURLDisabled: svc.DefaultURLDisabled(),
 	}
 	if l := svc.AnonymousRateLimit(); l.Enabled() {
 		v.AnonymousLimit = &anonymousLimitView{l}
@@ -285,6 +297,16 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) e
 		ctr := spec.Containers[0]
 		v.Image, v.Env = ctr.Image, ctr.Env
 		v.Command, v.Args = strings.Join(ctr.Command, " "), strings.Join(ctr.Args, " ")
+		v.WorkingDir = ctr.WorkingDir
+		for _, m := range ctr.VolumeMounts {
+			size := "no size limit"
+			for _, vol := range spec.Volumes {
+				if vol.Name == m.Name && vol.EmptyDir != nil && vol.EmptyDir.SizeLimit != "" {
+					size = vol.EmptyDir.SizeLimit
+				}
+			}
+			v.Volumes = append(v.Volumes, m.Name+" at "+m.MountPath+", "+size)
+		}
 	}
 	for _, t := range svc.Status.Traffic {
 		v.Traffic = append(v.Traffic, trafficRow{Revision: t.RevisionName, Percent: t.Percent, Tag: t.Tag,

@@ -76,6 +76,10 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, domai
 		http.Error(w, "usher forward-auth: no service "+service+" in project "+project+", region "+region, http.StatusNotFound)
 		return
 	}
+	if !g.ingressAllows(r, tgt) { // the subrequest's connection: the proxy's
+		g.denyIngress(w, r, tgt, true, forwardedHost(r))
+		return
+	}
 	if tgt.Public || g.conditionallyPublic(r, tgt) {
 		w.WriteHeader(http.StatusOK)
 		return
@@ -92,13 +96,7 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, domai
 // denyForwardAuth answers a refused forward-auth request as the gateway
 // answers a refused request (deny), naming the protected upstream's host.
 func (g *Gateway) denyForwardAuth(w http.ResponseWriter, r *http.Request, tgt *routing.Target, status int, reason string, p iam.Principal) {
-	host := r.Header.Get("X-Forwarded-Host")
-	if host == "" {
-		host = r.Header.Get("X-Original-Host")
-	}
-	if host == "" {
-		host = r.Host
-	}
+	host := forwardedHost(r)
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
 		g.cfg.Log.Info("request denied", "via", "forward-auth", "status", status, "service", tgt.Service, "project", tgt.Project,
 			"region", tgt.Region, "host", host, "principal", p.String(), "reason", reason)
@@ -116,4 +114,17 @@ func (g *Gateway) denyForwardAuth(w http.ResponseWriter, r *http.Request, tgt *r
 		w.Header()["Www-Authenticate"] = wwwAuthInvalid
 		writePage(w, status, pageUnauthorized)
 	}
+}
+
+// forwardedHost is the protected upstream's host a forward-auth subrequest
+// names.
+func forwardedHost(r *http.Request) string {
+	host := r.Header.Get("X-Forwarded-Host")
+	if host == "" {
+		host = r.Header.Get("X-Original-Host")
+	}
+	if host == "" {
+		host = r.Host
+	}
+	return host
 }

@@ -1,5 +1,7 @@
 // Package gateway is Usher's data plane: every request to a service host goes
-// route → authenticate → authorize → proxy, in that order, as separate steps.
+// route → ingress → authenticate → authorize → proxy, in that order, as
+// separate steps (ingress.go: a service that is not "all" answers 404 to
+// connections from outside, as if it did not exist).
 //
 // It reads an immutable routing table swapped in atomically; it never reads the
 // store, never calls the admin API and never blocks on a global lock. It fails
@@ -80,6 +82,12 @@ type Config struct {
 	// TrustedProxies may name the client in X-Forwarded-For, which anonymous
 	// rate limits charge (anonymous.go); from anyone else it is ignored.
 	TrustedProxies ratelimit.Proxies
+	// InternalNetworks are the operator's networks whose requests count as
+	// internal for ingress (ingress.go).
+	InternalNetworks []netip.Prefix
+	// FromInstance, if set, tells whether a request's connection comes
+	// from one of Usher's instances: internal for ingress (ingress.go).
+	FromInstance FromInstanceFunc
 }
 
 // Denial describes a refused request, for audit trails and explanations.
@@ -236,6 +244,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tgt == nil {
 		refuse(w, r)
 		writePage(w, http.StatusNotFound, pageNotFound)
+		return
+	}
+	if !g.ingressAllows(r, tgt) { // ingress.go: before anything else, as if the service did not exist
+		refuse(w, r)
+		g.denyIngress(w, r, tgt, false, r.Host)
 		return
 	}
 	p := proxied{}

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +79,10 @@ type Config struct {
 	// its service (PROJECT/REGION/SERVICE), revision and start duration
 	// (per-service metrics). It is called with no lock held.
 	OnColdStart func(serviceKey, revision string, took time.Duration)
+	// Dial, if set, connects to an instance's address for probes (the
+	// gateway's DialInstance: sandboxed instances listen only inside their
+	// network namespace); default a plain TCP dial.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Pool holds instances per revision.
@@ -102,6 +107,10 @@ func New(cfg Config) *Pool {
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = DefaultMaxQueue
+	}
+	if cfg.Dial == nil {
+		var d net.Dialer
+		cfg.Dial = d.DialContext
 	}
 	p := &Pool{cfg: cfg, stopReap: make(chan struct{})}
 	go p.reapLoop()
@@ -167,6 +176,9 @@ type revisionPool struct {
 	billable time.Duration
 	minScale int
 	maxScale int
+	// startup (httpGet only: tcpSocket is the runtime's own check) and
+	// liveness probes (probe.go); nil when none.
+	startup, liveness *probe
 
 	mu        sync.Mutex
 	instances []*instance
@@ -220,6 +232,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 		Image:          c.Image,
 		Command:        c.Command,
 		Args:           c.Args,
+		WorkingDir:     c.WorkingDir,
 		Service:        rev.Metadata.Labels[apis.LabelService],
 		Revision:       rev.Metadata.Name,
 		Configuration:  rev.Metadata.Labels[apis.LabelConfiguration],
@@ -234,6 +247,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	if c.Resources != nil {
 		spec.CPU, spec.Memory = c.Resources.Limits["cpu"], c.Resources.Limits["memory"]
 	}
+	spec.Volumes = volumesOf(rev)
 	rp := &revisionPool{
 		p:           p,
 		key:         key,
@@ -253,6 +267,12 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	}
 	if rp.maxScale <= 0 {
 		rp.maxScale = DefaultMaxInstances
+	}
+	if sp := c.StartupProbe; sp != nil && sp.HTTPGet != nil {
+		rp.startup = newProbe(sp, p.cfg.Dial)
+	}
+	if c.LivenessProbe != nil {
+		rp.liveness = newProbe(c.LivenessProbe, p.cfg.Dial)
 	}
 	return rp
 }
@@ -378,6 +398,13 @@ func (rp *revisionPool) start() {
 	cancel()
 	if err == nil {
 		out.instance.Store(rin.ID())
+		if rp.startup != nil {
+			// Listening is not enough: the startup probe decides.
+			if err = rp.startup.untilReady(rin); err != nil {
+				err = fmt.Errorf("instance %s: startup probe: %w", rin.ID(), err)
+				rin.Stop(context.Background())
+			}
+		}
 	}
 
 	rp.mu.Lock()
@@ -412,6 +439,28 @@ func (rp *revisionPool) start() {
 		f(rp.serviceKey, spec.Revision, took)
 	}
 	go rp.supervise(in)
+	if rp.liveness != nil {
+		go rp.keepAlive(in)
+	}
+}
+
+// keepAlive probes a live instance until it is gone; after the liveness
+// probe's failureThreshold failures in a row it stops the instance, which
+// supervise then replaces.
+func (rp *revisionPool) keepAlive(in *instance) {
+	if err := rp.liveness.untilDead(in.Instance); err != nil {
+		rp.log.Warn("instance failed its liveness probe: restarting it", "instance", in.ID(), "err", err)
+		rp.mu.Lock()
+		if !in.gone { // no new requests while it stops; a replacement as supervise would start one
+			rp.removeLocked(in)
+			if !rp.retired && !rp.p.closed.Load() {
+				rp.ensureMinLocked()
+				rp.scaleUpLocked()
+			}
+		}
+		rp.mu.Unlock()
+		in.Stop(context.Background())
+	}
 }
 
 // failWaitersLocked wakes every waiter with no slot: they see the start error.
@@ -703,4 +752,28 @@ func (l *lineLogger) Write(b []byte) (int, error) {
 		l.also(l.key, e)
 	}
 	return len(b), nil
+}
+
+// volumesOf turns a revision's mounted in-memory volumes into the runtime's.
+// A size limit validation refused never gets here; were one to, the mount
+// would not start unbounded: it gets the smallest tmpfs (1 byte: unusable).
+func volumesOf(rev *apis.Revision) []runtime.Volume {
+	var out []runtime.Volume
+	for _, m := range rev.Spec.Containers[0].VolumeMounts {
+		for _, v := range rev.Spec.Volumes {
+			if v.Name != m.Name || v.EmptyDir == nil {
+				continue
+			}
+			vol := runtime.Volume{Path: m.MountPath}
+			if l := v.EmptyDir.SizeLimit; l != "" {
+				n, err := runtime.ParseMemory(l)
+				if err != nil {
+					n = 1
+				}
+				vol.SizeBytes = n
+			}
+			out = append(out, vol)
+		}
+	}
+	return out
 }

@@ -12,7 +12,13 @@ type Proxies []netip.Prefix
 
 // ParseProxies reads "CIDR,CIDR,..." (a bare address means just it).
 func ParseProxies(s string) (Proxies, error) {
-	var out Proxies
+	return ParseCIDRs("--trusted-proxies", s)
+}
+
+// ParseCIDRs reads "CIDR,CIDR,..." (a bare address means just it), naming
+// flag in its errors.
+func ParseCIDRs(flag, s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
@@ -21,21 +27,22 @@ func ParseProxies(s string) (Proxies, error) {
 		if !strings.Contains(f, "/") {
 			a, err := netip.ParseAddr(f)
 			if err != nil {
-				return nil, fmt.Errorf("--trusted-proxies: %q is not a CIDR or address", f)
+				return nil, fmt.Errorf("%s: %q is not a CIDR or address", flag, f)
 			}
 			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 			continue
 		}
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
-			return nil, fmt.Errorf("--trusted-proxies: %q is not a CIDR or address", f)
+			return nil, fmt.Errorf("%s: %q is not a CIDR or address", flag, f)
 		}
 		out = append(out, p.Masked())
 	}
 	return out, nil
 }
 
-func (ps Proxies) trusts(a netip.Addr) bool {
+// Trusts reports whether a is one of the trusted proxies.
+func (ps Proxies) Trusts(a netip.Addr) bool {
 	a = a.Unmap()
 	for _, p := range ps {
 		if p.Contains(a) {
@@ -68,7 +75,7 @@ func (ps Proxies) ClientAddress(remoteAddr string, forwardedFor []string) (addr 
 		addr = ap.Addr()
 	}
 	peer := addr.Unmap().WithZone("")
-	if len(ps) == 0 || !ps.trusts(peer) {
+	if len(ps) == 0 || !ps.Trusts(peer) {
 		return peer, true
 	}
 	addr = peer
@@ -86,7 +93,7 @@ func (ps Proxies) ClientAddress(remoteAddr string, forwardedFor []string) (addr 
 			if !ok {
 				return peer, true
 			}
-			if !ps.trusts(hop) {
+			if !ps.Trusts(hop) {
 				return hop, true
 			}
 			addr = hop

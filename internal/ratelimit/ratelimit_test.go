@@ -355,7 +355,7 @@ func FuzzClientAddressIgnoresClientEntries(f *testing.F) {
 	f.Add("1.2.3.4:99999, ", uint32(0x01020304), uint16(80), false)
 	f.Fuzz(func(t *testing.T, written string, client uint32, port uint16, withPort bool) {
 		real := netip.AddrFrom4([4]byte{byte(client >> 24), byte(client >> 16), byte(client >> 8), byte(client)})
-		if proxies.trusts(real) {
+		if proxies.Trusts(real) {
 			return
 		}
 		appended := real.String()

@@ -65,6 +65,47 @@ type Target struct {
 	// (usher.dev/anonymous-rate-limit); the zero Limit is none. Tag hosts
 	// share their service's.
 	AnonymousLimit ratelimit.Limit
+	// Ingress says where requests may come from (run.googleapis.com/ingress);
+	// the gateway answers others 404 before anything else. Tag hosts share
+	// their service's.
+	Ingress Ingress
+}
+
+// Ingress is a target's ingress setting, compiled from the service's
+// annotation so the gateway compares a byte per request.
+type Ingress uint8
+
+const (
+	// IngressAll admits every request (the zero value, the default).
+	IngressAll Ingress = iota
+	// IngressInternal admits requests from Usher's own instances and the
+	// operator's internal networks only.
+	IngressInternal
+	// IngressInternalAndLB also admits the operator's trusted proxies.
+	IngressInternalAndLB
+)
+
+// String is the annotation's value.
+func (i Ingress) String() string {
+	switch i {
+	case IngressInternal:
+		return apis.IngressInternal
+	case IngressInternalAndLB:
+		return apis.IngressInternalAndLB
+	}
+	return apis.IngressAll
+}
+
+// ingressOf compiles a service's ingress; a value validation would refuse
+// (it never stores one) is the strictest, internal.
+func ingressOf(svc *apis.Service) Ingress {
+	switch svc.Ingress() {
+	case apis.IngressAll:
+		return IngressAll
+	case apis.IngressInternalAndLB:
+		return IngressInternalAndLB
+	}
+	return IngressInternal
 }
 
 // IAP is what the identity-aware proxy needs of a target.
@@ -309,6 +350,7 @@ func (w *tableWriter) add(st State, ss ServiceState, custom *iam.Roles) {
 		InvokerIAMDisabled: disabled,
 		Invokers:           invokers,
 		AnonymousLimit:     svc.AnonymousRateLimit(),
+		Ingress:            ingressOf(svc),
 	}
 	if svc.IAPEnabled() {
 		agent, _ := strings.CutPrefix(apis.IAPServiceAgent(ss.Project), "serviceAccount:")
@@ -319,6 +361,12 @@ func (w *tableWriter) add(st State, ss ServiceState, custom *iam.Roles) {
 		}
 	}
 	key := ServiceKey{ss.Project, ss.Region, name}
+	if svc.DefaultURLDisabled() {
+		// run.googleapis.com/default-url-disabled: none of the service's
+		// run URLs answers, its tags' included; the gateway answers 404
+		// as for a host no service has.
+		return
+	}
 	hosts := []string{host}
 	for _, tt := range trafficOf(svc) {
 		rev := ss.Revisions[tt.RevisionName]

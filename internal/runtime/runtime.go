@@ -63,6 +63,14 @@ type InstanceSpec struct {
 	Image   string   // "file:///abs/path" for the process runtime
 	Command []string // overrides the image's entrypoint (Cloud Run --command)
 	Args    []string // arguments (Cloud Run --args)
+	// WorkingDir, if set, is the absolute directory the program starts in:
+	// in the container, in the process sandbox's file system, or on the
+	// host for unsandboxed processes (else the image's, /tmp in the
+	// sandbox, a fresh directory for unsandboxed processes).
+	WorkingDir string
+	// Volumes are in-memory file systems (tmpfs) the program finds mounted,
+	// each instance its own, empty at start.
+	Volumes []Volume
 	Env     []EnvVar // user env, in order; see ValidateEnv
 
 	// Service, Revision and Configuration become K_SERVICE, K_REVISION and
@@ -113,6 +121,15 @@ func (s InstanceSpec) WithDefaults() InstanceSpec {
 		s.StopGrace = DefaultStopGrace
 	}
 	return s
+}
+
+// Volume is an in-memory volume: a tmpfs at Path (absolute, clean; checked
+// by package apis), at most SizeBytes large (0: the runtime's default,
+// half the memory of the machine or container). What it holds counts as
+// the instance's memory where limits apply.
+type Volume struct {
+	Path      string
+	SizeBytes int64
 }
 
 // EnvVar is one environment variable.

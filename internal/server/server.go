@@ -92,6 +92,9 @@ type Config struct {
 	// TrustedProxies ("CIDR,...") may name the client in X-Forwarded-For,
 	// which anonymous rate limits charge; empty: the connection's peer is.
 	TrustedProxies string
+	// InternalCIDRs ("CIDR,...") are networks whose requests count as
+	// internal for ingress, besides Usher's own instances (ingress.go).
+	InternalCIDRs string
 	// MaxStaleness bounds how long a node whose mirror cannot confirm it is
 	// current keeps serving (etcd store only; default 5s): after it every
 	// gateway request gets 503 and /readyz fails (health.go).
@@ -310,7 +313,15 @@ func Run(ctx context.Context, cfg Config) error {
 	entries, stopEntries := startLogEntries(st, trail, mets, cfg.NodeName, log.With("component", "logs"))
 	defer stopEntries()
 	identity := runtimeIdentity(st, md, runtimes)
+	dialInstance := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if p, ok := runtimes.Process.(*process.Runtime); ok {
+			return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
 	instances := pool.New(pool.Config{
+		Dial:             dialInstance, // startup and liveness probes
 		Runtime:          runtimes,
 		Identity:         func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) { return identity(pool.Key(rev), rev) },
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
@@ -334,23 +345,23 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	internal, err := ratelimit.ParseCIDRs("--internal-cidrs", cfg.InternalCIDRs)
+	if err != nil {
+		return err
+	}
 	signIn := iap.New(iap.Config{Keys: iapKeys, Store: st, PublicURL: cfg.PublicURL, Domain: cfg.Domain, Providers: providers,
 		Authenticate: func(r *http.Request) (iam.Principal, error) { return adminAPI.Authenticate(r) }})
 	gw := gateway.New(gateway.Config{
 		Fresh:    func() bool { return mir.Fresh() },
 		Verifier: accounts.Verifier{Next: gwVerifier, Index: live}, Instances: poolInstances{instances}, CLIAudience: issuer.CLIClientID,
-		Log:            log.With("component", "gateway"),
-		OnDenied:       logDenials(entries, auditDenials(trail, recordDenial(denials, mets))),
-		IAP:            signIn,
-		TrustedProxies: proxies,
-		OnRouted:       logRouted(entries, mets.routed),
-		DialInstance: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if p, ok := runtimes.Process.(*process.Runtime); ok {
-				return p.DialContext(ctx, network, addr) // sandboxed instances, by their netns
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
+		Log:              log.With("component", "gateway"),
+		OnDenied:         logDenials(entries, auditDenials(trail, recordDenial(denials, mets))),
+		IAP:              signIn,
+		TrustedProxies:   proxies,
+		InternalNetworks: internal,
+		FromInstance:     fromInstance(runtimes), // ingress.go
+		OnRouted:         logRouted(entries, mets.routed),
+		DialInstance:     dialInstance,
 	})
 	gwTable = gw.Table
 	// Jobs (issue 16): executions run on this node's runtimes with the
@@ -450,11 +461,12 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle("/console/", con)
 
 	srv := &http.Server{
-		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), signIn.ServiceHandler(), grpcOrREST(gapi, adminDeadline(mux, cfg.AdminTimeout))), cfg.BodyIdleTimeout),
+		Handler:           bodyIdle(byHost(cfg.Domain, mets.countRequests(gw), gw.GuardIngress(signIn.ServiceHandler()), grpcOrREST(gapi, adminDeadline(mux, cfg.AdminTimeout))), cfg.BodyIdleTimeout),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ConnContext:       relayedConns(runtimes), // ingress.go
 	}
 	serveErr := make(chan error, 1)
 	// HTTP/2 over TLS by ALPN; without TLS, h2c with prior knowledge too, so

@@ -21,15 +21,13 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		flags []string
 		want  string // named in the error
 	}{
-		{"ingress internal", []string{"--ingress=internal"}, "run.googleapis.com/ingress"},
-		{"ingress internal and load balancing", []string{"--ingress=internal-and-cloud-load-balancing"}, "run.googleapis.com/ingress"},
 		{"secrets as env", []string{"--set-secrets=TOKEN=tok:latest"}, "env[0].valueFrom"},
-		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "containers[0].volumeMounts"},
+		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "volumes[0].secret"},
 		{"vpc connector", []string{"--vpc-connector=conn"}, "run.googleapis.com/vpc-access-connector"},
 		{"direct vpc", []string{"--network=default"}, "run.googleapis.com/network-interfaces"},
-		{"in-memory volume", []string{"--add-volume=name=v,type=in-memory,size-limit=10Mi", "--add-volume-mount=volume=v,mount-path=/v"}, "containers[0].volumeMounts"},
-		{"liveness probe", []string{"--liveness-probe=httpGet.path=/healthz"}, "livenessProbe"},
-		{"http startup probe", []string{"--startup-probe=httpGet.path=/ready"}, "startupProbe.httpGet"},
+		{"cloud storage volume", []string{"--add-volume=name=v,type=cloud-storage,bucket=b", "--add-volume-mount=volume=v,mount-path=/tmp/v"}, "volumes[0].csi"},
+		{"grpc liveness probe", []string{"--liveness-probe=grpc.port=8080"}, "livenessProbe.grpc"},
+		{"grpc startup probe", []string{"--startup-probe=grpc.port=8080"}, "startupProbe.grpc"},
 		{"cpu always allocated", []string{"--no-cpu-throttling"}, "run.googleapis.com/cpu-throttling"},
 		{"execution environment", []string{"--execution-environment=gen1"}, "run.googleapis.com/execution-environment"},
 		{"session affinity", []string{"--session-affinity"}, "run.googleapis.com/sessionAffinity"},
@@ -72,18 +70,11 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		}
 	})
 
-	t.Run("beta no-default-url", func(t *testing.T) {
-		r := e.gcloud("beta", "run", "services", "update", "plain", "--region="+region, "--no-default-url", "--quiet")
-		if r.code == 0 || !strings.Contains(r.stderr, "run.googleapis.com/default-url-disabled") {
-			t.Errorf("%s\nwant a failure naming run.googleapis.com/default-url-disabled", r)
-		}
-	})
-
 	t.Run("replace with YAML", func(t *testing.T) {
 		yaml := e.mustGcloud("run", "services", "describe", "plain", "--region="+region, "--format=export").stdout
 		for _, tt := range []struct{ name, from, to, want string }{
-			{"workingDir", "      - image:", "      - workingDir: /srv\n        image:", "workingDir"},
-			{"ingress", "  annotations:\n", "  annotations:\n    run.googleapis.com/ingress: internal\n", "run.googleapis.com/ingress"},
+			{"relative workingDir", "      - image:", "      - workingDir: srv\n        image:", "workingDir"},
+			{"ingress none", "  annotations:\n", "  annotations:\n    run.googleapis.com/ingress: none\n", "run.googleapis.com/ingress"},
 			{"unknown field", "spec:\n", "spec:\n  bogus: 1\n", "spec.bogus"},
 		} {
 			edited := strings.Replace(yaml, tt.from, tt.to, 1)

@@ -66,6 +66,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/moby/moby/client/pkg/versions"
@@ -662,6 +663,7 @@ func (r *Runtime) containerConfigs(spec runtime.InstanceSpec, id string, res con
 	}
 	// Cloud Run: --command replaces ENTRYPOINT (and then the image's CMD is
 	// not used), --args replaces CMD.
+	cfg.WorkingDir = spec.WorkingDir // Docker makes it when the image lacks it
 	if len(spec.Command) > 0 {
 		cfg.Entrypoint = slices.Clone(spec.Command)
 		cfg.Cmd = append([]string{}, spec.Args...)
@@ -676,6 +678,10 @@ func (r *Runtime) containerConfigs(spec runtime.InstanceSpec, id string, res con
 		// No raw sockets: an instance must not forge its source address
 		// (see InstanceAt).
 		CapDrop: []string{"NET_RAW"},
+	}
+	for _, v := range spec.Volumes { // in-memory volumes: a tmpfs each, anyone may write
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: v.Path,
+			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: v.SizeBytes, Mode: 0o1777}})
 	}
 	if r.hostAlias {
 		hc.ExtraHosts = []string{HostAlias + ":host-gateway"}

@@ -18,6 +18,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
 
 	"github.com/usher-run/usher/internal/runtime/docker/dockertest"
@@ -236,6 +237,9 @@ func TestContainerEnvAndConfig(t *testing.T) {
 	if strings.Contains(env, "PATH=") {
 		t.Errorf("env sets PATH, which is the image's unless the user sets it: %q", cfg.Env)
 	}
+	if cfg.WorkingDir != "" {
+		t.Errorf("no workingDir: WorkingDir %q, want the image's", cfg.WorkingDir)
+	}
 	if cfg.Entrypoint != nil || strings.Join(cfg.Cmd, " ") != "a" {
 		t.Errorf("args only: Entrypoint %q Cmd %q, want the image's entrypoint and Cmd [a]", cfg.Entrypoint, cfg.Cmd)
 	}
@@ -248,7 +252,16 @@ func TestContainerEnvAndConfig(t *testing.T) {
 
 	spec.Command = []string{"/bin/other"}
 	spec.Args = nil
-	cfg, _ = r.containerConfigs(spec, "0123456789ab", container.Resources{})
+	spec.WorkingDir = "/srv"
+	spec.Volumes = []runtime.Volume{{Path: "/cache", SizeBytes: 64 << 20}, {Path: "/scratch"}}
+	cfg, hc = r.containerConfigs(spec, "0123456789ab", container.Resources{})
+	if cfg.WorkingDir != "/srv" {
+		t.Errorf("workingDir /srv: WorkingDir %q", cfg.WorkingDir)
+	}
+	if len(hc.Mounts) != 2 || hc.Mounts[0].Type != mount.TypeTmpfs || hc.Mounts[0].Target != "/cache" || hc.Mounts[0].TmpfsOptions.SizeBytes != 64<<20 ||
+		hc.Mounts[1].Target != "/scratch" || hc.Mounts[1].TmpfsOptions.SizeBytes != 0 {
+		t.Errorf("in-memory volumes: mounts %+v, want tmpfs at /cache (64 MiB) and /scratch", hc.Mounts)
+	}
 	if strings.Join(cfg.Entrypoint, " ") != "/bin/other" || cfg.Cmd == nil || len(cfg.Cmd) != 0 {
 		t.Errorf("command only: Entrypoint %q Cmd %#v, want [/bin/other] and an empty (not inherited) Cmd", cfg.Entrypoint, cfg.Cmd)
 	}
@@ -546,5 +559,42 @@ func TestInstanceAt(t *testing.T) {
 	stop(t, in)
 	if p, ok := rt.InstanceAt(remote); ok {
 		t.Errorf("InstanceAt(%s) = %+v after Stop", remote, p)
+	}
+}
+
+// TestWorkingDirAndVolumes: the program starts in its workingDir (made by
+// the engine when the image lacks it) and finds its in-memory volumes, each
+// bounded by its size and its own per instance.
+func TestWorkingDirAndVolumes(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	spec := runtime.InstanceSpec{Image: images[runtimetest.App], WorkingDir: "/srv/app",
+		Volumes: []runtime.Volume{{Path: "/cache", SizeBytes: 1 << 20}}}
+	a, b := start(t, rt, spec), start(t, rt, spec)
+	var info struct{ Cwd string }
+	if err := json.Unmarshal([]byte(httpGet(t, a.Addr(), "/env")), &info); err != nil {
+		t.Fatal(err)
+	}
+	if info.Cwd != "/srv/app" {
+		t.Errorf("the program runs in %q, want /srv/app", info.Cwd)
+	}
+	get := func(in runtime.Instance, path string) int {
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + in.Addr() + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(a, "/write?bytes=1000&path=/cache/f"); code != 200 {
+		t.Errorf("write to the volume: %d", code)
+	}
+	if code := get(a, "/write?bytes=2097152&path=/cache/big"); code != 507 {
+		t.Errorf("2 MiB to a 1 MiB volume: %d, want a failure", code)
+	}
+	if code := get(a, "/read?path=/cache/f"); code != 200 {
+		t.Errorf("read back: %d", code)
+	}
+	if code := get(b, "/read?path=/cache/f"); code == 200 {
+		t.Errorf("another instance's volume holds what one wrote")
 	}
 }

@@ -508,6 +508,10 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 	if r.cfg.Sandbox != nil {
 		return r.launchSandboxed(spec, env, path, argv, id, port)
 	}
+	if len(spec.Volumes) > 0 {
+		// No mount namespace to put them in: never start without them.
+		return nil, fmt.Errorf("instance %s: in-memory volumes need the process sandbox (or a container image); this runtime runs processes unsandboxed", id)
+	}
 	if r.cfg.WarnUnsandboxed && spec.Logs != nil {
 		fmt.Fprintf(spec.Logs, "usher: instance %s is NOT sandboxed (--unsandboxed-processes): it runs as Usher's user with access to the host\n", id)
 	}
@@ -523,11 +527,15 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("output pipe: %w", err)
 	}
+	run := dir
+	if spec.WorkingDir != "" {
+		run = spec.WorkingDir // the host's: nothing else is in reach
+	}
 	cmd := &exec.Cmd{
 		Path:   path,
 		Args:   argv,
 		Env:    env,
-		Dir:    dir,
+		Dir:    run,
 		Stdout: pw, // an *os.File: passed as is, no copying goroutine
 		Stderr: pw,
 	}
@@ -659,7 +667,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 	if ctl != nil {
 		in.ctl = &initControl{c: ctl}
 	}
-	config := initConfig{Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe}
+	config := initConfig{Args: argv, Env: env, UID: sb.UID, GID: sb.GID, Hide: sb.Hide, Image: imageExe, Dir: spec.WorkingDir, Volumes: spec.Volumes}
 	setup := func() error {
 		if r.cgroups != nil {
 			// Before the init starts the program: all it runs is counted.

@@ -25,8 +25,10 @@ import (
 //     there is no egress at all;
 //   - the host's root file system read-only, with the paths of Hide covered
 //     (an empty read-only tmpfs over directories, /dev/null over files), a
-//     fresh /proc, and private in-memory /tmp (its working directory) and
-//     /dev/shm;
+//     fresh /proc, and private in-memory /tmp (its working directory unless
+//     InstanceSpec.WorkingDir says otherwise) and /dev/shm, plus a private
+//     tmpfs per in-memory volume (InstanceSpec.Volumes), at a directory that
+//     exists or is made under /tmp or /dev/shm;
 //   - a cgroup of its own where the machine has them (cgroup_linux.go),
 //     with the revision's memory (DefaultMemory when it sets none, and no
 //     swap) and CPU limits, and at most Pids processes and threads;

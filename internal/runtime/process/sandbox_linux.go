@@ -46,6 +46,10 @@ type initConfig struct {
 	UID, GID int
 	Hide     []string
 	Image    string // the image's path on the host, mapped in at the same path
+	// Dir is the program's working directory in the sandbox ("": /tmp).
+	Dir string
+	// Volumes are tmpfs mounts made for the instance.
+	Volumes []runtime.Volume
 
 	// In a user namespace (Usher not root), Usher cannot enter the
 	// instance's network namespace (that takes CAP_SYS_ADMIN in its own),
@@ -113,6 +117,18 @@ func sandboxInit() (int, error) {
 	if cfg.UID == 0 {
 		return 125, errors.New("refusing to run an instance as root")
 	}
+	for _, v := range cfg.Volumes {
+		if err := mountVolume(v); err != nil {
+			return 125, err
+		}
+	}
+	dir := "/tmp"
+	if cfg.Dir != "" {
+		if err := makeWorkingDir(cfg.Dir, cfg.UID, cfg.GID); err != nil {
+			return 125, err
+		}
+		dir = cfg.Dir
+	}
 	var ctl *net.UnixConn
 	if cfg.UserNS {
 		var err error
@@ -147,7 +163,7 @@ func sandboxInit() (int, error) {
 		Path:       "/proc/self/fd/3", // the program, as the child sees it
 		Args:       cfg.Args,
 		Env:        cfg.Env,
-		Dir:        "/tmp",
+		Dir:        dir,
 		Stdout:     os.Stdout,
 		Stderr:     os.Stderr,
 		ExtraFiles: []*os.File{exe},
@@ -770,4 +786,65 @@ func absPaths(paths []string) []string {
 		}
 	}
 	return out
+}
+
+// inMemory are the sandbox's writable directories (private tmpfs): a
+// directory the program needs may be made under them.
+var inMemory = []string{"/tmp/", "/dev/shm/"}
+
+// mountVolume mounts an in-memory volume: a tmpfs anyone in the sandbox
+// may write, at a directory of the sandbox's file system that exists or is
+// made under /tmp or /dev/shm (the root is the host's, read-only: nothing
+// else can be made). Mounts are private to the instance's namespace.
+func mountVolume(v runtime.Volume) error {
+	if err := makeDir("volume mount path", v.Path, 0o755); err != nil {
+		return err
+	}
+	opts := "mode=1777"
+	if v.SizeBytes > 0 {
+		opts += ",size=" + strconv.FormatInt(v.SizeBytes, 10)
+	}
+	if err := unix.Mount("tmpfs", v.Path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+		return fmt.Errorf("in-memory volume at %s: %w", v.Path, err)
+	}
+	return nil
+}
+
+// makeWorkingDir makes sure dir, the program's working directory, exists in
+// the sandbox: a directory of the (read-only) host file system that is not
+// hidden, or one under /tmp or /dev/shm, made here for the instance's user
+// if missing (as Docker makes a missing WORKDIR).
+func makeWorkingDir(dir string, uid, gid int) error {
+	made, _ := os.Stat(dir)
+	if err := makeDir("working directory", dir, 0o755); err != nil {
+		return err
+	}
+	if made != nil {
+		return nil // it was there: not ours to change
+	}
+	return os.Chown(dir, uid, gid)
+}
+
+// makeDir makes sure dir exists as a directory in the sandbox: one of the
+// host's (read-only) that is not hidden, or one it makes under /tmp or
+// /dev/shm. what names dir in errors.
+func makeDir(what, dir string, mode os.FileMode) error {
+	fi, err := os.Stat(dir)
+	switch {
+	case err == nil && fi.IsDir():
+		return nil
+	case err == nil:
+		return fmt.Errorf("%s %s is not a directory", what, dir)
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	for _, m := range inMemory {
+		if strings.HasPrefix(dir, m) {
+			if err := os.MkdirAll(dir, mode); err != nil {
+				return fmt.Errorf("%s %s: %w", what, dir, err)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s %s does not exist in the sandbox, whose file system is the host's, read-only: use a directory that exists there or one under /tmp", what, dir)
 }

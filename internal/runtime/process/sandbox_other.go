@@ -45,6 +45,8 @@ type initConfig struct {
 	UID, GID int
 	Hide     []string
 	Image    string
+	Dir      string
+	Volumes  []runtime.Volume
 
 	UserNS    bool
 	Relay     []string

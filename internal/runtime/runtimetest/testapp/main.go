@@ -40,6 +40,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -188,6 +189,43 @@ func main() {
 		defer resp.Body.Close()
 		w.WriteHeader(resp.StatusCode)
 		io.Copy(w, resp.Body)
+	})
+	// Probe tests: /ready answers 503 until TESTAPP_READY_AFTER (a
+	// duration) has passed since the start; /healthz 200 until /sick is
+	// called, then 500; /fail always 500.
+	started := time.Now()
+	readyAfter, _ := time.ParseDuration(os.Getenv("TESTAPP_READY_AFTER"))
+	var sick atomic.Bool
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		if time.Since(started) < readyAfter {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if sick.Load() {
+			http.Error(w, "sick", http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "healthy")
+	})
+	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) {
+		sick.Store(true)
+		fmt.Fprintln(w, "sick now")
+	})
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "failing", http.StatusInternalServerError)
+	})
+	// /write?path=P&bytes=N writes N bytes to P (volume tests): 507 when
+	// it cannot, with the error.
+	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
+		if err := os.WriteFile(r.URL.Query().Get("path"), make([]byte, n), 0o644); err != nil {
+			http.Error(w, err.Error(), http.StatusInsufficientStorage)
+			return
+		}
+		fmt.Fprintln(w, "written")
 	})
 	mux.HandleFunc("/alloc", func(w http.ResponseWriter, r *http.Request) {
 		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
