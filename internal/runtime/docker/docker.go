@@ -155,10 +155,9 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	byIP map[netip.Addr]*instance // live instances, with AddrContainerIP
-	// starting holds one channel per launch whose container may already
-	// have an address that byIP does not know yet; it is closed (and
-	// removed) once the launch registered the address or failed.
-	starting map[chan struct{}]struct{}
+	// launches are those whose container may already have an address that
+	// byIP does not know yet, until the launch registered it or failed.
+	launches runtime.Launches
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
@@ -198,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker: engine client: %w", err)
 	}
-	r := &Runtime{cfg: cfg, c: c, network: cfg.Network, publishIP: publishIP, dialIP: publishIP, byIP: map[netip.Addr]*instance{}, starting: map[chan struct{}]struct{}{}}
+	r := &Runtime{cfg: cfg, c: c, network: cfg.Network, publishIP: publishIP, dialIP: publishIP, byIP: map[netip.Addr]*instance{}}
 	if publishIP.IsUnspecified() {
 		r.dialIP = netip.MustParseAddr("127.0.0.1")
 	}
@@ -414,44 +413,13 @@ func (r *Runtime) peerLocked(ip netip.Addr) (Peer, bool) {
 // progress or finished by then. It returns false, without an instance, when
 // ctx ends first.
 func (r *Runtime) WaitInstanceAt(ctx context.Context, ip netip.Addr) (Peer, bool) {
-	r.mu.Lock()
-	if p, ok := r.peerLocked(ip); ok || len(r.starting) == 0 {
-		r.mu.Unlock()
-		return p, ok
-	}
-	pending := make([]chan struct{}, 0, len(r.starting))
-	for ch := range r.starting {
-		pending = append(pending, ch)
-	}
-	r.mu.Unlock()
-	for _, ch := range pending {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return Peer{}, false
-		}
-	}
-	return r.InstanceAt(ip)
+	return runtime.Lookup(ctx, &r.launches, func() (Peer, bool) { return r.InstanceAt(ip) })
 }
 
 // launching records a launch whose container is about to get an address;
 // the returned function (idempotent) ends the record once the address is
 // registered or the launch failed.
-func (r *Runtime) launching() (settled func()) {
-	ch := make(chan struct{})
-	r.mu.Lock()
-	r.starting[ch] = struct{}{}
-	r.mu.Unlock()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			r.mu.Lock()
-			delete(r.starting, ch)
-			r.mu.Unlock()
-			close(ch)
-		})
-	}
-}
+func (r *Runtime) launching() (settled func()) { return r.launches.Begin() }
 
 // register maps ip to in, unless in's container was already seen to exit.
 func (r *Runtime) register(ip netip.Addr, in *instance) {

@@ -95,7 +95,7 @@ type Runtime struct {
 	// Unsandboxed instances by their main process's pid (their process
 	// group), and the launches that have not recorded theirs yet.
 	byGroup  map[int]*instance
-	starting map[chan struct{}]struct{}
+	launches runtime.Launches
 	// Sandboxed instances by the loopback source address their relayed
 	// connections come from (also the host part of their Addr).
 	bySrc   map[netip.Addr]*instance
@@ -109,7 +109,7 @@ func New(cfg Config) *Runtime {
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = os.TempDir()
 	}
-	r := &Runtime{cfg: cfg, freePort: kernelFreePort, ports: map[int]bool{}, byGroup: map[int]*instance{}, starting: map[chan struct{}]struct{}{}, bySrc: map[netip.Addr]*instance{}, nextSrc: sourceNet.Addr()}
+	r := &Runtime{cfg: cfg, freePort: kernelFreePort, ports: map[int]bool{}, byGroup: map[int]*instance{}, bySrc: map[netip.Addr]*instance{}, nextSrc: sourceNet.Addr()}
 	if sb := cfg.Sandbox; sb != nil {
 		c := *sb
 		if c.UID == 0 && c.GID == 0 {
@@ -208,32 +208,14 @@ func (r *Runtime) InstanceAt(ip netip.Addr) (key string, ok bool) {
 // every launch in progress at the time of the call, then looks again. It
 // returns false when ctx ends first.
 func (r *Runtime) WaitInstanceOfGroup(ctx context.Context, pgid int) (key string, ok bool) {
-	r.mu.Lock()
-	if in := r.byGroup[pgid]; in != nil || len(r.starting) == 0 {
-		r.mu.Unlock()
-		if in == nil {
-			return "", false
+	return runtime.Lookup(ctx, &r.launches, func() (string, bool) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if in := r.byGroup[pgid]; in != nil {
+			return in.key, true
 		}
-		return in.key, true
-	}
-	pending := make([]chan struct{}, 0, len(r.starting))
-	for ch := range r.starting {
-		pending = append(pending, ch)
-	}
-	r.mu.Unlock()
-	for _, ch := range pending {
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return "", false
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if in := r.byGroup[pgid]; in != nil {
-		return in.key, true
-	}
-	return "", false
+		return "", false
+	})
 }
 
 // DialContext connects to an instance's Addr: inside its network namespace
@@ -540,16 +522,7 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 		Stderr: pw,
 	}
 	setProcAttr(cmd)
-	recorded := make(chan struct{}) // see WaitInstanceOfGroup
-	r.mu.Lock()
-	r.starting[recorded] = struct{}{}
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.starting, recorded)
-		r.mu.Unlock()
-		close(recorded)
-	}()
+	defer r.launches.Begin()() // see WaitInstanceOfGroup
 	err = startCmd(cmd)
 	pw.Close()
 	if err != nil {
