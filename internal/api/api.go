@@ -108,6 +108,10 @@ func (a *API) routes() {
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.serviceAccountMethod))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.deleteServiceAccount))
 	m.Handle("PATCH /v1/projects/{project}/serviceAccounts/{sa}", a.authed(a.patchServiceAccount))
+	// Accounts' signing keys, public, for whoever verifies a signBlob or
+	// signJwt (as www.googleapis.com/service_accounts/v1/metadata/…).
+	m.HandleFunc("GET /service_accounts/v1/metadata/jwk/{email}", a.accountKeysJWK)
+	m.HandleFunc("GET /service_accounts/v1/metadata/x509/{email}", a.accountKeysX509)
 	m.Handle("GET /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.listServiceAccountKeys)) // keys.go
 	m.Handle("POST /v1/projects/{project}/serviceAccounts/{sa}/keys", a.authed(a.createServiceAccountKey))
 	m.Handle("DELETE /v1/projects/{project}/serviceAccounts/{sa}/keys/{key}", a.authed(a.deleteServiceAccountKey))

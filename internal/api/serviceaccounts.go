@@ -1,7 +1,10 @@
 package api
 
 import (
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"math/big"
 	"net/http"
 	"strings"
 	"time"
@@ -97,6 +100,32 @@ func (a *API) serviceAccountMethod(w http.ResponseWriter, r *http.Request, c *ca
 			return err
 		}
 		return writeJSON(w, http.StatusOK, map[string]any{"restoredAccount": sa})
+	case "signBlob":
+		var req struct {
+			Payload   []byte   `json:"payload"` // base64, as JSON bytes are
+			Delegates []string `json:"delegates"`
+		}
+		if err := decodeBody(r, &req); err != nil {
+			return err
+		}
+		kid, sig, err := a.cfg.Core.SignBlob(ctx, c, project, ref, req.Payload, req.Delegates)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{"keyId": kid, "signedBlob": sig})
+	case "signJwt":
+		var req struct {
+			Payload   string   `json:"payload"`
+			Delegates []string `json:"delegates"`
+		}
+		if err := decodeBody(r, &req); err != nil {
+			return err
+		}
+		kid, jwt, err := a.cfg.Core.SignJWT(ctx, c, project, ref, req.Payload, req.Delegates)
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, map[string]string{"keyId": kid, "signedJwt": jwt})
 	case "generateIdToken":
 		var req struct {
 			Audience     string   `json:"audience"`
@@ -228,3 +257,35 @@ func (a *API) exchangeAssertion(w http.ResponseWriter, r *http.Request) {
 
 // HashCredential is how credentials are keyed in the store.
 func HashCredential(secret string) string { return admin.HashCredential(secret) }
+
+// accountKeysJWK answers GET /service_accounts/v1/metadata/jwk/EMAIL: the
+// account's signing keys as a JWK set, public, as Google publishes them.
+func (a *API) accountKeysJWK(w http.ResponseWriter, r *http.Request) {
+	keys, err := a.cfg.Core.AccountSigningKeys(r.Context(), r.PathValue("email"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	set := []map[string]string{}
+	for _, k := range keys {
+		set = append(set, map[string]string{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": k.KeyID,
+			"n": base64.RawURLEncoding.EncodeToString(k.Key.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.Key.E)).Bytes())})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": set})
+}
+
+// accountKeysX509 answers GET /service_accounts/v1/metadata/x509/EMAIL:
+// {kid: PEM certificate}, public.
+func (a *API) accountKeysX509(w http.ResponseWriter, r *http.Request) {
+	keys, err := a.cfg.Core.AccountSigningKeys(r.Context(), r.PathValue("email"))
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	out := map[string]string{}
+	for _, k := range keys {
+		out[k.KeyID] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.Certificate}))
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -64,6 +64,8 @@ const (
 	PermSAEnable               = "iam.serviceAccounts.enable"
 	PermSAUndelete             = "iam.serviceAccounts.undelete"
 	PermSAUpdate               = "iam.serviceAccounts.update"
+	PermSASignBlob             = "iam.serviceAccounts.signBlob"
+	PermSASignJwt              = "iam.serviceAccounts.signJwt"
 	PermSAKeysCreate           = "iam.serviceAccountKeys.create"
 	PermSAKeysList             = "iam.serviceAccountKeys.list"
 	PermSAKeysDelete           = "iam.serviceAccountKeys.delete"
@@ -197,7 +199,7 @@ func Predefined() *Roles {
 		&Role{Name: "roles/run.servicesInvoker", Title: "Cloud Run Service Invoker", Description: "Invoke Cloud Run services.",
 			Permissions: []string{PermRoutesInvoke}},
 		&Role{Name: "roles/iam.serviceAccountTokenCreator", Title: "Service Account Token Creator", Description: "Impersonate service accounts (create OAuth2 access tokens, ID tokens).",
-			Permissions: cat(saRead, []string{PermSAGetAccessToken, PermSAGetOpenIDToken, PermSAImplicitDelegation})},
+			Permissions: cat(saRead, []string{PermSAGetAccessToken, PermSAGetOpenIDToken, PermSAImplicitDelegation, PermSASignBlob, PermSASignJwt})},
 		&Role{Name: "roles/iam.serviceAccountUser", Title: "Service Account User", Description: "Run operations as the service account.",
 			Permissions: cat(saRead, []string{PermSAActAs})},
 		&Role{Name: "roles/iam.serviceAccountAdmin", Title: "Service Account Admin", Description: "Create and manage service accounts.",

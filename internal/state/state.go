@@ -28,7 +28,15 @@ const (
 	DeletedServiceAccountsPrefix = "deletedserviceaccounts/"
 	// ServiceAccountKeysPrefix holds service-account keys' public halves.
 	ServiceAccountKeysPrefix = "serviceaccountkeys/"
+	// SigningKeysPrefix holds accounts' system-managed signing keys (for
+	// signBlob and signJwt), by PROJECT/EMAIL/UNIQUEID.
+	SigningKeysPrefix = "serviceaccountsigningkeys/"
 )
+
+// SigningKeyKey is the system-managed signing key of one incarnation of an
+// account: a re-created account (a new unique ID) never signs with its
+// predecessor's key.
+func SigningKeyKey(p, email, uid string) string { return SigningKeysPrefix + p + "/" + email + "/" + uid }
 
 func ProjectKey(p string) string               { return ProjectsPrefix + p }
 func ServiceKey(p, region, name string) string { return ServicesPrefix + p + "/" + region + "/" + name }

@@ -169,6 +169,12 @@ func TestGcloudIAM(t *testing.T) {
 			t.Errorf("%s\nupdate by a principal without the permission: want PERMISSION_DENIED", r)
 		}
 		e.mustGcloud("iam", "service-accounts", "update", sa, "--display-name=Renamed SA", "--description=Kept for a test")
+		in, out := filepath.Join(e.dir, "blob.in"), filepath.Join(e.dir, "blob.sig")
+		os.WriteFile(in, []byte("sign me"), 0o600)
+		e.mustGcloud("iam", "service-accounts", "sign-blob", in, out, "--iam-account="+sa)
+		if b, err := os.ReadFile(out); err != nil || len(b) != 256 {
+			t.Errorf("sign-blob wrote %d bytes (%v), want an RSA-2048 signature", len(b), err)
+		}
 		r = e.mustGcloud("iam", "service-accounts", "describe", sa)
 		for _, want := range []string{"displayName: Renamed SA", "description: Kept for a test"} {
 			if !strings.Contains(r.stdout, want) {
