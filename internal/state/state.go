@@ -36,7 +36,9 @@ const (
 // SigningKeyKey is the system-managed signing key of one incarnation of an
 // account: a re-created account (a new unique ID) never signs with its
 // predecessor's key.
-func SigningKeyKey(p, email, uid string) string { return SigningKeysPrefix + p + "/" + email + "/" + uid }
+func SigningKeyKey(p, email, uid string) string {
+	return SigningKeysPrefix + p + "/" + email + "/" + uid
+}
 
 func ProjectKey(p string) string               { return ProjectsPrefix + p }
 func ServiceKey(p, region, name string) string { return ServicesPrefix + p + "/" + region + "/" + name }
