@@ -309,6 +309,8 @@ func (c *Core) deleteServiceAccount(ctx context.Context, caller *Caller, project
 		{key: state.ServiceAccountKey(sa.ProjectID, sa.Email), expected: rev},
 		{key: state.DeletedServiceAccountKey(sa.ProjectID, sa.UniqueID), value: &tomb, expected: store.AnyRevision},
 		{key: t.key, expected: ownExpected},
+		// Its signing key (signBlob, signJwt): no private key outlives it.
+		{key: state.SigningKeyKey(sa.ProjectID, sa.Email, sa.UniqueID), expected: store.AnyRevision},
 	}
 	rewrites, err := c.memberRewrites(ctx, "serviceAccount:"+sa.Email, DeletedMember(sa.Email, sa.UniqueID), t.key)
 	if err != nil {
