@@ -33,7 +33,36 @@ type ServiceList struct {
 // ListServices lists a project's services in region (AllRegions: every
 // region), decorated, for holders of run.services.list on the project.
 func (c *Core) ListServices(ctx context.Context, caller *Caller, project, region string) (*ServiceList, error) {
-	p, err := c.AuthorizeProject(ctx, caller, project, iam.PermServicesList)
+	return c.listServicesAs(ctx, caller, iam.PermServicesList, project, region)
+}
+
+// ListConfigurations lists the services' Configurations (v1's view of
+// their templates), for holders of run.configurations.list.
+func (c *Core) ListConfigurations(ctx context.Context, caller *Caller, project, region string) (*ServiceList, error) {
+	return c.listServicesAs(ctx, caller, iam.PermRunConfigurationsList, project, region)
+}
+
+// ListRoutes lists the services' Routes (v1's view of their traffic), for
+// holders of run.routes.list.
+func (c *Core) ListRoutes(ctx context.Context, caller *Caller, project, region string) (*ServiceList, error) {
+	return c.listServicesAs(ctx, caller, iam.PermRunRoutesList, project, region)
+}
+
+// GetConfiguration reads a service for its Configuration, for holders of
+// run.configurations.get.
+func (c *Core) GetConfiguration(ctx context.Context, caller *Caller, project, region, name string) (*apis.Service, error) {
+	s, _, err := c.getServiceAs(ctx, caller, iam.PermRunConfigurationsGet, project, region, name)
+	return s, err
+}
+
+// GetRoute reads a service for its Route, for holders of run.routes.get.
+func (c *Core) GetRoute(ctx context.Context, caller *Caller, project, region, name string) (*apis.Service, error) {
+	s, _, err := c.getServiceAs(ctx, caller, iam.PermRunRoutesGet, project, region, name)
+	return s, err
+}
+
+func (c *Core) listServicesAs(ctx context.Context, caller *Caller, perm, project, region string) (*ServiceList, error) {
+	p, err := c.AuthorizeProject(ctx, caller, project, perm)
 	if err != nil {
 		return nil, err
 	}
@@ -63,11 +92,15 @@ func (c *Core) ListServices(ctx context.Context, caller *Caller, project, region
 
 // GetService reads a service, decorated, for holders of run.services.get.
 func (c *Core) GetService(ctx context.Context, caller *Caller, project, region, name string) (*apis.Service, int64, error) {
+	return c.getServiceAs(ctx, caller, iam.PermServicesGet, project, region, name)
+}
+
+func (c *Core) getServiceAs(ctx context.Context, caller *Caller, perm, project, region, name string) (*apis.Service, int64, error) {
 	p, region, err := c.serviceScope(ctx, project, region, name)
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := c.authorizeService(ctx, caller, iam.PermServicesGet, p.ProjectID, region, name); err != nil {
+	if err := c.authorizeService(ctx, caller, perm, p.ProjectID, region, name); err != nil {
 		return nil, 0, err
 	}
 	s, rev, err := c.readService(ctx, p.ProjectID, region, name)

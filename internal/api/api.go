@@ -84,6 +84,10 @@ func (a *API) routes() {
 	m.Handle("GET "+kn+"/revisions", a.authed(a.listRevisions))
 	m.Handle("GET "+kn+"/revisions/{name}", a.authed(a.getRevision))
 	m.Handle("DELETE "+kn+"/revisions/{name}", a.authed(a.deleteRevision))
+	m.Handle("GET "+kn+"/configurations", a.authed(a.listConfigurations)) // views.go
+	m.Handle("GET "+kn+"/configurations/{name}", a.authed(a.getConfiguration))
+	m.Handle("GET "+kn+"/routes", a.authed(a.listRoutes))
+	m.Handle("GET "+kn+"/routes/{name}", a.authed(a.getRoute))
 
 	// Cloud Run v1 projects.locations.*: the same resources addressed by
 	// region in the path, plus IAM methods (":getIamPolicy" is a suffix of
@@ -98,6 +102,10 @@ func (a *API) routes() {
 	m.Handle("GET "+loc+"/revisions", a.authed(a.listRevisions))
 	m.Handle("GET "+loc+"/revisions/{name}", a.authed(a.getRevision))
 	m.Handle("DELETE "+loc+"/revisions/{name}", a.authed(a.deleteRevision))
+	m.Handle("GET "+loc+"/configurations", a.authed(a.listConfigurations))
+	m.Handle("GET "+loc+"/configurations/{name}", a.authed(a.getConfiguration))
+	m.Handle("GET "+loc+"/routes", a.authed(a.listRoutes))
+	m.Handle("GET "+loc+"/routes/{name}", a.authed(a.getRoute))
 
 	// Resource Manager v1 and IAM v1.
 	m.Handle("GET /v1/projects/{project}", a.authed(a.projectGetOrPolicy))
