@@ -84,7 +84,7 @@ func ConfigurationOf(s *Service) Configuration {
 // RouteOf is s's Route.
 func RouteOf(s *Service) Route {
 	r := Route{APIVersion: ServingAPIVersion, Kind: KindRoute, Metadata: viewMeta(s),
-		Spec: RouteSpec{Traffic: s.Spec.Traffic},
+		Spec:   RouteSpec{Traffic: s.Spec.Traffic},
 		Status: RouteStatus{ObservedGeneration: s.Status.ObservedGeneration, URL: s.Status.URL, Address: s.Status.Address, Traffic: s.Status.Traffic}}
 	for _, cond := range s.Status.Conditions {
 		if cond.Type == "Ready" || cond.Type == "RoutesReady" {
