@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"hash/crc32"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
 
+	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/state"
@@ -397,4 +399,37 @@ func (c *Core) SecretTarget(ctx context.Context, project, name string) (*Target,
 			return nil
 		},
 	}, nil
+}
+
+// checkSecretRefs checks, as Cloud Run does at deploy, that the revision's
+// runtime service account holds secretmanager.versions.access on every
+// secret its env references, and that each referenced version exists (a
+// number) or some version is enabled (latest). The caller needs nothing of
+// Secret Manager: the account reads the values, not the deployer (who
+// already holds iam.serviceAccounts.actAs on it).
+func (c *Core) checkSecretRefs(ctx context.Context, p state.Project, s *apis.Service) error {
+	spec := s.Spec.Template.Spec
+	runAs := iam.NewPrincipal(spec.ServiceAccountName)
+	for _, ct := range spec.Containers {
+		for _, e := range ct.Env {
+			secret, version, ok := e.SecretRef()
+			if !ok {
+				continue
+			}
+			levels, err := c.secretLevels(ctx, p, secret)
+			if err != nil {
+				return err
+			}
+			res := secretResource(p.ProjectNumber, secret)
+			if !c.holds(&Caller{Principal: runAs}, iam.PermVersionsAccess, levels...) {
+				return Errorf(http.StatusForbidden, "PERMISSION_DENIED", "Permission denied on secret: %s for Revision service account %s. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level.", res+"/versions/"+version, runAs.Email)
+			}
+			if _, _, err := ResolveSecretVersion(ctx, c.cfg.Store, p.ProjectID, secret, version); errors.Is(err, store.ErrNotFound) {
+				return NotFound("Secret %s/versions/%s was not found (env %s).", res, version, e.Name)
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -188,7 +188,7 @@ func containersToV2(cs []Container) []V2Container {
 	for _, c := range cs {
 		vc := V2Container{Name: c.Name, Image: c.Image, Command: c.Command, Args: c.Args}
 		for _, e := range c.Env {
-			vc.Env = append(vc.Env, V2EnvVar(e))
+			vc.Env = append(vc.Env, v2Env(e))
 		}
 		if c.Resources != nil && len(c.Resources.Limits) > 0 {
 			vc.Resources = &V2ResourceRequirements{Limits: maps.Clone(c.Resources.Limits)}
@@ -316,7 +316,7 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 		}
 		c := Container{Name: vc.Name, Image: vc.Image, Command: vc.Command, Args: vc.Args}
 		for _, e := range vc.Env {
-			c.Env = append(c.Env, EnvVar(e))
+			c.Env = append(c.Env, e.v1())
 		}
 		if vc.Resources != nil && len(vc.Resources.Limits) > 0 {
 			c.Resources = &Resources{Limits: maps.Clone(vc.Resources.Limits)}

@@ -500,7 +500,7 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"unknown enum number", `{"traffic":[{"type":9}]}`, "", "service.traffic[0].type: invalid value"},
 		{"service-level min instances", `{"scaling":{"minInstanceCount":1}}`, "", "service.scaling.minInstanceCount"},
 		{"manual scaling", `{"scaling":{"scalingMode":"MANUAL"}}`, "", "service.scaling.scalingMode: MANUAL is not supported"},
-		{"secret env", `{"template":{"containers":[{"image":"i","env":[{"name":"S","valueSource":{"secretKeyRef":{"secret":"s"}}}]}]}}`, "", "service.template.containers[0].env[0].valueSource"},
+		{"secret env from a config map", `{"template":{"containers":[{"image":"i","env":[{"name":"S","valueSource":{"configMapKeyRef":{}}}]}]}}`, "", `Unknown name "configMapKeyRef" at 'service.template.containers[0].env[0].valueSource'`},
 		{"liveness probe", `{"template":{"containers":[{"image":"i","livenessProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].livenessProbe"},
 		{"http startup probe", `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/"}}}]}}`, "", "service.template.containers[0].startupProbe"},
 		{"startup probe on another port name", `{"template":{"containers":[{"image":"i","startupProbe":{"tcpSocket":{"host":"10.0.0.1"}}}]}}`, "", "service.template.containers[0].startupProbe"},

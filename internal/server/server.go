@@ -305,8 +305,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer stopEntries()
 	identity := runtimeIdentity(st, md, runtimes)
 	instances := pool.New(pool.Config{
-		Runtime:          runtimes,
-		Identity:         identity,
+		Runtime:  runtimes,
+		Identity: identity,
+		// Secrets in env are read from the store at each start (admin/secrets.go).
+		SecretValue: func(ctx context.Context, project, secret, version string) ([]byte, error) {
+			return admin.SecretValue(ctx, st, project, secret, version)
+		},
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Log:              log.With("component", "instance"),
 		OnColdStart:      mets.coldStart,

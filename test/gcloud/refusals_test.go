@@ -23,7 +23,6 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 	}{
 		{"ingress internal", []string{"--ingress=internal"}, "run.googleapis.com/ingress"},
 		{"ingress internal and load balancing", []string{"--ingress=internal-and-cloud-load-balancing"}, "run.googleapis.com/ingress"},
-		{"secrets as env", []string{"--set-secrets=TOKEN=tok:latest"}, "env[0].valueFrom"},
 		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "containers[0].volumeMounts"},
 		{"vpc connector", []string{"--vpc-connector=conn"}, "run.googleapis.com/vpc-access-connector"},
 		{"direct vpc", []string{"--network=default"}, "run.googleapis.com/network-interfaces"},

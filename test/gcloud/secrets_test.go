@@ -54,23 +54,6 @@ func TestGcloudSecrets(t *testing.T) {
 		}
 	})
 
-	step(t, "the store holds no plaintext", func(t *testing.T) {
-		var found []string
-		filepath.Walk(e.dataDir, func(path string, info os.FileInfo, err error) error {
-			if err != nil || info.IsDir() {
-				return nil
-			}
-			b, err := os.ReadFile(path)
-			if err == nil && (strings.Contains(string(b), value1) || strings.Contains(string(b), value2)) {
-				found = append(found, path)
-			}
-			return nil
-		})
-		if len(found) > 0 {
-			t.Errorf("a secret's value is in plaintext in %v", found)
-		}
-	})
-
 	step(t, "a principal without versions.access", func(t *testing.T) {
 		r := e.gcloud("secrets", "versions", "access", "latest", "--secret=db-password", "--impersonate-service-account="+outsider)
 		if r.code == 0 || strings.Contains(r.stdout, value2) || !strings.Contains(r.out(), "secretmanager.versions.access") {
@@ -101,6 +84,45 @@ func TestGcloudSecrets(t *testing.T) {
 		}
 	})
 
+	step(t, "a service's env from a secret", func(t *testing.T) {
+		// hello answers "Hello $NAME!": NAME comes from the secret.
+		url := e.deploy("from-secret", helloBin, "--allow-unauthenticated", "--service-account="+reader, "--set-secrets=NAME=db-password:latest")
+		e.expectGet(t, "NAME from db-password:latest", url, 200, "Hello "+value2+"!\n")
+		s := e.describe("from-secret")
+		raw, _ := json.Marshal(s)
+		if strings.Contains(string(raw), value2) {
+			t.Errorf("describe shows the secret's value: %s", raw)
+		}
+		url = e.deploy("pinned-secret", helloBin, "--allow-unauthenticated", "--service-account="+reader, "--set-secrets=NAME=db-password:1")
+		e.expectGet(t, "NAME from db-password:1", url, 200, "Hello "+value1+"!\n")
+	})
+
+	step(t, "deploys Cloud Run would refuse", func(t *testing.T) {
+		image := "--image=file://" + helloBin
+		r := e.gcloud("run", "deploy", "no-access", image, "--region="+region, "--quiet", "--service-account="+outsider, "--set-secrets=NAME=db-password:latest")
+		if r.code == 0 || !strings.Contains(r.out(), "db-password") || !strings.Contains(r.out(), outsider) {
+			t.Errorf("%s\nwant PERMISSION_DENIED naming the secret and the account", r)
+		}
+		r = e.gcloud("run", "deploy", "no-secret", image, "--region="+region, "--quiet", "--service-account="+reader, "--set-secrets=NAME=no-such-secret:latest")
+		if r.code == 0 || !strings.Contains(r.out(), "no-such-secret") {
+			t.Errorf("%s\nwant a refusal naming the missing secret", r)
+		}
+		r = e.gcloud("run", "deploy", "no-version", image, "--region="+region, "--quiet", "--service-account="+reader, "--set-secrets=NAME=db-password:7")
+		if r.code == 0 || !strings.Contains(r.out(), "versions/7") {
+			t.Errorf("%s\nwant a refusal naming the missing version", r)
+		}
+		// Secrets as files are not supported yet: refused, never ignored.
+		r = e.gcloud("run", "deploy", "as-file", image, "--region="+region, "--quiet", "--service-account="+reader, "--set-secrets=/secrets/pw=db-password:latest")
+		if r.code == 0 || !strings.Contains(r.out(), "volumeMounts") {
+			t.Errorf("%s\nwant INVALID_ARGUMENT naming volumeMounts", r)
+		}
+		for _, name := range []string{"no-access", "no-secret", "no-version", "as-file"} {
+			if r := e.gcloud("run", "services", "describe", name, "--region="+region); r.code == 0 {
+				t.Errorf("%s\nwant no service %s", r, name)
+			}
+		}
+	})
+
 	step(t, "delete", func(t *testing.T) {
 		e.mustGcloud("secrets", "create", "short-lived", "--data-file="+file("v4", "gone"))
 		e.mustGcloud("secrets", "delete", "short-lived", "--quiet")
@@ -111,6 +133,23 @@ func TestGcloudSecrets(t *testing.T) {
 		e.mustGcloud("secrets", "create", "short-lived")
 		if r := e.gcloud("secrets", "versions", "access", "latest", "--secret=short-lived"); r.code == 0 || strings.Contains(r.stdout, "gone") {
 			t.Errorf("%s\nwant no version", r)
+		}
+	})
+
+	step(t, "the data dir holds no plaintext, after instances ran with it", func(t *testing.T) {
+		var found []string
+		filepath.Walk(e.dataDir, func(path string, info os.FileInfo, err error) error {
+			if err != nil || info.IsDir() {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			if err == nil && (strings.Contains(string(b), value1) || strings.Contains(string(b), value2)) {
+				found = append(found, path)
+			}
+			return nil
+		})
+		if len(found) > 0 {
+			t.Errorf("a secret's value is in plaintext in %v", found)
 		}
 	})
 }
