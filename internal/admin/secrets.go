@@ -66,6 +66,13 @@ func secretResource(projectNumber, name string) string {
 	return "projects/" + projectNumber + "/secrets/" + name
 }
 
+// secretIAMResource names a secret by its project's ID, as the audit trail
+// (which files records by project ID) and IAM levels name resources; API
+// answers name it by project number, as Google's do (secretResource).
+func secretIAMResource(p state.Project, name string) string {
+	return "projects/" + p.ProjectID + "/secrets/" + name
+}
+
 func secretView(p state.Project, s state.Secret, rev int64) Secret {
 	repl := s.Replication
 	if repl == nil {
@@ -93,7 +100,7 @@ func (c *Core) secretLevels(ctx context.Context, p state.Project, name string) (
 	if err != nil {
 		return nil, err
 	}
-	return []iam.Level{proj, {Resource: secretResource(p.ProjectNumber, name), Policy: pol}}, nil
+	return []iam.Level{proj, {Resource: secretIAMResource(p, name), Policy: pol}}, nil
 }
 
 // authorizeSecret checks perm on a secret of project (ID or number) and
@@ -139,7 +146,7 @@ func (c *Core) CreateSecret(ctx context.Context, caller *Caller, project, name s
 	rev, err := c.commit(ctx, caller, change{
 		writes: []write{{key: state.SecretKey(p.ProjectID, name), value: s, expected: store.MustNotExist,
 			conflict: func() error { return AlreadyExists("Secret [%s] already exists.", res) }}},
-		record: audit.Record{Kind: audit.KindSecretCreate, Permission: iam.PermSecretsCreate, Resource: res},
+		record: audit.Record{Kind: audit.KindSecretCreate, Permission: iam.PermSecretsCreate, Resource: secretIAMResource(p, name)},
 	})
 	if err != nil {
 		return Secret{}, err
@@ -196,7 +203,7 @@ func (c *Core) DeleteSecret(ctx context.Context, caller *Caller, project, name s
 		writes = append(writes, write{key: state.SecretPolicyKey(p.ProjectID, name), expected: prev})
 	}
 	_, err = c.commit(ctx, caller, change{writes: writes,
-		record: audit.Record{Kind: audit.KindSecretDelete, Permission: iam.PermSecretsDelete, Resource: res}})
+		record: audit.Record{Kind: audit.KindSecretDelete, Permission: iam.PermSecretsDelete, Resource: secretIAMResource(p, name)}})
 	return err
 }
 
@@ -240,7 +247,7 @@ func (c *Core) AddSecretVersion(ctx context.Context, caller *Caller, project, na
 			{key: key, value: v, expected: store.MustNotExist, conflict: raced},
 			{key: state.SecretKey(p.ProjectID, name), value: s, expected: rev, conflict: raced},
 		},
-		record: audit.Record{Kind: audit.KindSecretVersionAdd, Permission: iam.PermVersionsAdd, Resource: res + "/versions/" + v.VersionName()},
+		record: audit.Record{Kind: audit.KindSecretVersionAdd, Permission: iam.PermVersionsAdd, Resource: secretIAMResource(p, name) + "/versions/" + v.VersionName()},
 	})
 	if err != nil {
 		return SecretVersion{}, err
@@ -287,17 +294,35 @@ func ResolveSecretVersion(ctx context.Context, st store.Store, project, name, ve
 	return versions[best], bestRev, nil
 }
 
-// SecretValue opens version of a secret (resolved as ResolveSecretVersion
-// does), for the runtime starting an instance that references it.
-func SecretValue(ctx context.Context, st store.Store, project, name, version string) ([]byte, error) {
-	v, _, err := ResolveSecretVersion(ctx, st, project, name, version)
+// RuntimeSecretValue opens version of a secret of project (resolved as
+// ResolveSecretVersion does) for an instance starting as serviceAccount
+// (empty: the project's default account), which must hold
+// secretmanager.versions.access on it now: a grant revoked since the deploy
+// stops new instances, as on Cloud Run.
+func (c *Core) RuntimeSecretValue(ctx context.Context, project, serviceAccount, name, version string) ([]byte, error) {
+	p, err := c.Project(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	if serviceAccount == "" {
+		serviceAccount = apis.DefaultServiceAccount(p.ProjectID)
+	}
+	levels, err := c.secretLevels(ctx, p, name)
+	if err != nil {
+		return nil, err
+	}
+	runAs := iam.NewPrincipal(serviceAccount)
+	if !c.holds(&Caller{Principal: runAs}, iam.PermVersionsAccess, levels...) {
+		return nil, PermissionDenied(iam.PermVersionsAccess, secretResource(p.ProjectNumber, name)+" for "+runAs.Email)
+	}
+	v, _, err := ResolveSecretVersion(ctx, c.cfg.Store, p.ProjectID, name, version)
 	if err != nil {
 		return nil, err
 	}
 	if v.State != "ENABLED" {
 		return nil, errors.New("secret version " + version + " of " + name + " is " + v.State)
 	}
-	return state.OpenSecret(ctx, st, state.SecretVersionKey(project, name, v.VersionName()), v.Sealed)
+	return state.OpenSecret(ctx, c.cfg.Store, state.SecretVersionKey(p.ProjectID, name, v.VersionName()), v.Sealed)
 }
 
 // AccessSecretVersion returns a version's payload
@@ -385,7 +410,7 @@ func (c *Core) SecretTarget(ctx context.Context, project, name string) (*Target,
 	}
 	return &Target{
 		key:      state.SecretPolicyKey(p.ProjectID, name),
-		Resource: secretResource(p.ProjectNumber, name),
+		Resource: secretIAMResource(p, name),
 		parents:  []iam.Level{proj},
 		getPerm:  iam.PermSecretsGetIamPolicy,
 		setPerm:  iam.PermSecretsSetIamPolicy,

@@ -60,10 +60,11 @@ type Config struct {
 	// is retired.
 	Identity func(rev *apis.Revision) (env []runtime.EnvVar, release func(), err error)
 	// SecretValue, if set, reads a secret's version of a project ("latest":
-	// the newest enabled one) for an instance whose env references it; it
-	// is called at every start, so a new instance sees a new latest
-	// version. Unset: such instances fail to start.
-	SecretValue    func(ctx context.Context, project, secret, version string) ([]byte, error)
+	// the newest enabled one) as the revision's runtime service account,
+	// for an instance whose env references it; it is called at every
+	// start, so a new instance sees a new latest version and a revoked
+	// grant. Unset: such instances fail to start.
+	SecretValue    func(ctx context.Context, project, serviceAccount, secret, version string) ([]byte, error)
 	StartupTimeout time.Duration
 	StopGrace      time.Duration
 	// ScaleToZeroGrace is how long an idle instance above the minimum lives.
@@ -168,6 +169,7 @@ type revisionPool struct {
 	// secretEnv are env vars whose values are secrets, read at each start.
 	secretEnv []apis.EnvVar
 	project   string
+	runAs     string // the runtime service account
 	log       *slog.Logger
 
 	concurrency int // per instance; > 0
@@ -255,6 +257,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 		spec:        spec,
 		secretEnv:   secretEnv,
 		project:     rev.Metadata.Namespace,
+		runAs:       rev.Spec.ServiceAccountName,
 		log:         p.cfg.Log.With("service", spec.Service, "revision", spec.Revision),
 		concurrency: apis.DefaultContainerConcurrency,
 		minScale:    scaleAnnotation(rev, apis.AnnotationMinScale, 0),
@@ -446,7 +449,7 @@ func (rp *revisionPool) resolveSecrets(ctx context.Context) ([]runtime.EnvVar, e
 	out := make([]runtime.EnvVar, 0, len(rp.secretEnv))
 	for _, e := range rp.secretEnv {
 		secret, version, _ := e.SecretRef()
-		v, err := rp.p.cfg.SecretValue(ctx, rp.project, secret, version)
+		v, err := rp.p.cfg.SecretValue(ctx, rp.project, rp.runAs, secret, version)
 		if err != nil {
 			return nil, fmt.Errorf("env %s: secret %s version %s: %w", e.Name, secret, version, err)
 		}

@@ -394,7 +394,7 @@ func secretEnv(name, secret, version string) revOpt {
 func TestSecretEnv(t *testing.T) {
 	app := testApp(t)
 	var asked []string
-	p := newPool(t, Config{StartupTimeout: 10 * time.Second, SecretValue: func(_ context.Context, project, secret, version string) ([]byte, error) {
+	p := newPool(t, Config{StartupTimeout: 10 * time.Second, SecretValue: func(_ context.Context, project, _, secret, version string) ([]byte, error) {
 		asked = append(asked, project+"/"+secret+"/"+version)
 		if secret == "missing" {
 			return nil, errors.New("no such secret")

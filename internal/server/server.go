@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/usher-run/usher/internal/accounts"
@@ -304,12 +305,18 @@ func Run(ctx context.Context, cfg Config) error {
 	entries, stopEntries := startLogEntries(st, trail, mets, cfg.NodeName, log.With("component", "logs"))
 	defer stopEntries()
 	identity := runtimeIdentity(st, md, runtimes)
+	var secretCore atomic.Pointer[admin.Core] // set once the core exists, below
 	instances := pool.New(pool.Config{
 		Runtime:  runtimes,
 		Identity: identity,
-		// Secrets in env are read from the store at each start (admin/secrets.go).
-		SecretValue: func(ctx context.Context, project, secret, version string) ([]byte, error) {
-			return admin.SecretValue(ctx, st, project, secret, version)
+		// Secrets in env are read at each start, as the revision's account
+		// (admin/secrets.go): a revoked grant stops new instances.
+		SecretValue: func(ctx context.Context, project, account, secret, version string) ([]byte, error) {
+			c := secretCore.Load()
+			if c == nil {
+				return nil, errors.New("the admin core is not ready")
+			}
+			return c.RuntimeSecretValue(ctx, project, account, secret, version)
 		},
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Log:              log.With("component", "instance"),
@@ -411,6 +418,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Log: log.With("component", "admin"), Builder: newBuilder(cfg.DataDir), // builds.go
 		Metrics: mets.hist,
 	})
+	secretCore.Store(core)
 	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 	// The same API over gRPC, for Google's default Go clients: each call is
 	// replayed through adminAPI (package grpcapi).
