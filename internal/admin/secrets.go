@@ -414,7 +414,7 @@ func (c *Core) SecretTarget(ctx context.Context, project, name string) (*Target,
 		parents:  []iam.Level{proj},
 		getPerm:  iam.PermSecretsGetIamPolicy,
 		setPerm:  iam.PermSecretsSetIamPolicy,
-		scope:    iam.ScopeService,
+		scope:    iam.ScopeSecret,
 		exists: func(ctx context.Context) error {
 			if _, err := c.cfg.Store.Get(ctx, state.SecretKey(p.ProjectID, name)); errors.Is(err, store.ErrNotFound) {
 				return NotFound("Secret [%s] not found.", secretResource(p.ProjectNumber, name))

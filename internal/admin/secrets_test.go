@@ -61,6 +61,10 @@ func TestSecrets(t *testing.T) {
 			t.Fatal(err)
 		}
 		grant := &iam.Policy{Bindings: []iam.Binding{{Role: "roles/secretmanager.secretAccessor", Members: []string{"serviceAccount:" + robot.Email}}}}
+		for _, public := range []string{"allUsers", "allAuthenticatedUsers"} {
+			_, err = f.core.SetPolicy(ctx, f.owner, tg, &iam.Policy{Bindings: []iam.Binding{{Role: "roles/secretmanager.secretAccessor", Members: []string{public}}}}, "")
+			wantStatus(t, "granting "+public, err, http.StatusBadRequest)
+		}
 		_, err = f.core.SetPolicy(ctx, viewer, tg, grant, "")
 		wantStatus(t, "roles/viewer granting", err, http.StatusForbidden)
 		if _, err := f.core.SetPolicy(ctx, f.owner, tg, grant, ""); err != nil {

@@ -28,6 +28,7 @@ func TestGcloudSecrets(t *testing.T) {
 	outsider := saEmail("secret-outsider")
 
 	step(t, "create, add, access", func(t *testing.T) {
+		e.mustGcloud("services", "enable", "secretmanager.googleapis.com") // the quickstart's first step
 		e.mustGcloud("secrets", "create", "db-password", "--data-file="+file("v1", value1))
 		e.mustGcloud("secrets", "versions", "add", "db-password", "--data-file="+file("v2", value2))
 		if r := e.mustGcloud("secrets", "versions", "access", "latest", "--secret=db-password"); r.stdout != value2 {
