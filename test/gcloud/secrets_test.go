@@ -37,6 +37,12 @@ func TestGcloudSecrets(t *testing.T) {
 		if r := e.mustGcloud("secrets", "versions", "access", "1", "--secret=db-password"); r.stdout != value1 {
 			t.Errorf("%s\nwant %q", r, value1)
 		}
+		if r := e.mustGcloud("secrets", "versions", "list", "db-password", "--format=value(name)"); strings.Fields(r.stdout)[0] != "2" || len(strings.Fields(r.stdout)) != 2 {
+			t.Errorf("%s\nwant versions 2 and 1, newest first", r)
+		}
+		if r := e.mustGcloud("secrets", "versions", "describe", "1", "--secret=db-password", "--format=value(state)"); strings.TrimSpace(r.stdout) != "ENABLED" {
+			t.Errorf("%s\nwant version 1 ENABLED", r)
+		}
 		if r := e.mustGcloud("secrets", "list", "--format=value(name)"); !strings.Contains(r.stdout, "db-password") {
 			t.Errorf("%s\nwant db-password listed", r)
 		}
