@@ -291,6 +291,9 @@ func (c *Core) WriteService(ctx context.Context, caller *Caller, w ServiceWrite)
 	if err := c.checkInvokerGuardrail(ctx, project, s, old); err != nil { // guardrails.go
 		return nil, err
 	}
+	if err := c.checkSecretRefs(ctx, p, s); err != nil { // secrets.go
+		return nil, err
+	}
 	if w.ValidateOnly {
 		c.decorate(s, 0)
 		return &WriteResult{Service: s, Created: old == nil}, nil

@@ -17,6 +17,7 @@ var ServedAPIs = []string{
 	"iamcredentials.googleapis.com",
 	"logging.googleapis.com",
 	"run.googleapis.com",
+	"secretmanager.googleapis.com",
 	"serviceusage.googleapis.com",
 }
 
@@ -26,6 +27,7 @@ var apiTitles = map[string]string{
 	"iamcredentials.googleapis.com":       "IAM Service Account Credentials API",
 	"logging.googleapis.com":              "Cloud Logging API",
 	"run.googleapis.com":                  "Cloud Run Admin API",
+	"secretmanager.googleapis.com":        "Secret Manager API",
 	"serviceusage.googleapis.com":         "Service Usage API",
 }
 

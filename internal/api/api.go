@@ -126,6 +126,14 @@ func (a *API) routes() {
 
 	// Service Usage (platform.go): gcloud asks whether run.googleapis.com is
 	// enabled; quickstarts enable it.
+	// Secret Manager v1 (secrets.go).
+	m.Handle("GET /v1/projects/{project}/secrets", a.authed(a.listSecrets))
+	m.Handle("POST /v1/projects/{project}/secrets", a.authed(a.createSecret))
+	m.Handle("GET /v1/projects/{project}/secrets/{secret}", a.authed(a.secretGetOrPolicy))
+	m.Handle("POST /v1/projects/{project}/secrets/{secret}", a.authed(a.secretMethod))
+	m.Handle("DELETE /v1/projects/{project}/secrets/{secret}", a.authed(a.deleteSecret))
+	m.Handle("GET /v1/projects/{project}/secrets/{secret}/versions", a.authed(a.listSecretVersions))
+	m.Handle("GET /v1/projects/{project}/secrets/{secret}/versions/{version}", a.authed(a.secretVersionGetOrAccess))
 	m.Handle("GET /v1/projects/{project}/services", a.authed(a.listServiceUsage))
 	m.Handle("GET /v1/projects/{project}/services/{api}", a.authed(a.getServiceUsage))
 	m.Handle("POST /v1/projects/{project}/services/{api}", a.authed(a.serviceUsageMethod))

@@ -52,7 +52,14 @@ var v1FieldCases = []fieldCase{
 	{"spec.template.spec.containers[].args", []any{"-c", "true"}, "kept"},
 	{"spec.template.spec.containers[].env[].name", "OTHER", "kept"},
 	{"spec.template.spec.containers[].env[].value", "v", "kept"},
-	{"spec.template.spec.containers[].env[].valueFrom", map[string]any{"secretKeyRef": map[string]any{"name": "s", "key": "latest"}}, "refused"},
+	// valueFrom cases start from env[0] = {name, valueFrom: s:latest}, a
+	// secret the harness made that the runtime account may read.
+	{"spec.template.spec.containers[].env[].valueFrom", map[string]any{"secretKeyRef": map[string]any{"name": "s", "key": "1"}}, "kept"},
+	{"spec.template.spec.containers[].env[].valueFrom.secretKeyRef.name", "s", "kept"},
+	{"spec.template.spec.containers[].env[].valueFrom.secretKeyRef.name", "projects/other/secrets/s", "refused"},
+	{"spec.template.spec.containers[].env[].valueFrom.secretKeyRef.key", "latest", "kept"},
+	{"spec.template.spec.containers[].env[].valueFrom.secretKeyRef.key", "newest", "refused"},
+	{"spec.template.spec.containers[].env[].valueFrom.configMapKeyRef", map[string]any{"name": "c", "key": "k"}, "refused"},
 	{"spec.template.spec.containers[].ports[].name", "http1", "kept"},
 	{"spec.template.spec.containers[].ports[].name", "h2c", "kept"},
 	{"spec.template.spec.containers[].ports[].name", "h3", "refused"},
@@ -185,6 +192,18 @@ func TestEveryV1FieldKeptOrRefused(t *testing.T) {
 		}
 	}
 
+	// A secret for the valueFrom cases, readable by the runtime account.
+	for _, r := range []response{
+		h.call(tok, "POST", "/v1/projects/"+project+"/secrets?secretId=s", map[string]any{"replication": map[string]any{"automatic": map[string]any{}}}),
+		h.call(tok, "POST", "/v1/projects/"+project+"/secrets/s:addVersion", map[string]any{"payload": map[string]any{"data": "dmFsdWU="}}),
+		h.call(tok, "POST", "/v1/projects/"+project+"/secrets/s:setIamPolicy", map[string]any{"policy": map[string]any{"bindings": []any{
+			map[string]any{"role": "roles/secretmanager.secretAccessor", "members": []any{"serviceAccount:" + apis.DefaultServiceAccount(project)}}}}}),
+	} {
+		if r.status != 200 {
+			t.Fatalf("making the secret: %d %s", r.status, r.raw)
+		}
+	}
+
 	n := 0
 	try := func(t *testing.T, svc map[string]any, name, path string, value any, want string) {
 		t.Helper()
@@ -221,6 +240,10 @@ func TestEveryV1FieldKeptOrRefused(t *testing.T) {
 			n++
 			name := fmt.Sprintf("field-%d", n)
 			svc := plainService(name)
+			if strings.Contains(c.path, ".valueFrom") {
+				set(svc, "spec.template.spec.containers[].env", []any{map[string]any{"name": "FROM_SECRET",
+					"valueFrom": map[string]any{"secretKeyRef": map[string]any{"name": "s", "key": "latest"}}}})
+			}
 			v := c.value
 			if s, ok := v.(string); ok {
 				v = strings.ReplaceAll(s, "NAME", name)

@@ -273,6 +273,8 @@ func validateJobEnv(path string, env []EnvVar) error {
 			return fieldErr(p, "%s is reserved: Cloud Run sets it", e.Name)
 		case seen[e.Name]:
 			return fieldErr(p, "%s is set more than once", e.Name)
+		case e.ValueFrom != nil:
+			return fieldErr(fmt.Sprintf("%s[%d].valueFrom", path, i), "secrets are not supported by Usher for jobs yet: set a literal value")
 		}
 		seen[e.Name] = true
 	}

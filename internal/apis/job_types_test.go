@@ -33,6 +33,9 @@ func TestJobValidate(t *testing.T) {
 		{"reserved env", func(j *Job) {
 			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "CLOUD_RUN_TASK_ATTEMPT", Value: "9"}}
 		}, "CLOUD_RUN_TASK_ATTEMPT"},
+		{"env from a secret (not for jobs yet)", func(j *Job) {
+			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "S", ValueFrom: &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "s", Key: "latest"}}}}
+		}, "env[0].valueFrom"},
 		{"PORT", func(j *Job) {
 			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "PORT", Value: "1"}}
 		}, "PORT"},

@@ -90,9 +90,12 @@ var v1Container = map[string]v1Field{
 	"command": v1In,
 	"args":    v1In,
 	"env": v1Message(map[string]v1Field{
-		"name":      v1In,
-		"value":     v1In,
-		"valueFrom": v1Refused(notByUsher + " (no secrets): set a literal value"),
+		"name":  v1In,
+		"value": v1In,
+		"valueFrom": v1Message(map[string]v1Field{
+			"secretKeyRef":    v1Message(map[string]v1Field{"name": v1In, "key": v1In}),
+			"configMapKeyRef": v1Refused(notByUsher + " (no config maps): use a secret or a literal value"),
+		}),
 	}),
 	"ports": v1Message(map[string]v1Field{
 		"name":          {check: oneOf("http1", PortNameH2C)},

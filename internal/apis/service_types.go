@@ -151,10 +151,33 @@ type TCPSocketAction struct {
 	Port int32 `json:"port,omitempty"`
 }
 
-// EnvVar is a literal environment variable.
+// EnvVar is an environment variable: a literal value, or a Secret Manager
+// secret's version resolved when each instance starts (ValueFrom).
 type EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value,omitempty"`
+	Name      string        `json:"name"`
+	Value     string        `json:"value,omitempty"`
+	ValueFrom *EnvVarSource `json:"valueFrom,omitempty"`
+}
+
+// EnvVarSource is where a variable's value comes from: a secret only.
+type EnvVarSource struct {
+	SecretKeyRef *SecretKeySelector `json:"secretKeyRef,omitempty"`
+}
+
+// SecretKeySelector names a secret of the service's project (Name) and its
+// version (Key: a number or "latest", the newest enabled version when an
+// instance starts), as Cloud Run's v1 API does.
+type SecretKeySelector struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
+}
+
+// SecretRef returns the secret and version e takes its value from, if any.
+func (e EnvVar) SecretRef() (secret, version string, ok bool) {
+	if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+		return "", "", false
+	}
+	return e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key, true
 }
 
 // ContainerPort names the port the container listens on.

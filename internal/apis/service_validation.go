@@ -111,6 +111,11 @@ func (s *Service) Validate() error {
 		if reservedEnv[e.Name] {
 			return fieldErr(p, "%s is reserved: Cloud Run sets it for every instance", e.Name)
 		}
+		if e.ValueFrom != nil {
+			if err := validateSecretRef(fmt.Sprintf("spec.template.spec.containers[0].env[%d]", i), e); err != nil {
+				return err
+			}
+		}
 	}
 	if err := ValidateWorkingDir("spec.template.spec.containers[0].workingDir", c.WorkingDir); err != nil {
 		return err
@@ -337,6 +342,28 @@ func validateProbe(path string, p *Probe, port int32, needsAction bool) error {
 	}
 	if p.TimeoutSeconds > 0 && p.PeriodSeconds > 0 && p.TimeoutSeconds > p.PeriodSeconds {
 		return fieldErr(path+".timeoutSeconds", "%d must not exceed periodSeconds (%d)", p.TimeoutSeconds, p.PeriodSeconds)
+	}
+	return nil
+}
+
+var (
+	secretNameRE    = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,255}$`)
+	secretVersionRE = regexp.MustCompile(`^(latest|[1-9][0-9]{0,9})$`)
+)
+
+// validateSecretRef checks an env var that takes its value from a secret
+// of the service's own project.
+func validateSecretRef(path string, e EnvVar) error {
+	secret, version, ok := e.SecretRef()
+	switch {
+	case !ok:
+		return fieldErr(path+".valueFrom", "must name a secret (secretKeyRef)")
+	case e.Value != "":
+		return fieldErr(path+".value", "cannot be set together with valueFrom")
+	case !secretNameRE.MatchString(secret):
+		return fieldErr(path+".valueFrom.secretKeyRef.name", "%q is not the name of a secret of this project (secrets of other projects are not supported by Usher)", secret)
+	case !secretVersionRE.MatchString(version):
+		return fieldErr(path+".valueFrom.secretKeyRef.key", "%q is not a secret version: use a version number or latest", version)
 	}
 	return nil
 }

@@ -246,7 +246,7 @@ func containersToV2(cs []Container) []V2Container {
 		}
 		vc.StartupProbe, vc.LivenessProbe = probeToV2(c.StartupProbe), probeToV2(c.LivenessProbe)
 		for _, e := range c.Env {
-			vc.Env = append(vc.Env, V2EnvVar(e))
+			vc.Env = append(vc.Env, v2Env(e))
 		}
 		if c.Resources != nil && len(c.Resources.Limits) > 0 {
 			vc.Resources = &V2ResourceRequirements{Limits: maps.Clone(c.Resources.Limits)}
@@ -386,7 +386,7 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 		}
 		c.StartupProbe, c.LivenessProbe = probeFromV2(vc.StartupProbe), probeFromV2(vc.LivenessProbe)
 		for _, e := range vc.Env {
-			c.Env = append(c.Env, EnvVar(e))
+			c.Env = append(c.Env, e.v1())
 		}
 		if vc.Resources != nil && len(vc.Resources.Limits) > 0 {
 			c.Resources = &Resources{Limits: maps.Clone(vc.Resources.Limits)}

@@ -287,7 +287,7 @@ func JobFromV2(v *V2Job, project, name string) (*Job, error) {
 	}
 	c := Container{Name: vc.Name, Image: vc.Image, Command: vc.Command, Args: vc.Args}
 	for _, e := range vc.Env {
-		c.Env = append(c.Env, EnvVar(e))
+		c.Env = append(c.Env, e.v1())
 	}
 	if vc.Resources != nil && len(vc.Resources.Limits) > 0 {
 		c.Resources = &Resources{Limits: maps.Clone(vc.Resources.Limits)}
@@ -482,7 +482,7 @@ func ParseV2RunJob(body []byte) (*V2RunJobRequest, *Overrides, error) {
 	for _, co := range v.Overrides.ContainerOverrides {
 		c := ContainerOverride{Name: co.Name, Args: co.Args, ClearArgs: co.ClearArgs}
 		for _, e := range co.Env {
-			c.Env = append(c.Env, EnvVar(e))
+			c.Env = append(c.Env, e.v1())
 		}
 		o.ContainerOverrides = append(o.ContainerOverrides, c)
 	}

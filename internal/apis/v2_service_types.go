@@ -33,7 +33,9 @@ package apis
 //	template.client, template.clientVersion    template annotations
 //	template.containers[] (exactly one):
 //	  name, image, command, args               the same
-//	  env[] {name, value}                      env (valueSource refused: no secrets)
+//	  env[] {name, value}                      env
+//	  env[].valueSource.secretKeyRef           env[].valueFrom.secretKeyRef {name, key}
+//	    {secret, version}                      (a secret of the project; version defaults to latest)
 //	  resources.limits                         resources.limits
 //	  resources.cpuIdle                        true or unset only
 //	  resources.startupCpuBoost                false or unset only
@@ -207,8 +209,45 @@ type V2TCPSocketAction struct {
 
 // V2EnvVar is google.cloud.run.v2.EnvVar with a literal value.
 type V2EnvVar struct {
-	Name  string `json:"name"`
-	Value string `json:"value,omitempty"`
+	Name        string          `json:"name"`
+	Value       string          `json:"value,omitempty"`
+	ValueSource *V2EnvVarSource `json:"valueSource,omitempty"`
+}
+
+// V2EnvVarSource is google.cloud.run.v2.EnvVarSource.
+type V2EnvVarSource struct {
+	SecretKeyRef *V2SecretKeySelector `json:"secretKeyRef,omitempty"`
+}
+
+// V2SecretKeySelector is google.cloud.run.v2.SecretKeySelector.
+type V2SecretKeySelector struct {
+	Secret  string `json:"secret"`
+	Version string `json:"version,omitempty"`
+}
+
+// v1 is e in the v1 shape (a secret's version defaults to latest, as v2's does).
+func (e V2EnvVar) v1() EnvVar {
+	out := EnvVar{Name: e.Name, Value: e.Value}
+	if e.ValueSource != nil && e.ValueSource.SecretKeyRef != nil {
+		ref := e.ValueSource.SecretKeyRef
+		version := ref.Version
+		if version == "" {
+			version = "latest"
+		}
+		out.ValueFrom = &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: ref.Secret, Key: version}}
+	} else if e.ValueSource != nil {
+		out.ValueFrom = &EnvVarSource{} // refused by validation: no source
+	}
+	return out
+}
+
+// v2Env is e in the v2 shape.
+func v2Env(e EnvVar) V2EnvVar {
+	out := V2EnvVar{Name: e.Name, Value: e.Value}
+	if secret, version, ok := e.SecretRef(); ok {
+		out.ValueSource = &V2EnvVarSource{SecretKeyRef: &V2SecretKeySelector{Secret: secret, Version: version}}
+	}
+	return out
 }
 
 // V2ResourceRequirements is google.cloud.run.v2.ResourceRequirements.

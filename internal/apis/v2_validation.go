@@ -85,9 +85,11 @@ var v2ContainerSchema = v2Schema{
 	"command": v2In,
 	"args":    v2In,
 	"env": v2Message(v2Schema{
-		"name":        v2In,
-		"value":       v2In,
-		"valueSource": notImplemented("is not supported by Usher (no Secret Manager): use value"),
+		"name":  v2In,
+		"value": v2In,
+		"valueSource": v2Message(v2Schema{
+			"secretKeyRef": v2Message(v2Schema{"secret": v2In, "version": v2In}),
+		}),
 	}),
 	"resources": v2Message(v2Schema{
 		"limits":          v2In,

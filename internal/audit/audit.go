@@ -76,6 +76,9 @@ const (
 	KindServiceAccountUpdate    = "serviceAccount.update"
 	KindServiceAccountKeyCreate = "serviceAccountKey.create"
 	KindServiceAccountKeyDelete = "serviceAccountKey.delete"
+	KindSecretCreate            = "secret.create"
+	KindSecretDelete            = "secret.delete"
+	KindSecretVersionAdd        = "secretVersion.add"
 	// KindConsoleImpersonate is a console sign-in as another principal.
 	KindConsoleImpersonate = "console.impersonate"
 	KindOrgPolicySet       = "orgPolicy.set"

@@ -22,7 +22,7 @@ import (
 // artifactregistry is there so that `gcloud run deploy --source` reaches
 // Usher, which refuses it with a message naming `usher run deploy
 // --source`, instead of failing to tunnel to Google (a gcloud crash).
-var gcloudAPIs = []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials", "iap", "artifactregistry", "logging"}
+var gcloudAPIs = []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials", "iap", "artifactregistry", "logging", "secretmanager"}
 
 var configNameRE = regexp.MustCompile(`^[a-z][-a-z0-9]*$`)
 

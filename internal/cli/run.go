@@ -431,7 +431,7 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 func setEnv(env []apis.EnvVar, k, v string) []apis.EnvVar {
 	for i := range env {
 		if env[i].Name == k {
-			env[i].Value = v
+			env[i] = apis.EnvVar{Name: k, Value: v} // a literal replaces a secret reference
 			return env
 		}
 	}

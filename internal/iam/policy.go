@@ -112,6 +112,9 @@ func (p *Policy) Validate(roles *Roles, scope Scope) error {
 			if err != nil {
 				return fmt.Errorf("bindings[%d]: %w", i, err)
 			}
+			if scope == ScopeSecret && mem.IsPublic() {
+				return fmt.Errorf("bindings[%d]: %s cannot be granted roles on a secret: a secret's value would be anyone's", i, m)
+			}
 			if scope == ScopeProject && mem.IsPublic() {
 				return fmt.Errorf("bindings[%d]: %s cannot be granted roles on a project; grant it on the service instead", i, m)
 			}
@@ -140,6 +143,8 @@ type Scope int
 const (
 	ScopeService Scope = iota
 	ScopeProject
+	// ScopeSecret is a Secret Manager secret: no public members.
+	ScopeSecret
 )
 
 // Normalize returns a canonical copy: bindings with the same role and condition

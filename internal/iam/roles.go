@@ -69,6 +69,18 @@ const (
 	PermSAKeysCreate           = "iam.serviceAccountKeys.create"
 	PermSAKeysList             = "iam.serviceAccountKeys.list"
 	PermSAKeysDelete           = "iam.serviceAccountKeys.delete"
+	// Secret Manager's (admin/secrets.go).
+	PermSecretsCreate       = "secretmanager.secrets.create"
+	PermSecretsGet          = "secretmanager.secrets.get"
+	PermSecretsList         = "secretmanager.secrets.list"
+	PermSecretsUpdate       = "secretmanager.secrets.update"
+	PermSecretsDelete       = "secretmanager.secrets.delete"
+	PermSecretsGetIamPolicy = "secretmanager.secrets.getIamPolicy"
+	PermSecretsSetIamPolicy = "secretmanager.secrets.setIamPolicy"
+	PermVersionsAdd         = "secretmanager.versions.add"
+	PermVersionsAccess      = "secretmanager.versions.access"
+	PermVersionsGet         = "secretmanager.versions.get"
+	PermVersionsList        = "secretmanager.versions.list"
 	// PermHostExecutablesRun is Usher's own: deploying a file:// image runs
 	// an executable of Usher's host (roles/run.admin and roles/owner).
 	PermHostExecutablesRun = "usher.hostExecutables.run"
@@ -169,6 +181,10 @@ func Predefined() *Roles {
 	saRead := []string{PermSAGet, PermSAList}
 	rolesRead := []string{PermRolesGet, PermRolesList}
 	invoke := []string{PermRoutesInvoke, PermRunJobsRun, PermRunInstancesInvoke}
+	secretRead := []string{PermSecretsGet, PermSecretsList, PermVersionsGet, PermVersionsList}
+	// secretWrite is what roles/editor holds of Secret Manager, as
+	// Google's does: everything but setIamPolicy, reading values included.
+	secretWrite := []string{PermSecretsCreate, PermSecretsUpdate, PermSecretsDelete, PermVersionsAdd, PermVersionsAccess}
 
 	cat := func(lists ...[]string) []string {
 		var out []string
@@ -181,9 +197,9 @@ func Predefined() *Roles {
 	return NewRoles(
 		&Role{Name: "roles/owner", Title: "Owner", Description: "Full access to all resources.", all: true},
 		&Role{Name: "roles/editor", Title: "Editor", Description: "Edit access to all resources; cannot change IAM policies.",
-			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, []string{PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAUpdate, PermSAActAs, PermLogEntriesList, PermServiceUsageEnable, PermServiceUsageDisable})},
+			Permissions: cat(runRead, runWrite, projectRead, saRead, rolesRead, invoke, secretRead, secretWrite, []string{PermSecretsGetIamPolicy, PermProjectsGetIamPolicy, PermSACreate, PermSADelete, PermSAUpdate, PermSAActAs, PermLogEntriesList, PermServiceUsageEnable, PermServiceUsageDisable})},
 		&Role{Name: "roles/viewer", Title: "Viewer", Description: "Read access to all resources; cannot invoke.",
-			Permissions: cat(runRead, projectRead, saRead, rolesRead, []string{PermProjectsGetIamPolicy, PermLogEntriesList})},
+			Permissions: cat(runRead, projectRead, saRead, rolesRead, secretRead, []string{PermSecretsGetIamPolicy, PermProjectsGetIamPolicy, PermLogEntriesList})},
 		&Role{Name: "roles/run.admin", Title: "Cloud Run Admin", Description: "Full control over all Cloud Run resources.",
 			Permissions: cat(runRead, runWrite, invoke, []string{PermServicesSetIamPolicy, PermJobsSetIamPolicy, PermProjectsGet, PermServiceUsageGet, PermServiceUsageList, PermHostExecutablesRun})},
 		&Role{Name: "roles/run.developer", Title: "Cloud Run Developer", Description: "Read and write access to all Cloud Run resources, without IAM policy changes.",
@@ -212,6 +228,14 @@ func Predefined() *Roles {
 			Permissions: []string{PermIAPAccess}},
 		&Role{Name: "roles/logging.viewer", Title: "Logs Viewer", Description: "Access to view logs (services' output and requests, admin activity).",
 			Permissions: []string{PermLogEntriesList}},
+		&Role{Name: "roles/secretmanager.admin", Title: "Secret Manager Admin", Description: "Full access to administer Secret Manager resources.",
+			Permissions: cat(secretRead, secretWrite, []string{PermSecretsGetIamPolicy, PermSecretsSetIamPolicy, PermProjectsGet})},
+		&Role{Name: "roles/secretmanager.secretAccessor", Title: "Secret Manager Secret Accessor", Description: "Allows accessing the payload of secrets.",
+			Permissions: []string{PermVersionsAccess}},
+		&Role{Name: "roles/secretmanager.secretVersionAdder", Title: "Secret Manager Secret Version Adder", Description: "Allows adding versions to existing secrets.",
+			Permissions: []string{PermVersionsAdd}},
+		&Role{Name: "roles/secretmanager.viewer", Title: "Secret Manager Viewer", Description: "Allows viewing metadata of all Secret Manager resources.",
+			Permissions: cat(secretRead, []string{PermProjectsGet})},
 		&Role{Name: "roles/iam.roleViewer", Title: "Role Viewer", Description: "Read access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermProjectsGet, PermProjectsGetIamPolicy})},
 	)

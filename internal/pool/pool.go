@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,7 +59,13 @@ type Config struct {
 	// instance starts; the env it returns is added to that revision's
 	// instances (GCE_METADATA_HOST) and release is called when the revision
 	// is retired.
-	Identity       func(rev *apis.Revision) (env []runtime.EnvVar, release func(), err error)
+	Identity func(rev *apis.Revision) (env []runtime.EnvVar, release func(), err error)
+	// SecretValue, if set, reads a secret's version of a project ("latest":
+	// the newest enabled one) as the revision's runtime service account,
+	// for an instance whose env references it; it is called at every
+	// start, so a new instance sees a new latest version and a revoked
+	// grant. Unset: such instances fail to start.
+	SecretValue    func(ctx context.Context, project, serviceAccount, secret, version string) ([]byte, error)
 	StartupTimeout time.Duration
 	StopGrace      time.Duration
 	// ScaleToZeroGrace is how long an idle instance above the minimum lives.
@@ -168,7 +175,11 @@ type revisionPool struct {
 	key        string
 	serviceKey string // PROJECT/REGION/SERVICE, for its logs
 	spec       runtime.InstanceSpec
-	log        *slog.Logger
+	// secretEnv are env vars whose values are secrets, read at each start.
+	secretEnv []apis.EnvVar
+	project   string
+	runAs     string // the runtime service account
+	log       *slog.Logger
 
 	concurrency int // per instance; > 0
 	// billable is the instance time that ended: the sum, over instances,
@@ -241,7 +252,12 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 		StartupTimeout: p.cfg.StartupTimeout,
 		StopGrace:      p.cfg.StopGrace,
 	}
+	var secretEnv []apis.EnvVar
 	for _, e := range c.Env {
+		if _, _, ok := e.SecretRef(); ok {
+			secretEnv = append(secretEnv, e)
+			continue
+		}
 		spec.Env = append(spec.Env, runtime.EnvVar{Name: e.Name, Value: e.Value})
 	}
 	if c.Resources != nil {
@@ -253,6 +269,9 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 		key:         key,
 		serviceKey:  rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + spec.Service,
 		spec:        spec,
+		secretEnv:   secretEnv,
+		project:     rev.Metadata.Namespace,
+		runAs:       rev.Spec.ServiceAccountName,
 		log:         p.cfg.Log.With("service", spec.Service, "revision", spec.Revision),
 		concurrency: apis.DefaultContainerConcurrency,
 		minScale:    scaleAnnotation(rev, apis.AnnotationMinScale, 0),
@@ -394,7 +413,12 @@ func (rp *revisionPool) start() {
 	spec.Logs = out
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.WithDefaults().StartupTimeout+5*time.Second)
-	rin, err := rp.p.cfg.Runtime.Start(ctx, spec)
+	var rin runtime.Instance
+	env, err := rp.resolveSecrets(ctx)
+	if err == nil {
+		spec.Env = append(slices.Clip(spec.Env), env...)
+		rin, err = rp.p.cfg.Runtime.Start(ctx, spec)
+	}
 	cancel()
 	if err == nil {
 		out.instance.Store(rin.ID())
@@ -461,6 +485,26 @@ func (rp *revisionPool) keepAlive(in *instance) {
 		rp.mu.Unlock()
 		in.Stop(context.Background())
 	}
+}
+
+// resolveSecrets reads the values of the revision's secret env vars.
+func (rp *revisionPool) resolveSecrets(ctx context.Context) ([]runtime.EnvVar, error) {
+	if len(rp.secretEnv) == 0 {
+		return nil, nil
+	}
+	if rp.p.cfg.SecretValue == nil {
+		return nil, errors.New("pool: the revision's env references secrets and this pool cannot read them")
+	}
+	out := make([]runtime.EnvVar, 0, len(rp.secretEnv))
+	for _, e := range rp.secretEnv {
+		secret, version, _ := e.SecretRef()
+		v, err := rp.p.cfg.SecretValue(ctx, rp.project, rp.runAs, secret, version)
+		if err != nil {
+			return nil, fmt.Errorf("env %s: secret %s version %s: %w", e.Name, secret, version, err)
+		}
+		out = append(out, runtime.EnvVar{Name: e.Name, Value: string(v)})
+	}
+	return out, nil
 }
 
 // failWaitersLocked wakes every waiter with no slot: they see the start error.

@@ -379,3 +379,47 @@ func TestBillableTimeAndColdStarts(t *testing.T) {
 		t.Errorf("OnColdStart calls = %q, want one for svc-00001-abc", starts)
 	}
 }
+
+func secretEnv(name, secret, version string) revOpt {
+	return func(r *apis.Revision) {
+		r.Spec.Containers[0].Env = append(r.Spec.Containers[0].Env, apis.EnvVar{Name: name,
+			ValueFrom: &apis.EnvVarSource{SecretKeyRef: &apis.SecretKeySelector{Name: secret, Key: version}}})
+	}
+}
+
+// TestSecretEnv: an env var from a secret is read through Config.SecretValue
+// when an instance starts (the instance sees the value); a pool that cannot
+// read secrets, or a secret that cannot be read, fails the start rather
+// than starting the instance without it.
+func TestSecretEnv(t *testing.T) {
+	app := testApp(t)
+	var asked []string
+	p := newPool(t, Config{StartupTimeout: 10 * time.Second, SecretValue: func(_ context.Context, project, _, secret, version string) ([]byte, error) {
+		asked = append(asked, project+"/"+secret+"/"+version)
+		if secret == "missing" {
+			return nil, errors.New("no such secret")
+		}
+		return []byte("the-value"), nil
+	}})
+	rev := revision("svc-00001-sec", app, secretEnv("FROM_SECRET", "db", "latest"))
+	lease, err := p.Acquire(context.Background(), Key(rev), rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, body, err := get(lease.Addr(), "/env")
+	lease.Release()
+	if err != nil || !strings.Contains(body, `"FROM_SECRET":"the-value"`) {
+		t.Errorf("/env = %s, %v; want FROM_SECRET=the-value", body, err)
+	}
+	if len(asked) != 1 || asked[0] != "p/db/latest" {
+		t.Errorf("SecretValue asked for %v, want [p/db/latest]", asked)
+	}
+
+	if err := p.Start(context.Background(), revision("svc-00002-sec", app, secretEnv("X", "missing", "1"))); err == nil || !strings.Contains(err.Error(), "secret missing") {
+		t.Errorf("start with an unreadable secret = %v, want an error naming it", err)
+	}
+	blind := newPool(t, Config{StartupTimeout: 10 * time.Second})
+	if err := blind.Start(context.Background(), revision("svc-00003-sec", app, secretEnv("X", "db", "latest"))); err == nil || !strings.Contains(err.Error(), "secrets") {
+		t.Errorf("start without SecretValue = %v, want a refusal", err)
+	}
+}

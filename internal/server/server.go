@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/usher-run/usher/internal/accounts"
@@ -320,10 +321,20 @@ func Run(ctx context.Context, cfg Config) error {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}
+	var secretCore atomic.Pointer[admin.Core] // set once the core exists, below
 	instances := pool.New(pool.Config{
-		Dial:             dialInstance, // startup and liveness probes
-		Runtime:          runtimes,
-		Identity:         func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) { return identity(pool.Key(rev), rev) },
+		Dial:     dialInstance, // startup and liveness probes
+		Runtime:  runtimes,
+		Identity: func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) { return identity(pool.Key(rev), rev) },
+		// Secrets in env are read at each start, as the revision's account
+		// (admin/secrets.go): a revoked grant stops new instances.
+		SecretValue: func(ctx context.Context, project, account, secret, version string) ([]byte, error) {
+			c := secretCore.Load()
+			if c == nil {
+				return nil, errors.New("the admin core is not ready")
+			}
+			return c.RuntimeSecretValue(ctx, project, account, secret, version)
+		},
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Log:              log.With("component", "instance"),
 		OnColdStart:      mets.coldStart,
@@ -424,6 +435,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Log: log.With("component", "admin"), Builder: newBuilder(cfg.DataDir), // builds.go
 		Metrics: mets.hist,
 	})
+	secretCore.Store(core)
 	adminAPI = api.New(api.Config{Core: core, Verifier: verifier, Log: log.With("component", "api")})
 	// The same API over gRPC, for Google's default Go clients: each call is
 	// replayed through adminAPI (package grpcapi).

@@ -90,7 +90,7 @@ func newEnv(t *testing.T) *env {
 	}
 	endpoint := "http://localhost:" + e.port + "/"
 	var props [][2]string
-	for _, api := range []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials", "iap", "artifactregistry", "logging"} {
+	for _, api := range []string{"run", "serviceusage", "cloudresourcemanager", "iam", "iamcredentials", "iap", "artifactregistry", "logging", "secretmanager"} {
 		props = append(props, [2]string{"api_endpoint_overrides/" + api, endpoint})
 	}
 	props = append(props,

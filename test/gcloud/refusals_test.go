@@ -21,7 +21,6 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		flags []string
 		want  string // named in the error
 	}{
-		{"secrets as env", []string{"--set-secrets=TOKEN=tok:latest"}, "env[0].valueFrom"},
 		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "volumes[0].secret"},
 		{"vpc connector", []string{"--vpc-connector=conn"}, "run.googleapis.com/vpc-access-connector"},
 		{"direct vpc", []string{"--network=default"}, "run.googleapis.com/network-interfaces"},
