@@ -134,7 +134,7 @@ var v1RevisionSpec = map[string]v1Field{
 			"medium":    {check: oneOf(MediumMemory)},
 			"sizeLimit": v1In,
 		}),
-		"secret":    v1Refused(notByUsher + " (no secrets): only in-memory volumes (emptyDir, medium Memory)"),
+		"secret":    v1Refused(notByUsher + " as files (secrets work as env vars): only in-memory volumes (emptyDir, medium Memory)"),
 		"configMap": v1Refused(notByUsher + ": only in-memory volumes (emptyDir, medium Memory)"),
 		"csi":       v1Refused(notByUsher + " (no Cloud Storage): only in-memory volumes (emptyDir, medium Memory)"),
 		"nfs":       v1Refused(notByUsher + ": only in-memory volumes (emptyDir, medium Memory)"),

@@ -120,8 +120,8 @@ func TestGcloudSecrets(t *testing.T) {
 		}
 		// Secrets as files are not supported yet: refused, never ignored.
 		r = e.gcloud("run", "deploy", "as-file", image, "--region="+region, "--quiet", "--service-account="+reader, "--set-secrets=/secrets/pw=db-password:latest")
-		if r.code == 0 || !strings.Contains(r.out(), "volumeMounts") {
-			t.Errorf("%s\nwant INVALID_ARGUMENT naming volumeMounts", r)
+		if r.code == 0 || !strings.Contains(r.out(), "volumes[0].secret") {
+			t.Errorf("%s\nwant INVALID_ARGUMENT naming volumes[0].secret", r)
 		}
 		for _, name := range []string{"no-access", "no-secret", "no-version", "as-file"} {
 			if r := e.gcloud("run", "services", "describe", name, "--region="+region); r.code == 0 {
