@@ -49,11 +49,15 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	defer errOut.Flush()
 	g.stdout, g.stderr = out, errOut
 	root := newRoot(g)
-	likeGcloud(root) // suggest.go: unknown commands and flags fail with a suggestion
+	helpErr := likeGcloud(root) // suggest.go: unknown commands and flags fail with a suggestion
 	root.SetArgs(args)
 	root.SetOut(out)
 	root.SetErr(errOut)
-	if err := root.ExecuteContext(ctx); err != nil {
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		err = helpErr()
+	}
+	if err != nil {
 		fmt.Fprintln(errOut, "ERROR: "+oneLine(err))
 		return 1
 	}

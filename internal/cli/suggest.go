@@ -18,7 +18,11 @@ import (
 // likeGcloud makes mistakes fail as gcloud's do: an unknown command or flag
 // exits non-zero with the nearest names, instead of printing help and
 // exiting 0. It walks the whole tree, so command groups added later get it too.
-func likeGcloud(root *cobra.Command) {
+//
+// It returns the error of a --help that followed an unknown command (cobra
+// shows the group's help and succeeds there), once the command has run.
+func likeGcloud(root *cobra.Command) (helpErr func() error) {
+	var unknownHelp error
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		name, ok := strings.CutPrefix(err.Error(), "unknown flag: --")
 		if !ok {
@@ -32,6 +36,18 @@ func likeGcloud(root *cobra.Command) {
 		}
 		return fmt.Errorf("%w for %q; see %s --help", err, cmd.CommandPath(), cmd.CommandPath())
 	})
+	// --help after a command a group does not have shows no help: the
+	// command is unknown, as it is without --help.
+	help := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if rest := cmd.Flags().Args(); cmd.HasSubCommands() && len(rest) > 0 {
+			if err := unknownSubcommand(cmd, rest); err != nil {
+				unknownHelp = err
+				return
+			}
+		}
+		help(cmd, args)
+	})
 	var walk func(*cobra.Command)
 	walk = func(c *cobra.Command) {
 		if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
@@ -43,6 +59,7 @@ func likeGcloud(root *cobra.Command) {
 		}
 	}
 	walk(root)
+	return func() error { return unknownHelp }
 }
 
 // unknownSubcommand runs when a command group is given something that is not

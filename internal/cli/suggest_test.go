@@ -15,6 +15,7 @@ func TestMistakesFailWithSuggestions(t *testing.T) {
 		want string
 	}{
 		{[]string{"run", "deplyo"}, `did you mean "deploy"`},
+		{[]string{"run", "deplyo", "x", "--help"}, `did you mean "deploy"`},
 		{[]string{"run", "servcies", "list"}, `did you mean "services"`},
 		{[]string{"run", "services", "lsit"}, `did you mean "list"`},
 		{[]string{"run", "jbos", "list"}, `unknown command "jbos" for "usher run"`},
