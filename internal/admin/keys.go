@@ -20,6 +20,7 @@ import (
 	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/issuer"
+	"github.com/usher-run/usher/internal/orgpolicy"
 	"github.com/usher-run/usher/internal/state"
 	"github.com/usher-run/usher/internal/store"
 )
@@ -83,6 +84,16 @@ func (c *Core) CreateServiceAccountKey(ctx context.Context, caller *Caller, proj
 	}
 	if sa.Disabled {
 		return nil, FailedPrecondition("Service account %s is disabled; enable it before creating keys.", sa.Email)
+	}
+	// The org policy of the account's own project decides, as Google's
+	// does for the project the account lives in.
+	eff, err := c.EffectiveOrgPolicy(ctx, sa.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	if eff.DisableKeyCreation {
+		return nil, guardrailViolation("Key creation is not allowed on service account %s: %s is enforced (set by %s). Use the account through impersonation or the metadata server instead of a key file, or change the org policy.",
+			sa.Email, orgpolicy.DisableKeyCreation, strings.Join(eff.KeyOrigin, " and "))
 	}
 	existing, _, err := c.cfg.Store.List(ctx, state.ServiceAccountKeyKey(sa.ProjectID, sa.Email, ""))
 	if err != nil {

@@ -44,7 +44,7 @@ func orgPolicyID(r *http.Request) (id, method string, err error) {
 	seg, method := splitMethod(r.PathValue("policy"))
 	id, ok := orgpolicy.ShortName(seg)
 	if !ok {
-		return "", "", notFound("Constraint %s is not supported; Usher enforces %s and %s.", orgpolicy.ConstraintName(id), orgpolicy.AllowedPolicyMemberDomains, orgpolicy.RequireInvokerIAM)
+		return "", "", notFound("Constraint %s is not supported; Usher enforces %s.", orgpolicy.ConstraintName(id), orgpolicy.Supported())
 	}
 	return id, method, nil
 }

@@ -26,6 +26,7 @@ func newOrgPoliciesCmd(g *globals) *cobra.Command {
   constraints/iam.allowedPolicyMemberDomains  only members of these domains may be granted roles
                                               (allUsers and allAuthenticatedUsers are refused)
   constraints/run.managed.requireInvokerIam   the invoker IAM check of a service cannot be disabled
+  constraints/iam.disableServiceAccountKeyCreation   service-account keys cannot be created
 
 Only changes are checked: what is already granted stays.`,
 	}
@@ -46,7 +47,7 @@ Only changes are checked: what is already granted stays.`,
 func constraintArg(s string) (string, error) {
 	id, ok := orgpolicy.ShortName(s)
 	if !ok {
-		return "", fmt.Errorf("constraint %q is not supported; use %s or %s", s, orgpolicy.AllowedPolicyMemberDomains, orgpolicy.RequireInvokerIAM)
+		return "", fmt.Errorf("constraint %q is not supported; use one of %s", s, orgpolicy.Supported())
 	}
 	return id, nil
 }

@@ -1,6 +1,6 @@
 // Package orgpolicy is Usher's organization guardrails: policies in the shape
 // of Google's Organization Policy API (orgpolicy.googleapis.com v2 Policy)
-// for two of Google's constraints, and their evaluation. It does no I/O;
+// for three of Google's constraints, and their evaluation. It does no I/O;
 // package api stores policies, reads them on every IAM or service write and
 // refuses what they forbid.
 //
@@ -19,6 +19,9 @@
 //   - constraints/run.managed.requireInvokerIam (boolean). A rule
 //     `enforce: true` refuses turning the invoker IAM check off
 //     (run.googleapis.com/invoker-iam-disabled, v2 invokerIamDisabled).
+//   - constraints/iam.disableServiceAccountKeyCreation (boolean). A rule
+//     `enforce: true` refuses creating service-account keys (key files are
+//     long-lived credentials); existing keys keep working until deleted.
 //
 // A policy names its resource and constraint:
 // projects/P/policies/iam.allowedPolicyMemberDomains. Policies come from two
@@ -45,7 +48,17 @@ import (
 const (
 	AllowedPolicyMemberDomains = "constraints/iam.allowedPolicyMemberDomains"
 	RequireInvokerIAM          = "constraints/run.managed.requireInvokerIam"
+	DisableKeyCreation         = "constraints/iam.disableServiceAccountKeyCreation"
 )
+
+// Supported lists the constraints Usher enforces, for messages.
+func Supported() string {
+	var names []string
+	for _, c := range Constraints() {
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, ", ")
+}
 
 // Constraint is Google's v2 Constraint resource, for listing.
 type Constraint struct {
@@ -80,6 +93,13 @@ func Constraints() []Constraint {
 			Name:              RequireInvokerIAM,
 			DisplayName:       "Require invoker IAM for Cloud Run services",
 			Description:       "When enforced, the invoker IAM check of a Cloud Run service cannot be disabled (run.googleapis.com/invoker-iam-disabled, v2 invokerIamDisabled).",
+			ConstraintDefault: "ALLOW",
+			BooleanConstraint: &BooleanConstraint{},
+		},
+		{
+			Name:              DisableKeyCreation,
+			DisplayName:       "Disable service account key creation",
+			Description:       "When enforced, service-account keys cannot be created (gcloud iam service-accounts keys create); existing keys keep working until deleted.",
 			ConstraintDefault: "ALLOW",
 			BooleanConstraint: &BooleanConstraint{},
 		},
@@ -283,6 +303,9 @@ type Effective struct {
 	// RequireInvokerIAM: the invoker IAM check cannot be turned off.
 	RequireInvokerIAM bool
 	InvokerOrigin     []string
+	// DisableKeyCreation: service-account keys cannot be created.
+	DisableKeyCreation bool
+	KeyOrigin          []string
 }
 
 // Evaluate combines every policy in force: each restricting policy applies,
@@ -323,6 +346,11 @@ func Evaluate(sources []Source) Effective {
 			if r.Enforce != nil && *r.Enforce {
 				e.RequireInvokerIAM = true
 				e.InvokerOrigin = append(e.InvokerOrigin, s.Origin)
+			}
+		case DisableKeyCreation:
+			if r.Enforce != nil && *r.Enforce {
+				e.DisableKeyCreation = true
+				e.KeyOrigin = append(e.KeyOrigin, s.Origin)
 			}
 		}
 	}
@@ -375,6 +403,9 @@ func (e Effective) Policy(resource, id string) *Policy {
 		}
 	case RequireInvokerIAM:
 		enforce := e.RequireInvokerIAM
+		p.Spec.Rules = []Rule{{Enforce: &enforce}}
+	case DisableKeyCreation:
+		enforce := e.DisableKeyCreation
 		p.Spec.Rules = []Rule{{Enforce: &enforce}}
 	}
 	return p

@@ -45,6 +45,18 @@ func TestGcloudServiceAccountKeys(t *testing.T) {
 		t.Errorf("%s\nwant key %s listed", r, keyID)
 	}
 
+	// The org policy iam.disableServiceAccountKeyCreation refuses new keys
+	// (existing ones keep working), until it is lifted.
+	e.mustUsher("org-policies", "enable-enforce", "iam.disableServiceAccountKeyCreation")
+	if r := e.gcloud("iam", "service-accounts", "keys", "create", filepath.Join(e.dir, "refused.json"), "--iam-account="+sa); r.code == 0 || !strings.Contains(r.out(), "disableServiceAccountKeyCreation") {
+		t.Errorf("%s\nwant key creation refused, naming the constraint", r)
+	}
+	// (gcloud may leave the file it opened; no key is in it.)
+	if b, _ := os.ReadFile(filepath.Join(e.dir, "refused.json")); strings.Contains(string(b), "PRIVATE KEY") {
+		t.Error("a refused key was written")
+	}
+	e.mustUsher("org-policies", "disable-enforce", "iam.disableServiceAccountKeyCreation")
+
 	// Service hosts (*.run.localhost) reach the server's listener.
 	dialer := &net.Dialer{}
 	defaultTransport := http.DefaultTransport
