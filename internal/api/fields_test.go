@@ -80,7 +80,9 @@ var v1FieldCases = []fieldCase{
 	{"spec.template.spec.containers[].startupProbe.httpGet.port", 8080.0, "kept"},
 	{"spec.template.spec.containers[].startupProbe.httpGet.port", 9999.0, "refused"},
 	{"spec.template.spec.containers[].startupProbe.httpGet.httpHeaders", []any{map[string]any{"name": "a", "value": "b"}}, "refused"},
-	{"spec.template.spec.containers[].startupProbe.grpc", map[string]any{"port": 8080.0}, "refused"},
+	{"spec.template.spec.containers[].startupProbe.grpc.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].startupProbe.grpc.port", 9999.0, "refused"},
+	{"spec.template.spec.containers[].startupProbe.grpc.service", "api.v1.Greeter", "kept"},
 	{"spec.template.spec.containers[].startupProbe.exec", map[string]any{"command": []any{"true"}}, "refused"},
 	// Liveness cases other than httpGet's start from a tcpSocket probe
 	// (withLiveness): a liveness probe needs an action.
@@ -95,7 +97,9 @@ var v1FieldCases = []fieldCase{
 	{"spec.template.spec.containers[].livenessProbe.periodSeconds", -1.0, "refused"},
 	{"spec.template.spec.containers[].livenessProbe.failureThreshold", 3.0, "kept"},
 	{"spec.template.spec.containers[].livenessProbe.successThreshold", 1.0, "kept"},
-	{"spec.template.spec.containers[].livenessProbe.grpc", map[string]any{"port": 8080.0}, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.grpc.port", 8080.0, "kept"},
+	{"spec.template.spec.containers[].livenessProbe.grpc.port", 9999.0, "refused"},
+	{"spec.template.spec.containers[].livenessProbe.grpc.service", "api.v1.Greeter", "kept"},
 	{"spec.template.spec.containers[].livenessProbe.exec", map[string]any{"command": []any{"true"}}, "refused"},
 	{"spec.template.spec.containers[].readinessProbe", map[string]any{"tcpSocket": map[string]any{}}, "refused"},
 	{"spec.template.spec.containers[].workingDir", "/srv", "kept"},
@@ -251,7 +255,7 @@ func TestEveryV1FieldKeptOrRefused(t *testing.T) {
 			if strings.Contains(c.path, "volume") {
 				withVolume(svc)
 			}
-			if strings.Contains(c.path, "livenessProbe") && !strings.Contains(c.path, "httpGet") {
+			if strings.Contains(c.path, "livenessProbe") && !strings.Contains(c.path, "httpGet") && !strings.Contains(c.path, "grpc") {
 				set(svc, "spec.template.spec.containers[].livenessProbe", map[string]any{"tcpSocket": map[string]any{}})
 			}
 			set(svc, c.path, v)

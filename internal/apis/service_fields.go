@@ -80,7 +80,7 @@ var v1Probe = map[string]v1Field{
 	"periodSeconds":       v1In,
 	"failureThreshold":    v1In,
 	"successThreshold":    v1Hint,
-	"grpc":                v1Refused(notByUsher + ": probes are tcpSocket or httpGet"),
+	"grpc":                v1Message(map[string]v1Field{"port": v1In, "service": v1In}),
 	"exec":                v1Refused(notByUsher),
 }
 

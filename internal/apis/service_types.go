@@ -133,6 +133,7 @@ type Container struct {
 type Probe struct {
 	TCPSocket           *TCPSocketAction `json:"tcpSocket,omitempty"`
 	HTTPGet             *HTTPGetAction   `json:"httpGet,omitempty"`
+	GRPC                *GRPCAction      `json:"grpc,omitempty"`
 	InitialDelaySeconds int32            `json:"initialDelaySeconds,omitempty"`
 	TimeoutSeconds      int32            `json:"timeoutSeconds,omitempty"`
 	PeriodSeconds       int32            `json:"periodSeconds,omitempty"`
@@ -144,6 +145,13 @@ type Probe struct {
 type HTTPGetAction struct {
 	Path string `json:"path,omitempty"`
 	Port int32  `json:"port,omitempty"`
+}
+
+// GRPCAction is a probe's gRPC health check (grpc.health.v1.Health/Check)
+// of Service ("" for the server as a whole), over h2c on the serving port.
+type GRPCAction struct {
+	Port    int32  `json:"port,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // TCPSocketAction is a probe's TCP check.

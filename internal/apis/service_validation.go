@@ -306,11 +306,25 @@ func validateProbe(path string, p *Probe, port int32, needsAction bool) error {
 	if p == nil {
 		return nil
 	}
+	actions := 0
+	for _, set := range []bool{p.TCPSocket != nil, p.HTTPGet != nil, p.GRPC != nil} {
+		if set {
+			actions++
+		}
+	}
 	switch {
-	case p.TCPSocket != nil && p.HTTPGet != nil:
-		return fieldErr(path, "set one of tcpSocket or httpGet, not both")
-	case needsAction && p.TCPSocket == nil && p.HTTPGet == nil:
-		return fieldErr(path, "tcpSocket or httpGet is required")
+	case actions > 1:
+		return fieldErr(path, "set one of tcpSocket, httpGet or grpc")
+	case needsAction && actions == 0:
+		return fieldErr(path, "tcpSocket, httpGet or grpc is required")
+	}
+	if g := p.GRPC; g != nil {
+		if g.Port != 0 && g.Port != port {
+			return fieldErr(path+".grpc.port", "%d is not the serving port %d: probes connect to the serving port only", g.Port, port)
+		}
+		if len(g.Service) > 1024 || strings.ContainsAny(g.Service, "\x00\r\n") {
+			return fieldErr(path+".grpc.service", "%q is not a gRPC service name", g.Service)
+		}
 	}
 	if p.TCPSocket != nil && p.TCPSocket.Port != 0 && p.TCPSocket.Port != port {
 		return fieldErr(path+".tcpSocket.port", "%d is not the serving port %d: probes connect to the serving port only", p.TCPSocket.Port, port)

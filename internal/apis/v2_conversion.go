@@ -208,6 +208,9 @@ func probeToV2(p *Probe) *V2Probe {
 	if p.TCPSocket != nil {
 		v.TCPSocket = &V2TCPSocketAction{Port: p.TCPSocket.Port}
 	}
+	if p.GRPC != nil {
+		v.GRPC = &V2GRPCAction{Port: p.GRPC.Port, Service: p.GRPC.Service}
+	}
 	return v
 }
 
@@ -221,6 +224,9 @@ func probeFromV2(v *V2Probe) *Probe {
 	}
 	if v.TCPSocket != nil {
 		p.TCPSocket = &TCPSocketAction{Port: v.TCPSocket.Port}
+	}
+	if v.GRPC != nil {
+		p.GRPC = &GRPCAction{Port: v.GRPC.Port, Service: v.GRPC.Service}
 	}
 	return p
 }

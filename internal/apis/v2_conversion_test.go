@@ -502,7 +502,7 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"unknown enum number", `{"traffic":[{"type":9}]}`, "", "service.traffic[0].type: invalid value"},
 		{"service-level min instances", `{"scaling":{"minInstanceCount":1}}`, "", "service.scaling.minInstanceCount"},
 		{"manual scaling", `{"scaling":{"scalingMode":"MANUAL"}}`, "", "service.scaling.scalingMode: MANUAL is not supported"},
-		{"grpc liveness probe", `{"template":{"containers":[{"image":"i","livenessProbe":{"grpc":{"port":8080}}}]}}`, "", "service.template.containers[0].livenessProbe.grpc"},
+		{"grpc probe with an unknown field", `{"template":{"containers":[{"image":"i","livenessProbe":{"grpc":{"port":8080,"serviceName":"x"}}}]}}`, "", `Unknown name "serviceName"`},
 		{"probe headers", `{"template":{"containers":[{"image":"i","startupProbe":{"httpGet":{"path":"/","httpHeaders":[{"name":"a","value":"b"}]}}}]}}`, "", "service.template.containers[0].startupProbe.httpGet.httpHeaders"},
 		{"secret env from a config map", `{"template":{"containers":[{"image":"i","env":[{"name":"S","valueSource":{"configMapKeyRef":{}}}]}]}}`, "", `Unknown name "configMapKeyRef" at 'service.template.containers[0].env[0].valueSource'`},
 		{"startup probe on another port name", `{"template":{"containers":[{"image":"i","startupProbe":{"tcpSocket":{"host":"10.0.0.1"}}}]}}`, "", "service.template.containers[0].startupProbe"},

@@ -44,7 +44,7 @@ package apis
 //	  volumeMounts[] {name, mountPath}         volumeMounts
 //	template.volumes[] {name, emptyDir}        volumes: emptyDir (medium MEMORY or unset: in memory;
 //	                                           sizeLimit) only
-//	  startupProbe, livenessProbe               startupProbe, livenessProbe: tcpSocket or httpGet
+//	  startupProbe, livenessProbe               startupProbe, livenessProbe: tcpSocket, httpGet or grpc
 //	                                           (no httpHeaders) on the serving port
 //
 // Refused with INVALID_ARGUMENT naming the field when set to anything but
@@ -186,7 +186,7 @@ type V2VolumeMount struct {
 	MountPath string `json:"mountPath"`
 }
 
-// V2Probe is google.cloud.run.v2.Probe (tcpSocket or httpGet).
+// V2Probe is google.cloud.run.v2.Probe (tcpSocket, httpGet or grpc).
 type V2Probe struct {
 	InitialDelaySeconds int32              `json:"initialDelaySeconds,omitempty"`
 	TimeoutSeconds      int32              `json:"timeoutSeconds,omitempty"`
@@ -194,6 +194,13 @@ type V2Probe struct {
 	FailureThreshold    int32              `json:"failureThreshold,omitempty"`
 	HTTPGet             *V2HTTPGetAction   `json:"httpGet,omitempty"`
 	TCPSocket           *V2TCPSocketAction `json:"tcpSocket,omitempty"`
+	GRPC                *V2GRPCAction      `json:"grpc,omitempty"`
+}
+
+// V2GRPCAction is google.cloud.run.v2.GRPCAction.
+type V2GRPCAction struct {
+	Port    int32  `json:"port,omitempty"`
+	Service string `json:"service,omitempty"`
 }
 
 // V2HTTPGetAction is google.cloud.run.v2.HTTPGetAction.

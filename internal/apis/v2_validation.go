@@ -212,7 +212,7 @@ var v2ProbeSchema = v2Schema{
 		"port":        v2Num,
 		"httpHeaders": notImplemented("is not supported by Usher: probes send no extra headers"),
 	}),
-	"grpc":                notImplemented("is not supported by Usher: probes are tcpSocket or httpGet"),
+	"grpc":                v2Message(v2Schema{"port": v2Num, "service": v2In}),
 	"initialDelaySeconds": v2Num,
 	"timeoutSeconds":      v2Num,
 	"periodSeconds":       v2Num,

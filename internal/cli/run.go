@@ -801,6 +801,13 @@ func parseProbeFlag(flag, s string) (*apis.Probe, error) {
 			p.HTTPGet.Path = v
 			continue
 		}
+		if k == "grpc.service" {
+			if p.GRPC == nil {
+				p.GRPC = &apis.GRPCAction{}
+			}
+			p.GRPC.Service = v
+			continue
+		}
 		n, err := strconv.ParseInt(v, 10, 32)
 		if err != nil {
 			return nil, fmt.Errorf("%s: value for key [%s] must be an integer", flag, k)
@@ -808,6 +815,11 @@ func parseProbeFlag(flag, s string) (*apis.Probe, error) {
 		switch k {
 		case "tcpSocket.port":
 			p.TCPSocket = &apis.TCPSocketAction{Port: int32(n)}
+		case "grpc.port":
+			if p.GRPC == nil {
+				p.GRPC = &apis.GRPCAction{}
+			}
+			p.GRPC.Port = int32(n)
 		case "httpGet.port":
 			if p.HTTPGet == nil {
 				p.HTTPGet = &apis.HTTPGetAction{}
@@ -822,7 +834,7 @@ func parseProbeFlag(flag, s string) (*apis.Probe, error) {
 		case "failureThreshold":
 			p.FailureThreshold = int32(n)
 		default:
-			return nil, fmt.Errorf("%s: key [%s] is not supported by Usher: tcpSocket.port, httpGet.path, httpGet.port, initialDelaySeconds, timeoutSeconds, periodSeconds, failureThreshold", flag, k)
+			return nil, fmt.Errorf("%s: key [%s] is not supported by Usher: tcpSocket.port, httpGet.path, httpGet.port, grpc.port, grpc.service, initialDelaySeconds, timeoutSeconds, periodSeconds, failureThreshold", flag, k)
 		}
 	}
 	return p, nil

@@ -59,7 +59,10 @@ func TestParseProbeFlag(t *testing.T) {
 	if p, err := parseProbeFlag("--liveness-probe", ""); err != nil || p != nil {
 		t.Errorf("empty: %+v %v, want no probe", p, err)
 	}
-	for _, bad := range []string{"grpc.port=8080", "periodSeconds=x", "httpGet.path", "exec.command=true"} {
+	if p, err := parseProbeFlag("--liveness-probe", "grpc.port=8080,grpc.service=api"); err != nil || p.GRPC == nil || p.GRPC.Port != 8080 || p.GRPC.Service != "api" {
+		t.Errorf("grpc: %+v %v", p, err)
+	}
+	for _, bad := range []string{"grpc.port=x", "periodSeconds=x", "httpGet.path", "exec.command=true"} {
 		if _, err := parseProbeFlag("--liveness-probe", bad); err == nil || !strings.Contains(err.Error(), "--liveness-probe") {
 			t.Errorf("%q: %v, want a refusal naming the flag", bad, err)
 		}

@@ -287,7 +287,7 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	if rp.maxScale <= 0 {
 		rp.maxScale = DefaultMaxInstances
 	}
-	if sp := c.StartupProbe; sp != nil && sp.HTTPGet != nil {
+	if sp := c.StartupProbe; sp != nil && (sp.HTTPGet != nil || sp.GRPC != nil) {
 		rp.startup = newProbe(sp, p.cfg.Dial)
 	}
 	if c.LivenessProbe != nil {

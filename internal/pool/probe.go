@@ -9,6 +9,10 @@ import (
 	"net/http"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/runtime"
 )
@@ -25,10 +29,13 @@ const (
 )
 
 // probe is a revision's startup or liveness check of one instance: a TCP
-// connection to its address, or a GET of path there that must answer 2xx
-// or 3xx, each within timeout.
+// connection to its address, a GET of path there that must answer 2xx or
+// 3xx, or a gRPC health check (over h2c) that must answer SERVING, each
+// within timeout.
 type probe struct {
 	path         string // "" for TCP
+	grpc         bool   // a gRPC health check of grpcService
+	grpcService  string
 	initialDelay time.Duration
 	timeout      time.Duration
 	period       time.Duration
@@ -54,6 +61,9 @@ func newProbe(p *apis.Probe, dial func(ctx context.Context, network, addr string
 	if p.FailureThreshold > 0 {
 		pr.failures = int(p.FailureThreshold)
 	}
+	if p.GRPC != nil {
+		pr.grpc, pr.grpcService = true, p.GRPC.Service
+	}
 	if p.HTTPGet != nil {
 		pr.path = p.HTTPGet.Path
 		if pr.path == "" {
@@ -72,6 +82,9 @@ func newProbe(p *apis.Probe, dial func(ctx context.Context, network, addr string
 func (p *probe) once(in runtime.Instance) error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	if p.grpc {
+		return p.checkGRPC(ctx, in)
+	}
 	if p.path == "" {
 		c, err := p.dial(ctx, "tcp", in.Addr())
 		if err != nil {
@@ -154,4 +167,26 @@ func (p *probe) untilDead(in runtime.Instance) error {
 			return fmt.Errorf("failed %d times in a row, last: %w", failed, err)
 		}
 	}
+}
+
+// checkGRPC asks the instance's grpc.health.v1.Health service about
+// grpcService, over h2c through the pool's dialer, on a connection of its
+// own (closed after).
+func (p *probe) checkGRPC(ctx context.Context, in runtime.Instance) error {
+	conn, err := grpc.NewClient("passthrough:///"+in.Addr(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) { return p.dial(ctx, "tcp", addr) }),
+		grpc.WithUserAgent(probeUserAgent))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: p.grpcService})
+	if err != nil {
+		return fmt.Errorf("gRPC health check: %w", err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("gRPC health check of %q: %s", p.grpcService, resp.GetStatus())
+	}
+	return nil
 }

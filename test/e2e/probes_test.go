@@ -47,3 +47,24 @@ func TestProbes(t *testing.T) {
 		return r.status == http.StatusOK, r.body
 	})
 }
+
+// TestGRPCProbes: a gRPC health check (grpc.health.v1, over h2c) as startup
+// and liveness probe: a SERVING service passes and the revision serves; a
+// service the instance does not know fails the deploy, the previous
+// revision serving on.
+func TestGRPCProbes(t *testing.T) {
+	s := startServer(t)
+	s.deploy(t, "grpc-probed", grpcBin, "--use-http2", "--startup-probe=grpc.port=8080,periodSeconds=1,failureThreshold=10",
+		"--liveness-probe=grpc.port=8080,periodSeconds=1,failureThreshold=3")
+	before := s.describe(t, "grpc-probed").Status.LatestReadyRevisionName
+	if before == "" {
+		t.Fatal("no ready revision after a deploy whose gRPC startup probe passed")
+	}
+	r := s.cli(t, "run", "services", "update", "grpc-probed", "--region="+region, "--startup-probe=grpc.service=no.such.Service,periodSeconds=1,failureThreshold=2")
+	if r.code == 0 || !strings.Contains(r.stderr, "startup probe") || !strings.Contains(r.stderr, "NotFound") {
+		t.Errorf("a gRPC startup probe of an unknown service: %s, want the deploy to fail naming the probe", r)
+	}
+	if got := s.describe(t, "grpc-probed").Status.LatestReadyRevisionName; got != before {
+		t.Errorf("after the failed deploy, the ready revision is %q, want %q still", got, before)
+	}
+}

@@ -25,8 +25,6 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		{"vpc connector", []string{"--vpc-connector=conn"}, "run.googleapis.com/vpc-access-connector"},
 		{"direct vpc", []string{"--network=default"}, "run.googleapis.com/network-interfaces"},
 		{"cloud storage volume", []string{"--add-volume=name=v,type=cloud-storage,bucket=b", "--add-volume-mount=volume=v,mount-path=/tmp/v"}, "volumes[0].csi"},
-		{"grpc liveness probe", []string{"--liveness-probe=grpc.port=8080"}, "livenessProbe.grpc"},
-		{"grpc startup probe", []string{"--startup-probe=grpc.port=8080"}, "startupProbe.grpc"},
 		{"cpu always allocated", []string{"--no-cpu-throttling"}, "run.googleapis.com/cpu-throttling"},
 		{"execution environment", []string{"--execution-environment=gen1"}, "run.googleapis.com/execution-environment"},
 		{"session affinity", []string{"--session-affinity"}, "run.googleapis.com/sessionAffinity"},

@@ -150,6 +150,13 @@ func TestGcloudProbes(t *testing.T) {
 	if got := value("spec.template.spec.containers[0].startupProbe.tcpSocket.port"); got != "8080" {
 		t.Errorf("startupProbe.tcpSocket.port %q, want 8080", got)
 	}
+	// A gRPC health check is accepted and kept as gcloud sent it (hello
+	// serves no gRPC: with a long period, nothing fails before it is
+	// removed below; TestGRPCProbes runs one against a gRPC service).
+	e.mustGcloud("run", "services", "update", "probed", "--region="+region, "--quiet", "--liveness-probe=grpc.port=8080,grpc.service=api.Health,periodSeconds=3600")
+	if got := value("spec.template.spec.containers[0].livenessProbe.grpc.service"); got != "api.Health" {
+		t.Errorf("livenessProbe.grpc.service %q, want api.Health", got)
+	}
 	e.mustGcloud("run", "services", "update", "probed", "--region="+region, "--quiet", "--liveness-probe=")
 	if got := value("spec.template.spec.containers[0].livenessProbe"); got != "" {
 		t.Errorf("after --liveness-probe=\"\": livenessProbe %q, want none", got)
