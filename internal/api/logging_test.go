@@ -27,10 +27,10 @@ func TestLogEntriesList(t *testing.T) {
 		t.Cleanup(func() { cancel(); <-trail.Done(); <-book.Done() })
 		cfg.Audit, cfg.Entries = trail, book
 	})
-	book.Output(project, region, "hello", "hello-00001", "i1", time.Time{}, "hello from stdout")
+	book.Output(project, region, "hello", "hello-00001", "i1", time.Time{}, "hello from stdout", false)
 	book.Request(project, region, "hello", logentries.Request{Revision: "hello-00001", Method: "GET", URL: "http://hello/", Status: 200, Latency: time.Millisecond})
 	book.Request(project, region, "hello", logentries.Request{Method: "GET", URL: "http://hello/", Status: 403, Reason: "no run.routes.invoke"})
-	book.Output(project, region, "other", "other-00001", "i2", time.Time{}, "not hello")
+	book.Output(project, region, "other", "other-00001", "i2", time.Time{}, "not hello", false)
 	h.grantAs(client.ProjectPath(project), "roles/logging.viewer", "user:logs@example.com", nil)
 
 	list := func(email string, body map[string]any) response {

@@ -124,6 +124,9 @@ func serviceEntry(project, region, service, stream, id string, received time.Tim
 		return e
 	}
 	e.LogName = logName(project, LogStdout)
+	if r.Stderr {
+		e.LogName = logName(project, LogStderr)
+	}
 	if r.Instance != "" {
 		e.Labels = map[string]string{"instanceId": r.Instance}
 	}

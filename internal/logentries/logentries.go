@@ -74,6 +74,7 @@ const (
 // Log names, as Cloud Run's.
 const (
 	LogStdout   = "run.googleapis.com%2Fstdout"
+	LogStderr   = "run.googleapis.com%2Fstderr"
 	LogRequests = "run.googleapis.com%2Frequests"
 	LogActivity = "cloudaudit.googleapis.com%2Factivity"
 )
@@ -132,6 +133,7 @@ type record struct {
 	Instance string      `json:"inst,omitempty"`
 	Text     string      `json:"text,omitempty"`
 	HTTP     *storedHTTP `json:"http,omitempty"`
+	Stderr   bool        `json:"err,omitempty"` // an output line from stderr
 }
 
 type storedHTTP struct {
@@ -220,15 +222,16 @@ func New(cfg Config) *Book {
 	}
 }
 
-// Output enqueues one line an instance of a service's revision printed,
-// without blocking; false: the queue was full and the line was dropped.
-func (b *Book) Output(project, region, service, revision, instance string, at time.Time, text string) bool {
+// Output enqueues one line an instance of a service's revision printed (on
+// stderr when stderr), without blocking; false: the queue was full and the
+// line was dropped.
+func (b *Book) Output(project, region, service, revision, instance string, at time.Time, text string, stderr bool) bool {
 	if len(text) > MaxTextBytes {
 		text = text[:MaxTextBytes] + " …(cut)"
 	}
 	return b.enqueue(queued{
 		stream: state.LogStreamPrefix(project, region, service, state.LogStreamOutput),
-		rec:    record{Time: b.when(at), Revision: revision, Instance: instance, Text: text},
+		rec:    record{Time: b.when(at), Revision: revision, Instance: instance, Text: text, Stderr: stderr},
 	})
 }
 

@@ -55,13 +55,13 @@ func TestEntriesInGooglesShape(t *testing.T) {
 	st := openStore(t, filepath.Join(t.TempDir(), "db"))
 	defer st.Close()
 	b := New(Config{Store: st})
-	b.Output("p", "us-central1", "hello", "hello-00001", "i1", t0, "Listening on :8080")
-	b.Output("p", "us-central1", "hello", "hello-00001", "i1", t0.Add(time.Second), `{"severity":"error","message":"boom"}`)
+	b.Output("p", "us-central1", "hello", "hello-00001", "i1", t0, "Listening on :8080", false)
+	b.Output("p", "us-central1", "hello", "hello-00001", "i1", t0.Add(time.Second), `{"severity":"error","message":"boom"}`, false)
 	b.Request("p", "us-central1", "hello", Request{Time: t0.Add(2 * time.Second), Revision: "hello-00001", Method: "GET", URL: "http://hello.example/x",
 		Status: 200, Latency: 12 * time.Millisecond, RemoteIP: "10.0.0.1", UserAgent: "curl"})
 	b.Request("p", "us-central1", "hello", Request{Time: t0.Add(3 * time.Second), Method: "GET", URL: "http://hello.example/", Status: 403, Reason: "caller lacks run.routes.invoke"})
-	b.Output("p", "us-central1", "other", "other-00001", "i2", t0, "not hello")
-	b.Output("q", "us-central1", "hello", "hello-00001", "i3", t0, "another project")
+	b.Output("p", "us-central1", "other", "other-00001", "i2", t0, "not hello", false)
+	b.Output("q", "us-central1", "hello", "hello-00001", "i3", t0, "another project", false)
 
 	got := list(t, b, Query{Filter: filter(t, `resource.type="cloud_run_revision" AND resource.labels.service_name="hello"`)})
 	if len(got) != 4 {
@@ -115,7 +115,7 @@ func TestDurableAcrossRestart(t *testing.T) {
 	b := New(Config{Store: st})
 	ctx, cancel := context.WithCancel(context.Background())
 	go b.Run(ctx)
-	b.Output("p", "r", "s", "s-1", "i", t0, "before the restart")
+	b.Output("p", "r", "s", "s-1", "i", t0, "before the restart", false)
 	cancel()
 	<-b.Done() // Run writes what is queued on its way out
 	st.Close()
@@ -137,7 +137,7 @@ func TestBoundedPerStream(t *testing.T) {
 	b := New(Config{Store: st, MaxPerStream: 5})
 	for i := range 3 {
 		for j := range 4 {
-			b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Duration(i*4+j)*time.Second), fmt.Sprintf("line %d", i*4+j))
+			b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Duration(i*4+j)*time.Second), fmt.Sprintf("line %d", i*4+j), false)
 		}
 		b.Flush(context.Background())
 	}
@@ -159,8 +159,8 @@ func TestBoundedPerStream(t *testing.T) {
 	st = openStore(t, path)
 	defer st.Close()
 	b = New(Config{Store: st, MaxPerStream: 5})
-	b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Hour), "after restart")
-	b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Hour), "after restart")
+	b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Hour), "after restart", false)
+	b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Hour), "after restart", false)
 	if lines := list(t, b, Query{Filter: filter(t, `logName:stdout`)}); len(lines) != 2 || lines[0].TextPayload != "after restart" {
 		t.Errorf("after a restart, the bound still holds: %+v", lines)
 	}
@@ -178,7 +178,7 @@ func TestFullQueueDrops(t *testing.T) {
 	b := New(Config{Store: st, QueueSize: 3})
 	accepted := 0
 	for i := range 5 {
-		if b.Output("p", "r", "s", "s-1", "i", t0, fmt.Sprint(i)) {
+		if b.Output("p", "r", "s", "s-1", "i", t0, fmt.Sprint(i), false) {
 			accepted++
 		}
 	}
@@ -189,7 +189,7 @@ func TestFullQueueDrops(t *testing.T) {
 		t.Errorf("%d entries written, want the 3 queued", len(got))
 	}
 	long := strings.Repeat("x", MaxTextBytes+100)
-	b.Output("p", "r", "s", "s-1", "i", t0, long)
+	b.Output("p", "r", "s", "s-1", "i", t0, long, false)
 	got := list(t, b, Query{Filter: filter(t, `textPayload:"(cut)"`)})
 	if len(got) != 1 || len(got[0].TextPayload) > MaxTextBytes+20 {
 		t.Errorf("a long line is cut: %d entries", len(got))
@@ -201,7 +201,7 @@ func TestOrderAndPages(t *testing.T) {
 	defer st.Close()
 	b := New(Config{Store: st})
 	for i := range 7 {
-		b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Duration(i)*time.Second), fmt.Sprint(i))
+		b.Output("p", "r", "s", "s-1", "i", t0.Add(time.Duration(i)*time.Second), fmt.Sprint(i), false)
 	}
 	b.Flush(context.Background())
 	for _, desc := range []bool{false, true} {
@@ -267,9 +267,9 @@ func TestPruneByAge(t *testing.T) {
 	defer st.Close()
 	now := t0
 	b := New(Config{Store: st, MaxAge: 24 * time.Hour, Now: func() time.Time { return now }})
-	b.Output("p", "r", "gone", "gone-1", "i", t0, "old")
+	b.Output("p", "r", "gone", "gone-1", "i", t0, "old", false)
 	b.Flush(context.Background())
-	b.Output("p", "r", "kept", "kept-1", "i", t0.Add(23*time.Hour), "new")
+	b.Output("p", "r", "kept", "kept-1", "i", t0.Add(23*time.Hour), "new", false)
 	b.Flush(context.Background())
 	now = t0.Add(25 * time.Hour)
 	if n, err := b.Prune(context.Background()); err != nil || n != 1 {
@@ -295,10 +295,10 @@ func TestLines(t *testing.T) {
 		if i%2 == 1 {
 			rev = "s-2"
 		}
-		b.Output("p", "r", "s", rev, "i", t0.Add(time.Duration(i)*time.Second), fmt.Sprintf(`{"n":%d}`, i))
+		b.Output("p", "r", "s", rev, "i", t0.Add(time.Duration(i)*time.Second), fmt.Sprintf(`{"n":%d}`, i), false)
 	}
 	b.Request("p", "r", "s", Request{Method: "GET", URL: "/", Status: 200})
-	b.Output("p", "r", "other", "o-1", "i", t0, "other's")
+	b.Output("p", "r", "other", "o-1", "i", t0, "other's", false)
 	b.Flush(context.Background())
 	text := func(lines []logs.Entry) string {
 		var out []string
@@ -333,7 +333,7 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 		go func() {
 			defer func() { done <- struct{}{} }()
 			for i := range 500 {
-				for !b.Output("p", "r", "s", "s-1", fmt.Sprint(w), time.Time{}, fmt.Sprint(i)) {
+				for !b.Output("p", "r", "s", "s-1", fmt.Sprint(w), time.Time{}, fmt.Sprint(i), false) {
 					b.Flush(ctx) // full: let the writer catch up, never block the caller
 				}
 			}
@@ -353,5 +353,23 @@ func TestConcurrentWritersAndReaders(t *testing.T) {
 	lines, err := func() ([]logs.Entry, error) { b.Flush(ctx); return b.Lines(ctx, "p", "r", "s", "", 0) }()
 	if err != nil || len(lines) != 2000 {
 		t.Errorf("%d lines written (%v), want 2000", len(lines), err)
+	}
+}
+
+// TestStderrLines: a line the instance printed on stderr is an entry of
+// run.googleapis.com/stderr, which a logName filter tells apart.
+func TestStderrLines(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "db"))
+	defer st.Close()
+	b := New(Config{Store: st})
+	b.Output("p", "us-central1", "hello", "hello-00001", "i1", t0, "to stdout", false)
+	b.Output("p", "us-central1", "hello", "hello-00001", "i1", t0.Add(time.Second), "to stderr", true)
+	got := list(t, b, Query{Filter: filter(t, `logName="projects/p/logs/run.googleapis.com%2Fstderr"`)})
+	if len(got) != 1 || got[0].TextPayload != "to stderr" {
+		t.Fatalf("stderr entries: %+v", got)
+	}
+	got = list(t, b, Query{Filter: filter(t, `logName="projects/p/logs/run.googleapis.com%2Fstdout"`)})
+	if len(got) != 1 || got[0].TextPayload != "to stdout" {
+		t.Fatalf("stdout entries: %+v", got)
 	}
 }

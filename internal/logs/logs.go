@@ -19,6 +19,8 @@ type Entry struct {
 	Revision string    `json:"revision"`
 	Instance string    `json:"instance"`
 	Text     string    `json:"textPayload"`
+	// Stderr: the line came from the instance's stderr (else stdout).
+	Stderr bool `json:"stderr,omitempty"`
 }
 
 // DefaultLinesPerService bounds memory: about 1 MB per service for 80-byte lines.

@@ -410,7 +410,8 @@ func (rp *revisionPool) scaleUpLocked() {
 func (rp *revisionPool) start() {
 	spec := rp.spec
 	out := &lineLogger{log: rp.log, book: rp.p.cfg.Output, also: rp.p.cfg.OnOutput, key: rp.serviceKey, service: spec.Service, revision: spec.Revision}
-	spec.Logs = out
+	errOut := &lineLogger{log: rp.log, book: rp.p.cfg.Output, also: rp.p.cfg.OnOutput, key: rp.serviceKey, service: spec.Service, revision: spec.Revision, stderr: true}
+	spec.Logs, spec.ErrLogs = out, errOut
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), spec.WithDefaults().StartupTimeout+5*time.Second)
 	var rin runtime.Instance
@@ -422,6 +423,7 @@ func (rp *revisionPool) start() {
 	cancel()
 	if err == nil {
 		out.instance.Store(rin.ID())
+		errOut.instance.Store(rin.ID())
 		if rp.startup != nil {
 			// Listening is not enough: the startup probe decides.
 			if err = rp.startup.untilReady(rin); err != nil {
@@ -778,6 +780,7 @@ type lineLogger struct {
 	book                   *logs.Book[logs.Entry]
 	also                   func(serviceKey string, e logs.Entry)
 	key, service, revision string
+	stderr                 bool         // the lines are the instance's stderr
 	instance               atomic.Value // string, once started
 }
 
@@ -787,8 +790,12 @@ func (l *lineLogger) Write(b []byte) (int, error) {
 	if id == "" {
 		id = "starting"
 	}
-	l.log.Info(text, "stream", "instance", "instance", id)
-	e := logs.Entry{Time: time.Now(), Service: l.service, Revision: l.revision, Instance: id, Text: text}
+	stream := "stdout"
+	if l.stderr {
+		stream = "stderr"
+	}
+	l.log.Info(text, "stream", stream, "instance", id)
+	e := logs.Entry{Time: time.Now(), Service: l.service, Revision: l.revision, Instance: id, Text: text, Stderr: l.stderr}
 	if l.book != nil {
 		l.book.Add(l.key, e)
 	}

@@ -105,10 +105,14 @@ type InstanceSpec struct {
 	// without waiting for it to listen on PORT; the caller waits on Done.
 	RunToCompletion bool
 
-	// Logs receives the instance's stdout and stderr, one whole line
-	// (ending in "\n") per Write call, from a single goroutine. It may be nil
-	// (discard). A slow writer slows the instance down.
+	// Logs receives the instance's stdout (and its stderr when ErrLogs is
+	// nil), one whole line (ending in "\n") per Write call, from a single
+	// goroutine. It may be nil (discard). A slow writer slows the instance
+	// down.
 	Logs io.Writer
+	// ErrLogs, if set, receives the instance's stderr the same way (from a
+	// goroutine of its own), so the two streams stay apart.
+	ErrLogs io.Writer
 }
 
 // WithDefaults returns s with zero or negative durations replaced by the

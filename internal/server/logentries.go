@@ -45,7 +45,7 @@ func logOutput(book *logentries.Book) func(serviceKey string, e logs.Entry) {
 		if len(parts) != 3 {
 			return
 		}
-		book.Output(parts[0], parts[1], parts[2], e.Revision, e.Instance, e.Time, e.Text)
+		book.Output(parts[0], parts[1], parts[2], e.Revision, e.Instance, e.Time, e.Text, e.Stderr)
 	}
 }
 

@@ -96,7 +96,7 @@ func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id stri
 	if logs == nil {
 		logs = io.Discard
 	}
-	go in.pump(att.Reader, logs)
+	go in.pump(att.Reader, logs, spec.ErrLogs)
 
 	// From here until its address is registered (or the launch failed), the
 	// container may call the host from an address InstanceAt does not know:
@@ -263,18 +263,23 @@ func orNone(s string) string {
 }
 
 // pump demultiplexes the container's stdout and stderr and copies them to w
-// one whole line per Write, remembering the last lines for error messages.
+// (stderr to errW when set) one whole line per Write, remembering the last lines for error messages.
 // It drains r even when w fails.
-func (in *instance) pump(r io.Reader, w io.Writer) {
+func (in *instance) pump(r io.Reader, w, errW io.Writer) {
 	defer close(in.pumped)
 	s := &sink{w: w, in: in}
-	out, errOut := &lineSplitter{s: s}, &lineSplitter{s: s}
+	es := s
+	if errW != nil {
+		es = &sink{w: errW, in: in}
+	}
+	out, errOut := &lineSplitter{s: s}, &lineSplitter{s: es}
 	stdcopy.StdCopy(out, errOut, r)
 	out.flush()
 	errOut.flush()
 }
 
-// sink is where both streams' lines go, from the single pump goroutine.
+// sink is where a stream's lines go (one sink for both unless stderr is
+// kept apart), from the single pump goroutine.
 type sink struct {
 	w      io.Writer
 	failed bool

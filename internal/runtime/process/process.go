@@ -504,10 +504,10 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 	if err != nil {
 		return nil, fmt.Errorf("work dir: %w", err)
 	}
-	pr, pw, err := os.Pipe()
+	out, err := newOutputs(spec)
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("output pipe: %w", err)
+		return nil, err
 	}
 	run := dir
 	if spec.WorkingDir != "" {
@@ -518,15 +518,15 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 		Args:   argv,
 		Env:    env,
 		Dir:    run,
-		Stdout: pw, // an *os.File: passed as is, no copying goroutine
-		Stderr: pw,
+		Stdout: out.stdout, // *os.Files: passed as they are, no copying goroutine
+		Stderr: out.stderr,
 	}
 	setProcAttr(cmd)
 	defer r.launches.Begin()() // see WaitInstanceOfGroup
 	err = startCmd(cmd)
-	pw.Close()
+	out.closeWriters()
 	if err != nil {
-		pr.Close()
+		out.closeReaders()
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("instance %s: start %s: %w", id, path, err)
 	}
@@ -552,16 +552,7 @@ func (r *Runtime) launch(spec runtime.InstanceSpec, exe, id string, port int) (*
 		}
 		r.mu.Unlock()
 	}()
-	logs := spec.Logs
-	if logs == nil {
-		logs = io.Discard
-	}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		in.copyLines(pr, logs)
-	}()
-	go in.wait(pr, copied)
+	go in.wait(out, in.copyOutputs(out, spec))
 	return in, nil
 }
 
@@ -608,26 +599,26 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 		in.release()
 		return nil, fmt.Errorf("instance %s: %w", id, err)
 	}
-	pr, pw, err := os.Pipe()
+	out, err := newOutputs(spec)
 	if err != nil {
-		return fail(fmt.Errorf("output pipe: %w", err))
+		return fail(err)
 	}
-	cmd := &exec.Cmd{Stdout: pw, Stderr: pw}
+	cmd := &exec.Cmd{Stdout: out.stdout, Stderr: out.stderr}
 	var uns *userNS
 	if r.userNS {
 		uns = &userNS{UID: sb.UID, GID: sb.GID}
 	}
 	cfgW, statusR, ctl, err := sandboxCmd(cmd, program, uns)
 	if err != nil {
-		pr.Close()
-		pw.Close()
+		out.closeReaders()
+		out.closeWriters()
 		return fail(err)
 	}
 	err = startCmd(cmd)
-	pw.Close()
+	out.closeWriters()
 	closeAfterStart(cmd)
 	if err != nil {
-		pr.Close()
+		out.closeReaders()
 		cfgW.Close()
 		statusR.Close()
 		if ctl != nil {
@@ -688,16 +679,7 @@ func (r *Runtime) launchSandboxed(spec runtime.InstanceSpec, env []string, path 
 	}
 	serr := setup()
 	in.lifeline = cfgW // closed when the instance is gone: see sandboxInit
-	logs := spec.Logs
-	if logs == nil {
-		logs = io.Discard
-	}
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		in.copyLines(pr, logs)
-	}()
-	go in.wait(pr, copied)
+	go in.wait(out, in.copyOutputs(out, spec))
 	if serr != nil {
 		in.kill()
 		return nil, fmt.Errorf("instance %s: sandbox: %w", id, serr)
@@ -745,9 +727,73 @@ func (in *instance) dial(ctx context.Context) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", in.addr)
 }
 
+// outputs are the pipes of an instance's stdout and stderr: one pipe for
+// both unless the spec keeps stderr apart (ErrLogs).
+type outputs struct {
+	stdout, stderr *os.File // the instance's ends
+	readers        []*os.File
+}
+
+func newOutputs(spec runtime.InstanceSpec) (*outputs, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("output pipe: %w", err)
+	}
+	o := &outputs{stdout: w, stderr: w, readers: []*os.File{r}}
+	if spec.ErrLogs != nil {
+		er, ew, err := os.Pipe()
+		if err != nil {
+			r.Close()
+			w.Close()
+			return nil, fmt.Errorf("error output pipe: %w", err)
+		}
+		o.stderr = ew
+		o.readers = append(o.readers, er)
+	}
+	return o, nil
+}
+
+// closeWriters closes the instance's ends, once it holds them.
+func (o *outputs) closeWriters() {
+	o.stdout.Close()
+	if o.stderr != o.stdout {
+		o.stderr.Close()
+	}
+}
+
+func (o *outputs) closeReaders() {
+	for _, r := range o.readers {
+		r.Close()
+	}
+}
+
+// copyOutputs copies each pipe to its writer, one goroutine each; the
+// channel closes once both are drained.
+func (in *instance) copyOutputs(o *outputs, spec runtime.InstanceSpec) <-chan struct{} {
+	writers := []io.Writer{spec.Logs, spec.ErrLogs}
+	copied := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, r := range o.readers {
+		w := writers[i]
+		if w == nil {
+			w = io.Discard
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in.copyLines(r, w)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(copied)
+	}()
+	return copied
+}
+
 // wait reaps the process, kills what is left of its group, drains the output
 // and then closes done.
-func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
+func (in *instance) wait(out *outputs, copied <-chan struct{}) {
 	werr := in.cmd.Wait()
 	// As when a container stops: nothing of the instance outlives its main
 	// process. This also closes the output pipe held by its children.
@@ -758,7 +804,7 @@ func (in *instance) wait(pr *os.File, copied <-chan struct{}) {
 	case <-t.C: // someone escaped the group and still holds the pipe
 	}
 	t.Stop()
-	pr.Close()
+	out.closeReaders()
 	<-copied
 	if in.dir != "" {
 		os.RemoveAll(in.dir)

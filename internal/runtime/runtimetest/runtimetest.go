@@ -72,6 +72,7 @@ func Run(t *testing.T, rt runtime.Runtime, image func(t *testing.T, app string) 
 	t.Run("CommandArgs", s.testCommandArgs)
 	t.Run("ReservedEnv", s.testReservedEnv)
 	t.Run("Logs", s.testLogs)
+	t.Run("StderrApart", s.testStderrApart)
 	t.Run("ExitByItself", s.testExitByItself)
 	t.Run("ChildrenDieWithInstance", s.testChildrenDie)
 	t.Run("StopGraceful", s.testStopGraceful)
@@ -279,6 +280,28 @@ func (s *suite) testLogs(t *testing.T) {
 	logs.WaitFor(t, out)
 	logs.WaitFor(t, errOut)
 	logs.CheckLines(t)
+}
+
+// testStderrApart: with ErrLogs, stderr lines go there and stdout lines to
+// Logs, never crossed.
+func (s *suite) testStderrApart(t *testing.T) {
+	t.Parallel()
+	spec, logs := s.spec(t)
+	errLogs := NewLogBuffer(t)
+	spec.ErrLogs = errLogs
+	in := s.start(t, spec)
+	logs.WaitFor(t, "testapp: listening")
+	errLogs.WaitFor(t, "testapp: hello from stderr")
+	out, errOut := "to-stdout-"+randHex(t), "to-stderr-"+randHex(t)
+	get(t, in, "/log?msg="+out)
+	get(t, in, "/log?stream=stderr&msg="+errOut)
+	logs.WaitFor(t, out)
+	errLogs.WaitFor(t, errOut)
+	if logs.Contains(errOut) || errLogs.Contains(out) || logs.Contains("hello from stderr") {
+		t.Errorf("streams crossed: stdout %q, stderr %q", logs.String(), errLogs.String())
+	}
+	logs.CheckLines(t)
+	errLogs.CheckLines(t)
 }
 
 func (s *suite) testExitByItself(t *testing.T) {
@@ -613,6 +636,9 @@ func (l *LogBuffer) CloseAtDone() {
 	l.closed = true
 	l.mu.Unlock()
 }
+
+// Contains reports whether s was written so far.
+func (l *LogBuffer) Contains(s string) bool { return strings.Contains(l.String(), s) }
 
 // String returns everything written so far.
 func (l *LogBuffer) String() string {
