@@ -137,9 +137,11 @@ func TestGcloudLogging(t *testing.T) {
 	})
 }
 
+// hasOutput reports whether an entry of the instances' stderr (where
+// examples/hello's log package writes) carries text.
 func hasOutput(entries []logEntry, text string) bool {
 	for _, en := range entries {
-		if strings.HasSuffix(en.LogName, "/logs/run.googleapis.com%2Fstdout") && strings.Contains(en.TextPayload, text) {
+		if strings.HasSuffix(en.LogName, "/logs/run.googleapis.com%2Fstderr") && strings.Contains(en.TextPayload, text) {
 			return true
 		}
 	}
