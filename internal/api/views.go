@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/apis"
 )
 
@@ -11,20 +12,9 @@ import (
 // each, named as the service), for `gcloud run configurations|routes`.
 
 func (a *API) listConfigurations(w http.ResponseWriter, r *http.Request, c *caller) error {
-	project, region := pathScope(r)
-	got, err := a.cfg.Core.ListConfigurations(r.Context(), c, project, listRegion(region))
-	if err != nil {
-		return err
-	}
-	selector := labelSelector(r.URL.Query().Get("labelSelector"))
-	list := apis.List[apis.Configuration]{APIVersion: apis.ServingAPIVersion, Kind: "ConfigurationList",
-		Metadata: apis.ListMeta{ResourceVersion: strconv.FormatInt(got.Revision, 10)}, Items: []apis.Configuration{}}
-	for i := range got.Items {
-		if v := apis.ConfigurationOf(&got.Items[i]); selector(v.Metadata.Labels) {
-			list.Items = append(list.Items, v)
-		}
-	}
-	return writeJSON(w, http.StatusOK, list)
+	return listViews(w, r, "ConfigurationList", func(project, region string) (*admin.ServiceList, error) {
+		return a.cfg.Core.ListConfigurations(r.Context(), c, project, region)
+	}, apis.ConfigurationOf, func(v apis.Configuration) map[string]string { return v.Metadata.Labels })
 }
 
 func (a *API) getConfiguration(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -37,20 +27,9 @@ func (a *API) getConfiguration(w http.ResponseWriter, r *http.Request, c *caller
 }
 
 func (a *API) listRoutes(w http.ResponseWriter, r *http.Request, c *caller) error {
-	project, region := pathScope(r)
-	got, err := a.cfg.Core.ListRoutes(r.Context(), c, project, listRegion(region))
-	if err != nil {
-		return err
-	}
-	selector := labelSelector(r.URL.Query().Get("labelSelector"))
-	list := apis.List[apis.Route]{APIVersion: apis.ServingAPIVersion, Kind: "RouteList",
-		Metadata: apis.ListMeta{ResourceVersion: strconv.FormatInt(got.Revision, 10)}, Items: []apis.Route{}}
-	for i := range got.Items {
-		if v := apis.RouteOf(&got.Items[i]); selector(v.Metadata.Labels) {
-			list.Items = append(list.Items, v)
-		}
-	}
-	return writeJSON(w, http.StatusOK, list)
+	return listViews(w, r, "RouteList", func(project, region string) (*admin.ServiceList, error) {
+		return a.cfg.Core.ListRoutes(r.Context(), c, project, region)
+	}, apis.RouteOf, func(v apis.Route) map[string]string { return v.Metadata.Labels })
 }
 
 func (a *API) getRoute(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -60,4 +39,24 @@ func (a *API) getRoute(w http.ResponseWriter, r *http.Request, c *caller) error 
 		return err
 	}
 	return writeJSON(w, http.StatusOK, apis.RouteOf(s))
+}
+
+// listViews answers a list of one view of every service the scope holds,
+// filtered by labelSelector.
+func listViews[T any](w http.ResponseWriter, r *http.Request, kind string, list func(project, region string) (*admin.ServiceList, error),
+	view func(*apis.Service) T, labels func(T) map[string]string) error {
+	project, region := pathScope(r)
+	got, err := list(project, listRegion(region))
+	if err != nil {
+		return err
+	}
+	selector := labelSelector(r.URL.Query().Get("labelSelector"))
+	out := apis.List[T]{APIVersion: apis.ServingAPIVersion, Kind: kind,
+		Metadata: apis.ListMeta{ResourceVersion: strconv.FormatInt(got.Revision, 10)}, Items: []T{}}
+	for i := range got.Items {
+		if v := view(&got.Items[i]); selector(labels(v)) {
+			out.Items = append(out.Items, v)
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
