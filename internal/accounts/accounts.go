@@ -1,7 +1,7 @@
 // Package accounts keeps, in memory, which of Usher's service accounts may
-// still authenticate, so that deleting or disabling an account takes effect
-// on the very next request: a token minted for it (its "sub" is the
-// account's unique ID) is refused at the gateway and at the admin API, even
+// still authenticate, so that deleting or disabling an account (or
+// deleting its project) takes effect on the very next request: a token
+// minted for it (its "sub" is the account's unique ID) is refused at the gateway and at the admin API, even
 // though its signature and expiry are still good, and a token minted for a
 // deleted account is refused for a re-created one of the same email.
 //
@@ -28,7 +28,8 @@ import (
 )
 
 // ErrUnusable is a valid token of a service account that was deleted,
-// re-created or disabled since it was minted.
+// re-created or disabled since it was minted, or whose project is being
+// deleted.
 var ErrUnusable = errors.New("accounts: the token's service account is deleted or disabled")
 
 // account is what the checks need of one account.
@@ -75,17 +76,21 @@ func (x *Index) Sync(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	snap := &snapshot{accounts: map[string]account{}, projects: map[string]bool{}, defaults: map[string]bool{}}
-	for _, e := range sas {
-		var sa apis.ServiceAccount
-		if json.Unmarshal(e.Value, &sa) == nil {
-			snap.accounts[strings.ToLower(sa.Email)] = account{uid: sa.UniqueID, disabled: sa.Disabled}
-		}
-	}
+	inactive := map[string]bool{} // projects being deleted
 	for _, e := range projects {
 		var p state.Project
 		if json.Unmarshal(e.Value, &p) == nil {
 			snap.projects[p.ProjectID] = true
 			snap.defaults[apis.DefaultServiceAccount(p.ProjectID)] = true
+			inactive[p.ProjectID] = !p.Active()
+		}
+	}
+	for _, e := range sas {
+		var sa apis.ServiceAccount
+		parts := state.SplitKey(e.Key, state.ServiceAccountsPrefix, 2)
+		if parts != nil && json.Unmarshal(e.Value, &sa) == nil {
+			// An account of a project being deleted is as good as disabled.
+			snap.accounts[strings.ToLower(sa.Email)] = account{uid: sa.UniqueID, disabled: sa.Disabled || inactive[parts[0]]}
 		}
 	}
 	x.snap.Store(snap)

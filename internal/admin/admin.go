@@ -94,6 +94,11 @@ type Config struct {
 	Sync   Syncer
 	// DefaultRegion is used when a request names none.
 	DefaultRegion string
+	// RootProject is the server's first project, which stands in for an
+	// organization: creating projects needs resourcemanager.projects.create
+	// on it, and it cannot be deleted (projects.go). Empty: no project can
+	// be created.
+	RootProject string
 	// ServiceURL renders a service's URL.
 	ServiceURL func(project, region, name string) string
 	// Logs holds jobs' recent task output, and services' instances' when

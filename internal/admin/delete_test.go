@@ -99,7 +99,7 @@ func newDeleteFixture(t *testing.T) *deleteFixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	f := &deleteFixture{t: t, st: st, fail: &failingStore{Store: st}, owner: &Caller{Principal: iam.NewPrincipal(delOwner), Via: "api"}}
-	f.put(state.ProjectKey(delProject), state.Project{ProjectID: delProject, ProjectNumber: apis.ProjectNumber(delProject)})
+	f.put(state.ProjectKey(delProject), state.Project{ProjectID: delProject, ProjectNumber: apis.ProjectNumber(delProject), LifecycleState: "ACTIVE"})
 	f.put(state.ProjectPolicyKey(delProject), iam.Policy{Bindings: []iam.Binding{{Role: "roles/owner", Members: []string{"user:" + delOwner}}}})
 	mir := mirror.New(st, mirror.Config{Decode: func(string, []byte) (any, bool, error) { return nil, false, nil }})
 	if err := mir.Sync(ctx); err != nil {

@@ -42,7 +42,7 @@ func keyCore(t testing.TB) (*Core, *rsa.PrivateKey, apis.ServiceAccount, string)
 	}
 	t.Cleanup(func() { st.Close() })
 	ctx := context.Background()
-	p := state.Project{ProjectID: "p", ProjectNumber: apis.ProjectNumber("p")}
+	p := state.Project{ProjectID: "p", ProjectNumber: apis.ProjectNumber("p"), LifecycleState: "ACTIVE"}
 	sa := NewServiceAccountRecord(p, "robot-1@p.iam.gserviceaccount.com", "", "")
 	priv, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

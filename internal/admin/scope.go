@@ -18,26 +18,15 @@ import (
 // sends it).
 const AllRegions = "-"
 
-// Project finds a project by ID or number (gcloud may send either).
+// Project finds a project in use by ID or number (gcloud may send either):
+// a project being deleted is not found, so nothing in it can be read,
+// changed or used.
 func (c *Core) Project(ctx context.Context, idOrNumber string) (state.Project, error) {
-	var p state.Project
-	_, err := state.Get(ctx, c.cfg.Store, state.ProjectKey(idOrNumber), &p)
-	if err == nil {
-		return p, nil
+	p, _, err := c.projectRecord(ctx, idOrNumber)
+	if err == nil && !p.Active() {
+		return p, NotFound("Project '%s' has been deleted (%s); `gcloud projects undelete %s` restores it.", p.ProjectID, p.LifecycleState, p.ProjectID)
 	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return p, err
-	}
-	projects, _, err := state.List[state.Project](ctx, c.cfg.Store, state.ProjectsPrefix)
-	if err != nil {
-		return p, err
-	}
-	for _, p := range projects {
-		if p.ProjectNumber == idOrNumber {
-			return p, nil
-		}
-	}
-	return p, NotFound("Project '%s' not found.", idOrNumber)
+	return p, err
 }
 
 // Region checks a region named by a request; "" is the default region, and

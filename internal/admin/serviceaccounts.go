@@ -113,15 +113,12 @@ func (c *Core) findServiceAccount(ctx context.Context, project, ref string) (api
 		if p, err := c.accountProject(ctx, ref); err != nil {
 			return sa, 0, "", err
 		} else if p != "" {
-			projects = []string{p}
-		} else {
-			all, _, err := state.List[state.Project](ctx, c.cfg.Store, state.ProjectsPrefix)
-			if err != nil {
+			if _, err := c.Project(ctx, p); err != nil {
 				return sa, 0, "", err
 			}
-			for _, p := range all {
-				projects = append(projects, p.ProjectID)
-			}
+			projects = []string{p}
+		} else if projects, err = c.activeProjects(ctx); err != nil {
+			return sa, 0, "", err
 		}
 	} else {
 		p, err := c.Project(ctx, project)
@@ -364,13 +361,9 @@ func (c *Core) undeleteServiceAccount(ctx context.Context, caller *Caller, proje
 	)
 	projects := []string{project}
 	if project == "-" {
-		all, _, err := state.List[state.Project](ctx, c.cfg.Store, state.ProjectsPrefix)
-		if err != nil {
+		var err error
+		if projects, err = c.activeProjects(ctx); err != nil {
 			return nil, err
-		}
-		projects = projects[:0]
-		for _, p := range all {
-			projects = append(projects, p.ProjectID)
 		}
 	} else {
 		p, err := c.Project(ctx, project)

@@ -12,6 +12,9 @@ import (
 // enabled in every project; they cannot be turned off, and no other API can
 // be turned on.
 var ServedAPIs = []string{
+	// cloudapis is the bundle gcloud projects create enables: the Google
+	// Cloud APIs a project uses, as far as Usher serves them.
+	"cloudapis.googleapis.com",
 	"cloudresourcemanager.googleapis.com",
 	"iam.googleapis.com",
 	"iamcredentials.googleapis.com",
@@ -22,6 +25,7 @@ var ServedAPIs = []string{
 }
 
 var apiTitles = map[string]string{
+	"cloudapis.googleapis.com":            "Google Cloud APIs",
 	"cloudresourcemanager.googleapis.com": "Cloud Resource Manager API",
 	"iam.googleapis.com":                  "Identity and Access Management (IAM) API",
 	"iamcredentials.googleapis.com":       "IAM Service Account Credentials API",

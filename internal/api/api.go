@@ -154,6 +154,7 @@ func (a *API) routes() {
 	a.routesOrgPolicies() // Org Policy API v2: guardrails (orgpolicies.go)
 	a.routesJobs()        // Cloud Run jobs, executions, tasks (jobs.go)
 	a.routesBuilds()      // deploying from source (builds.go)
+	a.routesProjects()    // Resource Manager v1 and v3 projects (projects.go)
 
 	m.Handle("/", a.authed(func(w http.ResponseWriter, r *http.Request, _ *caller) error {
 		return notFound("no API method at %s %s", r.Method, r.URL.Path)

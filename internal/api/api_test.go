@@ -64,7 +64,7 @@ func newHarness(t *testing.T, configure ...func(*admin.Config)) *harness {
 			t.Fatal(err)
 		}
 	}
-	must(state.Put(ctx, st, state.ProjectKey(project), state.Project{ProjectID: project, ProjectNumber: apis.ProjectNumber(project)}, store.MustNotExist))
+	must(state.Put(ctx, st, state.ProjectKey(project), state.Project{ProjectID: project, ProjectNumber: apis.ProjectNumber(project), LifecycleState: "ACTIVE"}, store.MustNotExist))
 	must(state.Put(ctx, st, state.ProjectPolicyKey(project), iam.Policy{Bindings: []iam.Binding{{Role: "roles/owner", Members: []string{"user:" + owner}}}}, store.MustNotExist))
 	must(state.Put(ctx, st, state.CredentialKey(api.HashCredential(h.secret)), state.Credential{Email: owner}, store.MustNotExist))
 	// The project's default runtime identity, as the server's bootstrap makes it.

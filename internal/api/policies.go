@@ -45,17 +45,19 @@ func (a *API) serviceTarget(r *http.Request, name string) func() (*admin.Target,
 func (a *API) projectGetOrPolicy(w http.ResponseWriter, r *http.Request, c *caller) error {
 	id, method := splitMethod(r.PathValue("project"))
 	if method == "" {
-		p, err := a.cfg.Core.AuthorizeProject(r.Context(), c, id, iam.PermProjectsGet)
-		if err != nil {
-			return err
-		}
-		return writeJSON(w, http.StatusOK, p)
+		return a.getProjectV1(w, r, c, id) // projects.go
 	}
 	return a.projectPolicyMethod(w, r, c)
 }
 
 func (a *API) projectPolicyMethod(w http.ResponseWriter, r *http.Request, c *caller) error {
 	id, method := splitMethod(r.PathValue("project"))
+	switch method {
+	case "undelete":
+		return a.undeleteProject(w, r, c, id, false) // projects.go
+	case "getAncestry":
+		return a.getAncestry(w, r, c, id)
+	}
 	return a.policyMethod(w, r, c, method, func() (*admin.Target, error) {
 		return a.cfg.Core.ProjectTarget(r.Context(), id)
 	})

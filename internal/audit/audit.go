@@ -79,6 +79,10 @@ const (
 	KindSecretCreate            = "secret.create"
 	KindSecretDelete            = "secret.delete"
 	KindSecretVersionAdd        = "secretVersion.add"
+	KindProjectCreate           = "project.create"
+	KindProjectUpdate           = "project.update"
+	KindProjectDelete           = "project.delete"
+	KindProjectUndelete         = "project.undelete"
 	// KindConsoleImpersonate is a console sign-in as another principal.
 	KindConsoleImpersonate = "console.impersonate"
 	KindOrgPolicySet       = "orgPolicy.set"

@@ -97,7 +97,8 @@ func (c *Controller) ObserveKeys(objects map[string]mirror.Object, keys []string
 	var services []seen
 	look := func(key string, obj mirror.Object, present bool) {
 		s, ok := obj.Value.(*apis.Service)
-		if !present || !ok || s == nil {
+		if !present || !ok || s == nil || !state.ProjectServes(objects[state.ProjectKey(s.Metadata.Namespace)].Value) {
+			// Absent, or in a project being deleted: nothing of it runs.
 			services = append(services, seen{key: key})
 			return
 		}

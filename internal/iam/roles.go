@@ -7,20 +7,26 @@ import (
 
 // Permissions Usher checks. Names are Google's.
 const (
-	PermRoutesInvoke           = "run.routes.invoke"
-	PermServicesCreate         = "run.services.create"
-	PermServicesGet            = "run.services.get"
-	PermServicesList           = "run.services.list"
-	PermServicesUpdate         = "run.services.update"
-	PermServicesDelete         = "run.services.delete"
-	PermServicesGetIamPolicy   = "run.services.getIamPolicy"
-	PermServicesSetIamPolicy   = "run.services.setIamPolicy"
-	PermRevisionsGet           = "run.revisions.get"
-	PermRevisionsList          = "run.revisions.list"
-	PermRevisionsDelete        = "run.revisions.delete"
-	PermProjectsGet            = "resourcemanager.projects.get"
-	PermProjectsGetIamPolicy   = "resourcemanager.projects.getIamPolicy"
-	PermProjectsSetIamPolicy   = "resourcemanager.projects.setIamPolicy"
+	PermRoutesInvoke         = "run.routes.invoke"
+	PermServicesCreate       = "run.services.create"
+	PermServicesGet          = "run.services.get"
+	PermServicesList         = "run.services.list"
+	PermServicesUpdate       = "run.services.update"
+	PermServicesDelete       = "run.services.delete"
+	PermServicesGetIamPolicy = "run.services.getIamPolicy"
+	PermServicesSetIamPolicy = "run.services.setIamPolicy"
+	PermRevisionsGet         = "run.revisions.get"
+	PermRevisionsList        = "run.revisions.list"
+	PermRevisionsDelete      = "run.revisions.delete"
+	PermProjectsGet          = "resourcemanager.projects.get"
+	PermProjectsGetIamPolicy = "resourcemanager.projects.getIamPolicy"
+	PermProjectsSetIamPolicy = "resourcemanager.projects.setIamPolicy"
+	// PermProjectsCreate is checked on the server's root project, which
+	// stands in for an organization.
+	PermProjectsCreate         = "resourcemanager.projects.create"
+	PermProjectsUpdate         = "resourcemanager.projects.update"
+	PermProjectsDelete         = "resourcemanager.projects.delete"
+	PermProjectsUndelete       = "resourcemanager.projects.undelete"
 	PermSACreate               = "iam.serviceAccounts.create"
 	PermSAGet                  = "iam.serviceAccounts.get"
 	PermSAList                 = "iam.serviceAccounts.list"
@@ -236,6 +242,12 @@ func Predefined() *Roles {
 			Permissions: []string{PermVersionsAdd}},
 		&Role{Name: "roles/secretmanager.viewer", Title: "Secret Manager Viewer", Description: "Allows viewing metadata of all Secret Manager resources.",
 			Permissions: cat(secretRead, []string{PermProjectsGet})},
+		&Role{Name: "roles/resourcemanager.projectCreator", Title: "Project Creator", Description: "Create new projects (granted on the server's root project).",
+			Permissions: []string{PermProjectsCreate}},
+		&Role{Name: "roles/resourcemanager.projectDeleter", Title: "Project Deleter", Description: "Delete projects.",
+			Permissions: []string{PermProjectsDelete}},
+		&Role{Name: "roles/browser", Title: "Browser", Description: "Read access to browse the hierarchy for a project.",
+			Permissions: []string{PermProjectsGet}},
 		&Role{Name: "roles/iam.roleViewer", Title: "Role Viewer", Description: "Read access to all custom roles in the project.",
 			Permissions: cat(rolesRead, []string{PermProjectsGet, PermProjectsGetIamPolicy})},
 	)

@@ -60,32 +60,40 @@ var severityRank = func() map[string]int {
 	return m
 }()
 
-type kind int
+// Kind is how a field's values compare.
+type Kind int
 
 const (
-	kindString kind = iota
-	kindSeverity
-	kindTime
-	kindNumber
+	KindString Kind = iota
+	KindSeverity
+	KindTime
+	KindNumber
 )
 
-var fields = map[string]kind{
-	"resource.type":                      kindString,
-	"resource.labels.service_name":       kindString,
-	"resource.labels.revision_name":      kindString,
-	"resource.labels.location":           kindString,
-	"resource.labels.project_id":         kindString,
-	"resource.labels.configuration_name": kindString,
-	"resource.labels.job_name":           kindString,
-	"severity":                           kindSeverity,
-	"timestamp":                          kindTime,
-	"receiveTimestamp":                   kindTime,
-	"logName":                            kindString,
-	"textPayload":                        kindString,
-	"insertId":                           kindString,
-	"httpRequest.status":                 kindNumber,
-	"httpRequest.requestMethod":          kindString,
-	"httpRequest.requestUrl":             kindString,
+// Fields says which fields a filter may name, and how each compares; the
+// same language serves other Google list filters (Resource Manager's).
+type Fields func(field string) (Kind, bool)
+
+// logFields are a log entry's fields.
+var logFields = Fields(func(f string) (Kind, bool) { k, ok := fields[f]; return k, ok })
+
+var fields = map[string]Kind{
+	"resource.type":                      KindString,
+	"resource.labels.service_name":       KindString,
+	"resource.labels.revision_name":      KindString,
+	"resource.labels.location":           KindString,
+	"resource.labels.project_id":         KindString,
+	"resource.labels.configuration_name": KindString,
+	"resource.labels.job_name":           KindString,
+	"severity":                           KindSeverity,
+	"timestamp":                          KindTime,
+	"receiveTimestamp":                   KindTime,
+	"logName":                            KindString,
+	"textPayload":                        KindString,
+	"insertId":                           KindString,
+	"httpRequest.status":                 KindNumber,
+	"httpRequest.requestMethod":          KindString,
+	"httpRequest.requestUrl":             KindString,
 }
 
 type node interface{ match(Entry) bool }
@@ -100,7 +108,7 @@ func (n notNode) match(e Entry) bool { return !n.n.match(e) }
 
 type cmpNode struct {
 	field string
-	kind  kind
+	kind  Kind
 	op    string
 	text  string    // the value as written (strings, has)
 	rank  int       // severity
@@ -118,19 +126,19 @@ func (c cmpNode) match(e Entry) bool {
 	}
 	var d int
 	switch c.kind {
-	case kindSeverity:
+	case KindSeverity:
 		r, ok := severityRank[strings.ToUpper(v)]
 		if !ok {
 			return false
 		}
 		d = r - c.rank
-	case kindTime:
+	case KindTime:
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
 			return false
 		}
 		d = t.Compare(c.when)
-	case kindNumber:
+	case KindNumber:
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil {
 			return false
@@ -160,8 +168,11 @@ func (c cmpNode) match(e Entry) bool {
 	}
 }
 
-// Parse parses a filter; an empty or blank filter matches everything.
-func Parse(s string) (*Filter, error) {
+// Parse parses a log filter; an empty or blank filter matches everything.
+func Parse(s string) (*Filter, error) { return ParseFields(s, logFields) }
+
+// ParseFields parses a filter over the fields known names.
+func ParseFields(s string, known Fields) (*Filter, error) {
 	if len(s) > MaxLength {
 		return nil, fmt.Errorf("filter is %d characters; at most %d", len(s), MaxLength)
 	}
@@ -169,7 +180,7 @@ func Parse(s string) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &parser{toks: toks}
+	p := &parser{toks: toks, known: known}
 	if len(toks) == 0 {
 		return &Filter{}, nil
 	}
@@ -261,8 +272,9 @@ func lex(s string) ([]token, error) {
 }
 
 type parser struct {
-	toks []token
-	pos  int
+	toks  []token
+	pos   int
+	known Fields
 }
 
 func (p *parser) peek() (token, bool) {
@@ -360,7 +372,7 @@ func (p *parser) comparison() (node, error) {
 		// A bare word is a global text search in Google's language.
 		return nil, fmt.Errorf("unsupported filter syntax: bare term %q (global search) is not supported; compare a field, e.g. textPayload:%q", field, field)
 	}
-	k, known := fields[field]
+	k, known := p.known(field)
 	if !known {
 		return nil, fmt.Errorf("unsupported filter field %q", field)
 	}
@@ -375,19 +387,19 @@ func (p *parser) comparison() (node, error) {
 		return c, nil
 	}
 	switch k {
-	case kindSeverity:
+	case KindSeverity:
 		r, ok := severityRank[strings.ToUpper(v.text)]
 		if !ok {
 			return nil, fmt.Errorf("filter: unknown severity %q (one of %s)", v.text, strings.Join(Severities, ", "))
 		}
 		c.rank = r
-	case kindTime:
+	case KindTime:
 		t, err := time.Parse(time.RFC3339Nano, v.text)
 		if err != nil {
 			return nil, fmt.Errorf("filter: %s needs an RFC 3339 time, not %q", field, v.text)
 		}
 		c.when = t
-	case kindNumber:
+	case KindNumber:
 		n, err := strconv.ParseFloat(v.text, 64)
 		if err != nil {
 			return nil, fmt.Errorf("filter: %s needs a number, not %q", field, v.text)

@@ -40,7 +40,7 @@ func (k *routeKeeper) apply(objects map[string]mirror.Object, keys []string, rev
 	servicesChanged := false
 	for _, key := range keys {
 		switch {
-		case strings.HasPrefix(key, state.ProjectPoliciesPrefix), strings.HasPrefix(key, state.RolesPrefix):
+		case strings.HasPrefix(key, state.ProjectPoliciesPrefix), strings.HasPrefix(key, state.RolesPrefix), strings.HasPrefix(key, state.ProjectsPrefix):
 			return k.rebuild(objects, rev), true
 		case strings.HasPrefix(key, state.ServicesPrefix):
 			if p := state.SplitKey(key, state.ServicesPrefix, 3); p != nil {
@@ -64,7 +64,7 @@ func (k *routeKeeper) apply(objects map[string]mirror.Object, keys []string, rev
 	for sk := range touched {
 		obj, ok := objects[state.ServiceKey(sk.Project, sk.Region, sk.Service)]
 		svc, _ := obj.Value.(*apis.Service)
-		if !ok || svc == nil {
+		if !ok || svc == nil || !state.ProjectServes(objects[state.ProjectKey(sk.Project)].Value) {
 			removed = append(removed, sk)
 			continue
 		}
@@ -118,4 +118,14 @@ func revisionNames(s *apis.Service) []string {
 		}
 	}
 	return names
+}
+
+// touchesProjects reports whether keys include a project record.
+func touchesProjects(keys []string) bool {
+	for _, k := range keys {
+		if strings.HasPrefix(k, state.ProjectsPrefix) {
+			return true
+		}
+	}
+	return false
 }

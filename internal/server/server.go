@@ -399,6 +399,9 @@ func Run(ctx context.Context, cfg Config) error {
 			gw.SetTable(table)
 			if servicesChanged {
 				mets.forgetServices(table, keys) // a deleted service leaves no series
+				if touchesProjects(keys) {
+					keys = nil // a project's deletion or return changes all its services
+				}
 				ctrl.ObserveKeys(objects, keys)
 			}
 		},
@@ -429,7 +432,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	core := admin.New(admin.Config{
 		Store: st, Roles: roles, Minter: iss, Sync: mir,
-		DefaultRegion: cfg.Region, ServiceURL: serviceURL, Logs: jobLogs, Entries: entries,
+		DefaultRegion: cfg.Region, RootProject: cfg.Project, ServiceURL: serviceURL, Logs: jobLogs, Entries: entries,
 		Audit: trail, OrgPolicyFile: cfg.OrgPolicyFile, ProcessImageDirs: cfg.ProcessImageDirs,
 		AccountEnabled: live.Enabled, AccountUsable: live.Usable, TokenURL: strings.TrimRight(cfg.PublicURL, "/") + "/token",
 		Log: log.With("component", "admin"), Builder: newBuilder(cfg.DataDir), // builds.go
@@ -789,6 +792,8 @@ func decodeObject(key string, value []byte) (any, bool, error) {
 		v = new(iam.Policy)
 	case strings.HasPrefix(key, state.RolesPrefix): // project custom roles
 		v = new(iam.Role)
+	case strings.HasPrefix(key, state.ProjectsPrefix): // a project being deleted serves nothing
+		v = new(state.Project)
 	default:
 		return nil, false, nil
 	}
@@ -821,7 +826,7 @@ func routingState(objects map[string]mirror.Object, rev int64, roles *iam.Roles,
 			continue
 		}
 		parts := state.SplitKey(key, state.ServicesPrefix, 3)
-		if parts == nil {
+		if parts == nil || !state.ProjectServes(objects[state.ProjectKey(parts[0])].Value) {
 			continue
 		}
 		ss := routing.ServiceState{Project: parts[0], Region: parts[1], Service: s, Revisions: map[string]*apis.Revision{}}

@@ -118,13 +118,27 @@ func List[T any](ctx context.Context, st store.Store, prefix string) ([]T, []int
 	return out, revs, nil
 }
 
-// Project is a project record.
+// Project is a project record, in Resource Manager v1's shape.
 type Project struct {
-	ProjectID      string `json:"projectId"`
-	ProjectNumber  string `json:"projectNumber"`
-	Name           string `json:"name"`
-	LifecycleState string `json:"lifecycleState"`
-	CreateTime     string `json:"createTime"`
+	ProjectID      string            `json:"projectId"`
+	ProjectNumber  string            `json:"projectNumber"`
+	Name           string            `json:"name"`
+	LifecycleState string            `json:"lifecycleState"`
+	CreateTime     string            `json:"createTime"`
+	Labels         map[string]string `json:"labels,omitempty"`
+}
+
+// Active reports whether the project is in use: a project being deleted
+// (DELETE_REQUESTED) serves nothing and holds no usable identity.
+func (p *Project) Active() bool { return p.LifecycleState == "ACTIVE" }
+
+// ProjectServes reports whether a project's services may be served and
+// run, given what a decoded view (a mirror's) holds at its ProjectKey: not
+// while the project is being deleted. A project the view does not hold
+// (nil) serves, so views that do not follow projects are unaffected.
+func ProjectServes(record any) bool {
+	p, ok := record.(*Project)
+	return !ok || p.Active()
 }
 
 // Credential is a long-lived CLI credential, stored by the SHA-256 of its
