@@ -215,13 +215,15 @@ func (c *Core) GetProject(ctx context.Context, caller *Caller, idOrNumber string
 // Manager v1's, and v3's search query names).
 var projectFields = logfilter.Fields(func(f string) (logfilter.Kind, bool) {
 	switch f {
-	case "id", "projectId", "name", "displayName", "projectNumber", "lifecycleState", "state", "parent.id", "parent.type", "parent":
+	case "id", "projectId", "name", "displayName", "parent.id", "parent.type", "parent":
+		return logfilter.KindName, true
+	case "projectNumber", "lifecycleState", "state":
 		return logfilter.KindString, true
 	case "createTime":
 		return logfilter.KindTime, true
 	}
 	k, ok := strings.CutPrefix(f, "labels.")
-	return logfilter.KindString, ok && k != ""
+	return logfilter.KindName, ok && k != ""
 })
 
 // ProjectListing is one project of a list, with its revision (v3's etag).

@@ -138,7 +138,7 @@ func newSAMethodCmd(g *globals, method, short, done string) *cobra.Command {
 }
 
 func newProjectsCmd(g *globals) *cobra.Command {
-	projects := &cobra.Command{Use: "projects", Short: "Manage project IAM policies"}
+	projects := &cobra.Command{Use: "projects", Short: "Manage projects and their IAM policies"}
 	path := func(_ client.Config, project string) (string, string) {
 		return client.ProjectPath(project), "project [" + project + "]"
 	}
@@ -148,5 +148,6 @@ func newProjectsCmd(g *globals) *cobra.Command {
 		newPolicyBindingCmd(g, "remove-iam-policy-binding", false, path),
 		newSetPolicyCmd(g, path),
 	)
+	projects.AddCommand(newProjectsLifecycleCmds(g)...) // projects.go
 	return projects
 }

@@ -68,6 +68,10 @@ const (
 	KindSeverity
 	KindTime
 	KindNumber
+	// KindName is a string of a resource list filter (Resource Manager's):
+	// with "=" or ":", a value holding "*" is a case-insensitive pattern
+	// for the whole string, "*" matching any run of characters.
+	KindName
 )
 
 // Fields says which fields a filter may name, and how each compares; the
@@ -121,6 +125,9 @@ func (c cmpNode) match(e Entry) bool {
 	if !ok {
 		return false
 	}
+	if c.kind == KindName && (c.op == ":" || c.op == "=") && strings.Contains(c.text, "*") {
+		return wildcardMatch(strings.ToLower(c.text), strings.ToLower(v))
+	}
 	if c.op == ":" {
 		return strings.Contains(strings.ToLower(v), strings.ToLower(c.text))
 	}
@@ -166,6 +173,25 @@ func (c cmpNode) match(e Entry) bool {
 	default: // ">="
 		return d >= 0
 	}
+}
+
+// wildcardMatch reports whether s is all of pattern, each "*" of which
+// matches any run of characters.
+func wildcardMatch(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return len(parts) > 1 && strings.HasSuffix(s, last)
 }
 
 // Parse parses a log filter; an empty or blank filter matches everything.

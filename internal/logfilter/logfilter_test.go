@@ -153,3 +153,52 @@ func FuzzParse(f *testing.F) {
 		flt.Match(denied)
 	})
 }
+
+func TestWildcardNames(t *testing.T) {
+	known := Fields(func(f string) (Kind, bool) { return KindName, f == "name" })
+	project := entry(map[string]string{"name": "Team Gcloud"})
+	for _, c := range []struct {
+		filter string
+		want   bool
+	}{
+		{"name:Team*", true},
+		{"name:team*", true},
+		{"name=*gcloud", true},
+		{"name:T*m*G*d", true},
+		{"name:*", true},
+		{"name:Gcloud*", false},
+		{"name:*Team", false},
+		{"name:T*x*", false},
+		{"name:Team", true}, // has, without a pattern: a substring
+		{"name=Team", false},
+	} {
+		f, err := ParseFields(c.filter, known)
+		if err != nil {
+			t.Fatalf("%s: %v", c.filter, err)
+		}
+		if got := f.Match(project); got != c.want {
+			t.Errorf("%s: got %v, want %v", c.filter, got, c.want)
+		}
+	}
+}
+
+// FuzzWildcardFilter feeds resource-list filters (names with wildcards)
+// through the parser and matcher.
+func FuzzWildcardFilter(f *testing.F) {
+	for _, s := range []string{`name:Team*`, `name=*a*b**`, `lifecycleState:ACTIVE AND (name:"*")`, `name:***`} {
+		f.Add(s, "Team Gcloud")
+	}
+	known := Fields(func(f string) (Kind, bool) {
+		if f == "name" {
+			return KindName, true
+		}
+		return KindString, f == "lifecycleState"
+	})
+	f.Fuzz(func(t *testing.T, s, name string) {
+		flt, err := ParseFields(s, known)
+		if err != nil {
+			return
+		}
+		flt.Match(entry(map[string]string{"name": name, "lifecycleState": "ACTIVE"}))
+	})
+}
