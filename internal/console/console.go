@@ -148,6 +148,7 @@ func (c *Console) routes() http.Handler {
 	m.Handle("POST /console/signin", c.anonymous(c.signIn))
 	m.Handle("POST /console/signout", c.signedIn(c.signOut))
 	m.Handle("GET /console/{$}", c.signedIn(c.home))
+	m.Handle("GET /console/projects", c.signedIn(c.projectsList)) // pages.go: the project picker
 	m.Handle("GET /console/projects/{project}/services", c.signedIn(c.servicesList))
 	m.Handle("GET "+servicePath, c.signedIn(c.overview))
 	m.Handle("GET "+servicePath+"/revisions", c.signedIn(c.revisions))
@@ -238,8 +239,18 @@ func (c *Console) anonymous(h func(w http.ResponseWriter, r *http.Request) error
 }
 
 // home opens the default project's services.
+// home opens the first project's services, or the project picker for a
+// principal who may not list them (a role on another project only).
 func (c *Console) home(w http.ResponseWriter, r *http.Request, s *session) error {
-	http.Redirect(w, r, servicesURL(c.cfg.Project), http.StatusSeeOther)
+	target := servicesURL(c.cfg.Project)
+	b, err := c.backend(r, s)
+	if err == nil {
+		_, err = b.core.AuthorizeProject(r.Context(), b.caller, c.cfg.Project, iam.PermServicesList)
+	}
+	if err != nil {
+		target = "/console/projects"
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 	return nil
 }
 

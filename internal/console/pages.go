@@ -115,6 +115,35 @@ type servicesView struct {
 	Rows    []serviceRow
 }
 
+// projectsView is the project picker.
+type projectsView struct {
+	Current string
+	Rows    []projectRow
+}
+
+type projectRow struct {
+	ID, Name, Number, Link string
+	Current                bool
+}
+
+// projectsList lists the active projects the principal may get.
+func (c *Console) projectsList(w http.ResponseWriter, r *http.Request, s *session) error {
+	b, err := c.backend(r, s)
+	if err != nil {
+		return err
+	}
+	list, err := b.core.ListProjects(b.ctx, b.caller, "lifecycleState:ACTIVE")
+	if err != nil {
+		return err
+	}
+	v := projectsView{Current: r.URL.Query().Get("from")}
+	for _, l := range list {
+		p := l.Project
+		v.Rows = append(v.Rows, projectRow{ID: p.ProjectID, Name: p.Name, Number: p.ProjectNumber, Link: servicesURL(p.ProjectID), Current: p.ProjectID == v.Current})
+	}
+	return c.pages.render(w, http.StatusOK, "projects.html", c.newView(s, "", "Projects", v))
+}
+
 func (c *Console) servicesList(w http.ResponseWriter, r *http.Request, s *session) error {
 	project := r.PathValue("project")
 	b, err := c.backend(r, s)
