@@ -104,7 +104,7 @@ func (c *Core) SignBlob(ctx context.Context, caller *Caller, project, ref string
 }
 
 // SignJWT is IAM Credentials' signJwt: payload (a JSON object of claims
-// whose exp is at most 12 hours away) signed as an RS256 JWT with the
+// whose exp, if set, is at most 12 hours away; else an hour from now) signed as an RS256 JWT with the
 // account's system-managed key, for holders of iam.serviceAccounts.signJwt.
 func (c *Core) SignJWT(ctx context.Context, caller *Caller, project, ref, payload string, delegates []string) (keyID, jwt string, err error) {
 	sa, err := c.impersonate(ctx, caller, project, ref, iam.PermSASignJwt, delegates)
@@ -118,9 +118,11 @@ func (c *Core) SignJWT(ctx context.Context, caller *Caller, project, ref, payloa
 	if err := json.Unmarshal([]byte(payload), &claims); err != nil {
 		return "", "", InvalidArgument("payload is not a JSON object of claims: %v", err)
 	}
-	exp, ok := claims["exp"].(float64)
-	now := time.Now()
-	if !ok || exp <= float64(now.Unix()) || exp > float64(now.Add(maxSignJWTLifetime).Unix()) {
+	now := c.cfg.Now()
+	if _, set := claims["exp"]; !set {
+		// Google's rule: a payload without exp expires in an hour.
+		claims["exp"] = now.Add(time.Hour).Unix()
+	} else if exp, ok := claims["exp"].(float64); !ok || exp <= float64(now.Unix()) || exp > float64(now.Add(maxSignJWTLifetime).Unix()) {
 		return "", "", InvalidArgument("payload's exp must be a time in the next 12 hours (seconds since the epoch)")
 	}
 	kid, priv, err := c.accountSigner(ctx, sa)

@@ -59,9 +59,9 @@ func TestSignBlobAndJWT(t *testing.T) {
 	// A JWT claiming to be Usher's identity token for the owner, for the
 	// service: signed, but no credential anywhere.
 	iss := s.serverURL(t)
-	claims := fmt.Sprintf(`{"iss":%q,"sub":"owner","email":"owner@usher.localhost","email_verified":true,"aud":%q,"iat":%d,"exp":%d}`,
+	forged := fmt.Sprintf(`{"iss":%q,"sub":"owner","email":"owner@usher.localhost","email_verified":true,"aud":%q,"iat":%d,"exp":%d}`,
 		iss, u, time.Now().Unix(), time.Now().Add(time.Hour).Unix())
-	r = s.apiCall(t, owner, "POST", name+":signJwt", map[string]any{"payload": claims})
+	r = s.apiCall(t, owner, "POST", name+":signJwt", map[string]any{"payload": forged})
 	var signed struct {
 		KeyID     string `json:"keyId"`
 		SignedJwt string `json:"signedJwt"`
@@ -75,8 +75,15 @@ func TestSignBlobAndJWT(t *testing.T) {
 	if got := s.apiCall(t, signed.SignedJwt, "GET", "/v1/projects/"+project+"/serviceAccounts", nil); got.status != 401 {
 		t.Errorf("a signJwt JWT at the admin API: %d, want 401", got.status)
 	}
-	// exp is required, and at most 12 hours away.
-	for _, bad := range []string{`{"sub":"x"}`, fmt.Sprintf(`{"exp":%d}`, time.Now().Add(13*time.Hour).Unix()), `not json`} {
+	// exp is at most 12 hours away; without one, an hour from now (Google's rule).
+	r = s.apiCall(t, owner, "POST", name+":signJwt", map[string]any{"payload": `{"sub":"x"}`})
+	if r.status != 200 || json.Unmarshal([]byte(r.body), &signed) != nil {
+		t.Fatalf("signJwt without exp: %d %s", r.status, r.body)
+	}
+	if exp, _ := claims(t, signed.SignedJwt)["exp"].(float64); exp < float64(time.Now().Add(50*time.Minute).Unix()) || exp > float64(time.Now().Add(70*time.Minute).Unix()) {
+		t.Errorf("signJwt without exp: exp %v, want an hour from now", exp)
+	}
+	for _, bad := range []string{`{"exp":"soon"}`, fmt.Sprintf(`{"exp":%d}`, time.Now().Add(13*time.Hour).Unix()), fmt.Sprintf(`{"exp":%d}`, time.Now().Add(-time.Minute).Unix()), `not json`} {
 		if r := s.apiCall(t, owner, "POST", name+":signJwt", map[string]any{"payload": bad}); r.status != 400 {
 			t.Errorf("signJwt of %s: %d, want 400", bad, r.status)
 		}
@@ -86,7 +93,7 @@ func TestSignBlobAndJWT(t *testing.T) {
 	if r := s.apiCall(t, as, "POST", name+":signBlob", map[string]any{"payload": "aGk="}); r.status != 403 {
 		t.Errorf("signBlob without the permission: %d %s, want 403", r.status, r.body)
 	}
-	if r := s.apiCall(t, as, "POST", name+":signJwt", map[string]any{"payload": claims}); r.status != 403 {
+	if r := s.apiCall(t, as, "POST", name+":signJwt", map[string]any{"payload": forged}); r.status != 403 {
 		t.Errorf("signJwt without the permission: %d %s, want 403", r.status, r.body)
 	}
 	// An unknown account publishes nothing.

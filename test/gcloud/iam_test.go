@@ -175,6 +175,12 @@ func TestGcloudIAM(t *testing.T) {
 		if b, err := os.ReadFile(out); err != nil || len(b) != 256 {
 			t.Errorf("sign-blob wrote %d bytes (%v), want an RSA-2048 signature", len(b), err)
 		}
+		claimsFile, jwtFile := filepath.Join(e.dir, "claims.json"), filepath.Join(e.dir, "signed.jwt")
+		os.WriteFile(claimsFile, []byte(`{"sub":"someone","aud":"https://example.com"}`), 0o600)
+		e.mustGcloud("iam", "service-accounts", "sign-jwt", claimsFile, jwtFile, "--iam-account="+sa)
+		if b, err := os.ReadFile(jwtFile); err != nil || jwtClaim(t, strings.TrimSpace(string(b)), "sub") != "someone" || jwtClaim(t, strings.TrimSpace(string(b)), "exp") == nil {
+			t.Errorf("sign-jwt wrote %q (%v), want a JWT of the claims with an exp added", b, err)
+		}
 		r = e.mustGcloud("iam", "service-accounts", "describe", sa)
 		for _, want := range []string{"displayName: Renamed SA", "description: Kept for a test"} {
 			if !strings.Contains(r.stdout, want) {

@@ -43,6 +43,13 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 			}
 		})
 	}
+	// Beta flags and an unknown region, refused as well.
+	if r := e.gcloud("beta", "run", "services", "update", "plain", "--scaling=3", "--region="+region, "--quiet"); r.code == 0 || !strings.Contains(r.stderr, "run.googleapis.com/manualInstanceCount") {
+		t.Errorf("%s\nwant manual scaling refused by name", r)
+	}
+	if r := e.gcloud("run", "deploy", "refused", image, "--region=mars-north1", "--quiet"); r.code == 0 || !strings.Contains(r.stderr, "Region 'mars-north1' is not a region Usher serves") {
+		t.Errorf("%s\nwant an unknown region refused", r)
+	}
 	if r := e.gcloud("run", "services", "describe", "refused", "--region="+region); r.code == 0 {
 		t.Errorf("%s\nwant no service created by a refused deploy", r)
 	}
