@@ -109,6 +109,27 @@ func TestREADMEDemo(t *testing.T) {
 	if strings.Join(seen, ",") != "401,Hello World!,401" {
 		t.Errorf("the demo's answers: got %q, want 401, Hello World!, 401\n%s", seen, out)
 	}
+
+	// The Projects section's block, Usher's CLI and gcloud's line alike
+	// (gcloud set up as "Using gcloud" says).
+	projects := sectionBlock(string(readme), "### Projects")
+	if !strings.Contains(projects, "projects create") {
+		t.Fatalf(`README.md: the sh block under "### Projects" is %q`, projects)
+	}
+	if _, err := exec.LookPath("gcloud"); err != nil {
+		t.Fatalf("gcloud is not installed; .ci/run installs it: %v", err)
+	}
+	run = exec.Command("bash", "-ex", "-c", "./usher gcloud configure\n"+projects)
+	run.Dir, run.Env = dir, env
+	out, err = run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the Projects block failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Created project [team-b]", "Deleted project [team-b]", "Restored project [team-b]", "team-c"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the Projects block: want %q in its output\n%s", want, out)
+		}
+	}
 }
 
 // shellBlocks are the ```sh blocks of a Markdown text, in order.
