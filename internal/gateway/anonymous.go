@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/ratelimit"
@@ -88,7 +89,7 @@ var unknownClient = netip.IPv4Unspecified()
 // account, so such a caller is charged like an anonymous one. Everyone else
 // is charged to their client address. It answers 429 with Retry-After and
 // reports false when the request is over the limit.
-func (g *Gateway) admitAnonymous(w http.ResponseWriter, r *http.Request, tgt *routing.Target) bool {
+func (g *Gateway) admitAnonymous(w http.ResponseWriter, r *http.Request, tgt *routing.Target, arrived time.Time) bool {
 	var principal iam.Principal // who is charged, for the audit trail
 	if r.Header.Get(headerServerlessAuthz) != "" || r.Header.Get(headerAuthorization) != "" {
 		if _, status, _, p := g.authenticate(r, tgt); status == 0 {
@@ -113,7 +114,7 @@ func (g *Gateway) admitAnonymous(w http.ResponseWriter, r *http.Request, tgt *ro
 	}
 	refuse(w, r)
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: http.StatusTooManyRequests, Host: r.Host, Target: tgt, Principal: principal, Reason: ReasonAnonymousRateLimit, Client: addr.String(), Request: r})
+		g.cfg.OnDenied(Denial{Status: http.StatusTooManyRequests, Host: r.Host, Target: tgt, Principal: principal, Reason: ReasonAnonymousRateLimit, Client: addr.String(), Request: r, Arrived: arrived})
 	}
 	w.Header()["Retry-After"] = []string{strconv.Itoa(ratelimit.RetryAfterSeconds(wait))}
 	writePage(w, http.StatusTooManyRequests, pageRateLimited)

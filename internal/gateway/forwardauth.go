@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/iam"
@@ -55,6 +56,7 @@ func (g *Gateway) ForwardAuth(domain string) http.Handler {
 }
 
 func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, domain string) {
+	arrived := time.Now()
 	w.Header().Set("Cache-Control", "no-store")
 	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, ForwardAuthPath), "/", 4)
 	if len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" || strings.ContainsAny(parts[0]+parts[1]+parts[2], ".:") {
@@ -86,7 +88,7 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, domai
 	}
 	_, status, reason, principal := g.authorize(r, tgt)
 	if status != 0 {
-		g.denyForwardAuth(w, r, tgt, status, reason, principal)
+		g.denyForwardAuth(w, r, tgt, status, reason, principal, arrived)
 		return
 	}
 	w.Header().Set(HeaderPrincipal, principal.Member())
@@ -95,14 +97,14 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, domai
 
 // denyForwardAuth answers a refused forward-auth request as the gateway
 // answers a refused request (deny), naming the protected upstream's host.
-func (g *Gateway) denyForwardAuth(w http.ResponseWriter, r *http.Request, tgt *routing.Target, status int, reason string, p iam.Principal) {
+func (g *Gateway) denyForwardAuth(w http.ResponseWriter, r *http.Request, tgt *routing.Target, status int, reason string, p iam.Principal, arrived time.Time) {
 	host := forwardedHost(r)
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
 		g.cfg.Log.Info("request denied", "via", "forward-auth", "status", status, "service", tgt.Service, "project", tgt.Project,
 			"region", tgt.Region, "host", host, "principal", p.String(), "reason", reason)
 	}
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: status, Host: host, Target: tgt, Principal: p, Reason: reason, ForwardAuth: true, Request: r})
+		g.cfg.OnDenied(Denial{Status: status, Host: host, Target: tgt, Principal: p, Reason: reason, ForwardAuth: true, Request: r, Arrived: arrived})
 	}
 	switch {
 	case status == http.StatusForbidden:

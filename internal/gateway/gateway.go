@@ -109,6 +109,9 @@ type Denial struct {
 	// Request is the refused request (the forward-auth subrequest for
 	// ForwardAuth), for request logs; read it during the call only.
 	Request *http.Request
+	// Arrived is when the request arrived: its latency runs from there
+	// to the refusal.
+	Arrived time.Time
 }
 
 // Routed describes a request that passed authorization, once answered.
@@ -254,19 +257,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := proxied{}
 	done := Routed{Target: tgt, Request: r} // what OnRouted is told
 	if tgt.IAP != nil {
-		if !g.throughIAP(w, r, tgt, &p) { // iap.go; it refused (refuse was called)
+		if !g.throughIAP(w, r, tgt, &p, arrived) { // iap.go; it refused (refuse was called)
 			return
 		}
 	} else if !tgt.Public && !g.conditionallyPublic(r, tgt) {
 		header, status, reason, principal := g.authorize(r, tgt)
 		if status != 0 {
 			refuse(w, r)
-			g.deny(w, r, tgt, status, reason, principal)
+			g.deny(w, r, tgt, status, reason, principal, arrived)
 			return
 		}
 		p.credentialHeader = header
 	} else {
-		if tgt.AnonymousLimit.Enabled() && !g.admitAnonymous(w, r, tgt) {
+		if tgt.AnonymousLimit.Enabled() && !g.admitAnonymous(w, r, tgt, arrived) {
 			return // anonymous.go; it answered 429
 		}
 		done.Anonymous = true
@@ -440,13 +443,13 @@ func (g *Gateway) audienceOK(id *authn.Identity, tgt *routing.Target, p iam.Prin
 	return false
 }
 
-func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, tgt *routing.Target, status int, reason string, p iam.Principal) {
+func (g *Gateway) deny(w http.ResponseWriter, r *http.Request, tgt *routing.Target, status int, reason string, p iam.Principal, arrived time.Time) {
 	if g.cfg.Log.Enabled(r.Context(), slog.LevelInfo) {
 		g.cfg.Log.Info("request denied", "status", status, "service", tgt.Service, "project", tgt.Project,
 			"region", tgt.Region, "principal", p.String(), "reason", reason)
 	}
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: status, Host: r.Host, Target: tgt, Principal: p, Reason: reason, Request: r})
+		g.cfg.OnDenied(Denial{Status: status, Host: r.Host, Target: tgt, Principal: p, Reason: reason, Request: r, Arrived: arrived})
 	}
 	switch {
 	case status == http.StatusForbidden:

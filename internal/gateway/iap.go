@@ -15,6 +15,7 @@ import (
 	"html"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/routing"
@@ -64,7 +65,7 @@ func (id *iapIdentity) set(out *http.Request) {
 // throughIAP authenticates and authorizes a request to a target behind IAP;
 // it answers the request itself (and returns false) when it may not pass,
 // without reading its body (refuse).
-func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routing.Target, p *proxied) bool {
+func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routing.Target, p *proxied, arrived time.Time) bool {
 	if g.cfg.IAP == nil {
 		refuse(w, r)
 		writePage(w, http.StatusServiceUnavailable, pageUnavailable)
@@ -85,24 +86,24 @@ func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routin
 				return false
 			}
 			refuse(w, r)
-			g.deny(w, r, tgt, http.StatusUnauthorized, "no credentials", principal)
+			g.deny(w, r, tgt, http.StatusUnauthorized, "no credentials", principal, arrived)
 			return false
 		}
 		header, status, reason, pr := g.authenticate(r, tgt)
 		if status != 0 {
 			refuse(w, r)
-			g.deny(w, r, tgt, status, reason, pr)
+			g.deny(w, r, tgt, status, reason, pr, arrived)
 			return false
 		}
 		principal, p.credentialHeader = pr, header
 	}
 	now := g.cfg.Now()
 	if d := tgt.IAP.Accessors.DecideAt(principal, now); !d.Allowed {
-		g.denyIAP(w, r, tgt, principal, d.Explain(principal), false)
+		g.denyIAP(w, r, tgt, principal, d.Explain(principal), false, arrived)
 		return false
 	}
 	if !tgt.Public && !tgt.Invokers.DecideAt(tgt.IAP.Agents[0], now).Allowed && !tgt.Invokers.DecideAt(tgt.IAP.Agents[1], now).Allowed {
-		g.denyIAP(w, r, tgt, principal, "the IAP service agent "+tgt.IAP.Agents[0].Member()+" may not invoke the service", true)
+		g.denyIAP(w, r, tgt, principal, "the IAP service agent "+tgt.IAP.Agents[0].Member()+" may not invoke the service", true, arrived)
 		return false
 	}
 	assertion, err := g.cfg.IAP.Assertion(tgt.IAP.Audience, principal.Email, iapUserPrefix+principal.Email)
@@ -119,10 +120,10 @@ func (g *Gateway) throughIAP(w http.ResponseWriter, r *http.Request, tgt *routin
 // denyIAP answers 403 saying whom the browser is signed in as and how to
 // get access; the email is escaped (it came from a token Usher signed, but
 // a page never trusts what it prints).
-func (g *Gateway) denyIAP(w http.ResponseWriter, r *http.Request, tgt *routing.Target, principal iam.Principal, reason string, agent bool) {
+func (g *Gateway) denyIAP(w http.ResponseWriter, r *http.Request, tgt *routing.Target, principal iam.Principal, reason string, agent bool, arrived time.Time) {
 	refuse(w, r)
 	if g.cfg.OnDenied != nil {
-		g.cfg.OnDenied(Denial{Status: http.StatusForbidden, Host: r.Host, Target: tgt, Principal: principal, Reason: "iap: " + reason, Request: r})
+		g.cfg.OnDenied(Denial{Status: http.StatusForbidden, Host: r.Host, Target: tgt, Principal: principal, Reason: "iap: " + reason, Request: r, Arrived: arrived})
 	}
 	if agent {
 		writePage(w, http.StatusForbidden, page(403, "Forbidden", "The identity-aware proxy let you through, but the service does not let its proxy invoke it: its owner must grant "+

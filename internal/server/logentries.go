@@ -69,6 +69,9 @@ func logDenials(book *logentries.Book, next func(gateway.Denial)) func(gateway.D
 		if t := d.Target; t != nil && d.Request != nil && d.Reason != gateway.ReasonAnonymousRateLimit {
 			req := requestFields(d.Request, d.ForwardAuth, d.Host)
 			req.Status, req.Reason = d.Status, d.Reason
+			if !d.Arrived.IsZero() {
+				req.Latency = time.Since(d.Arrived)
+			}
 			book.Request(t.Project, t.Region, t.Service, req)
 		}
 		next(d)

@@ -64,6 +64,8 @@ func TestGcloudLogging(t *testing.T) {
 			req, ok := byPath[path]
 			if !ok || req.HTTPRequest.Status != status || req.HTTPRequest.RequestMethod != "GET" {
 				t.Errorf("%s: request log of %s: %+v, want GET %d", when, path, req, status)
+			} else if lat := strings.TrimSuffix(req.HTTPRequest.Latency, "s"); lat == req.HTTPRequest.Latency || lat == "" {
+				t.Errorf("%s: request log of %s: latency %q, want a duration in seconds (refusals too)", when, path, req.HTTPRequest.Latency)
 			}
 		}
 		if ok := byPath["/allowed-path"]; ok.HTTPRequest != nil && (ok.Severity != "INFO" || !strings.HasSuffix(ok.HTTPRequest.Latency, "s") ||
