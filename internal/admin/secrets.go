@@ -428,33 +428,52 @@ func (c *Core) SecretTarget(ctx context.Context, project, name string) (*Target,
 
 // checkSecretRefs checks, as Cloud Run does at deploy, that the revision's
 // runtime service account holds secretmanager.versions.access on every
-// secret its env references, and that each referenced version exists (a
-// number) or some version is enabled (latest). The caller needs nothing of
-// Secret Manager: the account reads the values, not the deployer (who
-// already holds iam.serviceAccounts.actAs on it).
+// secret its env or volumes reference, and that each referenced version
+// exists (a number) or some version is enabled (latest). The caller needs
+// nothing of Secret Manager: the account reads the values, not the
+// deployer (who already holds iam.serviceAccounts.actAs on it).
 func (c *Core) checkSecretRefs(ctx context.Context, p state.Project, s *apis.Service) error {
 	spec := s.Spec.Template.Spec
 	runAs := iam.NewPrincipal(spec.ServiceAccountName)
-	for _, ct := range spec.Containers {
-		for _, e := range ct.Env {
-			secret, version, ok := e.SecretRef()
-			if !ok {
-				continue
-			}
-			levels, err := c.secretLevels(ctx, p, secret)
-			if err != nil {
-				return err
-			}
-			res := secretResource(p.ProjectNumber, secret)
-			if !c.holds(&Caller{Principal: runAs}, iam.PermVersionsAccess, levels...) {
-				return Errorf(http.StatusForbidden, "PERMISSION_DENIED", "Permission denied on secret: %s for Revision service account %s. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level.", res+"/versions/"+version, runAs.Email)
-			}
-			if _, _, err := ResolveSecretVersion(ctx, c.cfg.Store, p.ProjectID, secret, version); errors.Is(err, store.ErrNotFound) {
-				return NotFound("Secret %s/versions/%s was not found (env %s).", res, version, e.Name)
-			} else if err != nil {
-				return err
-			}
+	for _, ref := range secretRefs(spec) {
+		levels, err := c.secretLevels(ctx, p, ref.secret)
+		if err != nil {
+			return err
+		}
+		res := secretResource(p.ProjectNumber, ref.secret)
+		if !c.holds(&Caller{Principal: runAs}, iam.PermVersionsAccess, levels...) {
+			return Errorf(http.StatusForbidden, "PERMISSION_DENIED", "Permission denied on secret: %s for Revision service account %s. The service account used must be granted the 'Secret Manager Secret Accessor' role (roles/secretmanager.secretAccessor) at the secret, project or higher level.", res+"/versions/"+ref.version, runAs.Email)
+		}
+		if _, _, err := ResolveSecretVersion(ctx, c.cfg.Store, p.ProjectID, ref.secret, ref.version); errors.Is(err, store.ErrNotFound) {
+			return NotFound("Secret %s/versions/%s was not found (%s).", res, ref.version, ref.use)
+		} else if err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// secretRef is one use of a secret's version by a revision.
+type secretRef struct{ secret, version, use string }
+
+// secretRefs are the secret versions a revision reads: its env vars' and
+// its secret volumes' files.
+func secretRefs(spec apis.RevisionSpec) []secretRef {
+	var out []secretRef
+	for _, ct := range spec.Containers {
+		for _, e := range ct.Env {
+			if secret, version, ok := e.SecretRef(); ok {
+				out = append(out, secretRef{secret, version, "env " + e.Name})
+			}
+		}
+	}
+	for _, v := range spec.Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		for _, f := range v.Secret.SecretFiles() {
+			out = append(out, secretRef{v.Secret.SecretName, f.Version, "volume " + v.Name + ", file " + f.Path})
+		}
+	}
+	return out
 }

@@ -528,7 +528,7 @@ func TestV2Requests(t *testing.T) {
 	}{
 		{"vpc access", `{"template":{` + ctr + `,"vpcAccess":{"connector":"c"}}}`, "service.template.vpcAccess"},
 		{"volume of no kind", `{"template":{` + ctr + `,"volumes":[{"name":"v"}]}}`, "service.template.volumes"},
-		{"secret volume", `{"template":{` + ctr + `,"volumes":[{"name":"v","secret":{"secret":"s"}}]}}`, "service.template.volumes[0].secret"},
+		{"secret volume of another project", `{"template":{"volumes":[{"name":"v","secret":{"secret":"projects/other/secrets/s"}}],"containers":[{"image":"file:///bin/true","volumeMounts":[{"name":"v","mountPath":"/s"}]}]}}`, "volumes[0].secret.secretName"},
 		{"mount of no volume", `{"template":{"containers":[{"image":"x","volumeMounts":[{"name":"v","mountPath":"/v"}]}]}}`, "volumeMounts[0].name"},
 		{"gen2", `{"template":{` + ctr + `,"executionEnvironment":"EXECUTION_ENVIRONMENT_GEN2"}}`, "service.template.executionEnvironment"},
 		{"no ingress by name", `{"ingress":"INGRESS_TRAFFIC_NONE","template":{` + ctr + `}}`, "service.ingress"},

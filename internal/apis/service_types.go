@@ -76,14 +76,66 @@ type RevisionSpec struct {
 	TimeoutSeconds       int64       `json:"timeoutSeconds,omitempty"`
 	ServiceAccountName   string      `json:"serviceAccountName,omitempty"`
 	Containers           []Container `json:"containers"`
-	// Volumes are in-memory only (emptyDir with medium Memory).
+	// Volumes are in-memory (emptyDir with medium Memory) or secrets
+	// mounted as files.
 	Volumes []Volume `json:"volumes,omitempty"`
 }
 
-// Volume is a revision's volume: Usher implements in-memory ones.
+// Volume is a revision's volume: in memory, or a secret's versions as
+// read-only files.
 type Volume struct {
 	Name     string                `json:"name"`
 	EmptyDir *EmptyDirVolumeSource `json:"emptyDir,omitempty"`
+	Secret   *SecretVolumeSource   `json:"secret,omitempty"`
+}
+
+// SecretVolumeSource mounts versions of a secret of the service's project
+// as files (gcloud run deploy --set-secrets=/DIR/FILE=SECRET:VERSION).
+// Without Items, the latest version is the file named as the secret, as
+// on Cloud Run.
+type SecretVolumeSource struct {
+	SecretName string      `json:"secretName"`
+	Items      []KeyToPath `json:"items,omitempty"`
+	// DefaultMode is the files' permission bits (default 0444).
+	DefaultMode *int32 `json:"defaultMode,omitempty"`
+}
+
+// KeyToPath is one file of a secret volume: version Key ("latest" or a
+// number) at Path, a file name in the mount's directory.
+type KeyToPath struct {
+	Key  string `json:"key"`
+	Path string `json:"path"`
+	Mode *int32 `json:"mode,omitempty"`
+}
+
+// DefaultSecretFileMode is a secret file's mode when none is set.
+const DefaultSecretFileMode = 0o444
+
+// SecretFiles are the files a secret volume holds: each version to read,
+// the file's name and its mode.
+func (v *SecretVolumeSource) SecretFiles() []SecretFile {
+	mode := int32(DefaultSecretFileMode)
+	if v.DefaultMode != nil {
+		mode = *v.DefaultMode
+	}
+	if len(v.Items) == 0 {
+		return []SecretFile{{Version: "latest", Path: v.SecretName, Mode: mode}}
+	}
+	out := make([]SecretFile, 0, len(v.Items))
+	for _, it := range v.Items {
+		m := mode
+		if it.Mode != nil {
+			m = *it.Mode
+		}
+		out = append(out, SecretFile{Version: it.Key, Path: it.Path, Mode: m})
+	}
+	return out
+}
+
+// SecretFile is one file of a secret volume.
+type SecretFile struct {
+	Version, Path string
+	Mode          int32
 }
 
 // EmptyDirVolumeSource is an in-memory volume (gcloud --add-volume

@@ -250,10 +250,11 @@ func ValidateWorkingDir(path, dir string) error {
 // volume may cover them (nor "/").
 var reservedMountPaths = []string{"/proc", "/sys", "/dev"}
 
-// validateVolumes checks in-memory volumes and their mounts: unique names,
-// each volume an emptyDir of medium Memory, each mount naming a volume at a
-// clean absolute path of its own. Size limits are checked where memory
-// quantities are read (admin).
+// validateVolumes checks volumes and their mounts: unique names, each
+// volume an emptyDir of medium Memory or a secret of the project, each
+// mount naming a volume at a clean absolute path of its own. Size limits
+// are checked where memory quantities are read (admin); that the runtime
+// account may read each secret, at deploy (admin) and at each start.
 func validateVolumes(spec RevisionSpec) error {
 	names := map[string]bool{}
 	for i, v := range spec.Volumes {
@@ -265,8 +266,16 @@ func validateVolumes(spec RevisionSpec) error {
 			return fieldErr(p+".name", "%q is the name of another volume", v.Name)
 		}
 		names[v.Name] = true
-		if v.EmptyDir == nil {
-			return fieldErr(p, "only in-memory volumes (emptyDir, medium Memory) are supported by Usher")
+		switch {
+		case v.EmptyDir != nil && v.Secret != nil:
+			return fieldErr(p, "set one of emptyDir and secret")
+		case v.Secret != nil:
+			if err := validateSecretVolume(p+".secret", v.Secret); err != nil {
+				return err
+			}
+			continue
+		case v.EmptyDir == nil:
+			return fieldErr(p, "only in-memory volumes (emptyDir, medium Memory) and secrets are supported by Usher")
 		}
 		if v.EmptyDir.Medium != MediumMemory {
 			return fieldErr(p+".emptyDir.medium", "%q: only Memory is supported", v.EmptyDir.Medium)
@@ -364,6 +373,51 @@ var (
 	secretNameRE    = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,255}$`)
 	secretVersionRE = regexp.MustCompile(`^(latest|[1-9][0-9]{0,9})$`)
 )
+
+// maxSecretFiles bounds the files of one secret volume.
+const maxSecretFiles = 64
+
+// validateSecretVolume checks a secret volume: a secret of the project, and
+// files each a plain name (no directories: nothing can climb out of the
+// mount), each once, with permission bits only.
+func validateSecretVolume(path string, v *SecretVolumeSource) error {
+	if !secretNameRE.MatchString(v.SecretName) {
+		return fieldErr(path+".secretName", "%q is not the name of a secret of this project (secrets of other projects are not supported by Usher)", v.SecretName)
+	}
+	if v.DefaultMode != nil && (*v.DefaultMode < 0 || *v.DefaultMode > 0o777) {
+		return fieldErr(path+".defaultMode", "%d: permission bits (0 to 0777, e.g. 292 for 0444)", *v.DefaultMode)
+	}
+	if len(v.Items) > maxSecretFiles {
+		return fieldErr(path+".items", "at most %d files", maxSecretFiles)
+	}
+	seen := map[string]bool{}
+	for i, it := range v.Items {
+		p := fmt.Sprintf("%s.items[%d]", path, i)
+		if !secretVersionRE.MatchString(it.Key) {
+			return fieldErr(p+".key", "%q is not a secret version: use a version number or latest", it.Key)
+		}
+		if err := ValidateFileName(p+".path", it.Path); err != nil {
+			return err
+		}
+		if seen[it.Path] {
+			return fieldErr(p+".path", "%q is another file of the volume", it.Path)
+		}
+		seen[it.Path] = true
+		if it.Mode != nil && (*it.Mode < 0 || *it.Mode > 0o777) {
+			return fieldErr(p+".mode", "%d: permission bits (0 to 0777)", *it.Mode)
+		}
+	}
+	return nil
+}
+
+// ValidateFileName checks a file name within a directory: not empty, not
+// "." or "..", without "/" or NUL, at most 255 bytes.
+func ValidateFileName(path, name string) error {
+	if name == "" || name == "." || name == ".." || len(name) > 255 || strings.ContainsAny(name, "/\x00") {
+		return fieldErr(path, "%q must be a file name in the mount's directory (no \"/\", not \".\" or \"..\")", name)
+	}
+	return nil
+}
 
 // validateSecretRef checks an env var that takes its value from a secret
 // of the service's own project.

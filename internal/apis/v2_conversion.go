@@ -238,6 +238,20 @@ func volumesToV2(vs []Volume) []V2Volume {
 		if v.EmptyDir != nil {
 			vv.EmptyDir = &V2EmptyDir{Medium: V2MediumMemory, SizeLimit: v.EmptyDir.SizeLimit}
 		}
+		if s := v.Secret; s != nil {
+			vs := &V2SecretVolume{Secret: s.SecretName}
+			if s.DefaultMode != nil {
+				vs.DefaultMode = *s.DefaultMode
+			}
+			for _, it := range s.Items {
+				vi := V2VersionToPath{Path: it.Path, Version: it.Key}
+				if it.Mode != nil {
+					vi.Mode = *it.Mode
+				}
+				vs.Items = append(vs.Items, vi)
+			}
+			vv.Secret = vs
+		}
 		out = append(out, vv)
 	}
 	return out
@@ -403,8 +417,12 @@ func ServiceFromV2(v *V2Service, project, region, name string) (*Service, error)
 		spec.Containers = append(spec.Containers, c)
 	}
 	for i, vv := range t.Volumes {
-		if vv.EmptyDir == nil {
-			return nil, fieldErr(fmt.Sprintf("service.template.volumes[%d]", i), "only emptyDir (in-memory) volumes are supported by Usher")
+		if vv.Secret != nil && vv.EmptyDir == nil {
+			spec.Volumes = append(spec.Volumes, Volume{Name: vv.Name, Secret: vv.Secret.v1()})
+			continue
+		}
+		if vv.EmptyDir == nil || vv.Secret != nil {
+			return nil, fieldErr(fmt.Sprintf("service.template.volumes[%d]", i), "set one of emptyDir (in-memory) and secret")
 		}
 		// Cloud Run's only medium: unset means MEMORY too.
 		spec.Volumes = append(spec.Volumes, Volume{Name: vv.Name, EmptyDir: &EmptyDirVolumeSource{Medium: MediumMemory, SizeLimit: vv.EmptyDir.SizeLimit}})
@@ -484,4 +502,26 @@ func durationFromV2(path, d string) (int64, error) {
 		return 0, fieldErr(path, "%q must be a positive whole number of seconds", d)
 	}
 	return int64(f), nil
+}
+
+// v1 is the volume in the v1 shape (a version defaults to latest, a mode
+// of 0 to unset).
+func (v *V2SecretVolume) v1() *SecretVolumeSource {
+	out := &SecretVolumeSource{SecretName: v.Secret}
+	if v.DefaultMode != 0 {
+		m := v.DefaultMode
+		out.DefaultMode = &m
+	}
+	for _, it := range v.Items {
+		k := KeyToPath{Key: it.Version, Path: it.Path}
+		if k.Key == "" {
+			k.Key = "latest"
+		}
+		if it.Mode != 0 {
+			m := it.Mode
+			k.Mode = &m
+		}
+		out.Items = append(out.Items, k)
+	}
+	return out
 }

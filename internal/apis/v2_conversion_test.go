@@ -492,7 +492,7 @@ func TestParseV2ServiceRefuses(t *testing.T) {
 		{"unknown nested field", `{"template":{"containers":[{"image":"i","privileged":true}]}}`, "", `Unknown name "privileged" at 'service.template.containers[0]'`},
 		{"vpc access", `{"template":{"vpcAccess":{"connector":"c"}}}`, "", "service.template.vpcAccess: is not supported"},
 		{"vpc access snake_case", `{"template":{"vpc_access":{"connector":"c"}}}`, "", "service.template.vpcAccess: is not supported"},
-		{"secret volume", `{"template":{"volumes":[{"name":"v","secret":{"secret":"s"}}]}}`, "", "service.template.volumes[0].secret"},
+		{"secret volume of another project", `{"template":{"volumes":[{"name":"v","secret":{"secret":"s","items":[{"path":"x","mode":"rw"}]}}]}}`, "", "service.template.volumes[0].secret.items[0].mode"},
 		{"nfs volume", `{"template":{"volumes":[{"name":"v","nfs":{"server":"s"}}]}}`, "", "service.template.volumes[0].nfs"},
 		{"volume mount subPath", `{"template":{"containers":[{"image":"i","volumeMounts":[{"name":"v","mountPath":"/v","subPath":"x"}]}]}}`, "", "volumeMounts[0].subPath"},
 		{"binary authorization", `{"binaryAuthorization":{"useDefault":true}}`, "", "service.binaryAuthorization"},

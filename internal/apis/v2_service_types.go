@@ -165,10 +165,27 @@ type V2Container struct {
 	Ports         []V2ContainerPort       `json:"ports,omitempty"`
 }
 
-// V2Volume is google.cloud.run.v2.Volume: in-memory (emptyDir) only.
+// V2Volume is google.cloud.run.v2.Volume: in memory (emptyDir) or a
+// secret's versions as files.
 type V2Volume struct {
-	Name     string      `json:"name"`
-	EmptyDir *V2EmptyDir `json:"emptyDir,omitempty"`
+	Name     string          `json:"name"`
+	EmptyDir *V2EmptyDir     `json:"emptyDir,omitempty"`
+	Secret   *V2SecretVolume `json:"secret,omitempty"`
+}
+
+// V2SecretVolume is google.cloud.run.v2.SecretVolumeSource (a mode of 0 is
+// unset).
+type V2SecretVolume struct {
+	Secret      string            `json:"secret"`
+	Items       []V2VersionToPath `json:"items,omitempty"`
+	DefaultMode int32             `json:"defaultMode,omitempty"`
+}
+
+// V2VersionToPath is google.cloud.run.v2.VersionToPath.
+type V2VersionToPath struct {
+	Path    string `json:"path"`
+	Version string `json:"version,omitempty"`
+	Mode    int32  `json:"mode,omitempty"`
 }
 
 // V2EmptyDir is google.cloud.run.v2.EmptyDirVolumeSource.

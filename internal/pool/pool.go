@@ -177,6 +177,9 @@ type revisionPool struct {
 	spec       runtime.InstanceSpec
 	// secretEnv are env vars whose values are secrets, read at each start.
 	secretEnv []apis.EnvVar
+	// secretVolumes are the spec's volumes (by index) that hold secrets'
+	// versions as files, read at each start.
+	secretVolumes map[int]*apis.SecretVolumeSource
 	project   string
 	runAs     string // the runtime service account
 	log       *slog.Logger
@@ -263,8 +266,10 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	if c.Resources != nil {
 		spec.CPU, spec.Memory = c.Resources.Limits["cpu"], c.Resources.Limits["memory"]
 	}
-	spec.Volumes = volumesOf(rev)
+	var secretVolumes map[int]*apis.SecretVolumeSource
+	spec.Volumes, secretVolumes = volumesOf(rev)
 	rp := &revisionPool{
+		secretVolumes: secretVolumes,
 		p:           p,
 		key:         key,
 		serviceKey:  rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + spec.Service,
@@ -418,6 +423,9 @@ func (rp *revisionPool) start() {
 	env, err := rp.resolveSecrets(ctx)
 	if err == nil {
 		spec.Env = append(slices.Clip(spec.Env), env...)
+		spec.Volumes, err = rp.resolveSecretVolumes(ctx, spec.Volumes)
+	}
+	if err == nil {
 		rin, err = rp.p.cfg.Runtime.Start(ctx, spec)
 	}
 	cancel()
@@ -505,6 +513,30 @@ func (rp *revisionPool) resolveSecrets(ctx context.Context) ([]runtime.EnvVar, e
 			return nil, fmt.Errorf("env %s: secret %s version %s: %w", e.Name, secret, version, err)
 		}
 		out = append(out, runtime.EnvVar{Name: e.Name, Value: string(v)})
+	}
+	return out, nil
+}
+
+// resolveSecretVolumes returns vols with the secret volumes' files read
+// now, as the runtime account may read them now (vols is not modified).
+func (rp *revisionPool) resolveSecretVolumes(ctx context.Context, vols []runtime.Volume) ([]runtime.Volume, error) {
+	if len(rp.secretVolumes) == 0 {
+		return vols, nil
+	}
+	if rp.p.cfg.SecretValue == nil {
+		return nil, errors.New("pool: the revision mounts secrets and this pool cannot read them")
+	}
+	out := slices.Clone(vols)
+	for i, src := range rp.secretVolumes {
+		files := []runtime.VolumeFile{}
+		for _, f := range src.SecretFiles() {
+			v, err := rp.p.cfg.SecretValue(ctx, rp.project, rp.runAs, src.SecretName, f.Version)
+			if err != nil {
+				return nil, fmt.Errorf("volume at %s: secret %s version %s: %w", out[i].Path, src.SecretName, f.Version, err)
+			}
+			files = append(files, runtime.VolumeFile{Name: f.Path, Data: v, Mode: uint32(f.Mode) & 0o777})
+		}
+		out[i].Files = files
 	}
 	return out, nil
 }
@@ -805,14 +837,28 @@ func (l *lineLogger) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// volumesOf turns a revision's mounted in-memory volumes into the runtime's.
-// A size limit validation refused never gets here; were one to, the mount
-// would not start unbounded: it gets the smallest tmpfs (1 byte: unusable).
-func volumesOf(rev *apis.Revision) []runtime.Volume {
+// volumesOf turns a revision's mounted volumes into the runtime's, and
+// says which of them (by index) hold secrets, whose files are read at each
+// start. A size limit validation refused never gets here; were one to, the
+// mount would not start unbounded: it gets the smallest tmpfs (1 byte:
+// unusable).
+func volumesOf(rev *apis.Revision) ([]runtime.Volume, map[int]*apis.SecretVolumeSource) {
 	var out []runtime.Volume
+	var secrets map[int]*apis.SecretVolumeSource
 	for _, m := range rev.Spec.Containers[0].VolumeMounts {
 		for _, v := range rev.Spec.Volumes {
-			if v.Name != m.Name || v.EmptyDir == nil {
+			if v.Name != m.Name {
+				continue
+			}
+			if v.Secret != nil {
+				if secrets == nil {
+					secrets = map[int]*apis.SecretVolumeSource{}
+				}
+				secrets[len(out)] = v.Secret
+				out = append(out, runtime.Volume{Path: m.MountPath, Files: []runtime.VolumeFile{}})
+				continue
+			}
+			if v.EmptyDir == nil {
 				continue
 			}
 			vol := runtime.Volume{Path: m.MountPath}
@@ -826,5 +872,5 @@ func volumesOf(rev *apis.Revision) []runtime.Volume {
 			out = append(out, vol)
 		}
 	}
-	return out
+	return out, secrets
 }

@@ -131,9 +131,23 @@ func (s InstanceSpec) WithDefaults() InstanceSpec {
 // by package apis), at most SizeBytes large (0: the runtime's default,
 // half the memory of the machine or container). What it holds counts as
 // the instance's memory where limits apply.
+//
+// With Files set (a secret volume), it holds those files and nothing
+// else, and the instance can only read it. Runtimes never write Files to
+// a persistent disk: they live in memory (a tmpfs) and go with the
+// instance.
 type Volume struct {
 	Path      string
 	SizeBytes int64
+	Files     []VolumeFile
+}
+
+// VolumeFile is one file of a read-only volume: Name is a plain file name
+// (no "/"; checked by package apis).
+type VolumeFile struct {
+	Name string
+	Data []byte
+	Mode uint32 // permission bits
 }
 
 // EnvVar is one environment variable.

@@ -447,6 +447,7 @@ func (r *Runtime) unregister(in *instance) {
 // running or not, and returns how many it removed. Usher calls it when it
 // starts, before any instance runs, to clear what a killed Usher left behind.
 func (r *Runtime) Cleanup(ctx context.Context) (int, error) {
+	r.cleanupVolumeFiles() // secretfiles.go
 	list, err := r.c.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
 		Filters: r.ownerFilter(),
@@ -614,7 +615,9 @@ func containerEnv(spec runtime.InstanceSpec) []string {
 var containerPort = network.MustParsePort(fmt.Sprintf("%d/tcp", ContainerPort))
 
 // containerConfigs builds the container of an instance.
-func (r *Runtime) containerConfigs(spec runtime.InstanceSpec, id string, res container.Resources) (*container.Config, *container.HostConfig) {
+// filesDirs maps a read-only volume's index in spec.Volumes to the host
+// directory that holds its files (secretfiles.go).
+func (r *Runtime) containerConfigs(spec runtime.InstanceSpec, id string, res container.Resources, filesDirs map[int]string) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        spec.Image,
 		Env:          containerEnv(spec),
@@ -647,7 +650,12 @@ func (r *Runtime) containerConfigs(spec runtime.InstanceSpec, id string, res con
 		// (see InstanceAt).
 		CapDrop: []string{"NET_RAW"},
 	}
-	for _, v := range spec.Volumes { // in-memory volumes: a tmpfs each, anyone may write
+	for i, v := range spec.Volumes {
+		if v.Files != nil { // secret files: read-only, from memory on the host
+			hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeBind, Source: filesDirs[i], Target: v.Path, ReadOnly: true})
+			continue
+		}
+		// In-memory volumes: a tmpfs each, anyone may write.
 		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeTmpfs, Target: v.Path,
 			TmpfsOptions: &mount.TmpfsOptions{SizeBytes: v.SizeBytes, Mode: 0o1777}})
 	}

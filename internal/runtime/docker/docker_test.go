@@ -227,7 +227,7 @@ func TestContainerEnvAndConfig(t *testing.T) {
 		Service:  "svc",
 		Revision: "svc-00001-abc",
 	}
-	cfg, hc := r.containerConfigs(spec, "0123456789ab", mustResources(t, "2", "1Gi"))
+	cfg, hc := r.containerConfigs(spec, "0123456789ab", mustResources(t, "2", "1Gi"), nil)
 	env := strings.Join(cfg.Env, "\n")
 	for _, want := range []string{"PORT=8080", "K_SERVICE=svc", "K_REVISION=svc-00001-abc", "HOME=/home/app"} {
 		if !strings.Contains(env, want) {
@@ -254,7 +254,7 @@ func TestContainerEnvAndConfig(t *testing.T) {
 	spec.Args = nil
 	spec.WorkingDir = "/srv"
 	spec.Volumes = []runtime.Volume{{Path: "/cache", SizeBytes: 64 << 20}, {Path: "/scratch"}}
-	cfg, hc = r.containerConfigs(spec, "0123456789ab", container.Resources{})
+	cfg, hc = r.containerConfigs(spec, "0123456789ab", container.Resources{}, nil)
 	if cfg.WorkingDir != "/srv" {
 		t.Errorf("workingDir /srv: WorkingDir %q", cfg.WorkingDir)
 	}
@@ -596,5 +596,37 @@ func TestWorkingDirAndVolumes(t *testing.T) {
 	}
 	if code := get(b, "/read?path=/cache/f"); code == 200 {
 		t.Errorf("another instance's volume holds what one wrote")
+	}
+}
+
+// TestSecretFiles: a read-only volume's files reach the container at its
+// path, read-only; on the host they live in memory (/dev/shm), in a
+// directory removed with the container.
+func TestSecretFiles(t *testing.T) {
+	rt := newRuntime(t, Config{})
+	spec := runtime.InstanceSpec{Image: images[runtimetest.App],
+		Volumes: []runtime.Volume{{Path: "/secrets", Files: []runtime.VolumeFile{{Name: "token", Data: []byte("s3cret-token"), Mode: 0o444}}}}}
+	in := start(t, rt, spec)
+	if got := httpGet(t, in.Addr(), "/read?path=/secrets/token"); got != "s3cret-token" {
+		t.Errorf("the secret file: %q", got)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + in.Addr() + "/write?bytes=3&path=/secrets/new")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Errorf("wrote into a secret volume")
+	}
+	dirs, _ := filepath.Glob(filepath.Join(volumeFilesRoot, rt.volumeFilesPrefix()+"*"))
+	if len(dirs) != 1 {
+		t.Fatalf("host directories of the instance's secret files: %v, want one under %s", dirs, volumeFilesRoot)
+	}
+	if st, err := os.Stat(dirs[0]); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("host directory %s: %v %v, want 0700", dirs[0], st.Mode(), err)
+	}
+	in.Stop(context.Background())
+	if _, err := os.Stat(dirs[0]); !os.IsNotExist(err) {
+		t.Errorf("the secret files outlived the container: %v", err)
 	}
 }

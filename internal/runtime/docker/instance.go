@@ -55,12 +55,26 @@ type instance struct {
 	exited bool // the container was seen to exit; guarded by r.mu
 
 	tail runtime.OutputTail // last output lines, for startup errors
+
+	// filesDir holds the instance's secret files on the host ("": none);
+	// removed with the container.
+	filesDir string
 }
 
 // launch creates, attaches to and starts the container of an instance. On
 // error nothing is left on the engine.
 func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id string, res container.Resources) (*instance, error) {
-	cfg, hc := r.containerConfigs(spec, id, res)
+	filesDir, filesDirs, err := r.writeVolumeFiles(spec.Volumes, id) // secretfiles.go
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: %w", id, err)
+	}
+	launched := false
+	defer func() {
+		if !launched {
+			removeVolumeFiles(filesDir)
+		}
+	}()
+	cfg, hc := r.containerConfigs(spec, id, res, filesDirs)
 	name := containerName(spec.Revision, id)
 	created, err := r.c.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name:       name,
@@ -91,6 +105,7 @@ func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id stri
 		attached: att.HijackedResponse,
 		pumped:   make(chan struct{}),
 		done:     make(chan struct{}),
+		filesDir: filesDir,
 	}
 	logs := spec.Logs
 	if logs == nil {
@@ -114,6 +129,7 @@ func (r *Runtime) launch(ctx context.Context, spec runtime.InstanceSpec, id stri
 		r.remove(cid)
 		return nil, err
 	}
+	launched = true // wait removes the files with the container
 	go in.wait()
 
 	insp, err := r.c.ContainerInspect(ctx, cid, client.ContainerInspectOptions{})
@@ -234,6 +250,7 @@ func (in *instance) wait() {
 			oom = st.OOMKilled
 		}
 	}
+	removeVolumeFiles(in.filesDir)
 	if err := in.r.remove(in.cid); err != nil {
 		in.rmErr = fmt.Errorf("instance %s: container %s exited but could not be removed: %w", in.id, shortID(in.cid), err)
 	}

@@ -131,7 +131,7 @@ func TestWaitInstanceAtFromFirstInstruction(t *testing.T) {
 
 func TestNoRawSockets(t *testing.T) {
 	r := &Runtime{cfg: Config{Owner: "me"}, network: "bridge", direct: true}
-	_, hc := r.containerConfigs(runtime.InstanceSpec{Image: "example/app:1"}, "0123456789ab", container.Resources{})
+	_, hc := r.containerConfigs(runtime.InstanceSpec{Image: "example/app:1"}, "0123456789ab", container.Resources{}, nil)
 	if !slices.Contains(hc.CapDrop, "NET_RAW") {
 		t.Errorf("CapDrop = %q, want NET_RAW", hc.CapDrop)
 	}

@@ -118,7 +118,7 @@ func sandboxInit() (int, error) {
 		return 125, errors.New("refusing to run an instance as root")
 	}
 	for _, v := range cfg.Volumes {
-		if err := mountVolume(v); err != nil {
+		if err := mountVolume(v, cfg.UID, cfg.GID); err != nil {
 			return 125, err
 		}
 	}
@@ -796,9 +796,12 @@ var inMemory = []string{"/tmp/", "/dev/shm/"}
 // may write, at a directory of the sandbox's file system that exists or is
 // made under /tmp or /dev/shm (the root is the host's, read-only: nothing
 // else can be made). Mounts are private to the instance's namespace.
-func mountVolume(v runtime.Volume) error {
+func mountVolume(v runtime.Volume, uid, gid int) error {
 	if err := makeDir("volume mount path", v.Path, 0o755); err != nil {
 		return err
+	}
+	if v.Files != nil {
+		return mountFiles(v, uid, gid)
 	}
 	opts := "mode=1777"
 	if v.SizeBytes > 0 {
@@ -806,6 +809,40 @@ func mountVolume(v runtime.Volume) error {
 	}
 	if err := unix.Mount("tmpfs", v.Path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("in-memory volume at %s: %w", v.Path, err)
+	}
+	return nil
+}
+
+// mountFiles mounts a read-only volume holding v.Files (a secret volume):
+// a tmpfs just large enough, the files written with their modes and owned
+// by the instance's user (so that 0400 means "the instance may read it"),
+// then remounted read-only.
+func mountFiles(v runtime.Volume, uid, gid int) error {
+	size := int64(64 << 10) // room for the directory itself
+	for _, f := range v.Files {
+		size += int64(len(f.Data)) + 4096
+	}
+	opts := "mode=0555,size=" + strconv.FormatInt(size, 10)
+	if err := unix.Mount("tmpfs", v.Path, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return fmt.Errorf("secret volume at %s: %w", v.Path, err)
+	}
+	for _, f := range v.Files {
+		if f.Name == "" || strings.ContainsRune(f.Name, '/') || f.Name == "." || f.Name == ".." {
+			return fmt.Errorf("secret volume at %s: %q is not a file name", v.Path, f.Name)
+		}
+		p := filepath.Join(v.Path, f.Name)
+		if err := os.WriteFile(p, f.Data, 0o600); err != nil {
+			return fmt.Errorf("secret volume at %s: %w", v.Path, err)
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			return fmt.Errorf("secret volume at %s: %w", v.Path, err)
+		}
+		if err := os.Chmod(p, os.FileMode(f.Mode&0o777)); err != nil {
+			return fmt.Errorf("secret volume at %s: %w", v.Path, err)
+		}
+	}
+	if err := unix.Mount("", v.Path, "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, opts); err != nil {
+		return fmt.Errorf("secret volume at %s: read-only: %w", v.Path, err)
 	}
 	return nil
 }

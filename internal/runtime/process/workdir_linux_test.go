@@ -156,3 +156,48 @@ func TestUnsandboxedVolumes(t *testing.T) {
 		t.Errorf("error %v, want it to say why", err)
 	}
 }
+
+// TestSandboxSecretFiles: a volume with Files holds exactly those files,
+// readable by the instance (a mode of 0400 too: they are its own), and
+// nothing in it can be written, added or executed.
+func TestSandboxSecretFiles(t *testing.T) {
+	app := buildTestApp(t)
+	rt := sandboxRuntime(t, Sandbox{})
+	t.Cleanup(func() { rt.Close() })
+	spec := runtime.InstanceSpec{Image: "file://" + app, Revision: "r1",
+		Volumes: []runtime.Volume{{Path: "/tmp/secrets", Files: []runtime.VolumeFile{
+			{Name: "token", Data: []byte("s3cret-token"), Mode: 0o444},
+			{Name: "private", Data: []byte("owner-only"), Mode: 0o400},
+		}}}}
+	in, err := rt.Start(context.Background(), spec)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { in.Stop(context.Background()) })
+	get := func(path string) (int, string) {
+		code, body, err := runtimetest.Get(in, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code, body
+	}
+	if code, body := get("/read?path=/tmp/secrets/token"); code != 200 || body != "s3cret-token" {
+		t.Errorf("read the secret file: %d %q", code, body)
+	}
+	if code, body := get("/read?path=/tmp/secrets/private"); code != 200 || body != "owner-only" {
+		t.Errorf("read the 0400 secret file: %d %q", code, body)
+	}
+	for _, p := range []string{"/tmp/secrets/token", "/tmp/secrets/new"} {
+		if code, _ := get("/write?bytes=3&path=" + p); code == 200 {
+			t.Errorf("wrote %s in a secret volume", p)
+		}
+	}
+	if code, body := get("/read?path=/tmp/secrets/token"); body != "s3cret-token" {
+		t.Errorf("the secret file after a write attempt: %d %q", code, body)
+	}
+	spec.Volumes[0].Files = []runtime.VolumeFile{{Name: "../escape", Data: []byte("x"), Mode: 0o444}}
+	if in, err := rt.Start(context.Background(), spec); err == nil {
+		in.Stop(context.Background())
+		t.Errorf("a secret file named ../escape: started")
+	}
+}
