@@ -112,7 +112,18 @@ var v1FieldCases = []fieldCase{
 	{"spec.template.spec.volumes[].emptyDir.medium", "Disk", "refused"},
 	{"spec.template.spec.volumes[].emptyDir.sizeLimit", "64Mi", "kept"},
 	{"spec.template.spec.volumes[].emptyDir.sizeLimit", "lots", "refused"},
-	{"spec.template.spec.volumes[].secret", map[string]any{"secretName": "s"}, "refused"},
+	// secret cases start from volumes[0] = {name v, secret {secretName s}},
+	// the secret the harness made, which the runtime account may read.
+	{"spec.template.spec.volumes[].secret", map[string]any{"secretName": "s", "items": []any{map[string]any{"key": "1", "path": "f"}}}, "kept"},
+	{"spec.template.spec.volumes[].secret.secretName", "s", "kept"},
+	{"spec.template.spec.volumes[].secret.secretName", "projects/other/secrets/s", "refused"},
+	{"spec.template.spec.volumes[].secret.items[].key", "latest", "kept"},
+	{"spec.template.spec.volumes[].secret.items[].path", "token", "kept"},
+	{"spec.template.spec.volumes[].secret.items[].path", "../token", "refused"},
+	{"spec.template.spec.volumes[].secret.items[].mode", 256.0, "kept"},
+	{"spec.template.spec.volumes[].secret.items[].mode", 4096.0, "refused"},
+	{"spec.template.spec.volumes[].secret.defaultMode", 288.0, "kept"},
+	{"spec.template.spec.volumes[].secret.optional", true, "refused"},
 	{"spec.template.spec.volumes[].configMap", map[string]any{"name": "c"}, "refused"},
 	{"spec.template.spec.volumes[].csi", map[string]any{"driver": "gcsfuse.run.googleapis.com"}, "refused"},
 	{"spec.template.spec.volumes[].nfs", map[string]any{"server": "s", "path": "/"}, "refused"},
@@ -254,6 +265,10 @@ func TestEveryV1FieldKeptOrRefused(t *testing.T) {
 			}
 			if strings.Contains(c.path, "volume") {
 				withVolume(svc)
+			}
+			if strings.Contains(c.path, "volumes[].secret") {
+				set(svc, "spec.template.spec.volumes", []any{map[string]any{"name": "v", "secret": map[string]any{"secretName": "s",
+					"items": []any{map[string]any{"key": "1", "path": "f"}}}}})
 			}
 			if strings.Contains(c.path, "livenessProbe") && !strings.Contains(c.path, "httpGet") && !strings.Contains(c.path, "grpc") {
 				set(svc, "spec.template.spec.containers[].livenessProbe", map[string]any{"tcpSocket": map[string]any{}})

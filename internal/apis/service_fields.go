@@ -433,4 +433,5 @@ var listFields = map[string]bool{
 	"spec.template.spec.containers[].ports":        true,
 	"spec.template.spec.containers[].volumeMounts": true,
 	"spec.template.spec.volumes":                   true,
+	"spec.template.spec.volumes[].secret.items":    true,
 }

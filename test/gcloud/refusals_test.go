@@ -21,7 +21,6 @@ func TestGcloudRefusesWhatUsherDoesNotImplement(t *testing.T) {
 		flags []string
 		want  string // named in the error
 	}{
-		{"secrets as files", []string{"--set-secrets=/secrets/tok=tok:latest"}, "volumes[0].secret"},
 		{"vpc connector", []string{"--vpc-connector=conn"}, "run.googleapis.com/vpc-access-connector"},
 		{"direct vpc", []string{"--network=default"}, "run.googleapis.com/network-interfaces"},
 		{"cloud storage volume", []string{"--add-volume=name=v,type=cloud-storage,bucket=b", "--add-volume-mount=volume=v,mount-path=/tmp/v"}, "volumes[0].csi"},

@@ -104,6 +104,20 @@ func TestGcloudSecrets(t *testing.T) {
 		e.expectGet(t, "NAME from db-password:1", url, 200, "Hello "+value1+"!\n")
 	})
 
+	step(t, "a secret mounted as a file", func(t *testing.T) {
+		url := e.deploy("secret-file", helloBin, "--allow-unauthenticated", "--service-account="+reader,
+			"--set-secrets=/tmp/secrets/pw=db-password:1", "--set-env-vars=NAME_FILE=/tmp/secrets/pw")
+		e.expectGet(t, "NAME from the file /tmp/secrets/pw (db-password:1)", url, 200, "Hello "+value1+"!\n")
+		r := e.mustGcloud("run", "services", "describe", "secret-file", "--region="+region, "--format=json")
+		if !strings.Contains(r.stdout, `"secretName": "db-password"`) || !strings.Contains(r.stdout, `"mountPath": "/tmp/secrets"`) || strings.Contains(r.stdout, value1) {
+			t.Errorf("%s\nwant the secret volume and its mount described, not its value", r)
+		}
+		if r := e.gcloud("run", "deploy", "file-no-access", "--image=file://"+helloBin, "--region="+region, "--quiet",
+			"--service-account="+outsider, "--set-secrets=/tmp/secrets/pw=db-password:latest"); r.code == 0 || !strings.Contains(r.out(), outsider) {
+			t.Errorf("%s\nwant PERMISSION_DENIED naming the account", r)
+		}
+	})
+
 	step(t, "deploys Cloud Run would refuse", func(t *testing.T) {
 		image := "--image=file://" + helloBin
 		r := e.gcloud("run", "deploy", "no-access", image, "--region="+region, "--quiet", "--service-account="+outsider, "--set-secrets=NAME=db-password:latest")
@@ -118,12 +132,12 @@ func TestGcloudSecrets(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.out(), "versions/7") {
 			t.Errorf("%s\nwant a refusal naming the missing version", r)
 		}
-		// Secrets as files are not supported yet: refused, never ignored.
-		r = e.gcloud("run", "deploy", "as-file", image, "--region="+region, "--quiet", "--service-account="+reader, "--set-secrets=/secrets/pw=db-password:latest")
-		if r.code == 0 || !strings.Contains(r.out(), "volumes[0].secret") {
-			t.Errorf("%s\nwant INVALID_ARGUMENT naming volumes[0].secret", r)
+		// A file of another project's secret: refused, never ignored.
+		r = e.gcloud("run", "deploy", "other-project-file", image, "--region="+region, "--quiet", "--service-account="+reader, "--set-secrets=/tmp/secrets/pw=projects/123456789012/secrets/db-password:latest")
+		if r.code == 0 || !strings.Contains(r.out(), "run.googleapis.com/secrets") {
+			t.Errorf("%s\nwant INVALID_ARGUMENT naming run.googleapis.com/secrets", r)
 		}
-		for _, name := range []string{"no-access", "no-secret", "no-version", "as-file"} {
+		for _, name := range []string{"no-access", "no-secret", "no-version", "other-project-file"} {
 			if r := e.gcloud("run", "services", "describe", name, "--region="+region); r.code == 0 {
 				t.Errorf("%s\nwant no service %s", r, name)
 			}
