@@ -180,9 +180,9 @@ type revisionPool struct {
 	// secretVolumes are the spec's volumes (by index) that hold secrets'
 	// versions as files, read at each start.
 	secretVolumes map[int]*apis.SecretVolumeSource
-	project   string
-	runAs     string // the runtime service account
-	log       *slog.Logger
+	project       string
+	runAs         string // the runtime service account
+	log           *slog.Logger
 
 	concurrency int // per instance; > 0
 	// billable is the instance time that ended: the sum, over instances,
@@ -270,17 +270,17 @@ func (p *Pool) newRevisionPool(key string, rev *apis.Revision) *revisionPool {
 	spec.Volumes, secretVolumes = volumesOf(rev)
 	rp := &revisionPool{
 		secretVolumes: secretVolumes,
-		p:           p,
-		key:         key,
-		serviceKey:  rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + spec.Service,
-		spec:        spec,
-		secretEnv:   secretEnv,
-		project:     rev.Metadata.Namespace,
-		runAs:       rev.Spec.ServiceAccountName,
-		log:         p.cfg.Log.With("service", spec.Service, "revision", spec.Revision),
-		concurrency: apis.DefaultContainerConcurrency,
-		minScale:    scaleAnnotation(rev, apis.AnnotationMinScale, 0),
-		maxScale:    scaleAnnotation(rev, apis.AnnotationMaxScale, DefaultMaxInstances),
+		p:             p,
+		key:           key,
+		serviceKey:    rev.Metadata.Namespace + "/" + rev.Metadata.Labels[apis.LabelLocation] + "/" + spec.Service,
+		spec:          spec,
+		secretEnv:     secretEnv,
+		project:       rev.Metadata.Namespace,
+		runAs:         rev.Spec.ServiceAccountName,
+		log:           p.cfg.Log.With("service", spec.Service, "revision", spec.Revision),
+		concurrency:   apis.DefaultContainerConcurrency,
+		minScale:      scaleAnnotation(rev, apis.AnnotationMinScale, 0),
+		maxScale:      scaleAnnotation(rev, apis.AnnotationMaxScale, DefaultMaxInstances),
 	}
 	if cc := rev.Spec.ContainerConcurrency; cc != nil {
 		// 0 means "no limit" in Knative; Cloud Run caps at 1000.
