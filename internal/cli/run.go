@@ -85,6 +85,10 @@ type deployFlags struct {
 	clearMounts       bool
 	startupProbe      string
 	livenessProbe     string
+	setSecrets        map[string]string
+	updateSecrets     map[string]string
+	removeSecrets     []string
+	clearSecrets      bool
 }
 
 func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
@@ -134,6 +138,10 @@ func newDeployCmd(g *globals, use string, create bool) *cobra.Command {
 	fl.StringArrayVar(&f.addMounts, "add-volume-mount", nil, "mount a volume: volume=NAME,mount-path=/PATH (repeatable)")
 	fl.StringSliceVar(&f.removeMounts, "remove-volume-mount", nil, "remove volume mounts by mount path: /PATH,...")
 	fl.BoolVar(&f.clearMounts, "clear-volume-mounts", false, "remove every volume mount")
+	fl.StringToStringVar(&f.setSecrets, "set-secrets", nil, "replace every secret env var and file: ENV=SECRET:VERSION or /DIR/FILE=SECRET:VERSION,... (VERSION a number or latest; the runtime account needs roles/secretmanager.secretAccessor)")
+	fl.StringToStringVar(&f.updateSecrets, "update-secrets", nil, "add or change secret env vars and files, as --set-secrets")
+	fl.StringSliceVar(&f.removeSecrets, "remove-secrets", nil, "remove secret env vars or files: ENV or /DIR/FILE,...")
+	fl.BoolVar(&f.clearSecrets, "clear-secrets", false, "remove every secret env var and file")
 	fl.StringVar(&f.startupProbe, "startup-probe", "", "startup probe as KEY=VALUE,...: tcpSocket.port, httpGet.path, httpGet.port, initialDelaySeconds, timeoutSeconds, periodSeconds, failureThreshold; \"\" removes it")
 	fl.StringVar(&f.livenessProbe, "liveness-probe", "", "liveness probe (an instance failing it is restarted), keys as --startup-probe; \"\" removes it")
 	fl.BoolVar(&f.async, "async", false, "return without waiting for the revision to be ready")
@@ -385,6 +393,9 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 	if err := applyVolumeFlags(&tmpl.Spec, f); err != nil {
 		return err
 	}
+	if err := applySecretFlags(&tmpl.Spec, f, changed("set-secrets")); err != nil { // secrets.go
+		return err
+	}
 	for _, pf := range []struct {
 		name  string
 		value string
@@ -429,13 +440,18 @@ func applyDeployFlags(cmd *cobra.Command, s *apis.Service, f *deployFlags) error
 }
 
 func setEnv(env []apis.EnvVar, k, v string) []apis.EnvVar {
+	return setEnvVar(env, apis.EnvVar{Name: k, Value: v}) // a literal replaces a secret reference
+}
+
+// setEnvVar replaces the variable named e.Name, or adds e.
+func setEnvVar(env []apis.EnvVar, e apis.EnvVar) []apis.EnvVar {
 	for i := range env {
-		if env[i].Name == k {
-			env[i] = apis.EnvVar{Name: k, Value: v} // a literal replaces a secret reference
+		if env[i].Name == e.Name {
+			env[i] = e
 			return env
 		}
 	}
-	return append(env, apis.EnvVar{Name: k, Value: v})
+	return append(env, e)
 }
 
 func removeEnv(env []apis.EnvVar, k string) []apis.EnvVar {
