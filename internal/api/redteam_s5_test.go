@@ -1,0 +1,51 @@
+package api_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/usher-run/usher/internal/apis"
+	"github.com/usher-run/usher/internal/client"
+)
+
+// Red team (session 5): principals a project creator could claim.
+
+// TestGrantToAccountOfAbsentProjectRefused: a grant to a service account
+// of a project that does not exist yet was accepted as "an external
+// identity"; since projects can be created, whoever holds
+// roles/resourcemanager.projectCreator could create that project and that
+// account and inherit the grant (a typo'd or pre-provisioned CI account).
+// It is refused as Google refuses it: the account does not exist.
+func TestGrantToAccountOfAbsentProjectRefused(t *testing.T) {
+	h := rootProjectHarness(t)
+	tok := h.token(owner)
+	h.createService("svc")
+	svcPath := client.ServicePath(project, region, "svc")
+	for _, member := range []string{
+		"serviceAccount:deployer@acme-ci.iam.gserviceaccount.com",
+		"serviceAccount:" + apis.DefaultServiceAccount("acme-ci"),
+	} {
+		r := h.call(tok, "POST", svcPath+":setIamPolicy", map[string]any{"policy": map[string]any{"bindings": []any{
+			map[string]any{"role": "roles/run.invoker", "members": []string{member}}}}})
+		if r.status != 400 || !strings.Contains(r.raw, "does not exist") {
+			t.Errorf("grant to %s of a project nobody created yet: %d %s, want 400 does not exist", member, r.status, r.raw)
+		}
+	}
+	// Google's service agents stay grantable (gcloud's --iap grants the
+	// IAP agent), and no project may take their domain.
+	agent := apis.IAPServiceAgent(project)
+	if r := h.call(tok, "POST", svcPath+":setIamPolicy", map[string]any{"policy": map[string]any{"bindings": []any{
+		map[string]any{"role": "roles/run.invoker", "members": []string{agent}}}}}); r.status != 200 {
+		t.Fatalf("grant to the IAP agent: %d %s", r.status, r.raw)
+	}
+	addBinding(t, h, tok, "/v1/projects/"+project, "user:mallory@example.com", "roles/resourcemanager.projectCreator")
+	mallory := h.token("mallory@example.com")
+	if r := h.call(mallory, "POST", "/v1/projects", map[string]any{"projectId": "gcp-sa-iap"}); r.status != 400 || r.errStatus() != "INVALID_ARGUMENT" {
+		t.Fatalf("a project creator took the IAP agent's domain gcp-sa-iap: %d %s", r.status, r.raw)
+	}
+	// Had it been created, its owner could make the agent's account and
+	// hold the agent's run.invoker grant on svc.
+	if r := h.call(mallory, "POST", client.ServiceAccountsPath("gcp-sa-iap"), map[string]any{"accountId": "service-" + apis.ProjectNumber(project)}); r.status == 200 {
+		t.Fatalf("mallory created the IAP agent's account: %s", r.raw)
+	}
+}
