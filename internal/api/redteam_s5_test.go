@@ -49,3 +49,29 @@ func TestGrantToAccountOfAbsentProjectRefused(t *testing.T) {
 		t.Fatalf("mallory created the IAP agent's account: %s", r.raw)
 	}
 }
+
+// TestDeletedProjectAccountNotRunnable: a service account of a project
+// being deleted "holds nothing", yet a service in another project could
+// still be deployed to run as it (checkActAs looked the project up
+// whatever its state): its instances would start as an account that
+// should be unusable, reading secrets granted to it.
+func TestDeletedProjectAccountNotRunnable(t *testing.T) {
+	h := rootProjectHarness(t)
+	tok := h.token(owner)
+	if r := h.call(tok, "POST", "/v1/projects", map[string]any{"projectId": "team-b"}); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	if r := h.call(tok, "POST", client.ServiceAccountsPath("team-b"), map[string]any{"accountId": "robot-b"}); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	if r := h.call(tok, "DELETE", "/v1/projects/team-b", nil); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	for _, sa := range []string{apis.ServiceAccountEmail("robot-b", "team-b"), apis.DefaultServiceAccount("team-b")} {
+		svc := map[string]any{"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": map[string]any{"name": "as-b", "namespace": project},
+			"spec": map[string]any{"template": map[string]any{"spec": map[string]any{"serviceAccountName": sa, "containers": []any{map[string]any{"image": "file:///bin/true"}}}}}}
+		if r := h.call(tok, "POST", client.ServicesPath(project, region), svc); r.status == 200 {
+			t.Errorf("deployed a service running as %s of a deleted project: %s", sa, r.raw)
+		}
+	}
+}
