@@ -2,11 +2,17 @@ package admin
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/iam"
 	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
 )
 
 // TestRuntimeSecretNeedsUsableAccount (red team, session 5): an instance
@@ -44,5 +50,45 @@ func TestRuntimeSecretNeedsUsableAccount(t *testing.T) {
 	f.put(state.ProjectKey(other), state.Project{ProjectID: other, ProjectNumber: apis.ProjectNumber(other), LifecycleState: "DELETE_REQUESTED"})
 	if _, err := f.core.RuntimeSecretValue(ctx, delProject, robotB.Email, "db", "latest"); err == nil {
 		t.Errorf("an account of a deleted project read the secret")
+	}
+}
+
+// listCounter counts a store's List calls.
+type listCounter struct {
+	store.Store
+	lists atomic.Int64
+}
+
+func (l *listCounter) List(ctx context.Context, prefix string) ([]store.Entry, int64, error) {
+	l.lists.Add(1)
+	return l.Store.List(ctx, prefix)
+}
+
+// TestUnauthenticatedAccountLookupsBounded (red team, session 5): /token
+// and the published signing keys answer callers without credentials by
+// looking an account up; a reference that is not an Usher account's email
+// (a stranger's email, a unique ID) made them read every project's
+// accounts, and anyone with roles/resourcemanager.projectCreator can make
+// projects without limit. Such a lookup now costs a bounded number of
+// store lists whatever the number of projects.
+func TestUnauthenticatedAccountLookupsBounded(t *testing.T) {
+	f := newDeleteFixture(t)
+	ctx := context.Background()
+	for i := range 40 {
+		id := fmt.Sprintf("proj-%03d", i)
+		f.put(state.ProjectKey(id), state.Project{ProjectID: id, ProjectNumber: apis.ProjectNumber(id), LifecycleState: "ACTIVE"})
+	}
+	lc := &listCounter{Store: f.st}
+	c := New(Config{Store: lc, Roles: iam.Predefined(), Minter: fakeMinter{}, DefaultRegion: delRegion, TokenURL: "http://usher/token"})
+	seg := func(v any) string { b, _ := json.Marshal(v); return base64.RawURLEncoding.EncodeToString(b) }
+	now := time.Now().Unix()
+	for _, ref := range []string{"stranger@example.com", "123456789012345678901", "robot@proj-999.iam.gserviceaccount.com"} {
+		lc.lists.Store(0)
+		c.AccountSigningKeys(ctx, ref)
+		assertion := seg(map[string]string{"alg": "RS256", "kid": "k1"}) + "." + seg(map[string]any{"iss": ref, "aud": "http://usher/token", "iat": now, "exp": now + 600}) + ".c2ln"
+		c.ExchangeAssertion(ctx, assertion)
+		if n := lc.lists.Load(); n > 4 {
+			t.Errorf("looking up %q without credentials listed the store %d times (40 projects)", ref, n)
+		}
 	}
 }
