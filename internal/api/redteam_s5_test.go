@@ -75,3 +75,26 @@ func TestDeletedProjectAccountNotRunnable(t *testing.T) {
 		}
 	}
 }
+
+// TestProjectCreationBounded: a principal with
+// roles/resourcemanager.projectCreator creates projects without limit, and
+// several per-request costs grow with the number of projects (projects
+// list reads every project's policy and custom roles; a project named by
+// number, as gcloud often names it, is found by decoding every project;
+// the accounts index reloads every project and account on each change;
+// console impersonation checks every project). Google bounds creation by a
+// per-user project quota.
+func TestProjectCreationBounded(t *testing.T) {
+	t.Skip("HOLE: project creation has no quota; choose a limit (per creator and per server) and refuse past it with RESOURCE_EXHAUSTED")
+	h := rootProjectHarness(t)
+	tok := h.token(owner)
+	addBinding(t, h, tok, "/v1/projects/"+project, "user:mallory@example.com", "roles/resourcemanager.projectCreator")
+	mallory := h.token("mallory@example.com")
+	for i := range 1000 {
+		r := h.call(mallory, "POST", "/v1/projects", map[string]any{"projectId": "spam-" + strings.Repeat("x", 3) + "-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))})
+		if r.status == 429 || r.errStatus() == "RESOURCE_EXHAUSTED" {
+			return
+		}
+	}
+	t.Fatal("1000 projects created by one principal; want a quota")
+}
