@@ -122,13 +122,16 @@ func (c *Core) accountLevels(ctx context.Context, project, email string) ([]iam.
 	return []iam.Level{proj, {Resource: apis.ServiceAccountResource(project, email), Policy: own}}, nil
 }
 
-// accountProject is the project of Usher's that owns the service account
-// email ("" when none does): NAME@PROJECT.iam.gserviceaccount.com, or a
+// accountProject is the project of Usher's in use that owns the service
+// account email ("" when none does, or it is being deleted): NAME@PROJECT.iam.gserviceaccount.com, or a
 // project's default PROJECTNUMBER-compute@developer.gserviceaccount.com.
 func (c *Core) accountProject(ctx context.Context, email string) (string, error) {
 	if project := apis.ServiceAccountProject(email); project != "" {
-		_, err := c.cfg.Store.Get(ctx, state.ProjectKey(project))
-		if errors.Is(err, store.ErrNotFound) {
+		var p state.Project
+		_, err := state.Get(ctx, c.cfg.Store, state.ProjectKey(project), &p)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Active()) {
+			// A project being deleted holds no usable account: none of its
+			// accounts can be run as or newly granted.
 			return "", nil
 		}
 		return project, err
@@ -141,7 +144,7 @@ func (c *Core) accountProject(ctx context.Context, email string) (string, error)
 		return "", err
 	}
 	for _, p := range projects {
-		if apis.DefaultServiceAccount(p.ProjectID) == email {
+		if p.Active() && apis.DefaultServiceAccount(p.ProjectID) == email {
 			return p.ProjectID, nil
 		}
 	}

@@ -257,6 +257,11 @@ func (c *Core) ExchangeAssertion(ctx context.Context, assertion string) (*Tokens
 	}
 	// The account must exist and be enabled now, and the key must be one
 	// made for this very account (not a deleted namesake).
+	if !strings.Contains(claims.Iss, "@") {
+		// A key file's iss is the account's email; a unique ID would cost
+		// a look through every project before any signature is checked.
+		return bad("iss %q is not a service account's email", claims.Iss)
+	}
 	sa, _, _, err := c.findServiceAccount(ctx, "-", claims.Iss)
 	if err != nil {
 		return bad("account %q: %v", claims.Iss, err)

@@ -255,7 +255,13 @@ func (c *Core) checkServiceAccountsExist(ctx context.Context, p *iam.Policy, cur
 				return err
 			}
 			if project == "" {
-				continue // not one of Usher's accounts: an external identity
+				if claimableAccount(email) {
+					// No project of Usher's holds it yet, but one could be
+					// created (projects create) to hold it: whoever did
+					// would inherit this grant.
+					return InvalidArgument("Service account %s does not exist.", email)
+				}
+				continue // a Google service agent (gcp-sa-*), which no project of Usher's can hold
 			}
 			if _, err := c.cfg.Store.Get(ctx, state.ServiceAccountKey(project, email)); errors.Is(err, store.ErrNotFound) {
 				return InvalidArgument("Service account %s does not exist.", email)
@@ -266,6 +272,17 @@ func (c *Core) checkServiceAccountsExist(ctx context.Context, p *iam.Policy, cur
 		}
 	}
 	return nil
+}
+
+// claimableAccount reports whether email has the form of a service account
+// of a project Usher could create: NAME@PROJECT.iam.gserviceaccount.com
+// (PROJECT not reserved for Google's service agents) or a default
+// NUMBER-compute@developer.gserviceaccount.com.
+func claimableAccount(email string) bool {
+	if p := apis.ServiceAccountProject(email); p != "" {
+		return !strings.HasPrefix(p, ReservedProjectPrefix)
+	}
+	return strings.HasSuffix(email, "-compute@developer.gserviceaccount.com")
 }
 
 // canonicalMembers spells every member as IAM does (emails lower-case), so

@@ -58,10 +58,19 @@ var (
 // maxLabels is Google's limit of labels per resource.
 const maxLabels = 64
 
+// ReservedProjectPrefix starts the domains of Google's service agents
+// (service-NUMBER@gcp-sa-iap.iam.gserviceaccount.com, the IAP agent Usher
+// grants roles/run.invoker). No project may take such an ID: its owner
+// could create the agent's account and inherit every grant to it.
+const ReservedProjectPrefix = "gcp-sa-"
+
 // ValidateProjectID checks a new project's ID.
 func ValidateProjectID(id string) error {
 	if !projectIDPattern.MatchString(id) || strings.Contains(id, "google") {
 		return invalidFieldf("projectId", "Project ID %q is not valid: use 6 to 30 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen (and not containing \"google\").", id)
+	}
+	if strings.HasPrefix(id, ReservedProjectPrefix) {
+		return invalidFieldf("projectId", "Project ID %q is not valid: IDs starting with %q name Google's service agents.", id, ReservedProjectPrefix)
 	}
 	return nil
 }

@@ -307,6 +307,11 @@ func (c *Core) RuntimeSecretValue(ctx context.Context, project, serviceAccount, 
 	if serviceAccount == "" {
 		serviceAccount = apis.DefaultServiceAccount(p.ProjectID)
 	}
+	// The account must be usable now, as its tokens must: a disabled or
+	// deleted account, or one of a project being deleted, reads nothing.
+	if sa, _, _, err := c.findServiceAccount(ctx, "-", serviceAccount); err != nil || sa.Disabled {
+		return nil, Errorf(http.StatusForbidden, "PERMISSION_DENIED", "Service account %s is disabled or deleted (or its project is being deleted); it reads no secret.", serviceAccount)
+	}
 	levels, err := c.secretLevels(ctx, p, name)
 	if err != nil {
 		return nil, err

@@ -117,6 +117,11 @@ func (c *Core) findServiceAccount(ctx context.Context, project, ref string) (api
 				return sa, 0, "", err
 			}
 			projects = []string{p}
+		} else if strings.Contains(ref, "@") {
+			// An email names its project (or is none of Usher's): no
+			// need to look through every project, which a caller without
+			// credentials (/token, published keys) must not cost.
+			return sa, 0, "", NotFound("Service account projects/%s/serviceAccounts/%s does not exist.", project, ref)
 		} else if projects, err = c.activeProjects(ctx); err != nil {
 			return sa, 0, "", err
 		}

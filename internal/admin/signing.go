@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math/big"
+	"strings"
 	"time"
 
 	"github.com/usher-run/usher/internal/apis"
@@ -153,6 +154,9 @@ type PublicSigningKey struct {
 // email (public: anyone may verify what it signed), none before its first
 // signature. An unknown account has none.
 func (c *Core) AccountSigningKeys(ctx context.Context, email string) ([]PublicSigningKey, error) {
+	if !strings.Contains(email, "@") {
+		return nil, nil // by email only: a unique ID would cost a look through every project
+	}
 	sa, _, _, err := c.findServiceAccount(ctx, "-", email)
 	if err != nil {
 		return nil, nil // unknown: nothing published, as for any stranger

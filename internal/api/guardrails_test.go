@@ -85,7 +85,7 @@ func TestGuardrailRefusesAllUsers(t *testing.T) {
 
 	before := h.policy(privatePath)
 	etag := before.body["etag"].(string)
-	for _, member := range []string{"allUsers", "allAuthenticatedUsers", "user:eve@evil.example", "group:ops@evil.example", "domain:evil.example", "serviceAccount:bot@not-usher.iam.gserviceaccount.com", "user:eve@sub.example.com"} {
+	for _, member := range []string{"allUsers", "allAuthenticatedUsers", "user:eve@evil.example", "group:ops@evil.example", "domain:evil.example", "serviceAccount:bot@gcp-sa-notusher.iam.gserviceaccount.com", "user:eve@sub.example.com"} {
 		t.Run("refuses "+member, func(t *testing.T) {
 			r := h.call(tok, "POST", privatePath+":setIamPolicy", invokerPolicy(etag, "user:alice@example.com", member))
 			wantGuardrail(t, r, domainsConstraint, member, "example.com", "do not belong to a permitted customer")

@@ -20,6 +20,7 @@ package jobs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -153,31 +154,51 @@ func (r *Runner) loop(ctx context.Context) {
 		}
 		wctx, cancel := context.WithCancel(ctx)
 		ch := r.cfg.Store.Watch(wctx, state.ExecutionsPrefix, rev)
+		// A project's deletion stops its executions: watch projects too.
+		projects := r.cfg.Store.Watch(wctx, state.ProjectsPrefix, rev)
 		// Any change: scan again (executions are few).
+		ok := true
 		select {
 		case <-ctx.Done():
-		case _, ok := <-ch:
-			if !ok {
-				select {
-				case <-ctx.Done():
-				case <-time.After(time.Second):
-				}
+		case _, ok = <-ch:
+		case _, ok = <-projects:
+		}
+		if !ok {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
 			}
 		}
 		cancel()
 	}
 }
 
-// scan claims unclaimed executions and cancels those asked to stop.
+// scan claims unclaimed executions and cancels those asked to stop, and
+// those of a project being deleted (nothing of such a project runs).
 func (r *Runner) scan(ctx context.Context) (int64, error) {
 	entries, rev, err := r.cfg.Store.List(ctx, state.ExecutionsPrefix)
 	if err != nil {
 		return 0, err
 	}
+	projects, prev, err := r.cfg.Store.List(ctx, state.ProjectsPrefix)
+	if err != nil {
+		return 0, err
+	}
+	rev = min(rev, prev)
+	deleted := map[string]bool{}
+	for _, e := range projects {
+		var p state.Project
+		if json.Unmarshal(e.Value, &p) == nil {
+			deleted[p.ProjectID] = !p.Active()
+		}
+	}
 	for _, e := range entries {
 		rec, err := decode(e.Value)
 		if err != nil || rec.Done {
 			continue
+		}
+		if deleted[rec.Execution.Metadata.Namespace] {
+			rec.CancelRequested = true
 		}
 		r.mu.Lock()
 		ex := r.running[e.Key]
