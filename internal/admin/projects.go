@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"maps"
+	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -57,6 +59,19 @@ var (
 
 // maxLabels is Google's limit of labels per resource.
 const maxLabels = 64
+
+// Project quotas, as Google bounds project creation per user. Every
+// project costs something on paths that look through all of them (a list,
+// a project named by number, the accounts index), and a deleted project
+// keeps its record, so both bounds count what exists.
+const (
+	// MaxProjectsPerCreator bounds the projects one principal has
+	// created, deleted ones included (their IDs stay taken).
+	MaxProjectsPerCreator = 50
+	// MaxProjects bounds the project records of a server, deleted ones
+	// included.
+	MaxProjects = 2000
+)
 
 // ReservedProjectPrefix starts the domains of Google's service agents
 // (service-NUMBER@gcp-sa-iap.iam.gserviceaccount.com, the IAP agent Usher
@@ -187,6 +202,12 @@ func (c *Core) CreateProject(ctx context.Context, caller *Caller, spec ProjectSp
 	inUse := func() error {
 		return AlreadyExists("The project ID you specified (%s) is already in use by another project. Please try an alternative ID.", spec.ProjectID)
 	}
+	if err := c.checkProjectQuota(ctx, caller); err != nil {
+		return state.Project{}, 0, err
+	}
+	if err := c.checkUnclaimedGrants(ctx, spec.ProjectID); err != nil {
+		return state.Project{}, 0, err
+	}
 	number := apis.ProjectNumber(spec.ProjectID)
 	if _, _, err := c.projectRecord(ctx, number); err == nil {
 		// Numbers derive from IDs; two IDs with one number would make
@@ -200,7 +221,7 @@ func (c *Core) CreateProject(ctx context.Context, caller *Caller, spec ProjectSp
 		name = spec.ProjectID
 	}
 	p := state.Project{ProjectID: spec.ProjectID, ProjectNumber: number, Name: name, LifecycleState: ProjectActive,
-		CreateTime: c.cfg.Now().UTC().Format(time.RFC3339Nano), Labels: spec.Labels}
+		CreateTime: c.cfg.Now().UTC().Format(time.RFC3339Nano), Labels: spec.Labels, Creator: caller.Principal.Member()}
 	owner := iam.Policy{Version: iam.Version1, Bindings: []iam.Binding{{Role: "roles/owner", Members: []string{caller.Principal.Member()}}}}
 	sa := NewServiceAccountRecord(p, apis.DefaultServiceAccount(p.ProjectID), "Default compute service account", "")
 	rev, err := c.commit(ctx, caller, change{
@@ -212,6 +233,46 @@ func (c *Core) CreateProject(ctx context.Context, caller *Caller, spec ProjectSp
 		record: audit.Record{Kind: audit.KindProjectCreate, Permission: iam.PermProjectsCreate, Resource: apis.ProjectResource(p.ProjectID)},
 	})
 	return p, rev, err
+}
+
+// checkProjectQuota refuses a creation past the quotas: RESOURCE_EXHAUSTED
+// (429), as Google answers one.
+func (c *Core) checkProjectQuota(ctx context.Context, caller *Caller) error {
+	all, _, err := state.List[state.Project](ctx, c.cfg.Store, state.ProjectsPrefix)
+	if err != nil {
+		return err
+	}
+	if len(all) >= MaxProjects {
+		return Errorf(http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "This server holds %d projects (deleted ones included), its limit; no more can be created.", MaxProjects)
+	}
+	mine := 0
+	for _, p := range all {
+		if p.Creator == caller.Principal.Member() {
+			mine++
+		}
+	}
+	if mine >= MaxProjectsPerCreator {
+		return Errorf(http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "%s has created %d projects (deleted ones included: Usher never purges one), the limit per creator.", caller.Principal.Member(), MaxProjectsPerCreator)
+	}
+	return nil
+}
+
+// checkUnclaimedGrants refuses a project ID that stored policies already
+// name through its service accounts (granted before such grants were
+// refused, policies.go): the project's creator would make those accounts
+// and inherit grants meant for someone else.
+func (c *Core) checkUnclaimedGrants(ctx context.Context, id string) error {
+	entries, _, err := c.cfg.Store.List(ctx, "policies/")
+	if err != nil {
+		return err
+	}
+	domain, compute := []byte("@"+id+".iam.gserviceaccount.com"), []byte(apis.DefaultServiceAccount(id))
+	for _, e := range entries {
+		if bytes.Contains(e.Value, domain) || bytes.Contains(e.Value, compute) {
+			return FailedPrecondition("Project ID %q cannot be taken: the IAM policy at %s already grants roles to service accounts of a project %q. Choose another ID, or remove those grants first.", id, e.Key, id)
+		}
+	}
+	return nil
 }
 
 // GetProject reads a project in any state (resourcemanager.projects.get),

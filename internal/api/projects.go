@@ -88,6 +88,13 @@ func (p projectBody) parent() string {
 	return strings.TrimSpace(v1.Type + "s/" + v1.ID)
 }
 
+// projectV1 is a project in Resource Manager v1's shape (Usher's own
+// record, less what Google's shape lacks).
+func projectV1(p state.Project) state.Project {
+	p.Creator = ""
+	return p
+}
+
 // projectOp is a finished operation whose response is the project.
 func projectOp(kind string, p state.Project, rev int64, v3 bool) map[string]any {
 	var resp map[string]any
@@ -95,7 +102,7 @@ func projectOp(kind string, p state.Project, rev int64, v3 bool) map[string]any 
 		resp = projectV3(p, rev)
 		resp["@type"] = "type.googleapis.com/google.cloud.resourcemanager.v3.Project"
 	} else {
-		b, _ := json.Marshal(p)
+		b, _ := json.Marshal(projectV1(p))
 		json.Unmarshal(b, &resp)
 		resp["@type"] = "type.googleapis.com/google.cloudresourcemanager.v1.Project"
 	}
@@ -149,7 +156,7 @@ func (a *API) getProjectV1(w http.ResponseWriter, r *http.Request, c *caller, id
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, p)
+	return writeJSON(w, http.StatusOK, projectV1(p))
 }
 
 func (a *API) getProjectV3(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -167,7 +174,7 @@ func (a *API) listProjectsV1(w http.ResponseWriter, r *http.Request, c *caller) 
 	}
 	out := make([]state.Project, 0, len(list))
 	for _, l := range list {
-		out = append(out, l.Project)
+		out = append(out, projectV1(l.Project))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"projects": out})
 }
@@ -202,7 +209,7 @@ func (a *API) updateProjectV1(w http.ResponseWriter, r *http.Request, c *caller)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, p)
+	return writeJSON(w, http.StatusOK, projectV1(p))
 }
 
 func (a *API) updateProjectV3(w http.ResponseWriter, r *http.Request, c *caller) error {

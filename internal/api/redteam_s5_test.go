@@ -1,11 +1,17 @@
 package api_test
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/usher-run/usher/internal/admin"
 	"github.com/usher-run/usher/internal/apis"
 	"github.com/usher-run/usher/internal/client"
+	"github.com/usher-run/usher/internal/iam"
+	"github.com/usher-run/usher/internal/state"
+	"github.com/usher-run/usher/internal/store"
 )
 
 // Red team (session 5): principals a project creator could claim.
@@ -80,21 +86,53 @@ func TestDeletedProjectAccountNotRunnable(t *testing.T) {
 // roles/resourcemanager.projectCreator creates projects without limit, and
 // several per-request costs grow with the number of projects (projects
 // list reads every project's policy and custom roles; a project named by
-// number, as gcloud often names it, is found by decoding every project;
-// the accounts index reloads every project and account on each change;
-// console impersonation checks every project). Google bounds creation by a
-// per-user project quota.
+// number is found by decoding every project; the accounts index reloads
+// every project and account on each change). Creation is bounded per
+// creator (deleted projects included) and per server, as Google bounds it
+// by quota: RESOURCE_EXHAUSTED past it; others still create.
 func TestProjectCreationBounded(t *testing.T) {
-	t.Skip("HOLE: project creation has no quota; choose a limit (per creator and per server) and refuse past it with RESOURCE_EXHAUSTED")
 	h := rootProjectHarness(t)
 	tok := h.token(owner)
 	addBinding(t, h, tok, "/v1/projects/"+project, "user:mallory@example.com", "roles/resourcemanager.projectCreator")
 	mallory := h.token("mallory@example.com")
-	for i := range 1000 {
-		r := h.call(mallory, "POST", "/v1/projects", map[string]any{"projectId": "spam-" + strings.Repeat("x", 3) + "-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))})
-		if r.status == 429 || r.errStatus() == "RESOURCE_EXHAUSTED" {
-			return
+	for i := range admin.MaxProjectsPerCreator {
+		id := fmt.Sprintf("spam-%03d", i)
+		if r := h.call(mallory, "POST", "/v1/projects", map[string]any{"projectId": id}); r.status != 200 {
+			t.Fatalf("project %d: %d %s", i, r.status, r.raw)
+		}
+		if i == 0 {
+			// Deleting does not give the quota back: the record stays.
+			if r := h.call(mallory, "DELETE", "/v1/projects/"+id, nil); r.status != 200 {
+				t.Fatal(r.raw)
+			}
 		}
 	}
-	t.Fatal("1000 projects created by one principal; want a quota")
+	r := h.call(mallory, "POST", "/v1/projects", map[string]any{"projectId": "spam-over"})
+	if r.status != 429 || r.errStatus() != "RESOURCE_EXHAUSTED" {
+		t.Fatalf("past the quota: %d %s, want 429 RESOURCE_EXHAUSTED", r.status, r.raw)
+	}
+	if r := h.call(tok, "POST", "/v1/projects", map[string]any{"projectId": "owners-own"}); r.status != 200 {
+		t.Fatalf("another creator: %d %s", r.status, r.raw)
+	}
+	if r := h.call(tok, "GET", "/v1/projects/owners-own", nil); strings.Contains(r.raw, "creator") {
+		t.Errorf("the v1 shape shows Usher's creator field: %s", r.raw)
+	}
+}
+
+// TestProjectIDNamedByStoredGrantsRefused: grants stored before grants to
+// accounts of absent projects were refused still name them; the project
+// that would own those accounts cannot be created.
+func TestProjectIDNamedByStoredGrantsRefused(t *testing.T) {
+	h := rootProjectHarness(t)
+	tok := h.token(owner)
+	old := iam.Policy{Bindings: []iam.Binding{{Role: "roles/run.invoker", Members: []string{"serviceAccount:deployer@acme-ci.iam.gserviceaccount.com"}}}}
+	if _, err := state.Put(context.Background(), h.st, state.ServicePolicyKey(project, region, "svc"), old, store.AnyRevision); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.call(tok, "POST", "/v1/projects", map[string]any{"projectId": "acme-ci"}); r.status != 400 || !strings.Contains(r.raw, "already grants") {
+		t.Fatalf("a project whose accounts stored grants name: %d %s", r.status, r.raw)
+	}
+	if r := h.call(tok, "POST", "/v1/projects", map[string]any{"projectId": "acme-cd"}); r.status != 200 {
+		t.Fatalf("an unnamed ID: %d %s", r.status, r.raw)
+	}
 }

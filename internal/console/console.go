@@ -243,12 +243,14 @@ func (c *Console) anonymous(h func(w http.ResponseWriter, r *http.Request) error
 // principal who may not list them (a role on another project only).
 func (c *Console) home(w http.ResponseWriter, r *http.Request, s *session) error {
 	target := servicesURL(c.cfg.Project)
-	b, err := c.backend(r, s)
-	if err == nil {
-		_, err = b.core.AuthorizeProject(r.Context(), b.caller, c.cfg.Project, iam.PermServicesList)
-	}
-	if err != nil {
-		target = "/console/projects"
+	if c.cfg.Core != nil { // (a console without a core, in tests, has one project)
+		b, err := c.backend(r, s)
+		if err == nil {
+			_, err = b.core.AuthorizeProject(r.Context(), b.caller, c.cfg.Project, iam.PermServicesList)
+		}
+		if err != nil {
+			target = "/console/projects"
+		}
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
 	return nil

@@ -126,6 +126,10 @@ type Project struct {
 	LifecycleState string            `json:"lifecycleState"`
 	CreateTime     string            `json:"createTime"`
 	Labels         map[string]string `json:"labels,omitempty"`
+	// Creator is the member who created the project (for its quota);
+	// empty for the server's first project. Not part of Google's shape:
+	// the API leaves it out.
+	Creator string `json:"creator,omitempty"`
 }
 
 // Active reports whether the project is in use: a project being deleted
