@@ -141,9 +141,13 @@ func (ex *execution) runTask(ctx context.Context, i int32, extra []runtime.EnvVa
 				runtime.EnvVar{Name: "CLOUD_RUN_TASK_ATTEMPT", Value: strconv.Itoa(int(attempt))},
 				runtime.EnvVar{Name: "CLOUD_RUN_TASK_COUNT", Value: strconv.Itoa(int(ex.spec.TaskCount))},
 			),
-			Logs: &lineLogger{book: r.cfg.Logs, log: r.cfg.Log.With("job", ex.job, "execution", ex.name),
-				key: logKey(ex.project, ex.region, ex.job), job: ex.job, execution: ex.name, task: taskName},
 		}
+		line := TaskLine{Project: ex.project, Region: ex.region, Job: ex.job, Execution: ex.name, Task: int(i), Attempt: int(attempt)}
+		out := lineLogger{book: r.cfg.Logs, log: r.cfg.Log.With("job", ex.job, "execution", ex.name),
+			key: logKey(ex.project, ex.region, ex.job), job: ex.job, execution: ex.name, task: taskName, line: line, output: r.cfg.Output}
+		errOut := out
+		errOut.line.Stderr = true
+		spec.Logs, spec.ErrLogs = &out, &errOut
 		if c.Resources != nil {
 			spec.CPU, spec.Memory = c.Resources.Limits["cpu"], c.Resources.Limits["memory"]
 		}

@@ -54,6 +54,9 @@ type Config struct {
 	Identity func(key string, execution *apis.Revision) ([]runtime.EnvVar, func(), error)
 	// Logs receives the tasks' output under admin.JobLogKey.
 	Logs *logs.Book[logs.Entry]
+	// Output, if set, also receives each line a task printed (on stderr
+	// when stderr), for the Logging API; it must not block.
+	Output func(t TaskLine)
 	// Node names this node in the executions it claims.
 	Node string
 	// StopGrace is the time between SIGTERM and SIGKILL on cancel or
@@ -402,18 +405,36 @@ func decode(b []byte) (*state.ExecutionRecord, error) {
 // logKey matches admin.JobLogKey.
 func logKey(project, region, job string) string { return project + "/" + region + "/jobs/" + job }
 
+// TaskLine is one line a task printed.
+type TaskLine struct {
+	Project, Region, Job, Execution string
+	Task, Attempt                   int
+	Time                            time.Time
+	Text                            string
+	Stderr                          bool
+}
+
 // lineLogger records a task's output, one entry per line.
 type lineLogger struct {
 	book                      *logs.Book[logs.Entry]
 	log                       *slog.Logger
 	key, job, execution, task string
+	// line is what Output is told of each line, less its time and text.
+	line   TaskLine
+	output func(TaskLine)
 }
 
 func (l *lineLogger) Write(b []byte) (int, error) {
 	text := strings.TrimRight(string(b), "\r\n")
 	l.log.Info(text, "stream", "task", "task", l.task)
+	now := time.Now()
 	if l.book != nil {
-		l.book.Add(l.key, logs.Entry{Time: time.Now(), Service: l.job, Revision: l.execution, Instance: l.task, Text: text})
+		l.book.Add(l.key, logs.Entry{Time: now, Service: l.job, Revision: l.execution, Instance: l.task, Text: text})
+	}
+	if l.output != nil {
+		line := l.line
+		line.Time, line.Text = now, text
+		l.output(line)
 	}
 	return len(b), nil
 }

@@ -134,6 +134,33 @@ func serviceEntry(project, region, service, stream, id string, received time.Tim
 	return e
 }
 
+// jobEntry turns a stored line of a job's task into a LogEntry, as Cloud
+// Run writes one: resource cloud_run_job, the execution, task index and
+// attempt as labels.
+func jobEntry(project, region, job, id string, received time.Time, r record) Entry {
+	e := Entry{
+		Resource:         Resource{Type: ResourceJob, Labels: map[string]string{"project_id": project, "location": region, "job_name": job}},
+		Timestamp:        r.Time,
+		ReceiveTimestamp: received,
+		InsertID:         id,
+		Severity:         "DEFAULT",
+		LogName:          logName(project, LogStdout),
+		Labels: map[string]string{
+			"run.googleapis.com/execution_name": r.Revision,
+			"run.googleapis.com/task_index":     r.Instance,
+			"run.googleapis.com/task_attempt":   strconv.Itoa(r.Attempt),
+		},
+	}
+	if e.ReceiveTimestamp.IsZero() {
+		e.ReceiveTimestamp = r.Time
+	}
+	if r.Stderr {
+		e.LogName = logName(project, LogStderr)
+	}
+	structured(&e, r.Text)
+	return e
+}
+
 // structured makes a line that is a JSON object the entry's jsonPayload, its
 // "severity" the entry's, as Cloud Run does for structured logging; any
 // other line is the textPayload.

@@ -79,8 +79,11 @@ const (
 	LogActivity = "cloudaudit.googleapis.com%2Factivity"
 )
 
-// ResourceRevision is the resource type of a service's entries.
-const ResourceRevision = "cloud_run_revision"
+// Resource types: a service's entries, a job's.
+const (
+	ResourceRevision = "cloud_run_revision"
+	ResourceJob      = "cloud_run_job"
+)
 
 // AuditSource reads the audit trail's admin records (an *audit.Trail).
 type AuditSource interface {
@@ -134,6 +137,9 @@ type record struct {
 	Text     string      `json:"text,omitempty"`
 	HTTP     *storedHTTP `json:"http,omitempty"`
 	Stderr   bool        `json:"err,omitempty"` // an output line from stderr
+	// Attempt is a job task's attempt (Revision is then the execution,
+	// Instance the task's index).
+	Attempt int `json:"att,omitempty"`
 }
 
 type storedHTTP struct {
@@ -232,6 +238,18 @@ func (b *Book) Output(project, region, service, revision, instance string, at ti
 	return b.enqueue(queued{
 		stream: state.LogStreamPrefix(project, region, service, state.LogStreamOutput),
 		rec:    record{Time: b.when(at), Revision: revision, Instance: instance, Text: text, Stderr: stderr},
+	})
+}
+
+// JobOutput enqueues one line a task of a job's execution printed, as
+// Output does.
+func (b *Book) JobOutput(project, region, job, execution string, task, attempt int, at time.Time, text string, stderr bool) bool {
+	if len(text) > MaxTextBytes {
+		text = text[:MaxTextBytes] + " …(cut)"
+	}
+	return b.enqueue(queued{
+		stream: state.LogStreamPrefix(project, region, job, state.LogStreamJobOutput),
+		rec:    record{Time: b.when(at), Revision: execution, Instance: strconv.Itoa(task), Attempt: attempt, Text: text, Stderr: stderr},
 	})
 }
 
@@ -562,7 +580,7 @@ func (b *Book) List(ctx context.Context, q Query) (Page, error) {
 	}
 	var out []Entry
 	resourceType, typed := q.Filter.Pinned("resource.type")
-	if !typed || resourceType == ResourceRevision {
+	if !typed || resourceType == ResourceRevision || resourceType == ResourceJob {
 		got, err := b.serviceEntries(ctx, q, keep)
 		if err != nil {
 			return Page{}, err
@@ -607,10 +625,14 @@ func (b *Book) List(ctx context.Context, q Query) (Page, error) {
 	return page, nil
 }
 
-// serviceEntries reads the services' batches that can hold q's entries.
+// serviceEntries reads the services' and jobs' batches that can hold q's
+// entries.
 func (b *Book) serviceEntries(ctx context.Context, q Query, keep func(*Entry) bool) ([]Entry, error) {
 	prefix := state.LogProjectPrefix(q.Project)
 	service, byService := q.Filter.Pinned("resource.labels.service_name")
+	if job, byJob := q.Filter.Pinned("resource.labels.job_name"); byJob && !byService {
+		service, byService = job, true // the same key layout
+	}
 	if location, ok := q.Filter.Pinned("resource.labels.location"); ok && byService {
 		prefix = state.LogServicePrefix(q.Project, location, service)
 	}
@@ -630,7 +652,13 @@ func (b *Book) serviceEntries(ctx context.Context, q Query, keep func(*Entry) bo
 			continue
 		}
 		for i, r := range bt.Entries {
-			e := serviceEntry(parts[0], parts[1], parts[2], parts[3], parts[4]+"."+strconv.Itoa(i), bt.Written, r)
+			id := parts[4] + "." + strconv.Itoa(i)
+			var e Entry
+			if parts[3] == state.LogStreamJobOutput {
+				e = jobEntry(parts[0], parts[1], parts[2], id, bt.Written, r)
+			} else {
+				e = serviceEntry(parts[0], parts[1], parts[2], parts[3], id, bt.Written, r)
+			}
 			if keep(&e) {
 				out = append(out, e)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/usher-run/usher/internal/audit"
 	"github.com/usher-run/usher/internal/gateway"
+	"github.com/usher-run/usher/internal/jobs"
 	"github.com/usher-run/usher/internal/logentries"
 	"github.com/usher-run/usher/internal/logs"
 	"github.com/usher-run/usher/internal/store"
@@ -46,6 +47,13 @@ func logOutput(book *logentries.Book) func(serviceKey string, e logs.Entry) {
 			return
 		}
 		book.Output(parts[0], parts[1], parts[2], e.Revision, e.Instance, e.Time, e.Text, e.Stderr)
+	}
+}
+
+// logTaskLines queues each line a job's task printed for the Logging API.
+func logTaskLines(book *logentries.Book) func(jobs.TaskLine) {
+	return func(l jobs.TaskLine) {
+		book.JobOutput(l.Project, l.Region, l.Job, l.Execution, l.Task, l.Attempt, l.Time, l.Text, l.Stderr)
 	}
 }
 

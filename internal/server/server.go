@@ -379,7 +379,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// same metadata servers and logs as services' instances.
 	runner := jobs.New(jobs.Config{
 		Store: st, Runtime: runtimes, Identity: identity, Logs: jobLogs,
-		Node: cfg.NodeName, Log: log.With("component", "jobs"),
+		Output: logTaskLines(entries), // logentries.go
+		Node:   cfg.NodeName, Log: log.With("component", "jobs"),
 	})
 	if err := runner.Start(ctx); err != nil {
 		return err

@@ -16,6 +16,9 @@ const LogsPrefix = "logs/"
 const (
 	LogStreamOutput   = "output"
 	LogStreamRequests = "requests"
+	// LogStreamJobOutput is a job's tasks' output: LogStreamPrefix(P, R,
+	// JOB, LogStreamJobOutput) (a job may share a service's name).
+	LogStreamJobOutput = "joboutput"
 )
 
 // LogProjectPrefix holds one project's log batches.

@@ -55,6 +55,43 @@ func TestGcloudRunJobs(t *testing.T) {
 		}
 	})
 
+	step(t, "2b the tasks' output in the Logging API", func(t *testing.T) {
+		var entries []struct {
+			LogName  string `json:"logName"`
+			Resource struct {
+				Type   string            `json:"type"`
+				Labels map[string]string `json:"labels"`
+			} `json:"resource"`
+			Labels      map[string]string `json:"labels"`
+			TextPayload string            `json:"textPayload"`
+		}
+		var last result
+		usherproc.Poll(t, 30*time.Second, "the tasks' lines in gcloud logging read", func() (bool, string) {
+			last = e.gcloud("logging", "read", `resource.type="cloud_run_job" AND resource.labels.job_name="`+job+`"`, "--limit=200", "--format=json")
+			entries = nil
+			return last.code == 0 && json.Unmarshal([]byte(last.stdout), &entries) == nil && len(entries) >= 11, last.String()
+		})
+		retried := false
+		for _, en := range entries {
+			if en.Resource.Type != "cloud_run_job" || en.Resource.Labels["job_name"] != job || en.Resource.Labels["location"] != region ||
+				en.Labels["run.googleapis.com/execution_name"] != execution || !strings.HasSuffix(en.LogName, "run.googleapis.com%2Fstdout") {
+				t.Errorf("entry %+v, want a cloud_run_job stdout entry of %s, execution %s", en, job, execution)
+			}
+			if en.Labels["run.googleapis.com/task_index"] == "7" && en.Labels["run.googleapis.com/task_attempt"] == "1" {
+				retried = true
+			}
+		}
+		if !retried {
+			t.Errorf("no entry of task 7's second attempt:\n%s", last)
+		}
+		r := e.mustGcloud("run", "jobs", "logs", "read", job, "--region="+region, "--limit=200")
+		for _, want := range []string{"task 7/10 attempt 1", "failing on purpose", "done"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("%s\nwant %q in gcloud run jobs logs read", r, want)
+			}
+		}
+	})
+
 	step(t, "3 a failing execution fails --wait", func(t *testing.T) {
 		e.mustGcloud("run", "jobs", "update", job, "--region="+region, "--max-retries=0", "--tasks=2", "--update-env-vars=FAIL_ONCE_TASK=1")
 		r := e.gcloud("run", "jobs", "execute", job, "--wait", "--region="+region)
