@@ -257,6 +257,13 @@ func (c *Core) WriteJob(ctx context.Context, caller *Caller, w JobWrite) (*apis.
 			}
 		}
 	}
+	// As for a service, on every write: the job's account must read its
+	// secrets (secrets.go).
+	if p, err := c.Project(ctx, project); err != nil {
+		return nil, err
+	} else if err := c.checkSpecSecretRefs(ctx, p, apis.RevisionSpec{ServiceAccountName: ts.ServiceAccountName, Containers: ts.Containers}); err != nil {
+		return nil, err
+	}
 	expected, kind := rev, KindJobReplace
 	if old == nil {
 		expected, kind = store.MustNotExist, KindJobCreate

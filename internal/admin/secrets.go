@@ -438,7 +438,12 @@ func (c *Core) SecretTarget(ctx context.Context, project, name string) (*Target,
 // nothing of Secret Manager: the account reads the values, not the
 // deployer (who already holds iam.serviceAccounts.actAs on it).
 func (c *Core) checkSecretRefs(ctx context.Context, p state.Project, s *apis.Service) error {
-	spec := s.Spec.Template.Spec
+	return c.checkSpecSecretRefs(ctx, p, s.Spec.Template.Spec)
+}
+
+// checkSpecSecretRefs is checkSecretRefs for a revision's spec, or a job's
+// task (its containers and account).
+func (c *Core) checkSpecSecretRefs(ctx context.Context, p state.Project, spec apis.RevisionSpec) error {
 	runAs := iam.NewPrincipal(spec.ServiceAccountName)
 	for _, ref := range secretRefs(spec) {
 		levels, err := c.secretLevels(ctx, p, ref.secret)

@@ -253,7 +253,7 @@ func (j *Job) Validate() error {
 	if c.Image == "" {
 		return fieldErr("spec.template.spec.template.spec.containers[0].image", "is required")
 	}
-	return validateJobEnv("spec.template.spec.template.spec.containers[0].env", c.Env)
+	return validateJobEnv("spec.template.spec.template.spec.containers[0].env", c.Env, true)
 }
 
 // reservedJobEnv are set by the platform for tasks.
@@ -262,7 +262,9 @@ var reservedJobEnv = map[string]bool{
 	"CLOUD_RUN_TASK_ATTEMPT": true, "CLOUD_RUN_TASK_COUNT": true,
 }
 
-func validateJobEnv(path string, env []EnvVar) error {
+// validateJobEnv checks a job's env (secrets allowed: from secrets of the
+// job's project) or an execution's overrides (literal values only).
+func validateJobEnv(path string, env []EnvVar, secrets bool) error {
 	seen := map[string]bool{}
 	for i, e := range env {
 		p := fmt.Sprintf("%s[%d].name", path, i)
@@ -273,8 +275,12 @@ func validateJobEnv(path string, env []EnvVar) error {
 			return fieldErr(p, "%s is reserved: Cloud Run sets it", e.Name)
 		case seen[e.Name]:
 			return fieldErr(p, "%s is set more than once", e.Name)
+		case e.ValueFrom != nil && !secrets:
+			return fieldErr(fmt.Sprintf("%s[%d].valueFrom", path, i), "overrides set literal values")
 		case e.ValueFrom != nil:
-			return fieldErr(fmt.Sprintf("%s[%d].valueFrom", path, i), "secrets are not supported by Usher for jobs yet: set a literal value")
+			if err := validateSecretRef(fmt.Sprintf("%s[%d]", path, i), e); err != nil {
+				return err
+			}
 		}
 		seen[e.Name] = true
 	}
@@ -296,7 +302,7 @@ func ValidateOverrides(o *Overrides) error {
 		return fieldErr("overrides.containerOverrides", "at most one container override is supported")
 	}
 	for _, c := range o.ContainerOverrides {
-		if err := validateJobEnv("overrides.containerOverrides[0].env", c.Env); err != nil {
+		if err := validateJobEnv("overrides.containerOverrides[0].env", c.Env, false); err != nil {
 			return err
 		}
 	}

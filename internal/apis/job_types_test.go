@@ -33,9 +33,12 @@ func TestJobValidate(t *testing.T) {
 		{"reserved env", func(j *Job) {
 			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "CLOUD_RUN_TASK_ATTEMPT", Value: "9"}}
 		}, "CLOUD_RUN_TASK_ATTEMPT"},
-		{"env from a secret (not for jobs yet)", func(j *Job) {
-			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "S", ValueFrom: &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "s", Key: "latest"}}}}
-		}, "env[0].valueFrom"},
+		{"env from another project's secret", func(j *Job) {
+			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "S", ValueFrom: &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "projects/p/secrets/s", Key: "latest"}}}}
+		}, "env[0].valueFrom.secretKeyRef.name"},
+		{"env from a secret's bad version", func(j *Job) {
+			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "S", ValueFrom: &EnvVarSource{SecretKeyRef: &SecretKeySelector{Name: "s", Key: "newest"}}}}
+		}, "env[0].valueFrom.secretKeyRef.key"},
 		{"PORT", func(j *Job) {
 			j.Spec.Template.Spec.Template.Spec.Containers[0].Env = []EnvVar{{Name: "PORT", Value: "1"}}
 		}, "PORT"},

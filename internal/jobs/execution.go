@@ -128,7 +128,9 @@ func (ex *execution) runTask(ctx context.Context, i int32, extra []runtime.EnvVa
 		}
 		env := make([]runtime.EnvVar, 0, len(c.Env))
 		for _, e := range c.Env {
-			env = append(env, runtime.EnvVar{Name: e.Name, Value: e.Value})
+			if _, _, ok := e.SecretRef(); !ok {
+				env = append(env, runtime.EnvVar{Name: e.Name, Value: e.Value})
+			}
 		}
 		spec := runtime.InstanceSpec{
 			Image: c.Image, Command: c.Command, Args: c.Args, Env: env,
@@ -162,7 +164,13 @@ func (ex *execution) runTask(ctx context.Context, i int32, extra []runtime.EnvVa
 			rec.Execution.Status.RunningCount = countRunning(rec)
 			return true
 		})
-		code, msg := ex.attempt(ctx, spec, timeout)
+		code, msg := -1, ""
+		if secretEnv, err := ex.secretEnv(ctx, c.Env, ts.ServiceAccountName); err != nil {
+			msg = "The task could not start: " + err.Error()
+		} else {
+			spec.Env = append(spec.Env, secretEnv...)
+			code, msg = ex.attempt(ctx, spec, timeout)
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -183,6 +191,28 @@ func (ex *execution) runTask(ctx context.Context, i int32, extra []runtime.EnvVa
 		}
 		ex.taskEnded(ctx, i, "", "", "", res, true)
 	}
+}
+
+// secretEnv reads the values of env's secret variables now, as account
+// (each attempt: a revoked grant stops the next one, as for a service's
+// instances).
+func (ex *execution) secretEnv(ctx context.Context, env []apis.EnvVar, account string) ([]runtime.EnvVar, error) {
+	var out []runtime.EnvVar
+	for _, e := range env {
+		secret, version, ok := e.SecretRef()
+		if !ok {
+			continue
+		}
+		if ex.r.cfg.SecretValue == nil {
+			return nil, errors.New("env " + e.Name + " names a secret and this runner cannot read secrets")
+		}
+		v, err := ex.r.cfg.SecretValue(ctx, ex.project, account, secret, version)
+		if err != nil {
+			return nil, fmt.Errorf("env %s: secret %s version %s: %w", e.Name, secret, version, err)
+		}
+		out = append(out, runtime.EnvVar{Name: e.Name, Value: string(v)})
+	}
+	return out, nil
 }
 
 // attempt runs one attempt: its exit code, and a message when it failed.

@@ -54,6 +54,10 @@ type Config struct {
 	Identity func(key string, execution *apis.Revision) ([]runtime.EnvVar, func(), error)
 	// Logs receives the tasks' output under admin.JobLogKey.
 	Logs *logs.Book[logs.Entry]
+	// SecretValue reads a secret's version for a task starting as a
+	// service account (admin.Core.RuntimeSecretValue); nil: a job whose
+	// env names secrets fails its tasks.
+	SecretValue func(ctx context.Context, project, serviceAccount, secret, version string) ([]byte, error)
 	// Output, if set, also receives each line a task printed (on stderr
 	// when stderr), for the Logging API; it must not block.
 	Output func(t TaskLine)

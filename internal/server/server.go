@@ -322,19 +322,22 @@ func Run(ctx context.Context, cfg Config) error {
 		return d.DialContext(ctx, network, addr)
 	}
 	var secretCore atomic.Pointer[admin.Core] // set once the core exists, below
+	// Secrets are read at each instance's or task's start, as its account
+	// (admin/secrets.go): a revoked grant stops new ones.
+	secretValue := func(ctx context.Context, project, account, secret, version string) ([]byte, error) {
+		c := secretCore.Load()
+		if c == nil {
+			return nil, errors.New("the admin core is not ready")
+		}
+		return c.RuntimeSecretValue(ctx, project, account, secret, version)
+	}
 	instances := pool.New(pool.Config{
 		Dial:     dialInstance, // startup and liveness probes
 		Runtime:  runtimes,
 		Identity: func(rev *apis.Revision) ([]runtime.EnvVar, func(), error) { return identity(pool.Key(rev), rev) },
 		// Secrets in env are read at each start, as the revision's account
 		// (admin/secrets.go): a revoked grant stops new instances.
-		SecretValue: func(ctx context.Context, project, account, secret, version string) ([]byte, error) {
-			c := secretCore.Load()
-			if c == nil {
-				return nil, errors.New("the admin core is not ready")
-			}
-			return c.RuntimeSecretValue(ctx, project, account, secret, version)
-		},
+		SecretValue:      secretValue,
 		ScaleToZeroGrace: cfg.ScaleToZeroGrace,
 		Log:              log.With("component", "instance"),
 		OnColdStart:      mets.coldStart,
@@ -379,8 +382,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// same metadata servers and logs as services' instances.
 	runner := jobs.New(jobs.Config{
 		Store: st, Runtime: runtimes, Identity: identity, Logs: jobLogs,
-		Output: logTaskLines(entries), // logentries.go
-		Node:   cfg.NodeName, Log: log.With("component", "jobs"),
+		Output:      logTaskLines(entries), // logentries.go
+		SecretValue: secretValue,
+		Node:        cfg.NodeName, Log: log.With("component", "jobs"),
 	})
 	if err := runner.Start(ctx); err != nil {
 		return err

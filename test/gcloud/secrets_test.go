@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/usher-run/usher/internal/testsupport/usherproc"
 )
 
 // TestGcloudSecrets: Secret Manager through the real gcloud. Versions are
@@ -114,6 +117,20 @@ func TestGcloudSecrets(t *testing.T) {
 		}
 		if r := e.gcloud("run", "deploy", "file-no-access", "--image=file://"+helloBin, "--region="+region, "--quiet",
 			"--service-account="+outsider, "--set-secrets=/tmp/secrets/pw=db-password:latest"); r.code == 0 || !strings.Contains(r.out(), outsider) {
+			t.Errorf("%s\nwant PERMISSION_DENIED naming the account", r)
+		}
+	})
+
+	step(t, "a job's env from a secret", func(t *testing.T) {
+		e.mustGcloud("run", "jobs", "create", "secret-job", "--image=file:///bin/sh", "--args=-c,echo secret=$S",
+			"--region="+region, "--service-account="+reader, "--set-secrets=S=db-password:1")
+		e.mustGcloud("run", "jobs", "execute", "secret-job", "--wait", "--region="+region)
+		usherproc.Poll(t, 30*time.Second, "the task's line in gcloud run jobs logs read", func() (bool, string) {
+			r := e.gcloud("run", "jobs", "logs", "read", "secret-job", "--region="+region)
+			return strings.Contains(r.stdout, "secret="+value1), r.String()
+		})
+		if r := e.gcloud("run", "jobs", "create", "secret-job-outsider", "--image=file:///bin/sh", "--args=-c,echo $S",
+			"--region="+region, "--service-account="+outsider, "--set-secrets=S=db-password:1"); r.code == 0 || !strings.Contains(r.out(), outsider) {
 			t.Errorf("%s\nwant PERMISSION_DENIED naming the account", r)
 		}
 	})
