@@ -60,14 +60,14 @@ func (a *API) getJob(w http.ResponseWriter, r *http.Request, c *caller) error {
 
 func (a *API) createJob(w http.ResponseWriter, r *http.Request, c *caller) error {
 	project, region := pathScope(r)
-	var j apis.Job
-	if err := decodeBody(r, &j); err != nil {
+	j, err := parseJob(r)
+	if err != nil {
 		return err
 	}
 	if err := apis.ValidateJobName(j.Metadata.Name); err != nil {
 		return invalidField(err)
 	}
-	out, err := a.cfg.Core.WriteJob(r.Context(), c, admin.JobWrite{Project: project, Region: region, Name: j.Metadata.Name, Create: true, Job: &j})
+	out, err := a.cfg.Core.WriteJob(r.Context(), c, admin.JobWrite{Project: project, Region: region, Name: j.Metadata.Name, Create: true, Job: j})
 	if err != nil {
 		return err
 	}
@@ -77,18 +77,34 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request, c *caller) error
 func (a *API) replaceJob(w http.ResponseWriter, r *http.Request, c *caller) error {
 	project, region := pathScope(r)
 	name := r.PathValue("name")
-	var j apis.Job
-	if err := decodeBody(r, &j); err != nil {
+	j, err := parseJob(r)
+	if err != nil {
 		return err
 	}
 	if j.Metadata.Name != "" && j.Metadata.Name != name {
 		return invalidArgument("metadata.name %q does not match the job %q in the path", j.Metadata.Name, name)
 	}
-	out, err := a.cfg.Core.WriteJob(r.Context(), c, admin.JobWrite{Project: project, Region: region, Name: name, Job: &j, ResourceVersion: j.Metadata.ResourceVersion})
+	out, err := a.cfg.Core.WriteJob(r.Context(), c, admin.JobWrite{Project: project, Region: region, Name: name, Job: j, ResourceVersion: j.Metadata.ResourceVersion})
 	if err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+// parseJob reads a v1 Job, refusing what Usher would drop (apis.ParseJob).
+func parseJob(r *http.Request) (*apis.Job, error) {
+	b, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, invalidArgument("the request has no job")
+	}
+	j, err := apis.ParseJob(b)
+	if err != nil {
+		return nil, invalidField(err)
+	}
+	return j, nil
 }
 
 // k8sStatus is the Kubernetes Status a v1 delete answers.

@@ -1,8 +1,10 @@
 package apis
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 )
@@ -334,4 +336,83 @@ func (n *Int64String) UnmarshalJSON(b []byte) error {
 	}
 	*n = Int64String(v)
 	return nil
+}
+
+// What a v1 Job may carry, field by field, as v1Fields says for a Service:
+// a field Usher does not implement for jobs is refused naming it, never
+// decoded away.
+var v1JobContainer = func() map[string]v1Field {
+	m := maps.Clone(v1Container)
+	for _, k := range []string{"ports", "startupProbe", "livenessProbe", "workingDir", "volumeMounts"} {
+		m[k] = v1Refused(notByUsher + " for jobs")
+	}
+	return m
+}()
+
+var v1JobFields = map[string]v1Field{
+	"apiVersion": v1In,
+	"kind":       v1In,
+	"metadata":   v1Message(v1ObjectMeta),
+	"spec": v1Message(map[string]v1Field{
+		"template": v1Message(map[string]v1Field{
+			"metadata": v1Message(v1ObjectMeta),
+			"spec": v1Message(map[string]v1Field{
+				"parallelism": v1In,
+				"taskCount":   v1In,
+				"template": v1Message(map[string]v1Field{
+					"spec": v1Message(map[string]v1Field{
+						"containers":         v1Message(v1JobContainer),
+						"maxRetries":         v1In,
+						"timeoutSeconds":     v1In,
+						"serviceAccountName": v1In,
+						"volumes":            v1Refused(notByUsher + " for jobs"),
+					}),
+				}),
+			}),
+		}),
+	}),
+	"status": v1Output,
+}
+
+// jobAnnotations and jobTemplateAnnotations are the system annotations
+// accepted on a job and on its execution template.
+var (
+	jobAnnotations = map[string]annotationRule{
+		AnnotationRunCreator:      annServerOwn,
+		AnnotationRunLastModifier: annServerOwn,
+		AnnotationClientName:      annAny,
+		AnnotationClientVersion:   annAny,
+		AnnotationLaunchStage:     annAny,
+		AnnotationDescription:     annAny,
+		AnnotationOperationID:     annAny,
+	}
+	jobTemplateAnnotations = map[string]annotationRule{
+		AnnotationClientName:    annAny,
+		AnnotationClientVersion: annAny,
+	}
+)
+
+// ParseJob decodes a v1 Job from a request body, refusing any field or
+// system annotation Usher would otherwise drop. Errors are *FieldError.
+func ParseJob(b []byte) (*Job, error) {
+	var raw any
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	if err := d.Decode(&raw); err != nil {
+		return nil, &FieldError{Path: "job", Message: "invalid JSON: " + err.Error()}
+	}
+	if err := walkV1("", raw, v1JobFields); err != nil {
+		return nil, err
+	}
+	var j Job
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, &FieldError{Path: "job", Message: "invalid JSON: " + err.Error()}
+	}
+	if err := checkSystemAnnotations("metadata.annotations", j.Metadata.Annotations, jobAnnotations); err != nil {
+		return nil, err
+	}
+	if err := checkSystemAnnotations("spec.template.metadata.annotations", j.Spec.Template.Metadata.Annotations, jobTemplateAnnotations); err != nil {
+		return nil, err
+	}
+	return &j, nil
 }

@@ -2,6 +2,7 @@ package apis
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -96,6 +97,40 @@ func FuzzJob(f *testing.F) {
 		if es.TaskCount < 1 || es.TaskCount > MaxTaskCount || es.Parallelism < 0 || len(es.Template.Spec.Containers) != 1 ||
 			*es.Template.Spec.MaxRetries > MaxMaxRetries || es.Template.Spec.TimeoutSeconds < 1 {
 			t.Errorf("valid job out of limits: %+v", es)
+		}
+	})
+}
+
+// TestParseJobRefusesWhatJobsDoNotDo: a field or system annotation Usher
+// does not implement for jobs is refused naming it, never decoded away.
+func TestParseJobRefusesWhatJobsDoNotDo(t *testing.T) {
+	const task = `{"spec":{"template":{"spec":{"template":{"spec":{"containers":[{"image":"i"%s}]%s}}}}}}`
+	for _, c := range []struct{ name, body, want string }{
+		{"volumes", fmt.Sprintf(task, "", `,"volumes":[{"name":"v","emptyDir":{}}]`), "spec.template.spec.template.spec.volumes"},
+		{"volume mounts", fmt.Sprintf(task, `,"volumeMounts":[{"name":"v","mountPath":"/v"}]`, ""), "containers[0].volumeMounts"},
+		{"probes", fmt.Sprintf(task, `,"startupProbe":{"tcpSocket":{}}`, ""), "containers[0].startupProbe"},
+		{"working dir", fmt.Sprintf(task, `,"workingDir":"/srv"`, ""), "containers[0].workingDir"},
+		{"unknown field", fmt.Sprintf(task, "", `,"priority":3`), "spec.template.spec.template.spec.priority"},
+		{"vpc connector", `{"spec":{"template":{"metadata":{"annotations":{"run.googleapis.com/vpc-access-connector":"c"}},"spec":{"template":{"spec":{"containers":[{"image":"i"}]}}}}}}`, "run.googleapis.com/vpc-access-connector"},
+	} {
+		_, err := ParseJob([]byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %s", c.name, err, c.want)
+		}
+	}
+	j, err := ParseJob([]byte(fmt.Sprintf(task, `,"env":[{"name":"S","valueFrom":{"secretKeyRef":{"name":"s","key":"1"}}}]`, `,"maxRetries":2`)))
+	if err != nil || j.Spec.Template.Spec.Template.Spec.Containers[0].Env[0].ValueFrom == nil {
+		t.Fatalf("a job with a secret env var: %v %+v", err, j)
+	}
+}
+
+func FuzzParseJob(f *testing.F) {
+	f.Add([]byte(`{"metadata":{"name":"j","annotations":{"run.googleapis.com/client-name":"gcloud"}},"spec":{"template":{"spec":{"taskCount":2,"template":{"spec":{"containers":[{"image":"i"}]}}}}}}`))
+	f.Add([]byte(`{"spec":{"template":{"spec":{"template":{"spec":{"volumes":[1]}}}}}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		j, err := ParseJob(b)
+		if err == nil && j == nil {
+			t.Fatal("no job and no error")
 		}
 	})
 }
