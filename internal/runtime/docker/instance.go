@@ -359,9 +359,20 @@ func (in *instance) probe(ctx context.Context, timeout time.Duration) error {
 	defer deadline.Stop()
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
+	// Through a published port, one connection the engine's proxy held open
+	// is not proof on a loaded host (the proxy may be slow to learn the
+	// container refused it): two in a row are.
+	need, ok := 1, 0
+	if !in.r.direct {
+		need = 2
+	}
 	for {
 		if in.addr != "" && in.probeOnce(ctx) {
-			return nil
+			if ok++; ok >= need {
+				return nil
+			}
+		} else {
+			ok = 0
 		}
 		select {
 		case <-in.done:
