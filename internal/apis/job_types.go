@@ -366,6 +366,7 @@ var v1JobFields = map[string]v1Field{
 						"timeoutSeconds":     v1In,
 						"serviceAccountName": v1In,
 						"volumes":            v1Refused(notByUsher + " for jobs"),
+						"nodeSelector":       v1Refused(notByUsher + " (no GPUs)"),
 					}),
 				}),
 			}),
