@@ -2,6 +2,7 @@ package gcloud
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -122,12 +123,12 @@ func TestGcloudSecrets(t *testing.T) {
 	})
 
 	step(t, "a job's env from a secret", func(t *testing.T) {
-		e.mustGcloud("run", "jobs", "create", "secret-job", "--image=file:///bin/sh", "--args=-c,echo secret=$S",
+		e.mustGcloud("run", "jobs", "create", "secret-job", "--image=file:///bin/sh", "--args=-c,echo secret-length=${#S}", // never the value: the data dir must hold no plaintext
 			"--region="+region, "--service-account="+reader, "--set-secrets=S=db-password:1")
 		e.mustGcloud("run", "jobs", "execute", "secret-job", "--wait", "--region="+region)
 		usherproc.Poll(t, 30*time.Second, "the task's line in gcloud run jobs logs read", func() (bool, string) {
 			r := e.gcloud("run", "jobs", "logs", "read", "secret-job", "--region="+region)
-			return strings.Contains(r.stdout, "secret="+value1), r.String()
+			return strings.Contains(r.stdout, fmt.Sprintf("secret-length=%d", len(value1))), r.String()
 		})
 		if r := e.gcloud("run", "jobs", "create", "secret-job-outsider", "--image=file:///bin/sh", "--args=-c,echo $S",
 			"--region="+region, "--service-account="+outsider, "--set-secrets=S=db-password:1"); r.code == 0 || !strings.Contains(r.out(), outsider) {
