@@ -1,7 +1,6 @@
 package apis
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -396,18 +395,9 @@ var (
 // ParseJob decodes a v1 Job from a request body, refusing any field or
 // system annotation Usher would otherwise drop. Errors are *FieldError.
 func ParseJob(b []byte) (*Job, error) {
-	var raw any
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	if err := d.Decode(&raw); err != nil {
-		return nil, &FieldError{Path: "job", Message: "invalid JSON: " + err.Error()}
-	}
-	if err := walkV1("", raw, v1JobFields); err != nil {
+	j, err := parseV1[Job](b, "job", v1JobFields)
+	if err != nil {
 		return nil, err
-	}
-	var j Job
-	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, &FieldError{Path: "job", Message: "invalid JSON: " + err.Error()}
 	}
 	if err := checkSystemAnnotations("metadata.annotations", j.Metadata.Annotations, jobAnnotations); err != nil {
 		return nil, err
@@ -415,5 +405,5 @@ func ParseJob(b []byte) (*Job, error) {
 	if err := checkSystemAnnotations("spec.template.metadata.annotations", j.Spec.Template.Metadata.Annotations, jobTemplateAnnotations); err != nil {
 		return nil, err
 	}
-	return &j, nil
+	return j, nil
 }

@@ -176,21 +176,25 @@ var v1Fields = map[string]v1Field{
 
 // ParseService decodes a v1 Service from a request body, refusing any field
 // Usher would otherwise drop (see v1Fields). Errors are *FieldError.
-func ParseService(b []byte) (*Service, error) {
+func ParseService(b []byte) (*Service, error) { return parseV1[Service](b, "service", v1Fields) }
+
+// parseV1 decodes a v1 resource (what names it in errors) after walking
+// its raw JSON against fields.
+func parseV1[T any](b []byte, what string, fields map[string]v1Field) (*T, error) {
 	var raw any
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	if err := d.Decode(&raw); err != nil {
-		return nil, &FieldError{Path: "service", Message: "invalid JSON: " + err.Error()}
+		return nil, &FieldError{Path: what, Message: "invalid JSON: " + err.Error()}
 	}
-	if err := walkV1("", raw, v1Fields); err != nil {
+	if err := walkV1("", raw, fields); err != nil {
 		return nil, err
 	}
-	var s Service
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, &FieldError{Path: "service", Message: "invalid JSON: " + err.Error()}
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, &FieldError{Path: what, Message: "invalid JSON: " + err.Error()}
 	}
-	return &s, nil
+	return &v, nil
 }
 
 // walkV1 checks one message against its fields. Keys are walked in order so
